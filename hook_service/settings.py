@@ -1,0 +1,181 @@
+"""Configuration: ``HOOK_*`` environment variables read once into a frozen :class:`Settings`.
+
+This is the only module that reads ``os.environ``. Every value is validated here, at start-up,
+and a bad one raises :class:`~hook_service.errors.SettingsError` naming the variable (never its
+value when the value is a secret).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import SettingsError
+
+PREFIX = "HOOK_"
+TOKEN_TTL_RANGE = (30, 3600)
+# Secrets shorter than this are guessable; 16 characters of a random token is already 96 bits.
+MIN_SECRET_LENGTH = 16
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated service configuration (design.md, "Configuration")."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = field(default=None, repr=False)
+    keys_dir: Path = Path("keys")
+    policy_file: Path | None = None
+    prelude_jwks_url: str | None = None
+    prelude_jwks_file: Path | None = None
+    insecure_skip_signature: bool = False
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    token_ttl: int = 300
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``HOOK_*`` variables (``os.environ`` by default); ``overrides`` (CLI flags,
+        already typed) win over the environment. The result is validated."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            # An empty variable counts as unset (compose's `${VAR:-}` idiom).
+            if raw is not None and raw.strip():
+                values[f.name] = _PARSERS[f.name](PREFIX + f.name.upper(), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` applied."""
+        return replace(self, **changes).validated()
+
+    def validated(self) -> Settings:
+        """Cross-field checks; returns ``self`` or raises :class:`SettingsError`."""
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"HOOK_PORT must be from 1 to 65535, got {self.port}")
+        low, high = TOKEN_TTL_RANGE
+        if not low <= self.token_ttl <= high:
+            raise SettingsError(
+                f"HOOK_TOKEN_TTL must be from {low} to {high} seconds, got {self.token_ttl}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"HOOK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        if self.prelude_jwks_url and self.prelude_jwks_file:
+            raise SettingsError(
+                "HOOK_PRELUDE_JWKS_URL and HOOK_PRELUDE_JWKS_FILE are both set; set only one"
+            )
+        if not self.signature_source and not self.insecure_skip_signature:
+            # Fail closed (contract 2.3): without Prelude's JWKS no hook call can be verified.
+            raise SettingsError(
+                "HOOK_PRELUDE_JWKS_URL or HOOK_PRELUDE_JWKS_FILE is required to verify hook "
+                "signatures (HOOK_INSECURE_SKIP_SIGNATURE=true is for development only)"
+            )
+        _check_secrets("HOOK_API_KEYS", self.api_keys)
+        _check_secrets("HOOK_ADMIN_TOKENS", self.admin_tokens)
+        if set(self.api_keys) & set(self.admin_tokens):
+            raise SettingsError("HOOK_API_KEYS and HOOK_ADMIN_TOKENS must not share a value")
+        return self
+
+    @property
+    def signature_source(self) -> str | None:
+        """Where Prelude's app JWKS comes from, for logs (a URL or a file path)."""
+        if self.prelude_jwks_url:
+            return self.prelude_jwks_url
+        return str(self.prelude_jwks_file) if self.prelude_jwks_file else None
+
+
+def _check_secrets(name: str, values: tuple[str, ...]) -> None:
+    for position, value in enumerate(values, start=1):
+        if len(value) < MIN_SECRET_LENGTH or value != value.strip():
+            # The value itself is a secret: name its position, never echo it.
+            raise SettingsError(
+                f"{name}: entry {position} must be at least {MIN_SECRET_LENGTH} characters "
+                "without surrounding spaces"
+            )
+
+
+def _text(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise SettingsError(f"{name} is set but empty")
+    return value
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(_text(name, raw))
+
+
+def _secrets(name: str, raw: str) -> tuple[str, ...]:
+    values = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not values:
+        raise SettingsError(f"{name} is set but holds no value")
+    return values
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = _text(name, raw)
+    scheme = urlsplit(value).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        # Do not echo the URL: it may carry a password.
+        raise SettingsError(f"{name} must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _jwks_url(name: str, raw: str) -> str:
+    value = _text(name, raw)
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+        return value  # a local simulator or test double; never over a network in clear
+    raise SettingsError(
+        f"{name} must be an https:// URL (http:// only for loopback), got {value!r}"
+    )
+
+
+def _log_level(name: str, raw: str) -> str:
+    return _text(name, raw).upper()
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "host": _text,
+    "port": _int,
+    "redis_url": _redis_url,
+    "keys_dir": _path,
+    "policy_file": _path,
+    "prelude_jwks_url": _jwks_url,
+    "prelude_jwks_file": _path,
+    "insecure_skip_signature": _bool,
+    "api_keys": _secrets,
+    "admin_tokens": _secrets,
+    "token_ttl": _int,
+    "log_level": _log_level,
+}

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hook_service.errors import SettingsError
+from hook_service.settings import Settings
+
+JWKS = {"HOOK_PRELUDE_JWKS_URL": "https://app.session.prelude.dev/.well-known/jwks.json"}
+API_KEY = "k" * 20
+ADMIN = "a" * 20
+
+
+def test_defaults_match_the_design() -> None:
+    settings = Settings.from_env(JWKS)
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.keys_dir == Path("keys")
+    assert settings.redis_url is None
+    assert settings.policy_file is None
+    assert settings.token_ttl == 300
+    assert settings.insecure_skip_signature is False
+    assert settings.api_keys == () and settings.admin_tokens == ()
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "HOOK_HOST": "0.0.0.0",
+            "HOOK_PORT": "9000",
+            "HOOK_REDIS_URL": "redis://:pw@127.0.0.1:6379/2",
+            "HOOK_KEYS_DIR": "/var/lib/hook/keys",
+            "HOOK_POLICY_FILE": "/etc/hook/policy.yaml",
+            "HOOK_PRELUDE_JWKS_FILE": "/etc/hook/prelude.json",
+            "HOOK_API_KEYS": f"{API_KEY}, {API_KEY}2",
+            "HOOK_ADMIN_TOKENS": ADMIN,
+            "HOOK_TOKEN_TTL": "120",
+            "HOOK_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.host == "0.0.0.0" and settings.port == 9000
+    assert settings.redis_url == "redis://:pw@127.0.0.1:6379/2"
+    assert settings.keys_dir == Path("/var/lib/hook/keys")
+    assert settings.policy_file == Path("/etc/hook/policy.yaml")
+    assert settings.prelude_jwks_file == Path("/etc/hook/prelude.json")
+    assert settings.api_keys == (API_KEY, API_KEY + "2")
+    assert settings.admin_tokens == (ADMIN,)
+    assert settings.token_ttl == 120
+    assert settings.log_level == "DEBUG"
+
+
+def test_overrides_win_over_the_environment() -> None:
+    settings = Settings.from_env({**JWKS, "HOOK_PORT": "9000"}, port=9100, host=None)
+    assert settings.port == 9100
+    assert settings.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"HOOK_PORT": "eighty"}, "HOOK_PORT"),
+        ({"HOOK_PORT": "70000"}, "HOOK_PORT"),
+        ({"HOOK_TOKEN_TTL": "29"}, "HOOK_TOKEN_TTL"),
+        ({"HOOK_TOKEN_TTL": "3601"}, "HOOK_TOKEN_TTL"),
+        ({"HOOK_INSECURE_SKIP_SIGNATURE": "maybe"}, "HOOK_INSECURE_SKIP_SIGNATURE"),
+        ({"HOOK_REDIS_URL": "http://127.0.0.1:6379"}, "HOOK_REDIS_URL"),
+        ({"HOOK_PRELUDE_JWKS_URL": "http://prelude.example/jwks.json"}, "HOOK_PRELUDE_JWKS_URL"),
+        ({"HOOK_API_KEYS": "short"}, "HOOK_API_KEYS"),
+        ({"HOOK_ADMIN_TOKENS": f"{ADMIN},tiny"}, "HOOK_ADMIN_TOKENS"),
+        ({"HOOK_LOG_LEVEL": "LOUD"}, "HOOK_LOG_LEVEL"),
+        ({"HOOK_API_KEYS": API_KEY, "HOOK_ADMIN_TOKENS": API_KEY}, "HOOK_ADMIN_TOKENS"),
+        ({"HOOK_PRELUDE_JWKS_FILE": "/tmp/j.json"}, "HOOK_PRELUDE_JWKS_FILE"),
+    ],
+)
+def test_a_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({**JWKS, **env})
+
+
+def test_signature_source_is_required_unless_explicitly_skipped() -> None:
+    with pytest.raises(SettingsError, match="HOOK_PRELUDE_JWKS_URL or HOOK_PRELUDE_JWKS_FILE"):
+        Settings.from_env({})
+    settings = Settings.from_env({"HOOK_INSECURE_SKIP_SIGNATURE": "true"})
+    assert settings.insecure_skip_signature is True
+
+
+def test_errors_and_repr_never_show_secrets() -> None:
+    secret = "tooshort"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**JWKS, "HOOK_API_KEYS": secret})
+    assert secret not in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**JWKS, "HOOK_REDIS_URL": "http://:hunter2hunter2@redis:6379"})
+    assert "hunter2" not in str(caught.value)
+    settings = Settings.from_env(
+        {
+            **JWKS,
+            "HOOK_API_KEYS": API_KEY,
+            "HOOK_ADMIN_TOKENS": ADMIN,
+            "HOOK_REDIS_URL": "redis://:hunter2hunter2@redis:6379",
+        }
+    )
+    assert API_KEY not in repr(settings)
+    assert ADMIN not in repr(settings)
+    assert "hunter2" not in repr(settings)
+
+
+def test_empty_variables_count_as_unset() -> None:
+    settings = Settings.from_env({**JWKS, "HOOK_ADMIN_TOKENS": "", "HOOK_POLICY_FILE": " "})
+    assert settings.admin_tokens == ()
+    assert settings.policy_file is None
+
+
+def test_settings_are_frozen_and_replace_revalidates() -> None:
+    settings = Settings.from_env(JWKS)
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+    with pytest.raises(SettingsError, match="HOOK_TOKEN_TTL"):
+        settings.replace(token_ttl=10)
+    assert settings.replace(token_ttl=60).token_ttl == 60
