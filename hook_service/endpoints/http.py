@@ -1,0 +1,83 @@
+"""HTTP plumbing shared by the handlers: bounded body reading, media-type check, bearer auth."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+
+# Prelude keeps hook bodies small (contract 2.1: metadata is at most 5 short entries); 64 KiB
+# leaves room for new fields while bounding what an unauthenticated caller can make us buffer.
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body of a JSON request, refused early when too large or not JSON.
+
+    The raw bytes are kept because the hook signature covers exactly them (contract 2.3)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length must be a non-negative integer")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body has no Content-Length: count as it arrives
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object, or raise :class:`InvalidRequest`."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def require_bearer(request: Request, accepted: tuple[str, ...], what: str) -> int:
+    """Check ``Authorization: Bearer <secret>`` against ``accepted``; return the matching index.
+
+    Every accepted secret is compared in constant time, and all of them are compared, so the
+    time taken says nothing about which one nearly matched."""
+    if not accepted:
+        raise Unauthorized(f"{what} is disabled: no credentials are configured")
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise Unauthorized(f"{what} requires Authorization: Bearer <token>")
+    candidate = presented.strip().encode()
+    found = -1
+    for index, secret in enumerate(accepted):
+        if hmac.compare_digest(candidate, secret.encode()) and found < 0:
+            found = index
+    if found < 0:
+        raise Unauthorized(f"invalid credentials for {what}")
+    return found
+
+
+def json_response(
+    data: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A JSON response that is never cached by intermediaries unless the caller says so."""
+    merged = {"Cache-Control": "no-store"}
+    merged.update(headers or {})
+    return JSONResponse(data, status_code=status_code, headers=merged)

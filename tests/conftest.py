@@ -1,0 +1,258 @@
+"""Shared fixtures: a real, private ``redis-server`` (Redis is never mocked) and the anyio backend.
+
+Use from any test module:
+
+* ``redis_url`` (function scope): URL of the session's private server, running and flushed
+  (FLUSHALL) before the test. Requesting it is what starts the server, so tests that do not need
+  Redis never start one.
+* ``redis_server`` (session scope): the :class:`RedisServer` behind ``redis_url``, for fault
+  tests: ``.stop()``, ``.start()`` (same port, so URLs stay valid), ``.pause()``/``.resume()``
+  (SIGSTOP/SIGCONT: a hung server), ``.url``, ``.port``, ``.pid``. ``redis_url``
+  restarts/resumes it for the next test if a fault test failed half-way.
+* ``redis_server_factory`` (function scope): ``make(*extra_args, password=None)`` starts an
+  extra private server (e.g. with ``--requirepass``), stopped after the test.
+
+If ``redis-server`` is not on PATH those fixtures FAIL (never skip): CI must not silently drop
+the Redis tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+from support import ADMIN_TOKEN, API_KEY, PRELUDE_JWKS_FILE, FakeClock, KeyFactory
+
+from hook_service.app import create_app
+from hook_service.keys import FileKeyStore
+from hook_service.settings import Settings
+from hook_service.store import MemoryStore, RedisStore, Store
+
+_START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError:
+        return False
+    # A --requirepass server answers -NOAUTH before AUTH: it is up all the same.
+    return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+
+class RedisServer:
+    """One private ``redis-server`` process on 127.0.0.1, no persistence."""
+
+    def __init__(
+        self, binary: str, directory: Path, extra_args: tuple[str, ...] = (), password: str = ""
+    ) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.extra_args = extra_args
+        self.password = password
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        """Process id (raw signals; prefer :meth:`pause`/:meth:`resume`, which ``reset`` undoes)."""
+        if self._process is None:
+            raise RuntimeError("redis-server is not running")
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start (or restart on the same port) and wait until it answers PING."""
+        if self.running:
+            return
+        # The first start picks a free port; it may be taken in the meantime, so try a few.
+        for _attempt in range(1 if self.port else 5):
+            port = self.port or _free_port()
+            if self._spawn(port):
+                self.port = port
+                return
+        log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+        pytest.fail(f"redis-server did not start on 127.0.0.1:{port}; log tail:\n{log}")
+
+    def _spawn(self, port: int) -> bool:
+        args = [self.binary, "--port", str(port), "--save", "", "--appendonly", "no"]
+        args += ["--bind", "127.0.0.1", "--dir", str(self.directory), *self.extra_args]
+        if self.password:
+            args += ["--requirepass", self.password]
+        with (self.directory / "redis.log").open("ab") as log:
+            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            if _answers_ping(port):
+                return True
+            time.sleep(0.02)
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        """Terminate the server (data is lost: no persistence)."""
+        self.resume()  # a SIGSTOPped process would not act on SIGTERM
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections but nothing answers (a hung server)."""
+        if self.running and self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._paused and self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+        self._paused = False
+
+    def reset(self) -> None:
+        """Running, answering, and empty: the state every test starts from."""
+        self.resume()
+        self.start()
+        client = redis.Redis.from_url(self.url, socket_timeout=5)
+        try:
+            client.config_set("maxmemory", 0)  # a fault test may have set it
+            client.flushall()
+        finally:
+            client.close()
+
+
+def _redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server not found on PATH: the Redis store tests need a real server "
+            "(e.g. `apt-get install redis-server`); they are never skipped",
+            pytrace=False,
+        )
+    return binary
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(_redis_server_binary(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.reset()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RedisServer]]:
+    binary = _redis_server_binary()
+    servers: list[RedisServer] = []
+
+    def make(*extra_args: str, password: str = "") -> RedisServer:
+        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), extra_args, password)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# --- the application -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        keys_dir=tmp_path / "keys",
+        prelude_jwks_file=PRELUDE_JWKS_FILE,
+        api_keys=(API_KEY,),
+        admin_tokens=(ADMIN_TOKEN,),
+    ).validated()
+
+
+AppFactory = Callable[..., Starlette]
+
+
+@pytest.fixture
+def make_app(settings: Settings, clock: FakeClock) -> AppFactory:
+    """Build an app on the test settings and the fake clock.
+
+    ``make_app(store="redis:<url>")`` gives it a :class:`RedisStore` on that URL (several apps
+    on one URL play several instances); other keyword arguments change settings. Apps on the
+    same keys directory share one key store, as workers on one host share the directory."""
+    new_key = KeyFactory()
+    key_stores: dict[Path, FileKeyStore] = {}
+
+    def make(redis_url: str | None = None, **changes: Any) -> Starlette:
+        app_settings = settings.replace(**changes) if changes else settings
+        keys = key_stores.get(app_settings.keys_dir)
+        if keys is None:
+            keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
+            key_stores[app_settings.keys_dir] = keys
+        store: Store = RedisStore(redis_url, clock=clock) if redis_url else MemoryStore(clock=clock)
+        return create_app(app_settings, clock=clock, store=store, keys=keys)
+
+    return make
+
+
+@pytest.fixture
+def client(make_app: AppFactory) -> Iterator[TestClient]:
+    with TestClient(make_app()) as test_client:
+        yield test_client

@@ -1,0 +1,140 @@
+"""GET /.well-known/jwks.json and the admin key API."""
+
+from __future__ import annotations
+
+import stat
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from support import ADMIN_TOKEN, API_KEY, FakeClock, bearer
+
+from hook_service.settings import Settings
+
+JWKS = "/.well-known/jwks.json"
+PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+
+def admin(client: TestClient, method: str, path: str, **kwargs: Any) -> Any:
+    return client.request(method, path, headers=bearer(ADMIN_TOKEN), **kwargs)
+
+
+def states(client: TestClient) -> dict[str, str]:
+    keys = admin(client, "GET", "/admin/keys").json()["keys"]
+    return {key["kid"]: key["state"] for key in keys}
+
+
+def test_jwks_publishes_next_and_active_public_keys_only(client: TestClient) -> None:
+    response = client.get(JWKS)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "public, max-age=300"
+    keys = response.json()["keys"]
+    assert {key["kid"] for key in keys} == set(states(client))
+    for key in keys:
+        assert set(key) == {"kty", "kid", "use", "alg", "n", "e"}
+        assert (key["kty"], key["use"], key["alg"], key["e"]) == ("RSA", "sig", "RS256", "AQAB")
+        assert not PRIVATE_MEMBERS & set(key)
+        assert "=" not in key["n"]
+
+
+def test_jwks_etag_and_304(client: TestClient) -> None:
+    first = client.get(JWKS)
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    cached = client.get(JWKS, headers={"If-None-Match": etag})
+    assert cached.status_code == 304
+    assert cached.content == b""
+    assert cached.headers["etag"] == etag
+    assert client.get(JWKS, headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
+    assert client.get(JWKS, headers={"If-None-Match": '"other"'}).status_code == 200
+    admin(client, "POST", "/admin/keys/rotate")
+    changed = client.get(JWKS, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+
+
+def test_first_start_creates_active_and_next_with_private_files(
+    client: TestClient, settings: Settings
+) -> None:
+    keys = admin(client, "GET", "/admin/keys").json()["keys"]
+    assert sorted(key["state"] for key in keys) == ["active", "next"]
+    for key in keys:
+        assert set(key) == {"kid", "state", "created_at", "activated_at", "retire_at"}
+        assert key["created_at"].endswith("Z") or key["created_at"].endswith("+00:00")
+        assert key["retire_at"] is None
+        pem = settings.keys_dir / f"{key['kid']}.pem"
+        assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    active = next(key for key in keys if key["state"] == "active")
+    assert active["activated_at"] is not None
+
+
+def test_rotate_moves_next_to_active(client: TestClient, clock: FakeClock) -> None:
+    before = states(client)
+    old_active = next(kid for kid, state in before.items() if state == "active")
+    old_next = next(kid for kid, state in before.items() if state == "next")
+    response = admin(client, "POST", "/admin/keys/rotate", json={"force": False})
+    assert response.status_code == 200
+    after = {key["kid"]: key for key in response.json()["keys"]}
+    assert after[old_next]["state"] == "active"
+    assert after[old_active]["state"] == "retired"
+    assert after[old_active]["retire_at"] is not None
+    new_next = [kid for kid, key in after.items() if key["state"] == "next"]
+    assert len(new_next) == 1 and new_next[0] not in before
+    assert set(after) == {key["kid"] for key in client.get(JWKS).json()["keys"]}
+
+
+def test_rotate_with_an_empty_body_and_a_bad_body(client: TestClient) -> None:
+    assert admin(client, "POST", "/admin/keys/rotate").status_code == 200
+    bad = admin(client, "POST", "/admin/keys/rotate", json={"force": "yes"})
+    assert bad.status_code == 400
+    assert "force" in bad.json()["detail"]
+
+
+def test_revoke_active_promotes_next(client: TestClient) -> None:
+    before = states(client)
+    active = next(kid for kid, state in before.items() if state == "active")
+    following = next(kid for kid, state in before.items() if state == "next")
+    response = admin(client, "POST", f"/admin/keys/{active}/revoke")
+    assert response.status_code == 200
+    after = {key["kid"]: key["state"] for key in response.json()["keys"]}
+    assert active not in after
+    assert after[following] == "active"
+    assert list(after.values()).count("next") == 1
+    assert active not in {key["kid"] for key in client.get(JWKS).json()["keys"]}
+
+
+def test_revoke_unknown_kid_is_404(client: TestClient) -> None:
+    response = admin(client, "POST", "/admin/keys/nope/revoke")
+    assert response.status_code == 404
+    assert response.json()["error"] == "unknown_key"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/admin/keys"), ("POST", "/admin/keys/rotate"), ("POST", "/admin/keys/x/revoke")],
+)
+@pytest.mark.parametrize("headers", [{}, bearer(API_KEY), bearer("nope-nope-nope-nope-nope")])
+def test_admin_api_needs_an_admin_token(
+    client: TestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    before = states(client)
+    response = client.request(method, path, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert states(client) == before
+
+
+def test_admin_api_is_off_without_tokens(make_app: Any) -> None:
+    with TestClient(make_app(admin_tokens=())) as client:
+        response = client.get("/admin/keys", headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 401
+    assert "disabled" in response.json()["detail"]
+
+
+def test_rotation_by_another_process_is_seen(client: TestClient, settings: Settings) -> None:
+    from hook_service.keys import FileKeyStore
+
+    other = FileKeyStore(settings.keys_dir)  # another worker on the same host
+    rotated = other.rotate(settings.token_ttl)
+    assert states(client)[rotated.active.kid] == "active"

@@ -1,0 +1,151 @@
+"""The hook-service CLI: policy check/eval, keys list/rotate/revoke, serve --dev."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from support import hook_body
+
+from hook_service.cli import cli
+from hook_service.policy import example_policy_path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_policy_check_accepts_the_example(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["policy", "check", str(example_policy_path())])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output
+
+
+def test_policy_check_names_file_rule_and_reason(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        example_policy_path().read_text().replace("granted_for: 300", "granted_for: 0", 1)
+    )
+    result = runner.invoke(cli, ["policy", "check", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.yaml" in result.output
+    assert "granted_for" in result.output
+
+
+def test_policy_eval_prints_decision_and_rule(runner: CliRunner, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_bytes(hook_body(amount="1500", phone=False))
+    result = runner.invoke(cli, ["policy", "eval", str(example_policy_path()), str(request)])
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.output)
+    assert output["rule"] == "large-transfer"
+    assert [step["key"] for step in output["decision"]["steps"]] == ["verify_email", "kyc_review"]
+
+
+def test_policy_eval_rejects_a_bad_request(runner: CliRunner, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text('{"scope_requested": 1}')
+    result = runner.invoke(cli, ["policy", "eval", str(example_policy_path()), str(request)])
+    assert result.exit_code == 2
+    assert "scope_requested" in result.output
+
+
+def test_keys_list_rotate_revoke(runner: CliRunner, tmp_path: Path) -> None:
+    keys_dir = ["--keys-dir", str(tmp_path / "keys")]
+    listed = runner.invoke(cli, ["keys", "list", *keys_dir])
+    assert listed.exit_code == 0, listed.output
+    before = {key["state"]: key["kid"] for key in json.loads(listed.output)["keys"]}
+    assert set(before) == {"active", "next"}
+    assert "PRIVATE" not in listed.output
+
+    rotated = runner.invoke(cli, ["keys", "rotate", *keys_dir])
+    after = {key["kid"]: key["state"] for key in json.loads(rotated.output)["keys"]}
+    assert after[before["next"]] == "active"
+    assert after[before["active"]] == "retired"
+
+    revoked = runner.invoke(cli, ["keys", "revoke", before["active"], *keys_dir])
+    assert revoked.exit_code == 0
+    assert before["active"] not in {key["kid"] for key in json.loads(revoked.output)["keys"]}
+
+    unknown = runner.invoke(cli, ["keys", "revoke", "nope", *keys_dir])
+    assert unknown.exit_code == 2
+    assert "nope" in unknown.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """``hook-service serve --dev`` in an empty directory with no HOOK_* variables."""
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HOOK_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hook_service", "serve", "--dev", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    printed: dict[str, str] = {}
+    try:
+        while len(printed) < 2:
+            line = process.stdout.readline()
+            assert line, "serve --dev exited before printing its credentials"
+            if line.startswith("dev API key"):
+                printed["api_key"] = line.rsplit(" ", 1)[1].strip()
+            elif line.startswith("dev admin token"):
+                printed["admin_token"] = line.rsplit(" ", 1)[1].strip()
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(base + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base, printed
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_serve_dev_works_with_no_configuration(
+    dev_server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, printed = dev_server
+    assert (tmp_path / "keys" / "keyset.json").exists()
+    body = hook_body(amount="1500")
+    decision = httpx.post(
+        base + "/hooks/stepup", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert decision.status_code == 200
+    assert decision.headers["x-hook-rule"] == "large-transfer"
+    token = httpx.post(
+        base + "/verification-token",
+        headers={"Authorization": f"Bearer {printed['api_key']}"},
+        json={"user_id": json.loads(body)["user_id"], "challenge_id": "chl_1", "key": "kyc_review"},
+    )
+    assert token.status_code == 200
+    keys = httpx.get(
+        base + "/admin/keys", headers={"Authorization": f"Bearer {printed['admin_token']}"}
+    )
+    assert token.json()["kid"] in {key["kid"] for key in keys.json()["keys"]}

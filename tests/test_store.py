@@ -1,0 +1,532 @@
+"""Store semantics (CONTRACTS.md "store.py"), run against MemoryStore and a real RedisStore."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, cast
+
+import anyio
+import pytest
+import redis.asyncio as aredis
+
+from hook_service import errors
+from hook_service.store import (
+    MemoryStore,
+    PendingStep,
+    RedisStore,
+    Store,
+    open_store,
+)
+from hook_service.tokens import IssuedToken
+
+pytestmark = pytest.mark.anyio
+
+
+class RedisServer(Protocol):
+    """What these tests use of conftest's ``redis_server`` / ``redis_server_factory`` servers."""
+
+    port: int
+
+    @property
+    def url(self) -> str: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+
+
+class FakeClock:
+    """Moves only when a test says so. It starts far from the real time (like support.FakeClock)
+    on purpose: RedisStore must keep Redis TTLs in the injected clock's time domain."""
+
+    def __init__(self) -> None:
+        self.now = 1_760_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def pending(
+    clock: FakeClock, *, user_id: str = "usr_1", key: str = "kyc_review", ttl: float = 600
+) -> PendingStep:
+    return PendingStep(user_id=user_id, key=key, scope="transfer:write", expires_at=clock() + ttl)
+
+
+def issued(
+    clock: FakeClock,
+    *,
+    challenge_id: str = "chl_1",
+    user_id: str = "usr_1",
+    key: str = "kyc_review",
+    ttl: int = 300,
+) -> IssuedToken:
+    return IssuedToken(
+        token=f"eyJhbGciOiJSUzI1NiJ9.{secrets.token_urlsafe(32)}.sig",
+        jti=secrets.token_urlsafe(16),
+        kid="kid-1",
+        expires_at=int(clock()) + ttl,
+        challenge_id=challenge_id,
+        user_id=user_id,
+        key=key,
+    )
+
+
+async def claim(store: Store, clock: FakeClock, token: IssuedToken) -> tuple[IssuedToken, bool]:
+    return await store.claim(token.user_id, token.key, token, clock())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        instance: Store = MemoryStore(clock)
+    else:
+        instance = RedisStore(request.getfixturevalue("redis_url"), clock=clock)
+    try:
+        yield instance
+    finally:
+        await instance.aclose()
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """A plain client to inspect what RedisStore wrote (a real server, not a mock)."""
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+# --- semantics shared by both stores -------------------------------------------------------
+
+
+async def test_first_claim_returns_the_issued_token(store: Store, clock: FakeClock) -> None:
+    await store.put_pending([pending(clock)])
+    token = issued(clock)
+    got, fresh = await claim(store, clock, token)
+    assert fresh is True
+    assert got == token and got.token == token.token
+
+
+async def test_retry_with_same_challenge_returns_the_stored_token(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock)])
+    first = issued(clock)
+    await claim(store, clock, first)
+    clock.advance(100)
+    second = issued(clock)  # the endpoint mints a new token on every call
+    got, fresh = await claim(store, clock, second)
+    assert fresh is False
+    assert got.token == first.token and got == first
+
+
+async def test_other_challenge_gets_step_already_used(store: Store, clock: FakeClock) -> None:
+    await store.put_pending([pending(clock)])
+    await claim(store, clock, issued(clock, challenge_id="chl_1"))
+    with pytest.raises(errors.StepAlreadyUsed):
+        await claim(store, clock, issued(clock, challenge_id="chl_2"))
+
+
+async def test_missing_step_and_other_user_or_key_give_no_pending_step(
+    store: Store, clock: FakeClock
+) -> None:
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock))
+    await store.put_pending([pending(clock, user_id="usr_1", key="kyc_review")])
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock, user_id="usr_2"))
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock, key="manual_check"))
+
+
+async def test_claim_at_or_after_expiry_gives_no_pending_step(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock, key="a", ttl=600), pending(clock, key="b", ttl=600)])
+    clock.advance(599)
+    assert (await claim(store, clock, issued(clock, key="a")))[1] is True
+    clock.advance(1)  # exactly expires_at: gone
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock, key="b"))
+
+
+async def test_retry_after_token_expiry_gets_step_already_used(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock, ttl=600)])
+    await claim(store, clock, issued(clock, ttl=300))
+    clock.advance(300)  # token dead, record alive until the pending expiry
+    with pytest.raises(errors.StepAlreadyUsed):
+        await claim(store, clock, issued(clock))
+
+
+async def test_claimed_record_lives_until_the_later_of_both_expiries(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock, ttl=60)])
+    first = issued(clock, ttl=300)
+    await claim(store, clock, first)
+    clock.advance(299)  # pending expiry long past, token still valid: retry still works
+    got, fresh = await claim(store, clock, issued(clock))
+    assert (got.token, fresh) == (first.token, False)
+    clock.advance(1)
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock))
+
+
+async def test_put_pending_after_use_rearms_the_step(store: Store, clock: FakeClock) -> None:
+    await store.put_pending([pending(clock)])
+    await claim(store, clock, issued(clock, challenge_id="chl_1"))
+    await store.put_pending([pending(clock)])  # a fresh review decision
+    second = issued(clock, challenge_id="chl_2")
+    assert await claim(store, clock, second) == (second, True)
+    with pytest.raises(errors.StepAlreadyUsed):  # the old challenge lost its record
+        await claim(store, clock, issued(clock, challenge_id="chl_1"))
+
+
+async def test_put_pending_overwrites_instead_of_extending(store: Store, clock: FakeClock) -> None:
+    await store.put_pending([pending(clock, ttl=600)])
+    await store.put_pending([pending(clock, ttl=60)])
+    clock.advance(60)
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock))
+
+
+async def test_put_pending_records_every_step_of_a_decision(store: Store, clock: FakeClock) -> None:
+    await store.put_pending([pending(clock, key="kyc_review"), pending(clock, key="manual")])
+    assert (await claim(store, clock, issued(clock, key="kyc_review")))[1] is True
+    assert (await claim(store, clock, issued(clock, key="manual")))[1] is True
+
+
+async def test_put_pending_of_an_expired_step_removes_the_old_record(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock, ttl=600)])
+    await store.put_pending([pending(clock, ttl=-1)])
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock))
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        (("a", "bc"), ("ab", "c")),
+        (("a:b", "c"), ("a", "b:c")),
+        (("u\x00", "k"), ("u", "\x00k")),
+        (("1:ab", "c"), ("1:a", "bc")),
+        (("usr_\ud800", "k"), ("usr_\udc00", "k")),  # lone surrogates (legal in JSON)
+    ],
+)
+async def test_user_and_key_pairs_never_collide(
+    store: Store, clock: FakeClock, stored: tuple[str, str], asked: tuple[str, str]
+) -> None:
+    await store.put_pending([pending(clock, user_id=stored[0], key=stored[1])])
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock, user_id=asked[0], key=asked[1]))
+    token = issued(clock, user_id=stored[0], key=stored[1], challenge_id="chl_\ud800")
+    assert await claim(store, clock, token) == (token, True)
+    assert (await claim(store, clock, token))[0] == token  # round-trips through the store
+
+
+async def test_concurrent_claims_same_challenge_mint_one_token(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock)])
+    tokens = [issued(clock, challenge_id="chl_1") for _ in range(20)]
+    results = await asyncio.gather(*(claim(store, clock, t) for t in tokens))
+    assert sum(fresh for _, fresh in results) == 1
+    winner = next(t for t, fresh in results if fresh)
+    assert {t.token for t, _ in results} == {winner.token}
+    assert winner in tokens
+
+
+async def test_concurrent_claims_different_challenges_one_wins(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock)])
+    tokens = [issued(clock, challenge_id=f"chl_{i}") for i in range(20)]
+    results = await asyncio.gather(
+        *(claim(store, clock, t) for t in tokens), return_exceptions=True
+    )
+    wins = [r for r in results if isinstance(r, tuple)]
+    assert len(wins) == 1 and wins[0][1] is True
+    assert all(isinstance(r, errors.StepAlreadyUsed) for r in results if not isinstance(r, tuple))
+
+
+async def test_claim_refuses_a_token_for_another_user_or_key(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock)])
+    with pytest.raises(ValueError, match="does not belong"):
+        await store.claim("usr_1", "kyc_review", issued(clock, user_id="usr_2"), clock())
+    assert (await claim(store, clock, issued(clock)))[1] is True  # nothing was consumed
+
+
+async def test_tokens_never_reach_logs_or_repr(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await store.put_pending([pending(clock)])
+    token = issued(clock)
+    await claim(store, clock, token)
+    stored, _ = await claim(store, clock, issued(clock))
+    assert token.token not in caplog.text
+    assert token.token not in repr(store) and token.token not in repr(stored)
+
+
+def test_pending_step_rejects_empty_ids_and_non_finite_expiry() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        PendingStep(user_id="", key="k", scope="s", expires_at=1.0)
+    with pytest.raises(ValueError, match="finite"):
+        PendingStep(user_id="u", key="k", scope="s", expires_at=float("nan"))
+
+
+async def test_open_store_picks_the_backend(redis_url: str, clock: FakeClock) -> None:
+    assert isinstance(open_store(None, clock), MemoryStore)
+    store = open_store(redis_url, clock)
+    try:
+        assert isinstance(store, RedisStore)
+        await store.ping()
+    finally:
+        await store.aclose()
+
+
+# --- MemoryStore ----------------------------------------------------------------------------
+
+
+async def test_memory_store_sweeps_dead_records_but_keeps_live_tokens(clock: FakeClock) -> None:
+    store = MemoryStore(clock)
+    await store.put_pending([pending(clock, user_id=f"usr_{i}", ttl=10) for i in range(50)])
+    await store.put_pending([pending(clock, user_id="claimed", ttl=10)])
+    first = issued(clock, user_id="claimed", ttl=300)
+    await claim(store, clock, first)
+    clock.advance(61)
+    await store.put_pending([pending(clock, user_id="new")])
+    assert len(store) == 2  # 50 dead ones dropped; the claimed one lives until its token dies
+    assert (await claim(store, clock, issued(clock, user_id="claimed")))[0] == first
+
+
+# --- RedisStore -----------------------------------------------------------------------------
+
+
+async def test_redis_keys_are_short_prefixed_and_hide_user_ids(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock, prefix="t1:")
+    try:
+        long_id = "usr_alice@example.com" + "x" * 5000
+        await store.put_pending([pending(clock, user_id=long_id)])
+        keys = cast(list[str], await raw.keys("*"))  # decode_responses=True
+        assert keys == [store.record_key(long_id, "kyc_review")]
+        assert keys[0].startswith("t1:s:") and len(keys[0]) == len("t1:s:") + 22
+        assert "alice" not in keys[0] and "kyc" not in keys[0]
+    finally:
+        await store.aclose()
+
+
+async def test_redis_pending_step_memory_is_small(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        step = pending(clock, user_id="usr_01JC6ZQ9F4N8T3V7X2B5K0M1RD", ttl=86400)
+        await store.put_pending([step])
+        usage = await raw.memory_usage(store.record_key(step.user_id, step.key), samples=0)
+        assert usage is not None and usage <= 300  # budget for 100,000 pending steps
+    finally:
+        await store.aclose()
+
+
+async def test_redis_ttl_follows_pending_then_token_expiry(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock, key="a", ttl=600), pending(clock, key="b")])
+        key_a, key_b = store.record_key("usr_1", "a"), store.record_key("usr_1", "b")
+        assert 599_000 < await raw.pttl(key_a) <= 600_000
+        clock.advance(100)
+        await claim(store, clock, issued(clock, key="a", ttl=900))  # lives until the token dies
+        assert 899_000 < await raw.pttl(key_a) <= 900_000
+        await claim(store, clock, issued(clock, key="b", ttl=300))  # token dies first
+        assert 499_000 < await raw.pttl(key_b) <= 500_000
+    finally:
+        await store.aclose()
+
+
+async def test_redis_ttl_drops_a_record_even_when_now_says_valid(
+    redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock, ttl=0.2)])
+        await asyncio.sleep(0.4)  # real time passes, the fake clock does not
+        with pytest.raises(errors.NoPendingStep):  # `now` is before expires_at: Redis TTL did it
+            await claim(store, clock, issued(clock))
+    finally:
+        await store.aclose()
+
+
+async def test_redis_single_use_holds_across_instances(redis_url: str, clock: FakeClock) -> None:
+    stores = [RedisStore(redis_url, clock=clock), RedisStore(redis_url, clock=clock)]
+    try:
+        await stores[0].put_pending([pending(clock, key="same"), pending(clock, key="diff")])
+        same = [issued(clock, key="same") for _ in range(20)]
+        results = await asyncio.gather(
+            *(claim(stores[i % 2], clock, t) for i, t in enumerate(same))
+        )
+        assert sum(fresh for _, fresh in results) == 1
+        assert len({t.token for t, _ in results}) == 1
+        diff = [issued(clock, key="diff", challenge_id=f"chl_{i}") for i in range(20)]
+        outcomes = await asyncio.gather(
+            *(claim(stores[i % 2], clock, t) for i, t in enumerate(diff)), return_exceptions=True
+        )
+        assert sum(isinstance(o, tuple) for o in outcomes) == 1
+        assert sum(isinstance(o, errors.StepAlreadyUsed) for o in outcomes) == 19
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_redis_put_pending_is_all_or_nothing(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock, key="a")])
+        await raw.config_set("maxmemory", 1)  # every write command is refused (OOM)
+        try:
+            with pytest.raises(errors.StoreUnavailable):
+                await store.put_pending([pending(clock, key="a", ttl=5), pending(clock, key="b")])
+        finally:
+            await raw.config_set("maxmemory", 0)
+        # Not even the DEL of "a" ran: MULTI/EXEC was aborted as a whole.
+        clock.advance(10)
+        assert (await claim(store, clock, issued(clock, key="a")))[1] is True
+        with pytest.raises(errors.NoPendingStep):
+            await claim(store, clock, issued(clock, key="b"))
+    finally:
+        await store.aclose()
+
+
+async def test_redis_claim_failure_does_not_leak_the_token(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    token = issued(clock)
+    try:
+        await store.put_pending([pending(clock)])
+        await raw.config_set("maxmemory", 1)  # the script's HSET is refused
+        try:
+            with pytest.raises(errors.StoreUnavailable) as info:
+                await claim(store, clock, token)
+        finally:
+            await raw.config_set("maxmemory", 0)
+        assert "OOM" in caplog.text or "maxmemory" in caplog.text  # the cause is logged
+        assert token.token not in caplog.text and token.token not in str(info.value)
+        assert (await claim(store, clock, token))[1] is True  # the failed claim consumed nothing
+    finally:
+        await store.aclose()
+
+
+Op = Callable[[], Awaitable[Any]]
+
+
+def operations(store: RedisStore, clock: FakeClock) -> list[Op]:
+    return [
+        lambda: store.put_pending([pending(clock, key="during-fault")]),
+        lambda: claim(store, clock, issued(clock)),
+        store.ping,
+    ]
+
+
+async def assert_unavailable_fast(ops: list[Op], limit: float, secret: str = "") -> None:
+    for op in ops:
+        started = time.monotonic()
+        with pytest.raises(errors.StoreUnavailable) as info, anyio.fail_after(limit + 2):
+            await op()  # fail_after: a missing socket timeout fails the test instead of hanging
+        assert time.monotonic() - started < limit
+        assert info.value.code == "store_unavailable"
+        if secret:
+            assert secret not in info.value.detail and secret not in str(info.value)
+
+
+async def test_redis_stopped_server_fails_fast_then_recovers(
+    redis_server: RedisServer, redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock)])
+        await claim(store, clock, issued(clock))  # pooled connection + cached script
+        redis_server.stop()
+        try:
+            await assert_unavailable_fast(operations(store, clock), limit=1.0)
+        finally:
+            redis_server.start()
+        # Same instance: stale pooled connections and the lost script cache are handled.
+        await store.ping()
+        await store.put_pending([pending(clock, key="after")])
+        assert (await claim(store, clock, issued(clock, key="after")))[1] is True
+    finally:
+        await store.aclose()
+
+
+async def test_redis_hung_server_times_out(
+    redis_server: RedisServer, redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock, timeout=0.2)
+    try:
+        await store.ping()
+        redis_server.pause()
+        try:
+            await assert_unavailable_fast(operations(store, clock), limit=1.0)
+        finally:
+            redis_server.resume()
+        await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_redis_password_stays_out_of_errors_logs_and_repr(
+    redis_server_factory: Callable[..., RedisServer],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = redis_server_factory(password="s3cret-pw")
+    good = RedisStore(server.url, clock=clock)
+    wrong = RedisStore(f"redis://:wr0ng-pw@127.0.0.1:{server.port}/0", clock=clock)
+    query = RedisStore(f"redis://127.0.0.1:{server.port}/0?password=s3cret-pw", clock=clock)
+    try:
+        await good.put_pending([pending(clock)])
+        assert (await claim(good, clock, issued(clock)))[1] is True
+        await query.ping()
+        await assert_unavailable_fast(operations(wrong, clock), limit=1.0, secret="wr0ng-pw")
+        server.stop()
+        for store in (good, query):
+            await assert_unavailable_fast(operations(store, clock), limit=1.0, secret="s3cret-pw")
+        assert f"127.0.0.1:{server.port}" in caplog.text  # operators see where, not the secret
+        for store in (good, wrong, query):
+            assert "s3cret-pw" not in repr(store) and "wr0ng-pw" not in repr(store)
+        assert "s3cret-pw" not in caplog.text and "wr0ng-pw" not in caplog.text
+    finally:
+        for s in (good, wrong, query):
+            await s.aclose()
+
+
+def test_redis_bad_url_is_a_config_error_without_the_password() -> None:
+    with pytest.raises(errors.ConfigError, match="invalid redis URL") as info:
+        RedisStore("http://:s3cret-pw@127.0.0.1:6379/0")
+    assert "s3cret-pw" not in str(info.value)
