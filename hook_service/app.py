@@ -17,7 +17,7 @@ from .clock import Clock, system_clock
 from .endpoints.http import json_response
 from .endpoints.keys import JwksDocument
 from .errors import HookError
-from .keys import FileKeyStore
+from .keystore import FileKeyStore
 from .prelude_keys import PreludeKeys
 from .services import build_services
 from .settings import Settings

@@ -13,7 +13,8 @@ import click
 
 from .errors import ConfigError, HookError
 from .hook import parse_hook_request
-from .keys import FileKeyStore, KeySet
+from .keys import KeySet
+from .keystore import FileKeyStore
 from .policy import Policy
 from .settings import LOG_LEVELS, Settings
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from .clock import Clock, system_clock
-from .keys import FileKeyStore
+from .keystore import FileKeyStore
 from .policy import Policy, example_policy_path
 from .prelude_keys import PreludeKeys
 from .settings import Settings

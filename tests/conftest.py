@@ -30,12 +30,13 @@ from typing import Any
 
 import pytest
 import redis
+from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, API_KEY, PRELUDE_JWKS_FILE, FakeClock, KeyFactory
+from support import ADMIN_TOKEN, API_KEY, PRELUDE_JWKS_FILE, FakeClock, KeyFactory, key_supply
 
 from hook_service.app import create_app
-from hook_service.keys import FileKeyStore
+from hook_service.keystore import FileKeyStore
 from hook_service.settings import Settings
 from hook_service.store import MemoryStore, RedisStore, Store
 
@@ -215,6 +216,12 @@ def redis_server_factory(
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def new_key() -> Callable[[], rsa.RSAPrivateKey]:
+    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..4.pem)."""
+    return key_supply()
 
 
 @pytest.fixture

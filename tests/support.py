@@ -4,14 +4,18 @@ fake clock. Fixtures built on them live in conftest.py."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from hook_service import keys
 from hook_service.keys import generate_rsa_key
 
 KEYS_DIR = Path(__file__).parent / "keys"
@@ -109,16 +113,67 @@ def challenge_token(
 
 
 class KeyFactory:
-    """Hands out the pre-generated signing keys, then fresh ones (rarely needed)."""
+    """Hands out the pre-generated signing keys, then fresh ones (only long rotation tests)."""
 
     def __init__(self) -> None:
-        self._names = [f"hook_rsa_{index}.pem" for index in range(1, 5)]
+        self._supply = iter(hook_keys())
 
-    def __call__(self) -> Any:
-        if self._names:
-            return load_private_key(self._names.pop(0))
-        return generate_rsa_key()
+    def __call__(self) -> rsa.RSAPrivateKey:
+        return next(self._supply, None) or generate_rsa_key()
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- our own signing keys (tests/keys/hook_rsa_*.pem) ---------------------------------------
+
+
+@functools.cache
+def hook_keys() -> tuple[rsa.RSAPrivateKey, ...]:
+    loaded = []
+    for i in range(1, 5):
+        key = serialization.load_pem_private_key(
+            (KEYS_DIR / f"hook_rsa_{i}.pem").read_bytes(), password=None
+        )
+        assert isinstance(key, rsa.RSAPrivateKey)
+        loaded.append(key)
+    return tuple(loaded)
+
+
+def key_supply(indices: list[int] | None = None) -> Callable[[], rsa.RSAPrivateKey]:
+    """Hands out the pre-generated keys in order; fails the test when they run out."""
+    supply = iter([hook_keys()[i] for i in (indices if indices is not None else range(4))])
+
+    def take() -> rsa.RSAPrivateKey:
+        key = next(supply, None)
+        if key is None:
+            pytest.fail("test needs more than the pre-generated keys")
+        return key
+
+    return take
+
+
+def no_new_key() -> rsa.RSAPrivateKey:
+    raise AssertionError("no key should be generated here")
+
+
+def kid_of(i: int) -> str:
+    return keys.thumbprint(hook_keys()[i].public_key())
+
+
+def b64u_int(value: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+
+
+def private_strings(key: rsa.RSAPrivateKey) -> list[str]:
+    """Renderings of the private numbers that must never show up in output."""
+    nums = key.private_numbers()
+    out = []
+    for v in (nums.d, nums.p, nums.q, nums.dmp1, nums.dmq1, nums.iqmp):
+        out += [str(v)[:40], format(v, "x")[:40], keys._b64u_uint(v)[:40]]
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    out += [line for line in pem.decode().splitlines() if not line.startswith("-----")]
+    return out

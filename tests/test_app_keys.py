@@ -133,7 +133,7 @@ def test_admin_api_is_off_without_tokens(make_app: Any) -> None:
 
 
 def test_rotation_by_another_process_is_seen(client: TestClient, settings: Settings) -> None:
-    from hook_service.keys import FileKeyStore
+    from hook_service.keystore import FileKeyStore
 
     other = FileKeyStore(settings.keys_dir)  # another worker on the same host
     rotated = other.rotate(settings.token_ttl)

@@ -1,0 +1,212 @@
+"""Where the key set lives: :class:`FileKeyStore`, a directory shared by the workers of one host.
+
+The life cycle itself is pure and lives in :mod:`hook_service.keys`; this module only reads and
+writes it, atomically and under a file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast, get_args
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from hook_service import errors
+from hook_service.clock import Clock, system_clock
+from hook_service.keys import (
+    TIME_FIELDS,
+    KeySet,
+    KeyState,
+    NewKey,
+    SigningKey,
+    generate_rsa_key,
+    initial_key_set,
+    revoke,
+    rotate,
+    thumbprint,
+)
+
+_KID = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 thumbprint, base64url without padding
+_STATES: tuple[str, ...] = get_args(KeyState)
+log = logging.getLogger(__name__)
+
+
+class FileKeyStore:
+    """The key set in a directory: ``keyset.json`` (metadata, version) and ``<kid>.pem``
+    (PKCS#8, mode 0600). Writes are atomic (temp file + fsync + rename) and every
+    read-modify-write holds an exclusive ``flock`` on ``<dir>/.lock``, so several workers on one
+    host never create two key sets or lose a rotation. Errors name paths, never key bytes."""
+
+    def __init__(
+        self, directory: Path, *, clock: Clock = system_clock, new_key: NewKey = generate_rsa_key
+    ) -> None:
+        self.directory = Path(directory)
+        self._meta = self.directory / "keyset.json"
+        self._clock = clock
+        self._new_key = new_key
+        self._cached: tuple[tuple[int, ...], KeySet] | None = None
+
+    def load_or_create(self) -> KeySet:
+        """Load the key set; on first start create an active and a next key."""
+        try:  # mode applies to a directory we create (design: 0700); an existing one is kept
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.KeyStoreError(f"{self.directory}: cannot create: {exc.strerror}") from None
+        with self._lock():
+            if self._meta.exists():  # another worker may have won the race: use its set
+                return self._read()
+            ks = initial_key_set(int(self._clock()), self._new_key)
+            self._write(ks)
+            return ks
+
+    def current(self) -> KeySet:
+        """The key set, re-read only when ``keyset.json`` changed (another worker rotated)."""
+        cached = self._cached
+        if cached is None:
+            return self.load_or_create()
+        if self._stat_key() == cached[0]:
+            return cached[1]
+        with self._lock(exclusive=False):
+            return self._read()
+
+    def rotate(self, token_ttl: int) -> KeySet:
+        """See :func:`rotate`; applied to the set on disk, not to the cache."""
+        with self._lock():
+            ks = rotate(self._read(), int(self._clock()), token_ttl, self._new_key)
+            self._write(ks)
+            return ks
+
+    def revoke(self, kid: str) -> KeySet:
+        """See :func:`revoke`; raises :class:`errors.UnknownKey`."""
+        with self._lock():
+            ks = revoke(self._read(), kid, int(self._clock()), self._new_key)
+            self._write(ks)
+            return ks
+
+    @contextlib.contextmanager
+    def _lock(self, *, exclusive: bool = True) -> Iterator[None]:
+        path = self.directory / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise errors.KeyStoreError(f"{path}: cannot open lock file: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _stat_key(self) -> tuple[int, ...]:
+        # os.replace gives a new inode on every write; mtime and size catch in-place edits.
+        try:
+            st = os.stat(self._meta)
+        except OSError as exc:
+            raise errors.KeyStoreError(f"{self._meta}: cannot stat: {exc.strerror}") from None
+        return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+
+    def _read(self) -> KeySet:
+        path = self._meta
+        stat_key = self._stat_key()  # under the lock, so it matches the bytes read below
+        try:
+            data = json.loads(path.read_bytes())
+            entries, version = data["keys"], data["version"]
+            if not isinstance(entries, list) or type(version) is not int:
+                raise TypeError
+        except OSError as exc:
+            raise errors.KeyStoreError(f"{path}: cannot read: {exc.strerror}") from None
+        except (ValueError, TypeError, KeyError):
+            raise errors.KeyStoreError(f"{path}: not a valid key set file") from None
+        try:
+            ks = KeySet(tuple(self._entry(e) for e in entries), version)
+        except ValueError as exc:
+            raise errors.KeyStoreError(f"{path}: {exc}") from None
+        self._cached = (stat_key, ks)
+        return ks
+
+    def _entry(self, entry: Any) -> SigningKey:
+        if not isinstance(entry, dict) or not _KID.fullmatch(str(entry.get("kid"))):
+            raise ValueError("key entry without a valid kid")
+        kid, state = cast(str, entry["kid"]), entry.get("state")
+        times = [entry.get(n) for n in TIME_FIELDS]
+        if state not in _STATES or type(times[0]) is not int:
+            raise ValueError(f"key {kid}: invalid state or created_at")
+        if not all(t is None or type(t) is int for t in times):
+            raise ValueError(f"key {kid}: times must be integers or null")
+        return SigningKey(kid, state, times[0], times[1], times[2], self._load_pem(kid))
+
+    def _load_pem(self, kid: str) -> rsa.RSAPrivateKey:
+        path = self.directory / f"{kid}.pem"
+        try:  # a missing file is FileNotFoundError: keyset.json lists a key whose PEM is gone
+            mode = os.stat(path).st_mode & 0o777
+            data = path.read_bytes()
+        except OSError as exc:
+            msg = f"{path}: listed in {self._meta.name} but cannot be read: {exc.strerror}"
+            raise errors.KeyStoreError(msg) from None
+        if mode & 0o077:  # others may read a private key: tighten to 0600 or refuse to use it
+            try:
+                os.chmod(path, 0o600)
+            except OSError as exc:
+                msg = f"{path}: mode {mode:o} is too open and cannot be set to 600: {exc.strerror}"
+                raise errors.KeyStoreError(msg) from None
+            log.warning("%s: mode %o was too open, changed to 600", path, mode)
+        try:  # the parser's message could quote input; say only what is wrong
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise errors.KeyStoreError(f"{path}: not an unencrypted PEM private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+            raise errors.KeyStoreError(f"{path}: not an RSA key of at least 2048 bits")
+        if thumbprint(key.public_key()) != kid:
+            raise errors.KeyStoreError(f"{path}: key thumbprint does not match kid {kid}")
+        return key
+
+    def _write(self, ks: KeySet) -> None:
+        """PEMs first, then keyset.json (the commit point), then delete unlisted PEMs."""
+        pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
+        for k in ks.keys:
+            pem_path = self.directory / f"{k.kid}.pem"
+            if not pem_path.exists():  # same kid = same key (RFC 7638), so never rewritten
+                pem = k.private_key.private_bytes(*pkcs8, serialization.NoEncryption())
+                self._atomic_write(pem_path, pem)
+        records = [
+            {"kid": k.kid, "state": k.state, **{n: getattr(k, n) for n in TIME_FIELDS}}
+            for k in ks.keys
+        ]
+        meta = {"format": 1, "version": ks.version, "keys": records}
+        self._atomic_write(self._meta, json.dumps(meta, indent=2).encode())
+        self._cached = (self._stat_key(), ks)
+        listed = {f"{k.kid}.pem" for k in ks.keys}
+        for path in self.directory.iterdir():  # revoked/expired keys and crash leftovers
+            stale_pem = _KID.fullmatch(path.stem) and path.suffix == ".pem"
+            if (stale_pem and path.name not in listed) or path.name.startswith(".tmp-"):
+                try:  # the key set is already committed; a failed delete must not undo it
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("%s: cannot delete: %s", path, exc.strerror)
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        # temp file in the same directory (mode 0600) + fsync + rename, then fsync the directory
+        # so the rename itself is durable; a crash leaves the old file or the new one.
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()  # Python's buffer first, then the OS's
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:  # a leftover temp file is swept by the next _write
+            raise errors.KeyStoreError(f"{path}: cannot write: {exc.strerror}") from None

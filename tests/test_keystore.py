@@ -1,0 +1,327 @@
+"""FileKeyStore: files, permissions, atomic writes, locking across processes, corrupt input."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from support import (
+    FakeClock,
+    hook_keys,
+    key_supply,
+    kid_of,
+    no_new_key,
+    private_strings,
+)
+
+from hook_service import errors
+from hook_service.keys import KeySet
+from hook_service.keystore import FileKeyStore
+
+TTL = 300
+RETIRE_DELAY = TTL + 600 + 60  # token TTL + Prelude JWKS cache (contract 5) + skew
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
+B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_store_first_start_creates_files(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    directory = tmp_path / "keys"
+    ks = FileKeyStore(directory, clock=FakeClock(1234.9), new_key=new_key).load_or_create()
+    assert (ks.active.kid, ks.next.kid, ks.version) == (kid_of(0), kid_of(1), 1)
+    assert ks.active.created_at == 1234
+    assert mode(directory) == 0o700
+    for kid in (kid_of(0), kid_of(1)):
+        pem = directory / f"{kid}.pem"
+        assert mode(pem) == 0o600
+        assert pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    meta = json.loads((directory / "keyset.json").read_text())
+    assert meta["version"] == 1
+    assert [(e["kid"], e["state"]) for e in meta["keys"]] == [
+        (kid_of(0), "active"),
+        (kid_of(1), "next"),
+    ]
+    assert not [p for p in directory.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_store_second_start_loads_same_set(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    first = FileKeyStore(tmp_path, new_key=new_key).load_or_create()
+    second = FileKeyStore(tmp_path, new_key=no_new_key).load_or_create()
+    assert second == first
+    assert second.active.private_key.private_numbers() == first.active.private_key.private_numbers()
+
+
+def test_store_rotate_and_revoke_persist_and_delete_pems(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    clock = FakeClock(10_000)
+    store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
+    store.load_or_create()
+    clock.now = 20_000
+    rotated = store.rotate(TTL)
+    assert rotated.version == 2
+    assert rotated.get(kid_of(0)) is not None
+    assert (tmp_path / f"{kid_of(0)}.pem").exists()  # retired keys stay until retire_at
+    revoked = store.revoke(kid_of(0))
+    assert revoked.version == 3
+    assert not (tmp_path / f"{kid_of(0)}.pem").exists()
+    clock.now = 20_000 + RETIRE_DELAY
+    rotated = store.rotate(TTL)  # key 1 retires, key 3 is the new next
+    assert {p.name for p in tmp_path.glob("*.pem")} == {f"{k.kid}.pem" for k in rotated.keys}
+    assert FileKeyStore(tmp_path, new_key=no_new_key).load_or_create() == rotated
+
+
+def test_store_deletes_expired_retired_pem(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    clock = FakeClock(10_000)
+    store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
+    store.load_or_create()
+    store.rotate(TTL)  # key 0 retired until 10_000 + RETIRE_DELAY
+    clock.now = 10_000 + RETIRE_DELAY
+    ks = store.rotate(TTL)
+    assert ks.get(kid_of(0)) is None
+    assert not (tmp_path / f"{kid_of(0)}.pem").exists()
+    assert (tmp_path / f"{kid_of(3)}.pem").exists()
+
+
+def test_store_revoke_unknown_kid(tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]) -> None:
+    store = FileKeyStore(tmp_path, new_key=new_key)
+    before = store.load_or_create()
+    inode = (tmp_path / "keyset.json").stat().st_ino
+    with pytest.raises(errors.UnknownKey):
+        store.revoke("A" * 43)
+    assert store.current() == before
+    assert (tmp_path / "keyset.json").stat().st_ino == inode  # nothing was written
+
+
+def test_current_reloads_after_another_instance_rotates(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    a = FileKeyStore(tmp_path, new_key=new_key)
+    b = FileKeyStore(tmp_path, new_key=no_new_key)
+    a.load_or_create()
+    seen = b.load_or_create()
+    assert b.current() is seen  # unchanged file: no re-read
+    rotated = a.rotate(TTL)
+    now_b = b.current()
+    assert now_b == rotated
+    assert now_b.active.kid == kid_of(1)
+    assert b.current() is now_b
+
+
+def test_current_loads_when_nothing_cached(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    ks = FileKeyStore(tmp_path, new_key=new_key).current()
+    assert ks.active.kid == kid_of(0)
+
+
+# --- FileKeyStore errors ------------------------------------------------------------------
+
+
+@pytest.fixture
+def stored(tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]) -> KeySet:
+    return FileKeyStore(tmp_path, new_key=new_key).load_or_create()
+
+
+def load_error(directory: Path) -> str:
+    with pytest.raises(errors.KeyStoreError) as info:
+        FileKeyStore(directory, new_key=no_new_key).load_or_create()
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"\xff\xfe", b"[]", b'{"version": 1}', b'{"version": "1", "keys": []}'],
+)
+def test_corrupt_keyset_json(tmp_path: Path, stored: KeySet, content: bytes) -> None:
+    (tmp_path / "keyset.json").write_bytes(content)
+    assert str(tmp_path / "keyset.json") in load_error(tmp_path)
+
+
+def test_keyset_json_breaking_invariants(tmp_path: Path, stored: KeySet) -> None:
+    path = tmp_path / "keyset.json"
+    meta = json.loads(path.read_text())
+    meta["keys"][1]["state"] = "active"
+    path.write_text(json.dumps(meta))
+    message = load_error(tmp_path)
+    assert str(path) in message
+    assert "exactly one" in message
+
+
+def test_keyset_json_with_path_traversal_kid(tmp_path: Path, stored: KeySet) -> None:
+    path = tmp_path / "keyset.json"
+    meta = json.loads(path.read_text())
+    meta["keys"][0]["kid"] = "../../etc/passwd"
+    path.write_text(json.dumps(meta))
+    assert str(path) in load_error(tmp_path)
+
+
+def test_unreadable_keyset_json(tmp_path: Path, stored: KeySet) -> None:
+    path = tmp_path / "keyset.json"
+    path.unlink()
+    path.mkdir()  # exists but cannot be read as a file
+    assert str(path) in load_error(tmp_path)
+
+
+def test_missing_pem_for_listed_kid(tmp_path: Path, stored: KeySet) -> None:
+    pem = tmp_path / f"{stored.next.kid}.pem"
+    pem.unlink()
+    assert str(pem) in load_error(tmp_path)
+
+
+def test_pem_whose_thumbprint_differs_from_kid(tmp_path: Path, stored: KeySet) -> None:
+    active_pem = tmp_path / f"{stored.active.kid}.pem"
+    active_pem.write_bytes((tmp_path / f"{stored.next.kid}.pem").read_bytes())
+    message = load_error(tmp_path)
+    assert str(active_pem) in message
+    assert "thumbprint" in message
+    for secret in private_strings(hook_keys()[1]):
+        assert secret not in message
+
+
+def test_corrupt_pem_error_has_path_but_no_key_bytes(tmp_path: Path, stored: KeySet) -> None:
+    pem = tmp_path / f"{stored.active.kid}.pem"
+    lines = pem.read_bytes().splitlines()
+    pem.write_bytes(b"\n".join([*lines[:5], lines[6][::-1], *lines[7:]]))  # damaged body
+    with pytest.raises(errors.KeyStoreError) as info:
+        FileKeyStore(tmp_path, new_key=no_new_key).load_or_create()
+    message = str(info.value)
+    assert str(pem) in message
+    for line in lines[1:-1]:
+        assert line.decode() not in message
+    assert info.value.__cause__ is None
+
+
+def test_too_open_pem_mode_is_fixed(tmp_path: Path, stored: KeySet) -> None:
+    pem = tmp_path / f"{stored.active.kid}.pem"
+    pem.chmod(0o644)
+    FileKeyStore(tmp_path, new_key=no_new_key).load_or_create()
+    assert mode(pem) == 0o600
+
+
+def test_too_open_pem_mode_that_cannot_be_fixed(
+    tmp_path: Path, stored: KeySet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pem = tmp_path / f"{stored.active.kid}.pem"
+    pem.chmod(0o644)
+
+    def refuse(path: Any, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    # root can always chmod, so simulate a file owned by someone else
+    monkeypatch.setattr(os, "chmod", refuse)
+    message = load_error(tmp_path)
+    assert str(pem) in message
+    assert "644" in message
+
+
+def test_unwritable_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(errors.KeyStoreError, match=re.escape(str(blocker))):
+        FileKeyStore(blocker / "keys", new_key=no_new_key).load_or_create()
+
+
+# --- several processes on one directory ---------------------------------------------------
+
+
+def _create_in_child(directory: str, indices: list[int], barrier: Any, results: Any) -> None:
+    try:
+        store = FileKeyStore(Path(directory), clock=FakeClock(), new_key=key_supply(indices))
+        barrier.wait()
+        ks = store.load_or_create()
+        results.put((ks.version, [(k.kid, k.state) for k in ks.keys]))
+    except BaseException as exc:
+        results.put(repr(exc))
+
+
+def test_concurrent_first_start_creates_one_key_set(tmp_path: Path) -> None:
+    hook_keys()  # load once in the parent; forked children inherit them
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    # each process would create a different set: keys (i, i+1 mod 4)
+    procs = [
+        ctx.Process(
+            target=_create_in_child, args=(str(tmp_path), [i, (i + 1) % 4], barrier, results)
+        )
+        for i in range(4)
+    ]
+    for p in procs:
+        p.start()
+    seen = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert all(not isinstance(r, str) for r in seen), seen
+    assert len({json.dumps(r) for r in seen}) == 1, seen
+    on_disk = FileKeyStore(tmp_path, new_key=no_new_key).load_or_create()
+    assert [(k.kid, k.state) for k in on_disk.keys] == seen[0][1]
+    assert on_disk.version == 1
+    assert len(list(tmp_path.glob("*.pem"))) == 2
+
+
+def _rotate_in_child(
+    directory: str, rounds: int, clock: Any, counter: Any, barrier: Any, results: Any
+) -> None:
+    def shared_clock() -> float:
+        # advances past every retire_at, so each rotation prunes the previous retired key
+        with clock.get_lock():
+            clock.value += 10_000
+            return float(clock.value)
+
+    def cycling_key() -> rsa.RSAPrivateKey:
+        with counter.get_lock():
+            counter.value += 1
+            index: int = counter.value
+        return hook_keys()[index % 4]
+
+    try:
+        store = FileKeyStore(Path(directory), clock=shared_clock, new_key=cycling_key)
+        barrier.wait()
+        results.put([store.rotate(30).version for _ in range(rounds)])
+    except BaseException as exc:
+        results.put(repr(exc))
+
+
+def test_concurrent_rotations_are_not_lost(tmp_path: Path) -> None:
+    FileKeyStore(tmp_path, clock=FakeClock(0), new_key=key_supply([0, 1])).load_or_create()
+    ctx = multiprocessing.get_context("fork")
+    clock, counter = ctx.Value("q", 0), ctx.Value("q", 1)
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    rounds = 6
+    procs = [
+        ctx.Process(
+            target=_rotate_in_child,
+            args=(str(tmp_path), rounds, clock, counter, barrier, results),
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    seen = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert all(isinstance(r, list) for r in seen), seen
+    versions = sorted(v for r in seen for v in r)
+    assert versions == list(range(2, 2 + 2 * rounds))  # every rotation saw its own version
+    final = FileKeyStore(tmp_path, new_key=no_new_key).load_or_create()
+    assert final.version == 1 + 2 * rounds
+    assert {p.name for p in tmp_path.glob("*.pem")} == {f"{k.kid}.pem" for k in final.keys}
