@@ -304,3 +304,20 @@ def test_store_stopped_answers_on_error(make_app: Any, redis_server: Any, redis_
     assert response.json()["status"] == "block"
     # Decisions without a custom step do not need the store.
     assert no_custom_step.headers["x-hook-rule"] == "otp-only"
+
+
+def test_decision_is_logged_with_its_rule_and_no_secrets(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = hook_body(amount="1500")
+    headers = sign_hook(body)
+    with caplog.at_level("DEBUG", logger="hook_service"):
+        post_hook_response = client.post(HOOK, content=body, headers=headers)
+        token = ask_token(client).json()["verification_token"]
+    assert post_hook_response.status_code == 200
+    decisions = [r.getMessage() for r in caplog.records if r.name == "hook_service.hook"]
+    assert any("rule=large-transfer" in line and "status=review" in line for line in decisions)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    signature = headers["X-Webhook-Signature"].removeprefix("rsassa-pss-sha256=")
+    for secret in (signature, token, API_KEY, "+33612345678", "user@example.com"):
+        assert secret not in logged
