@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean redis-server
+.PHONY: run test lint clean redis-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ redis-server:
 	  fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check hook_service tests bench
-	$(BIN)/ruff format --check hook_service tests bench
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/mypy
 
 clean:

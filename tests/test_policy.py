@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,12 @@ def example() -> Policy:
 # --- the shipped example policy ------------------------------------------------------------
 
 
-def test_example_policy_is_package_data_and_documents_on_error_and_metadata() -> None:
+def test_example_policy_is_a_package_resource_and_documents_on_error_and_metadata() -> None:
     path = example_policy_path()
     assert path.parent == Path(__file__).parents[1] / "hook_service" / "policies"
+    # Found as a resource of the installed package, not only by a path into the source tree
+    # (tests/test_packaging.py checks that the built package really ships it).
+    assert Path(str(resources.files("hook_service") / "policies" / "example.yaml")) == path
     text = " ".join(path.read_text().split())
     assert "strictest answer the company accepts" in text
     assert "attacker-controlled" in text
