@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,9 +17,8 @@ from .hook import parse_hook_request
 from .keys import KeySet
 from .keystore import FileKeyStore
 from .policy import Policy
+from .services import configure_logging
 from .settings import LOG_LEVELS, Settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def _fail(message: str) -> NoReturn:
@@ -65,7 +65,7 @@ def serve(dev: bool, **flags: Any) -> None:
 
     try:
         settings = _dev_settings(flags) if dev else Settings.from_env(**flags)
-        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+        configure_logging(settings)
         app = create_app(settings)
     except ConfigError as exc:
         _fail(str(exc))
@@ -97,16 +97,22 @@ def keys() -> None:
     """Manage the signing keys in HOOK_KEYS_DIR (the running service picks changes up)."""
 
 
-def _key_store(keys_dir: Path | None) -> tuple[FileKeyStore, Settings]:
-    # Only keys_dir and token_ttl matter here; the signature check is irrelevant offline.
-    settings = Settings.from_env(insecure_skip_signature=True, keys_dir=keys_dir)
-    store = FileKeyStore(settings.keys_dir)
-    store.load_or_create()
-    return store, settings
+KeyAction = Callable[[FileKeyStore, Settings], KeySet]
 
 
-def _print_key_set(key_set: KeySet) -> None:
-    click.echo(json.dumps(key_set.to_json(), indent=2))
+def _run_keys(keys_dir: Path | None, action: KeyAction) -> None:
+    """Apply ``action`` to the existing key set and print the result (never private material)."""
+    try:
+        # Only keys_dir and token_ttl matter here; the signature check is irrelevant offline.
+        settings = Settings.from_env(insecure_skip_signature=True, keys_dir=keys_dir)
+        store = FileKeyStore(settings.keys_dir)
+        store.load()  # a mistyped directory is an error, not a new key set
+        key_set = action(store, settings)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except HookError as exc:
+        _fail(exc.detail)
+    click.echo(json.dumps(key_set.to_json(time.time()), indent=2))
 
 
 _keys_dir_option = click.option(
@@ -117,15 +123,20 @@ _keys_dir_option = click.option(
 @keys.command("list")
 @_keys_dir_option
 def keys_list(keys_dir: Path | None) -> None:
-    """Print the key set (no private material)."""
+    """Print the key set."""
     _run_keys(keys_dir, lambda store, settings: store.current())
 
 
 @keys.command("rotate")
 @_keys_dir_option
-def keys_rotate(keys_dir: Path | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rotate even if the next key was published less than 11 minutes ago.",
+)
+def keys_rotate(keys_dir: Path | None, force: bool) -> None:
     """next -> active, active -> retired, new next."""
-    _run_keys(keys_dir, lambda store, settings: store.rotate(settings.token_ttl))
+    _run_keys(keys_dir, lambda store, settings: store.rotate(settings.token_ttl, force=force))
 
 
 @keys.command("revoke")
@@ -134,14 +145,6 @@ def keys_rotate(keys_dir: Path | None) -> None:
 def keys_revoke(kid: str, keys_dir: Path | None) -> None:
     """Drop KID from the JWKS now; if it was active, next is promoted."""
     _run_keys(keys_dir, lambda store, settings: store.revoke(kid))
-
-
-def _run_keys(keys_dir: Path | None, action: Any) -> None:
-    try:
-        store, settings = _key_store(keys_dir)
-        _print_key_set(action(store, settings))
-    except (ConfigError, HookError) as exc:
-        _fail(exc.detail if isinstance(exc, HookError) else str(exc))
 
 
 @cli.group()

@@ -66,6 +66,11 @@ class StepAlreadyUsed(HookError):
     status_code = 409
 
 
+class RotationTooEarly(HookError):
+    code = "rotation_too_early"
+    status_code = 409
+
+
 class PayloadTooLarge(HookError):
     code = "payload_too_large"
     status_code = 413
@@ -79,6 +84,16 @@ class UnsupportedMediaType(HookError):
 class StoreUnavailable(HookError):
     code = "store_unavailable"
     status_code = 503
+
+
+class KeyStoreUnavailable(HookError):
+    code = "key_store_unavailable"
+    status_code = 503
+
+
+class InternalError(HookError):
+    code = "internal_error"
+    status_code = 500
 
 
 class NotReady(HookError):

@@ -24,6 +24,9 @@ NewKey = Callable[[], rsa.RSAPrivateKey]
 
 PRELUDE_JWKS_CACHE = 600  # contract sec. 5: Prelude caches our JWKS for 10 minutes
 CLOCK_SKEW = 60  # design.md: one minute of skew between us and Prelude
+# A next key must be published this long before it signs, so that every verifier whose cached
+# copy of our JWKS is at most 10 minutes old (contract sec. 5) already knows its kid.
+PUBLISH_LEAD = PRELUDE_JWKS_CACHE + CLOCK_SKEW
 TIME_FIELDS = ("created_at", "activated_at", "retire_at")
 
 
@@ -121,9 +124,10 @@ class KeySet:
         """The key with this kid, or None."""
         return next((k for k in self.keys if k.kid == kid), None)
 
-    def to_json(self) -> dict[str, Any]:
-        """Admin API body: ``{"keys": [...]}`` (design.md "Admin API")."""
-        return {"keys": [k.to_json() for k in self.keys]}
+    def to_json(self, now: float) -> dict[str, Any]:
+        """Admin API body: ``{"keys": [...]}`` of the keys still in the set at ``now``
+        (design.md "Admin API"); a retired key past ``retire_at`` is gone."""
+        return {"keys": [k.to_json() for k in self.published(now)]}
 
 
 def initial_key_set(now: int, new_key: NewKey) -> KeySet:
@@ -132,13 +136,22 @@ def initial_key_set(now: int, new_key: NewKey) -> KeySet:
     return KeySet((active, SigningKey.new(new_key(), "next", now)), 1)
 
 
-def rotate(ks: KeySet, now: int, token_ttl: int, new_key: NewKey) -> KeySet:
+def rotate(ks: KeySet, now: int, token_ttl: int, new_key: NewKey, *, force: bool = False) -> KeySet:
     """next -> active, active -> retired, a new next; retired keys past ``retire_at`` go.
 
     The old active key stays published for the longest token lifetime plus Prelude's 10-minute
-    JWKS cache (contract sec. 5, rotation plan step 3) plus clock skew."""
+    JWKS cache (contract sec. 5, rotation plan step 3) plus clock skew. A next key published
+    less than :data:`PUBLISH_LEAD` ago is not promoted unless ``force``: a verifier with a
+    cached JWKS would meet its kid unknown (Prelude refetches then; others may not)."""
     if token_ttl <= 0:
         raise ValueError("token_ttl must be positive")
+    ready_at = ks.next.created_at + PUBLISH_LEAD
+    if now < ready_at and not force:
+        raise errors.RotationTooEarly(
+            f"the next key {ks.next.kid} has been published for {now - ks.next.created_at} s; "
+            f"verifiers that cached our JWKS may not know it before {_rfc3339(ready_at)}. "
+            "Rotate then, or force the rotation"
+        )
     retire_at = now + token_ttl + PRELUDE_JWKS_CACHE + CLOCK_SKEW
     retired = replace(ks.active, state="retired", retire_at=retire_at)
     active = replace(ks.next, state="active", activated_at=now)

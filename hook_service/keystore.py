@@ -7,6 +7,7 @@ writes it, atomically and under a file lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -62,6 +63,9 @@ class FileKeyStore:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise errors.KeyStoreError(f"{self.directory}: cannot create: {exc.strerror}") from None
+        self._check_directory()
+        if self._meta.exists():  # the usual start; also works on a read-only mount
+            return self.load()
         with self._lock():
             if self._meta.exists():  # another worker may have won the race: use its set
                 return self._read()
@@ -70,19 +74,50 @@ class FileKeyStore:
             return ks
 
     def current(self) -> KeySet:
-        """The key set, re-read only when ``keyset.json`` changed (another worker rotated)."""
+        """The key set, re-read only when ``keyset.json`` changed (another worker rotated).
+
+        If the re-read fails (a half-restored file, an unmounted volume) the last good set keeps
+        serving, so the JWKS and signing stay up; the failure is logged."""
         cached = self._cached
         if cached is None:
             return self.load_or_create()
-        if self._stat_key() == cached[0]:
+        try:
+            if self._stat_key() == cached[0]:
+                return cached[1]
+            with self._lock(exclusive=False):
+                return self._read()
+        except errors.KeyStoreError as exc:
+            log.error("%s; still serving key set version %d", exc, cached[1].version)
             return cached[1]
+
+    def _check_directory(self) -> None:
+        # Whoever can write the directory can plant a key we would sign with and publish.
+        try:
+            st = os.stat(self.directory)
+        except OSError as exc:
+            raise errors.KeyStoreError(f"{self.directory}: cannot stat: {exc.strerror}") from None
+        if st.st_mode & 0o022:
+            raise errors.KeyStoreError(
+                f"{self.directory}: writable by group or others (mode {st.st_mode & 0o777:o}); "
+                "chmod 700 it"
+            )
+        if st.st_uid not in (os.geteuid(), 0):
+            raise errors.KeyStoreError(
+                f"{self.directory}: owned by uid {st.st_uid}, neither this user nor root"
+            )
+
+    def load(self) -> KeySet:
+        """Load an existing key set; :class:`errors.KeyStoreError` when there is none (a
+        mistyped directory must not silently get a new key set)."""
+        if not self._meta.exists():
+            raise errors.KeyStoreError(f"{self._meta}: no key set here (the service creates one)")
         with self._lock(exclusive=False):
             return self._read()
 
-    def rotate(self, token_ttl: int) -> KeySet:
+    def rotate(self, token_ttl: int, *, force: bool = False) -> KeySet:
         """See :func:`rotate`; applied to the set on disk, not to the cache."""
         with self._lock():
-            ks = rotate(self._read(), int(self._clock()), token_ttl, self._new_key)
+            ks = rotate(self._read(), int(self._clock()), token_ttl, self._new_key, force=force)
             self._write(ks)
             return ks
 
@@ -97,8 +132,12 @@ class FileKeyStore:
     def _lock(self, *, exclusive: bool = True) -> Iterator[None]:
         path = self.directory / ".lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
+            if not exclusive and exc.errno in (errno.EROFS, errno.EACCES):
+                # A read-only mount (a secret volume) has no writer to wait for.
+                yield
+                return
             raise errors.KeyStoreError(f"{path}: cannot open lock file: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -147,18 +186,19 @@ class FileKeyStore:
     def _load_pem(self, kid: str) -> rsa.RSAPrivateKey:
         path = self.directory / f"{kid}.pem"
         try:  # a missing file is FileNotFoundError: keyset.json lists a key whose PEM is gone
-            mode = os.stat(path).st_mode & 0o777
-            data = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # never follow a planted symlink
+            with os.fdopen(fd, "rb") as file:
+                st = os.fstat(file.fileno())
+                data = file.read()
+                mode = st.st_mode & 0o777
+                if st.st_uid not in (os.geteuid(), 0):
+                    msg = f"{path}: owned by uid {st.st_uid}, neither this user nor root"
+                    raise errors.KeyStoreError(msg)
+                if mode & 0o077:  # others may read a private key: tighten it or refuse it
+                    self._tighten(path, file.fileno(), mode)
         except OSError as exc:
             msg = f"{path}: listed in {self._meta.name} but cannot be read: {exc.strerror}"
             raise errors.KeyStoreError(msg) from None
-        if mode & 0o077:  # others may read a private key: tighten to 0600 or refuse to use it
-            try:
-                os.chmod(path, 0o600)
-            except OSError as exc:
-                msg = f"{path}: mode {mode:o} is too open and cannot be set to 600: {exc.strerror}"
-                raise errors.KeyStoreError(msg) from None
-            log.warning("%s: mode %o was too open, changed to 600", path, mode)
         try:  # the parser's message could quote input; say only what is wrong
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -193,9 +233,19 @@ class FileKeyStore:
                 except OSError as exc:
                     log.warning("%s: cannot delete: %s", path, exc.strerror)
 
+    @staticmethod
+    def _tighten(path: Path, fd: int, mode: int) -> None:
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            msg = f"{path}: mode {mode:o} is too open and cannot be set to 600: {exc.strerror}"
+            raise errors.KeyStoreError(msg) from None
+        log.warning("%s: mode %o was too open, changed to 600", path, mode)
+
     def _atomic_write(self, path: Path, data: bytes) -> None:
         # temp file in the same directory (mode 0600) + fsync + rename, then fsync the directory
         # so the rename itself is durable; a crash leaves the old file or the new one.
+        tmp: str | None = None
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
@@ -203,10 +253,14 @@ class FileKeyStore:
                 fh.flush()  # Python's buffer first, then the OS's
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            tmp = None
             dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        except OSError as exc:  # a leftover temp file is swept by the next _write
+        except OSError as exc:
+            if tmp is not None:  # never leave a copy of key material behind
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise errors.KeyStoreError(f"{path}: cannot write: {exc.strerror}") from None

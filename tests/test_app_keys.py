@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, API_KEY, FakeClock, bearer
+from support import ADMIN_TOKEN, API_KEY, FakeClock, bearer, hook_body, key_supply, sign_hook
 
+from hook_service.keystore import FileKeyStore
 from hook_service.settings import Settings
 
 JWKS = "/.well-known/jwks.json"
@@ -48,7 +49,7 @@ def test_jwks_etag_and_304(client: TestClient) -> None:
     assert cached.headers["etag"] == etag
     assert client.get(JWKS, headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
     assert client.get(JWKS, headers={"If-None-Match": '"other"'}).status_code == 200
-    admin(client, "POST", "/admin/keys/rotate")
+    admin(client, "POST", "/admin/keys/rotate", json={"force": True})
     changed = client.get(JWKS, headers={"If-None-Match": etag})
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag
@@ -73,6 +74,7 @@ def test_rotate_moves_next_to_active(client: TestClient, clock: FakeClock) -> No
     before = states(client)
     old_active = next(kid for kid, state in before.items() if state == "active")
     old_next = next(kid for kid, state in before.items() if state == "next")
+    clock.advance(660)  # the next key has been published for the full lead
     response = admin(client, "POST", "/admin/keys/rotate", json={"force": False})
     assert response.status_code == 200
     after = {key["kid"]: key for key in response.json()["keys"]}
@@ -84,11 +86,42 @@ def test_rotate_moves_next_to_active(client: TestClient, clock: FakeClock) -> No
     assert set(after) == {key["kid"] for key in client.get(JWKS).json()["keys"]}
 
 
-def test_rotate_with_an_empty_body_and_a_bad_body(client: TestClient) -> None:
-    assert admin(client, "POST", "/admin/keys/rotate").status_code == 200
-    bad = admin(client, "POST", "/admin/keys/rotate", json={"force": "yes"})
-    assert bad.status_code == 400
-    assert "force" in bad.json()["detail"]
+def test_rotation_too_early_is_refused_unless_forced(client: TestClient, clock: FakeClock) -> None:
+    before = states(client)
+    clock.advance(659)
+    early = admin(client, "POST", "/admin/keys/rotate", json={"force": False})
+    assert early.status_code == 409
+    assert early.json()["error"] == "rotation_too_early"
+    assert states(client) == before
+    forced = admin(client, "POST", "/admin/keys/rotate", json={"force": True})
+    assert forced.status_code == 200
+    following = next(kid for kid, state in before.items() if state == "next")
+    assert states(client)[following] == "active"
+
+
+def test_rotate_with_an_empty_body_and_bad_bodies(client: TestClient, clock: FakeClock) -> None:
+    before = states(client)
+    for body, field in [
+        ({"force": "yes"}, "force"),
+        (b"[" * 10_000, "JSON"),
+        (b"[true]", "object"),
+    ]:
+        if isinstance(body, bytes):
+            bad = client.post(
+                "/admin/keys/rotate",
+                content=body,
+                headers={**bearer(ADMIN_TOKEN), "Content-Type": "application/json"},
+            )
+        else:
+            bad = admin(client, "POST", "/admin/keys/rotate", json=body)
+        assert bad.status_code == 400
+        assert bad.json()["error"] == "invalid_request"
+        assert field in bad.json()["detail"]
+    assert states(client) == before
+    clock.advance(660)
+    rotated = admin(client, "POST", "/admin/keys/rotate")  # no body at all
+    assert rotated.status_code == 200
+    assert states(client) != before
 
 
 def test_revoke_active_promotes_next(client: TestClient) -> None:
@@ -133,8 +166,40 @@ def test_admin_api_is_off_without_tokens(make_app: Any) -> None:
 
 
 def test_rotation_by_another_process_is_seen(client: TestClient, settings: Settings) -> None:
-    from hook_service.keystore import FileKeyStore
-
-    other = FileKeyStore(settings.keys_dir)  # another worker on the same host
-    rotated = other.rotate(settings.token_ttl)
+    # Another worker on the same host (hook_rsa_4.pem: the app's store used keys 1 and 2).
+    other = FileKeyStore(settings.keys_dir, new_key=key_supply([3]))
+    rotated = other.rotate(settings.token_ttl, force=True)
     assert states(client)[rotated.active.kid] == "active"
+
+
+def test_a_damaged_key_file_keeps_the_jwks_up_and_refuses_changes(
+    client: TestClient, settings: Settings, clock: FakeClock
+) -> None:
+    served = client.get(JWKS).json()
+    meta = settings.keys_dir / "keyset.json"
+    meta.write_bytes(meta.read_bytes()[:-5])  # a half-restored file
+    assert client.get(JWKS).json() == served  # the last good set keeps serving
+    clock.advance(660)
+    response = admin(client, "POST", "/admin/keys/rotate")
+    assert response.status_code == 503
+    assert response.json() == {
+        "error": "key_store_unavailable",
+        "detail": "the signing keys cannot be read or written right now",
+    }
+
+
+def test_retry_after_revoking_the_signing_key_is_refused(client: TestClient) -> None:
+    body = hook_body(amount="1500")
+    client.post("/hooks/stepup", content=body, headers=sign_hook(body))
+    request = {
+        "user_id": "usr_39CfbdV8AsXQwdphtbJe4yH07aF",
+        "challenge_id": "chl_1",
+        "key": "kyc_review",
+    }
+    first = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+    assert first.status_code == 200
+    assert admin(client, "POST", f"/admin/keys/{first.json()['kid']}/revoke").status_code == 200
+    retry = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+    assert retry.status_code == 409
+    assert retry.json()["error"] == "step_already_used"
+    assert "revoked" in retry.json()["detail"]

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from support import hook_body
+from support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply
 
 from hook_service.cli import cli
+from hook_service.keystore import FileKeyStore
 from hook_service.policy import example_policy_path
 
 
@@ -62,13 +65,21 @@ def test_policy_eval_rejects_a_bad_request(runner: CliRunner, tmp_path: Path) ->
 
 def test_keys_list_rotate_revoke(runner: CliRunner, tmp_path: Path) -> None:
     keys_dir = ["--keys-dir", str(tmp_path / "keys")]
+    missing = runner.invoke(cli, ["keys", "list", *keys_dir])
+    assert missing.exit_code == 2
+    assert "no key set" in missing.output
+    assert not (tmp_path / "keys").exists()  # a mistyped directory gets no new key set
+    FileKeyStore(tmp_path / "keys", new_key=key_supply()).load_or_create()
     listed = runner.invoke(cli, ["keys", "list", *keys_dir])
     assert listed.exit_code == 0, listed.output
     before = {key["state"]: key["kid"] for key in json.loads(listed.output)["keys"]}
     assert set(before) == {"active", "next"}
     assert "PRIVATE" not in listed.output
 
-    rotated = runner.invoke(cli, ["keys", "rotate", *keys_dir])
+    early = runner.invoke(cli, ["keys", "rotate", *keys_dir])
+    assert early.exit_code == 2
+    assert "force" in early.output
+    rotated = runner.invoke(cli, ["keys", "rotate", "--force", *keys_dir])
     after = {key["kid"]: key["state"] for key in json.loads(rotated.output)["keys"]}
     assert after[before["next"]] == "active"
     assert after[before["active"]] == "retired"
@@ -82,17 +93,10 @@ def test_keys_list_rotate_revoke(runner: CliRunner, tmp_path: Path) -> None:
     assert "nope" in unknown.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def dev_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """``hook-service serve --dev`` in an empty directory with no HOOK_* variables."""
-    port = _free_port()
+    port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("HOOK_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "hook_service", "serve", "--dev", "--port", str(port)],
@@ -102,12 +106,24 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
+    stdout = process.stdout
+    assert stdout is not None
+    output: queue.Queue[str] = queue.Queue()
+
+    def drain() -> None:
+        # Drains the pipe for the whole run (a full pipe would block the server) and lets the
+        # test wait with a deadline instead of hanging on readline().
+        for line in stdout:
+            output.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
     printed: dict[str, str] = {}
     try:
         while len(printed) < 2:
-            line = process.stdout.readline()
-            assert line, "serve --dev exited before printing its credentials"
+            try:
+                line = output.get(timeout=20)
+            except queue.Empty:
+                pytest.fail("serve --dev printed no credentials within 20 s")
             if line.startswith("dev API key"):
                 printed["api_key"] = line.rsplit(" ", 1)[1].strip()
             elif line.startswith("dev admin token"):
@@ -149,3 +165,28 @@ def test_serve_dev_works_with_no_configuration(
         base + "/admin/keys", headers={"Authorization": f"Bearer {printed['admin_token']}"}
     )
     assert token.json()["kid"] in {key["kid"] for key in keys.json()["keys"]}
+
+
+@pytest.mark.parametrize(
+    ("variable", "make_value", "reason"),
+    [
+        ("HOOK_POLICY_FILE", lambda tmp: tmp / "missing.yaml", "missing.yaml"),
+        ("HOOK_PRELUDE_JWKS_FILE", lambda tmp: tmp / "nope.json", "nope.json"),
+        ("HOOK_KEYS_DIR", lambda tmp: tmp / "file-not-dir", "file-not-dir"),
+        ("HOOK_TOKEN_TTL", lambda tmp: "5", "30 to 3600"),
+    ],
+)
+def test_serve_refuses_bad_configuration_naming_the_variable(
+    runner: CliRunner, tmp_path: Path, variable: str, make_value: Any, reason: str
+) -> None:
+    (tmp_path / "file-not-dir").write_text("x")
+    env = {
+        "HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE),
+        "HOOK_KEYS_DIR": str(tmp_path / "keys"),
+        variable: str(make_value(tmp_path)),
+    }
+    result = runner.invoke(cli, ["serve"], env=env)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {variable}")
+    assert reason in result.output
+    assert "Traceback" not in result.output

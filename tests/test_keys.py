@@ -118,7 +118,7 @@ def test_rotate_drops_retired_keys_past_retire_at(
     new_key: Callable[[], rsa.RSAPrivateKey],
 ) -> None:
     ks = keys.rotate(keys.initial_key_set(1000, new_key), 5000, TTL, new_key)
-    soon = keys.rotate(ks, 5001, TTL, key_supply([3]))
+    soon = keys.rotate(ks, 5001, TTL, key_supply([3]), force=True)
     assert [k.state for k in soon.keys].count("retired") == 2  # key 0 still published
     later = keys.rotate(ks, 5000 + RETIRE_DELAY, TTL, key_supply([3]))
     assert later.get(kid_of(0)) is None
@@ -178,17 +178,39 @@ def test_reprs_have_no_private_material(new_key: Callable[[], rsa.RSAPrivateKey]
 
 
 def test_to_json_admin_shape(new_key: Callable[[], rsa.RSAPrivateKey]) -> None:
-    ks = keys.rotate(keys.initial_key_set(1_760_000_000, new_key), 1_760_000_100, TTL, new_key)
-    body = ks.to_json()
+    ks = keys.rotate(keys.initial_key_set(1_760_000_000, new_key), 1_760_000_700, TTL, new_key)
+    body = ks.to_json(1_760_000_700)
     assert body["keys"][2] == {
         "kid": kid_of(0),
         "state": "retired",
         "created_at": "2025-10-09T08:53:20Z",
         "activated_at": "2025-10-09T08:53:20Z",
-        "retire_at": "2025-10-09T09:11:00Z",
+        "retire_at": "2025-10-09T09:21:00Z",
     }
     assert body["keys"][1]["activated_at"] is None
     assert body["keys"][1]["retire_at"] is None
+    # Once past retire_at the retired key is no longer part of the set the admin API shows.
+    later = ks.to_json(1_760_000_700 + RETIRE_DELAY)
+    assert [key["kid"] for key in later["keys"]] == [kid_of(1), kid_of(2)]
+
+
+@pytest.mark.parametrize(
+    ("age", "force", "allowed"),
+    [(0, False, False), (659, False, False), (660, False, True), (5, True, True)],
+)
+def test_rotation_waits_for_the_next_key_to_be_published_long_enough(
+    new_key: Callable[[], rsa.RSAPrivateKey], age: int, force: bool, allowed: bool
+) -> None:
+    # 660 s = Prelude's 10-minute JWKS cache + 1 minute skew (contract sec. 5).
+    ks = keys.initial_key_set(1000, new_key)
+    if allowed:
+        assert keys.rotate(ks, 1000 + age, TTL, new_key, force=force).active.kid == kid_of(1)
+    else:
+        with pytest.raises(errors.RotationTooEarly) as caught:
+            keys.rotate(ks, 1000 + age, TTL, new_key, force=force)
+        assert caught.value.status_code == 409
+        assert kid_of(1) in caught.value.detail
+        assert "force" in caught.value.detail
 
 
 # --- FileKeyStore ------------------------------------------------------------------------

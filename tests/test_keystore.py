@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -92,7 +93,7 @@ def test_store_deletes_expired_retired_pem(
     clock = FakeClock(10_000)
     store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
     store.load_or_create()
-    store.rotate(TTL)  # key 0 retired until 10_000 + RETIRE_DELAY
+    store.rotate(TTL, force=True)  # key 0 retired until 10_000 + RETIRE_DELAY
     clock.now = 10_000 + RETIRE_DELAY
     ks = store.rotate(TTL)
     assert ks.get(kid_of(0)) is None
@@ -118,7 +119,7 @@ def test_current_reloads_after_another_instance_rotates(
     a.load_or_create()
     seen = b.load_or_create()
     assert b.current() is seen  # unchanged file: no re-read
-    rotated = a.rotate(TTL)
+    rotated = a.rotate(TTL, force=True)
     now_b = b.current()
     assert now_b == rotated
     assert now_b.active.kid == kid_of(1)
@@ -222,11 +223,11 @@ def test_too_open_pem_mode_that_cannot_be_fixed(
     pem = tmp_path / f"{stored.active.kid}.pem"
     pem.chmod(0o644)
 
-    def refuse(path: Any, mode: int) -> None:
+    def refuse(fd: int, mode: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     # root can always chmod, so simulate a file owned by someone else
-    monkeypatch.setattr(os, "chmod", refuse)
+    monkeypatch.setattr(os, "fchmod", refuse)
     message = load_error(tmp_path)
     assert str(pem) in message
     assert "644" in message
@@ -325,3 +326,91 @@ def test_concurrent_rotations_are_not_lost(tmp_path: Path) -> None:
     final = FileKeyStore(tmp_path, new_key=no_new_key).load_or_create()
     assert final.version == 1 + 2 * rounds
     assert {p.name for p in tmp_path.glob("*.pem")} == {f"{k.kid}.pem" for k in final.keys}
+
+
+def test_load_refuses_a_directory_without_a_key_set(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    missing = tmp_path / "typo"
+    with pytest.raises(errors.KeyStoreError, match="no key set here"):
+        FileKeyStore(missing, new_key=no_new_key).load()
+    assert not missing.exists()
+    created = FileKeyStore(tmp_path, new_key=new_key).load_or_create()
+    assert FileKeyStore(tmp_path, new_key=no_new_key).load() == created
+
+
+def test_store_rotation_honours_the_publish_lead(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    clock = FakeClock(10_000)
+    store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
+    store.load_or_create()
+    with pytest.raises(errors.RotationTooEarly):
+        store.rotate(TTL)
+    assert store.current().version == 1  # nothing written
+    clock.now += 660
+    assert store.rotate(TTL).active.kid == kid_of(1)
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_directory_writable_by_others_is_refused(tmp_path: Path, stored: KeySet, mode: int) -> None:
+    # Whoever can write the directory could plant a key we would sign with and publish.
+    tmp_path.chmod(mode)
+    try:
+        message = load_error(tmp_path)
+    finally:
+        tmp_path.chmod(0o700)
+    assert str(tmp_path) in message
+    assert "writable by group or others" in message
+
+
+def test_symlinked_pem_is_refused(tmp_path: Path, stored: KeySet) -> None:
+    pem = tmp_path / f"{stored.active.kid}.pem"
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-planted.pem"
+    elsewhere.write_bytes(pem.read_bytes())
+    pem.unlink()
+    pem.symlink_to(elsewhere)
+    assert str(pem) in load_error(tmp_path)
+
+
+def test_read_only_directory_still_loads(tmp_path: Path, stored: KeySet) -> None:
+    # A secret volume mounted read-only: no lock file can be created, and none is needed.
+    (tmp_path / ".lock").unlink()
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "open", read_only)
+        assert FileKeyStore(tmp_path, new_key=no_new_key).load_or_create() == stored
+
+
+def test_a_broken_reload_keeps_serving_the_last_good_set(
+    tmp_path: Path, stored: KeySet, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileKeyStore(tmp_path, new_key=no_new_key)
+    good = store.load_or_create()
+    meta = tmp_path / "keyset.json"
+    meta.write_bytes(meta.read_bytes()[:-5])  # a half-restored file
+    assert store.current() == good
+    assert "not a valid key set file" in caplog.text
+
+
+def test_a_failed_write_leaves_the_old_set(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileKeyStore(tmp_path, new_key=new_key)
+    before = store.load_or_create()
+
+    def crash(src: Any, dst: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises((errors.KeyStoreError, OSError)):
+        store.rotate(TTL, force=True)
+    monkeypatch.undo()
+    assert FileKeyStore(tmp_path, new_key=no_new_key).load() == before
+    assert not list(tmp_path.glob(".tmp-*"))

@@ -35,9 +35,7 @@ class JwksDocument:
         cache_key = (key_set.version, tuple(key.kid for key in published))
         if cache_key == self._cache_key:
             return
-        body = json.dumps(
-            {"keys": [key.public_jwk() for key in published]}, separators=(",", ":")
-        ).encode()
+        body = json.dumps(key_set.jwks(now), separators=(",", ":")).encode()
         self.body = body
         self.etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         self._cache_key = cache_key
@@ -64,34 +62,51 @@ async def jwks(request: Request) -> Response:
 
 
 async def list_keys(request: Request) -> Response:
+    """The key set with states and dates; never private material."""
     services: Services = request.app.state.services
     require_bearer(request, services.settings.admin_tokens, "the admin API")
-    return json_response(services.keys.current().to_json())
+    return json_response(services.keys.current().to_json(services.clock()))
 
 
 async def rotate_keys(request: Request) -> Response:
+    """next -> active, active -> retired, a new next. Refused (409 ``rotation_too_early``)
+    while the next key is younger than the publish lead, unless ``{"force": true}``."""
     services: Services = request.app.state.services
     admin = require_bearer(request, services.settings.admin_tokens, "the admin API")
-    force = False
-    if request.headers.get("content-length", "0") != "0" or "content-type" in request.headers:
-        body = await read_json_body(request)
-        if body.strip():
-            force = parse_json_object(body).get("force", False)
-            if not isinstance(force, bool):
-                raise InvalidRequest("force must be a boolean")
+    force = await _force_flag(request)
     # Key generation and file writes block; keep them off the event loop.
-    key_set = await to_thread.run_sync(services.keys.rotate, services.settings.token_ttl)
-    logger.warning(
+    key_set = await to_thread.run_sync(
+        lambda: services.keys.rotate(services.settings.token_ttl, force=force)
+    )
+    logger.log(
+        logging.WARNING if force else logging.INFO,
         "keys rotated by admin token #%d: active kid=%s version=%d force=%s",
         admin + 1,
         key_set.active.kid,
         key_set.version,
         force,
     )
-    return json_response(key_set.to_json())
+    return json_response(key_set.to_json(services.clock()))
+
+
+async def _force_flag(request: Request) -> bool:
+    # The body is optional (design.md: "takes an optional body"); an empty one means no force.
+    headers = request.headers
+    if not any(name in headers for name in ("content-type", "transfer-encoding")) and (
+        headers.get("content-length") in (None, "0")
+    ):
+        return False
+    body = await read_json_body(request)
+    if not body.strip():
+        return False
+    force = parse_json_object(body).get("force", False)
+    if not isinstance(force, bool):
+        raise InvalidRequest("force must be a boolean")
+    return force
 
 
 async def revoke_key(request: Request) -> Response:
+    """Drop a key from the JWKS now; revoking the active key promotes next."""
     services: Services = request.app.state.services
     admin = require_bearer(request, services.settings.admin_tokens, "the admin API")
     kid = request.path_params["kid"]
@@ -102,4 +117,4 @@ async def revoke_key(request: Request) -> Response:
         kid,
         admin + 1,
     )
-    return json_response(key_set.to_json())
+    return json_response(key_set.to_json(services.clock()))

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import InvalidRequest, NoPendingStep
+from ..errors import InvalidRequest, NoPendingStep, StepAlreadyUsed
 from ..services import Services
 from ..tokens import mint_verification_token, read_challenge_kid, verify_challenge_token
 from .http import json_response, parse_json_object, read_json_body, require_bearer
@@ -27,8 +27,9 @@ async def verification_token(request: Request) -> Response:
     if key not in services.policy.custom_steps:
         raise NoPendingStep(f"{key!r} is not a custom step of the policy")
     now = int(services.clock())
+    key_set = services.keys.current()
     issued = mint_verification_token(
-        services.keys.current().active,
+        key_set.active,
         user_id=user_id,
         challenge_id=challenge_id,
         key=key,
@@ -36,6 +37,13 @@ async def verification_token(request: Request) -> Response:
         ttl=services.settings.token_ttl,
     )
     result, fresh = await services.store.claim(user_id, key, issued, now)
+    if not fresh and all(k.kid != result.kid for k in key_set.published(now)):
+        # A retry must not hand out a token that Prelude can no longer verify, nor keep a
+        # revoked key's signature in circulation.
+        raise StepAlreadyUsed(
+            "the token issued for this challenge was signed by a key that has since been "
+            "revoked; start a new step-up"
+        )
     logger.info(
         "verification token %s jti=%s kid=%s user_id=%s key=%s",
         "issued" if fresh else "re-sent",
