@@ -16,10 +16,18 @@ from . import endpoints
 from .clock import Clock, system_clock
 from .endpoints.http import json_response
 from .endpoints.keys import JwksDocument
-from .errors import HookError
+from .errors import (
+    HookError,
+    InternalError,
+    InvalidRequest,
+    KeyStoreError,
+    KeyStoreUnavailable,
+    MethodNotAllowed,
+    NotFound,
+)
 from .keystore import FileKeyStore
 from .prelude_keys import PreludeKeys
-from .services import build_services
+from .services import build_services, configure_logging
 from .settings import Settings
 from .store import Store
 
@@ -38,28 +46,25 @@ routes = [
 ]
 
 
-async def _hook_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HookError)
-    return json_response(exc.to_json(), status_code=exc.status_code)
+def _as_hook_error(exc: Exception) -> HookError:
+    """Every failure as a :class:`HookError`, so one renderer gives every error one shape."""
+    if isinstance(exc, HookError):
+        return exc
+    if isinstance(exc, HTTPException):  # routing: unknown path or method
+        kind = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, InvalidRequest)
+        return kind(str(exc.detail))
+    if isinstance(exc, KeyStoreError):
+        # The path and reason go to the log; the caller learns only that keys are unavailable.
+        logger.error("key store failure: %s", exc)
+        return KeyStoreUnavailable("the signing keys cannot be read or written right now")
+    # Starlette re-raises after this handler, so the server logs the traceback once.
+    return InternalError("internal error; see the service log")
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    # Routing errors (404, 405) in the same shape as every other error.
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return json_response(
-        {"error": code, "detail": str(exc.detail)},
-        status_code=exc.status_code,
-        headers=dict(exc.headers or {}),
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return json_response(
-        {"error": "internal_error", "detail": "internal error; see the service log"},
-        status_code=500,
-    )
+async def _render_error(request: Request, exc: Exception) -> Response:
+    error = _as_hook_error(exc)
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else None
+    return json_response(error.to_json(), status_code=error.status_code, headers=headers)
 
 
 def create_app(
@@ -87,9 +92,10 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
-            HookError: _hook_error,
-            HTTPException: _http_error,
-            Exception: _unexpected_error,
+            HookError: _render_error,
+            HTTPException: _render_error,
+            KeyStoreError: _render_error,
+            Exception: _render_error,
         },
     )
     app.state.services = services
@@ -99,4 +105,6 @@ def create_app(
 
 def create_app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory hook_service.app:create_app_from_env`` (several workers)."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)

@@ -175,7 +175,11 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _load_json(body: bytes) -> Any:
+def load_json(body: bytes) -> Any:
+    """Decode a request body as strict RFC 8259 JSON; :class:`errors.InvalidRequest` otherwise.
+
+    Used for every JSON body the service accepts, so all endpoints share the same hardening
+    (UTF-8 only, no NaN/Infinity, no overflowing numbers, bounded nesting, no lone surrogates)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -224,7 +228,7 @@ def parse_hook_request(body: bytes) -> HookRequest:
     types kept, metadata beyond Prelude's documented limits accepted), strict on types.
     Raises :class:`errors.InvalidRequest` whose detail names the offending field.
     """
-    data = _load_json(body)
+    data = load_json(body)
     if not isinstance(data, dict):
         raise errors.InvalidRequest("request body must be a JSON object")
     scope = _string(data, "scope_requested")

@@ -28,10 +28,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "invalid_request: malformed body or field (the detail names it)",
         401: "invalid_signature or unauthorized",
         404: "no_pending_step, unknown_key or not_found",
-        409: "step_already_used",
+        409: "step_already_used or rotation_too_early",
         413: "payload_too_large (over 64 KiB)",
         415: "unsupported_media_type (not application/json)",
-        503: "store_unavailable or not_ready",
+        503: "store_unavailable, key_store_unavailable or not_ready",
     }
     return {str(status): _json(_ref("Error"), text[status]) for status in statuses}
 
@@ -51,14 +51,14 @@ _SCHEMAS: dict[str, Any] = {
             "scope_requested": {"type": "string", "pattern": "^[a-zA-Z0-9.\\-_:]+$"},
             "user_id": {"type": "string"},
             "identifiers": {
-                "type": "array",
+                "type": ["array", "null"],
                 "items": {
                     "type": "object",
                     "required": ["type", "value"],
                     "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
                 },
             },
-            "signals": {"type": "object"},
+            "signals": {"type": ["object", "null"]},
             "metadata": {
                 "type": ["object", "null"],
                 "additionalProperties": {"type": "string"},
@@ -150,7 +150,22 @@ _SCHEMAS: dict[str, Any] = {
             }
         },
     },
-    "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string"},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "NotReady": {
+        "type": "object",
+        "required": ["error", "detail", "checks"],
+        "properties": {
+            "error": {"const": "not_ready"},
+            "detail": {"type": "string"},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
 }
 
 
@@ -218,7 +233,10 @@ def openapi_document() -> dict[str, Any]:
                         }
                     },
                 },
-                "responses": {"200": _json(_ref("KeySet"), "new key set"), **_errors(400, 401)},
+                "responses": {
+                    "200": _json(_ref("KeySet"), "new key set"),
+                    **_errors(400, 401, 409, 413, 415, 503),
+                },
             }
         },
         "/admin/keys/{kid}/revoke": {
@@ -228,7 +246,10 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [
                     {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
-                "responses": {"200": _json(_ref("KeySet"), "new key set"), **_errors(401, 404)},
+                "responses": {
+                    "200": _json(_ref("KeySet"), "new key set"),
+                    **_errors(401, 404, 503),
+                },
             }
         },
         "/healthz": {
@@ -240,7 +261,10 @@ def openapi_document() -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "summary": "Store reachable, active key and policy loaded",
-                "responses": {"200": _json(_ref("Health"), "ready"), **_errors(503)},
+                "responses": {
+                    "200": _json(_ref("Health"), "ready"),
+                    "503": _json(_ref("NotReady"), "not_ready, with the failing checks"),
+                },
             }
         },
         "/openapi.json": {

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPubli
 
 from hook_service import errors
 from hook_service.clock import Clock, system_clock
+from hook_service.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +98,6 @@ def _parse_jwks(raw: bytes) -> _KeySet:
     return _KeySet(rsa=rsa, ed25519=ed25519, kids=frozenset(kids))
 
 
-def _safe_url(url: str) -> str:
-    """The URL without credentials, query or fragment, for logs and errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # a non-numeric port: drop it rather than fail while reporting
-        port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
 class PreludeKeys:
     """Prelude's app JWKS from exactly one of ``url`` or ``file``, cached in memory.
 
@@ -134,7 +123,7 @@ class PreludeKeys:
                 "set exactly one of HOOK_PRELUDE_JWKS_URL and HOOK_PRELUDE_JWKS_FILE"
             )
         if url is not None and urlsplit(url).scheme not in ("http", "https"):
-            raise errors.ConfigError(f"HOOK_PRELUDE_JWKS_URL {_safe_url(url)}: not an http(s) URL")
+            raise errors.ConfigError(f"HOOK_PRELUDE_JWKS_URL {redact_url(url)}: not an http(s) URL")
         self._url = url
         self._file = file
         self._clock = clock
@@ -153,12 +142,23 @@ class PreludeKeys:
     @property
     def source(self) -> str:
         """Where the keys come from, safe to log (no URL credentials or query)."""
-        return _safe_url(self._url) if self._url is not None else str(self._file)
+        return redact_url(self._url) if self._url is not None else str(self._file)
 
     @property
     def loaded(self) -> bool:
         """Whether a JWKS has been fetched successfully at least once."""
         return self._loaded
+
+    def preload(self) -> None:
+        """Read a file source now, synchronously, so a bad file stops start-up with a clean
+        :class:`errors.ConfigError` before the server runs. A URL source waits for :meth:`load`."""
+        if self._file is None:
+            return
+        try:
+            keys = _parse_jwks(self._read_file())
+        except _FetchError as exc:
+            raise errors.ConfigError(f"HOOK_PRELUDE_JWKS_FILE {self._file}: {exc}") from None
+        self._install(keys)
 
     async def load(self) -> None:
         """Initial fetch at start-up. An unreadable or invalid file raises

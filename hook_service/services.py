@@ -7,9 +7,13 @@ directory), so everything here is loaded eagerly and raises :class:`ConfigError`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from .clock import Clock, system_clock
+from .errors import ConfigError
 from .keystore import FileKeyStore
 from .policy import Policy, example_policy_path
 from .prelude_keys import PreludeKeys
@@ -31,13 +35,33 @@ class Services:
     prelude_keys: PreludeKeys | None
 
     async def startup(self) -> None:
-        if self.prelude_keys is not None:
+        if self.prelude_keys is not None and not self.prelude_keys.loaded:
             await self.prelude_keys.load()
 
     async def aclose(self) -> None:
         await self.store.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
+
+
+T = TypeVar("T")
+
+
+def _named(variable: str, load: Callable[[Path], T], path: Path) -> T:
+    """Run a loader, prefixing its :class:`ConfigError` with the variable that named the path."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        raise type(exc)(f"{variable}: {exc}") from None
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Root logging at ``HOOK_LOG_LEVEL``; used by ``serve`` and the uvicorn factory alike."""
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    logging.getLogger("hook_service").setLevel(settings.log_level)
 
 
 def build_services(
@@ -49,14 +73,16 @@ def build_services(
     prelude_keys: PreludeKeys | None = None,
 ) -> Services:
     """Load the policy and keys and open the store; any of them may be injected (tests)."""
-    policy = Policy.load(settings.policy_file or example_policy_path())
+    policy = _named("HOOK_POLICY_FILE", Policy.load, settings.policy_file or example_policy_path())
     if keys is None:
         keys = FileKeyStore(settings.keys_dir, clock=clock)
-    keys.load_or_create()
+    _named("HOOK_KEYS_DIR", lambda _: keys.load_or_create(), settings.keys_dir)
     if prelude_keys is None and settings.signature_source:
         prelude_keys = PreludeKeys(
             url=settings.prelude_jwks_url, file=settings.prelude_jwks_file, clock=clock
         )
+    if prelude_keys is not None:
+        prelude_keys.preload()
     if settings.insecure_skip_signature:
         logger.warning(
             "HOOK_INSECURE_SKIP_SIGNATURE is on: hook requests are NOT authenticated. "

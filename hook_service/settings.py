@@ -7,6 +7,7 @@ value when the value is a secret).
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -48,6 +49,7 @@ class Settings:
         """Read ``HOOK_*`` variables (``os.environ`` by default); ``overrides`` (CLI flags,
         already typed) win over the environment. The result is validated."""
         env = os.environ if environ is None else environ
+        _check_names(env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(PREFIX + f.name.upper())
@@ -94,6 +96,29 @@ class Settings:
         if self.prelude_jwks_url:
             return self.prelude_jwks_url
         return str(self.prelude_jwks_file) if self.prelude_jwks_file else None
+
+
+def _check_names(env: Mapping[str, str]) -> None:
+    # A misspelt variable (HOOK_API_KEY) would silently leave a default in place.
+    known = [PREFIX + f.name.upper() for f in fields(Settings)]
+    for name in sorted(env):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"{name} is not a setting of this service{hint}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info, query or fragment (any of them may carry a secret), for
+    logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<unparsable URL>"
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _check_secrets(name: str, values: tuple[str, ...]) -> None:
@@ -157,7 +182,7 @@ def _jwks_url(name: str, raw: str) -> str:
     if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
         return value  # a local simulator or test double; never over a network in clear
     raise SettingsError(
-        f"{name} must be an https:// URL (http:// only for loopback), got {value!r}"
+        f"{name} must be an https:// URL (http:// only for loopback), got {redact_url(value)!r}"
     )
 
 

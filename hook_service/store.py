@@ -7,7 +7,7 @@ retry with the same ``challenge_id`` gets that same token back, anything else is
 
 Two implementations share the semantics: :class:`MemoryStore` (one process) and
 :class:`RedisStore` (several processes/hosts sharing one Redis server; ``claim`` is one Lua
-script, so single use holds across instances). Only this module knows Redis (CONTRACTS.md).
+script, so single use holds across instances). Only this module knows Redis.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from . import errors
 from .clock import Clock, system_clock
+from .settings import redact_url
 from .tokens import IssuedToken
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class Store(Protocol):
     async def claim(
         self, user_id: str, key: str, issued: IssuedToken, now: float
     ) -> tuple[IssuedToken, bool]:
-        """Consume the pending step for ``issued``; see the module docstring and CONTRACTS.md.
+        """Consume the pending step for ``issued``; see the module docstring.
 
         Returns ``(issued, True)`` on first use and ``(stored token, False)`` to a retry by the
         same challenge while that token is valid. Raises ``errors.StepAlreadyUsed`` for another
@@ -171,18 +172,6 @@ redis.call('HSET', KEYS[1], 'c', ARGV[2], 't', ARGV[3], 'j', ARGV[4], 'k', ARGV[
 redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(e, tonumber(ARGV[6]) * 1000) - now))
 return {1}
 """
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info and query (either may carry the password)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host  # IPv6 literal
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "<unparsable redis URL>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _url_secrets(url: str) -> tuple[str, ...]:

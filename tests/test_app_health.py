@@ -8,6 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from support import free_port
 
 from hook_service.app import routes
 
@@ -43,6 +44,22 @@ def test_readyz_is_503_when_the_store_is_down(
     assert response.json()["error"] == "not_ready"
     assert response.json()["checks"]["store"] == "unreachable"
     assert "store" in response.json()["detail"]
+
+
+def test_readyz_is_503_until_prelude_jwks_loads(make_app: Any) -> None:
+    url = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"  # nothing listens there
+    with TestClient(make_app(prelude_jwks_file=None, prelude_jwks_url=url)) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["prelude_jwks"] == "not loaded"
+    assert response.json()["detail"] == "not ready: prelude_jwks not loaded"
+
+
+def test_readyz_skips_prelude_jwks_when_signatures_are_off(make_app: Any) -> None:
+    with TestClient(make_app(prelude_jwks_file=None, insecure_skip_signature=True)) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"]["prelude_jwks"] == "skipped"
 
 
 def test_openapi_is_valid_and_covers_every_route(client: TestClient) -> None:

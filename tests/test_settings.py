@@ -118,3 +118,18 @@ def test_settings_are_frozen_and_replace_revalidates() -> None:
     with pytest.raises(SettingsError, match="HOOK_TOKEN_TTL"):
         settings.replace(token_ttl=10)
     assert settings.replace(token_ttl=60).token_ttl == 60
+
+
+def test_a_misspelt_variable_is_refused_with_a_hint() -> None:
+    with pytest.raises(SettingsError, match=r"HOOK_API_KEY is not a setting.*HOOK_API_KEYS"):
+        Settings.from_env({**JWKS, "HOOK_API_KEY": API_KEY})
+    with pytest.raises(SettingsError, match="HOOK_NONSENSE is not a setting"):
+        Settings.from_env({**JWKS, "HOOK_NONSENSE": "1"})
+
+
+def test_jwks_url_errors_do_not_echo_credentials() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"HOOK_PRELUDE_JWKS_URL": "http://user:s3cr3t@prelude.example/j?k=tok"})
+    assert "s3cr3t" not in str(caught.value)
+    assert "tok" not in str(caught.value)
+    assert "prelude.example" in str(caught.value)

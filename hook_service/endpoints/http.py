@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from ..errors import InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from ..hook import load_json
 
 # Prelude keeps hook bodies small (contract 2.1: metadata is at most 5 short entries); 64 KiB
 # leaves room for new fields while bounding what an unauthenticated caller can make us buffer.
@@ -31,27 +31,25 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body has no Content-Length: count as it arrives
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # a chunked body has no Content-Length: count as it arrives
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The caller is gone; nothing will read the answer, but it must not log a traceback.
+        raise InvalidRequest("the client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object, or raise :class:`InvalidRequest`."""
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidRequest("request body is not valid JSON") from None
+    """Decode a JSON object (with :func:`~hook_service.hook.load_json`'s hardening), or raise
+    :class:`InvalidRequest`."""
+    data = load_json(body)
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
     return data
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def require_bearer(request: Request, accepted: tuple[str, ...], what: str) -> int:
