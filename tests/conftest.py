@@ -33,21 +33,24 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, API_KEY, PRELUDE_JWKS_FILE, FakeClock, KeyFactory, key_supply
 
 from hook_service.app import create_app
 from hook_service.keystore import FileKeyStore
 from hook_service.settings import Settings
 from hook_service.store import MemoryStore, RedisStore, Store
 
+# Before support is first imported: its helpers assert, and their failures should explain.
+pytest.register_assert_rewrite("support")
+from support import (  # noqa: E402
+    ADMIN_TOKEN,
+    API_KEY,
+    PRELUDE_JWKS_FILE,
+    FakeClock,
+    KeyFactory,
+    free_port,
+)
+
 _START_TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers_ping(port: int) -> bool:
@@ -97,7 +100,7 @@ class RedisServer:
             return
         # The first start picks a free port; it may be taken in the meantime, so try a few.
         for _attempt in range(1 if self.port else 5):
-            port = self.port or _free_port()
+            port = self.port or free_port()
             if self._spawn(port):
                 self.port = port
                 return
@@ -219,9 +222,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def new_key() -> Callable[[], rsa.RSAPrivateKey]:
-    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..4.pem)."""
-    return key_supply()
+def new_key() -> Iterator[Callable[[], rsa.RSAPrivateKey]]:
+    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..4.pem); running out
+    fails the test."""
+    supply = KeyFactory()
+    yield supply
+    supply.check()
 
 
 @pytest.fixture
@@ -238,12 +244,13 @@ AppFactory = Callable[..., Starlette]
 
 
 @pytest.fixture
-def make_app(settings: Settings, clock: FakeClock) -> AppFactory:
+def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
     """Build an app on the test settings and the fake clock.
 
-    ``make_app(store="redis:<url>")`` gives it a :class:`RedisStore` on that URL (several apps
+    ``make_app(redis_url)`` gives it a :class:`RedisStore` on that URL (several apps
     on one URL play several instances); other keyword arguments change settings. Apps on the
-    same keys directory share one key store, as workers on one host share the directory."""
+    same keys directory share one key store, as workers on one host share the directory. All
+    the apps of one test share the four pre-generated signing keys; running out fails the test."""
     new_key = KeyFactory()
     key_stores: dict[Path, FileKeyStore] = {}
 
@@ -256,7 +263,8 @@ def make_app(settings: Settings, clock: FakeClock) -> AppFactory:
         store: Store = RedisStore(redis_url, clock=clock) if redis_url else MemoryStore(clock=clock)
         return create_app(app_settings, clock=clock, store=store, keys=keys)
 
-    return make
+    yield make
+    new_key.check()
 
 
 @pytest.fixture

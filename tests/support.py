@@ -1,22 +1,25 @@
-"""Helpers shared by the application-level tests: Prelude's side of the wire, test keys, a
-fake clock. Fixtures built on them live in conftest.py."""
+"""Plain helpers shared by the tests: Prelude's side of the wire, the pre-generated test keys, a
+fake clock, a free port. Fixtures built on them live in conftest.py; each helper exists once."""
 
 from __future__ import annotations
 
 import base64
 import functools
 import json
-from collections.abc import Callable
+import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from joserfc import jwt as jose_jwt
+from joserfc.jwk import KeySet as JoseKeySet
+from starlette.testclient import TestClient
 
 from hook_service import keys
-from hook_service.keys import generate_rsa_key
 
 KEYS_DIR = Path(__file__).parent / "keys"
 PRELUDE_JWKS_FILE = KEYS_DIR / "prelude_jwks.json"
@@ -31,8 +34,33 @@ def load_private_key(name: str) -> Any:
     return serialization.load_pem_private_key((KEYS_DIR / name).read_bytes(), password=None)
 
 
+def rsa_private_key(name: str) -> rsa.RSAPrivateKey:
+    """:func:`load_private_key` for an RSA key, typed."""
+    key = load_private_key(name)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
+
+
+def ed25519_private_key(name: str) -> ed25519.Ed25519PrivateKey:
+    """:func:`load_private_key` for an Ed25519 key, typed."""
+    key = load_private_key(name)
+    assert isinstance(key, ed25519.Ed25519PrivateKey)
+    return key
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class FakeClock:
-    """An injectable clock that only moves when a test says so."""
+    """An injectable clock that only moves when a test says so.
+
+    The default start is far from the real time on purpose: code that mixes the injected clock
+    with the real one (e.g. Redis TTLs in RedisStore) shows up as a failure."""
 
     def __init__(self, now: float = 1_760_000_000.0) -> None:
         self.now = now
@@ -112,18 +140,32 @@ def challenge_token(
     return jwt.encode(claims, load_private_key(key), algorithm="EdDSA", headers={"kid": kid})
 
 
-class KeyFactory:
-    """Hands out the pre-generated signing keys, then fresh ones (only long rotation tests)."""
-
-    def __init__(self) -> None:
-        self._supply = iter(hook_keys())
-
-    def __call__(self) -> rsa.RSAPrivateKey:
-        return next(self._supply, None) or generate_rsa_key()
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def verify_like_prelude(token: str, jwks: dict[str, Any], now: float) -> dict[str, Any]:
+    """Verify one of our verification tokens as Prelude does (contract 4): RS256 only, kid
+    present in our JWKS, every time claim; with joserfc, a JOSE library independent of the
+    pyjwt that signed it. Returns the claims."""
+    key_set = JoseKeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    decoded = jose_jwt.decode(token, key_set, algorithms=["RS256"])
+    assert decoded.header["alg"] == "RS256"
+    assert decoded.header["typ"] == "JWT"
+    assert decoded.header["kid"] in {key["kid"] for key in jwks["keys"]}
+    claims = dict(decoded.claims)
+    assert claims["iat"] <= now and claims["nbf"] <= now < claims["exp"]
+    return claims
+
+
+def active_kid(client: TestClient) -> str:
+    """The kid of the active signing key, as the admin API reports it."""
+    listed = client.get("/admin/keys", headers=bearer(ADMIN_TOKEN))
+    assert listed.status_code == 200
+    active = [key["kid"] for key in listed.json()["keys"] if key["state"] == "active"]
+    assert len(active) == 1
+    kid: str = active[0]
+    return kid
 
 
 # --- our own signing keys (tests/keys/hook_rsa_*.pem) ---------------------------------------
@@ -131,27 +173,52 @@ def bearer(token: str) -> dict[str, str]:
 
 @functools.cache
 def hook_keys() -> tuple[rsa.RSAPrivateKey, ...]:
-    loaded = []
-    for i in range(1, 5):
-        key = serialization.load_pem_private_key(
-            (KEYS_DIR / f"hook_rsa_{i}.pem").read_bytes(), password=None
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
-        loaded.append(key)
-    return tuple(loaded)
+    """tests/keys/hook_rsa_1..4.pem, loaded once."""
+    return tuple(rsa_private_key(f"hook_rsa_{i}.pem") for i in range(1, 5))
 
 
-def key_supply(indices: list[int] | None = None) -> Callable[[], rsa.RSAPrivateKey]:
-    """Hands out the pre-generated keys in order; fails the test when they run out."""
-    supply = iter([hook_keys()[i] for i in (indices if indices is not None else range(4))])
+class OutOfTestKeys(Exception):
+    """A test asked for more signing keys than were pre-generated for it.
 
-    def take() -> rsa.RSAPrivateKey:
-        key = next(supply, None)
+    An ordinary Exception, not pytest's Failed: raised inside an app (a worker thread, the
+    TestClient portal) a BaseException surfaces as an unrelated CancelledError and the message
+    is lost. :meth:`KeyFactory.check` turns it into ``pytest.fail`` at teardown."""
+
+
+class KeyFactory:
+    """A ``new_key`` for key stores: the pre-generated signing keys (tests/keys/hook_rsa_*.pem)
+    in order, all four or those at ``indices``.
+
+    Keys are never generated at test time (house rule): running out raises
+    :class:`OutOfTestKeys` and :meth:`check` fails the test, even if the code under test
+    swallowed the exception."""
+
+    def __init__(self, indices: Sequence[int] | None = None) -> None:
+        chosen = list(range(len(hook_keys()))) if indices is None else list(indices)
+        self._supply = iter([hook_keys()[i] for i in chosen])
+        self._count = len(chosen)
+        self.exhausted: str | None = None
+
+    def __call__(self) -> rsa.RSAPrivateKey:
+        key = next(self._supply, None)
         if key is None:
-            pytest.fail("test needs more than the pre-generated keys")
+            self.exhausted = (
+                f"this test needs more than its {self._count} pre-generated signing key(s) "
+                "(tests/keys/hook_rsa_*.pem); keys are never generated at test time: add a "
+                "pre-generated key or make the test use fewer"
+            )
+            raise OutOfTestKeys(self.exhausted)
         return key
 
-    return take
+    def check(self) -> None:
+        """Fail the test if it ever ran out of keys (fixtures call this at teardown)."""
+        if self.exhausted is not None:
+            pytest.fail(self.exhausted, pytrace=False)
+
+
+def key_supply(indices: Sequence[int] | None = None) -> KeyFactory:
+    """Shorthand for :class:`KeyFactory` (``indices`` picks and orders the keys)."""
+    return KeyFactory(indices)
 
 
 def no_new_key() -> rsa.RSAPrivateKey:

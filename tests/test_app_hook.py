@@ -16,14 +16,29 @@ from support import (
     API_KEY,
     PRELUDE_JWKS_FILE,
     FakeClock,
+    active_kid,
     bearer,
     hook_body,
-    load_private_key,
+    rsa_private_key,
     sign_hook,
+    verify_like_prelude,
 )
 
 HOOK = "/hooks/stepup"
 DECISION_FIELDS = {"status", "grant_mode", "granted_for", "steps"}
+# The example policy's answer to a small transfer by a user with a phone number.
+OTP_ONLY = {
+    "status": "review",
+    "grant_mode": "single-use",
+    "granted_for": 300,
+    "steps": [{"order": 1, "key": "verify_sms", "expiration_duration": 600}],
+}
+
+
+def assert_otp_only(response: Any) -> None:
+    assert response.status_code == 200
+    assert response.headers["x-hook-rule"] == "otp-only"
+    assert response.json() == OTP_ONLY
 
 
 def post_hook(client: TestClient, body: bytes, **sign: Any) -> Any:
@@ -111,6 +126,7 @@ def test_signature_forms_prelude_may_send(
     response = post_hook(client, body, prefix=prefix, salt_length=salt_length)
     assert response.status_code == 200
     assert response.json()["status"] == "review"
+    assert_otp_only(response)
 
 
 def test_padded_signature_is_accepted(client: TestClient) -> None:
@@ -118,12 +134,15 @@ def test_padded_signature_is_accepted(client: TestClient) -> None:
     headers = sign_hook(body)
     raw = headers["X-Webhook-Signature"].removeprefix("rsassa-pss-sha256=")
     headers["X-Webhook-Signature"] = raw + "=" * (-len(raw) % 4)
-    assert client.post(HOOK, content=body, headers=headers).status_code == 200
+    assert headers["X-Webhook-Signature"].endswith("=")  # the case under test: padding present
+    response = client.post(HOOK, content=body, headers=headers)
+    assert response.status_code == 200
+    assert_otp_only(response)
 
 
 def _pkcs1_headers(body: bytes) -> dict[str, str]:
     headers = sign_hook(body)
-    signature = load_private_key("prelude_rsa.pem").sign(body, padding.PKCS1v15(), hashes.SHA256())
+    signature = rsa_private_key("prelude_rsa.pem").sign(body, padding.PKCS1v15(), hashes.SHA256())
     headers["X-Webhook-Signature"] = base64.urlsafe_b64encode(signature).decode()
     return headers
 
@@ -237,12 +256,29 @@ def test_unknown_fields_are_accepted(client: TestClient) -> None:
     assert response.headers["x-hook-rule"] == "otp-only"
 
 
-def test_custom_step_is_recorded_for_the_token_endpoint(client: TestClient) -> None:
+def test_custom_step_is_recorded_for_the_token_endpoint(
+    client: TestClient, clock: FakeClock
+) -> None:
     assert ask_token(client).json()["error"] == "no_pending_step"
-    post_hook(client, hook_body(amount="1500"))
+    assert post_hook(client, hook_body(amount="1500")).headers["x-hook-rule"] == "large-transfer"
     response = ask_token(client)
     assert response.status_code == 200
-    assert response.json()["kid"]
+    body = response.json()
+    assert body["kid"]
+    assert body["kid"] == active_kid(client)
+    jwks = client.get("/.well-known/jwks.json").json()
+    claims = verify_like_prelude(body["verification_token"], jwks, clock())
+    assert claims == {
+        "sub": "usr_39CfbdV8AsXQwdphtbJe4yH07aF",
+        "challenge_id": "chl_1",
+        "key": "kyc_review",
+        "status": "completed",
+        "jti": body["jti"],
+        "iat": int(clock()),
+        "nbf": int(clock()),
+        "exp": int(clock()) + 300,
+    }
+    assert body["expires_at"] == claims["exp"]
 
 
 def test_skip_signature_mode_accepts_unsigned_requests(make_app: Any) -> None:
@@ -260,12 +296,18 @@ def test_new_prelude_key_is_picked_up_from_the_jwks(
     jwks_file.write_text(json.dumps({"keys": []}))
     with TestClient(make_app(prelude_jwks_file=jwks_file)) as client:
         body = hook_body(amount="20")
-        assert post_hook(client, body).status_code == 401
+        unknown = post_hook(client, body)
+        assert unknown.status_code == 401
+        assert unknown.json()["error"] == "invalid_signature"
         jwks_file.write_text(PRELUDE_JWKS_FILE.read_text())
         # The failed lookup spent the refetch budget (one per 30 s); after it, one refetch.
-        assert post_hook(client, body).status_code == 401
+        still_unknown = post_hook(client, body)
+        assert still_unknown.status_code == 401
+        assert still_unknown.json()["error"] == "invalid_signature"
         clock.advance(31)
-        assert post_hook(client, body).status_code == 200
+        known = post_hook(client, body)
+        assert known.status_code == 200
+        assert_otp_only(known)
 
 
 @pytest.mark.redis

@@ -7,11 +7,21 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from joserfc import jwt as jose_jwt
-from joserfc.jwk import KeySet as JoseKeySet
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, API_KEY, FakeClock, bearer, challenge_token, hook_body, sign_hook
+from support import (
+    ADMIN_TOKEN,
+    API_KEY,
+    FakeClock,
+    active_kid,
+    bearer,
+    challenge_token,
+    hook_body,
+    sign_hook,
+    verify_like_prelude,
+)
+
+from hook_service.keys import PUBLISH_LEAD
 
 USER = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
 TOKEN = "/verification-token"
@@ -31,16 +41,29 @@ def ask(client: TestClient, payload: dict[str, Any], token: str = API_KEY) -> An
     return client.post(TOKEN, headers=bearer(token), json=payload)
 
 
-def verify_like_prelude(token: str, jwks: dict[str, Any], now: float) -> dict[str, Any]:
-    """Contract 4: RS256 only, kid present in our JWKS, every claim; with joserfc, a JOSE
-    library independent of the pyjwt that signed it."""
-    key_set = JoseKeySet.import_key_set(jwks)  # type: ignore[arg-type]
-    decoded = jose_jwt.decode(token, key_set, algorithms=["RS256"])
-    assert decoded.header["alg"] == "RS256"
-    assert decoded.header["typ"] == "JWT"
-    assert decoded.header["kid"] in {key["kid"] for key in jwks["keys"]}
-    claims = dict(decoded.claims)
-    assert claims["iat"] <= now and claims["nbf"] <= now < claims["exp"]
+def expected_claims(body: dict[str, Any], now: float, challenge_id: str = "chl_1") -> Any:
+    """Every claim of the token in a 200 ``body`` for the kyc_review step minted at ``now``."""
+    return {
+        "sub": USER,
+        "challenge_id": challenge_id,
+        "key": "kyc_review",
+        "status": "completed",
+        "jti": body["jti"],
+        "iat": int(now),
+        "nbf": int(now),
+        "exp": int(now) + 300,
+    }
+
+
+def issued_claims(client: TestClient, response: Any, now: float) -> dict[str, Any]:
+    """The claims of the token in a 200 ``response``, verified against our JWKS as Prelude
+    would; the body's jti, kid and expires_at must describe that same token."""
+    assert response.status_code == 200
+    body = response.json()
+    jwks = client.get("/.well-known/jwks.json").json()
+    claims = verify_like_prelude(body["verification_token"], jwks, now)
+    assert (claims["jti"], claims["exp"]) == (body["jti"], body["expires_at"])
+    assert body["kid"] == active_kid(client)
     return claims
 
 
@@ -66,12 +89,7 @@ def test_issued_token_verifies_against_the_served_jwks(
     }
     assert body["expires_at"] == claims["exp"]
     assert len(body["jti"]) >= 22  # 128 random bits, base64url
-    active = [
-        key
-        for key in client.get("/admin/keys", headers=bearer(ADMIN_TOKEN)).json()["keys"]
-        if key["state"] == "active"
-    ]
-    assert body["kid"] == active[0]["kid"]
+    assert body["kid"] == active_kid(client)
 
 
 def test_challenge_token_form(client: TestClient, clock: FakeClock) -> None:
@@ -90,6 +108,9 @@ def test_both_forms_must_agree(client: TestClient, clock: FakeClock) -> None:
     token = challenge_token(challenge_id="chl_ct", exp=clock() + 600)
     agreeing = ask(client, {"challenge_token": token, **explicit("chl_ct")})
     assert agreeing.status_code == 200
+    assert issued_claims(client, agreeing, clock()) == expected_claims(
+        agreeing.json(), clock(), "chl_ct"
+    )
     for field, value in [("user_id", "usr_other"), ("challenge_id", "chl_x"), ("key", "kyc_x")]:
         payload = {"challenge_token": token, **explicit("chl_ct"), field: value}
         response = ask(client, payload)
@@ -118,7 +139,9 @@ def test_bad_challenge_tokens_are_refused(
     assert response.status_code == status
     assert response.json()["error"] == error
     # The pending step is still there for the genuine request.
-    assert ask(client, explicit()).status_code == 200
+    genuine = ask(client, explicit())
+    assert genuine.status_code == 200
+    assert issued_claims(client, genuine, clock()) == expected_claims(genuine.json(), clock())
 
 
 @pytest.mark.parametrize(
@@ -175,11 +198,19 @@ def test_pending_step_expires(client: TestClient, clock: FakeClock) -> None:
     assert response.json()["error"] == "no_pending_step"
 
 
-def test_a_new_review_rearms_the_step(client: TestClient) -> None:
+def test_a_new_review_rearms_the_step(client: TestClient, clock: FakeClock) -> None:
     hook(client)
-    assert ask(client, explicit("chl_1")).status_code == 200
+    first = ask(client, explicit("chl_1"))
+    assert first.status_code == 200
+    assert issued_claims(client, first, clock()) == expected_claims(first.json(), clock(), "chl_1")
+    clock.advance(5)
     hook(client)
-    assert ask(client, explicit("chl_2")).status_code == 200
+    second = ask(client, explicit("chl_2"))
+    assert second.status_code == 200
+    assert second.json()["jti"] != first.json()["jti"]
+    assert issued_claims(client, second, clock()) == expected_claims(
+        second.json(), clock(), "chl_2"
+    )
 
 
 async def _concurrent(apps: list[Starlette], payloads: list[dict[str, Any]]) -> list[Any]:
@@ -259,6 +290,8 @@ def test_store_down_is_503(make_app: Any, redis_server: Any, redis_url: str) -> 
 def test_token_from_before_a_rotation_verifies_until_retirement(
     client: TestClient, clock: FakeClock
 ) -> None:
+    # A routine rotation: the next key has been published long enough (no force needed).
+    clock.advance(PUBLISH_LEAD)
     hook(client)
     before = ask(client, explicit("chl_1")).json()
     rotated = client.post("/admin/keys/rotate", headers=bearer(ADMIN_TOKEN))

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
-from cel_expr_python import cel
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from support import rsa_private_key
 
 from hook_service import errors
 from hook_service.hook import (
@@ -23,8 +22,8 @@ from hook_service.hook import (
     parse_signature_header,
     verify_signature,
 )
+from hook_service.policy_schema import CEL_VARIABLES, new_env
 
-KEYS = Path(__file__).parent / "keys"
 BODY = json.dumps(
     {
         "scope_requested": "transfer:write",
@@ -39,15 +38,9 @@ BODY = json.dumps(
 ).encode()
 
 
-def _private(name: str) -> RSAPrivateKey:
-    key = serialization.load_pem_private_key((KEYS / name).read_bytes(), password=None)
-    assert isinstance(key, RSAPrivateKey)
-    return key
-
-
 @pytest.fixture(scope="module")
 def prelude_key() -> RSAPrivateKey:
-    return _private("prelude_rsa.pem")
+    return rsa_private_key("prelude_rsa.pem")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +113,7 @@ def test_tampered_body_is_rejected(
 
 
 def test_signature_by_another_key_is_rejected(public_key: RSAPublicKey) -> None:
-    other = _private("prelude_rsa_other.pem")
+    other = rsa_private_key("prelude_rsa_other.pem")
     with pytest.raises(errors.InvalidSignature):
         verify_signature(BODY, header(pss(BODY, other)), public_key)
 
@@ -145,7 +138,7 @@ def test_pss_with_mgf1_sha1_is_rejected(
 
 
 def _valid_unprefixed() -> str:
-    return header(pss(BODY, _private("prelude_rsa.pem")), prefix="")
+    return header(pss(BODY, rsa_private_key("prelude_rsa.pem")), prefix="")
 
 
 @pytest.mark.parametrize(
@@ -402,26 +395,20 @@ def test_cel_context_is_a_fresh_dict_each_call() -> None:
     assert request.cel_context()["has_phone"] is True
 
 
-_CEL_ENV = cel.NewEnv(
-    variables={
-        "scope": cel.Type.STRING,
-        "user_id": cel.Type.STRING,
-        "identifiers": cel.Type.List(cel.Type.Map(cel.Type.STRING, cel.Type.STRING)),
-        "signals": cel.Type.Map(cel.Type.STRING, cel.Type.DYN),
-        "metadata": cel.Type.Map(cel.Type.STRING, cel.Type.STRING),
-        "has_phone": cel.Type.BOOL,
-        "has_email": cel.Type.BOOL,
-    }
-)
-_CEL_EXPR = _CEL_ENV.compile(
+# The policy's own CEL environment: if its declared variables drift from cel_context(), these
+# tests fail instead of agreeing with a private copy of the declarations. Uses every variable.
+_CEL_EXPR = new_env().compile(
     'scope == "transfer:write" && signals.platform == "WEB" && has_phone && has_email'
     ' && double(metadata.amount) >= 500.0 && identifiers.exists(i, i.type == "phone_number")'
+    ' && user_id != ""'
 )
 
 
 def test_cel_context_evaluates_in_cel() -> None:
+    context = parse_hook_request(BODY).cel_context()
+    assert set(context) == set(CEL_VARIABLES)  # no variable the policy cannot see, none missing
     # cel-expr-python rejects anything but plain dicts/lists (e.g. mappingproxy, tuples).
-    assert _CEL_EXPR.eval(data=parse_hook_request(BODY).cel_context()).value() is True
+    assert _CEL_EXPR.eval(data=context).value() is True
 
 
 def test_cel_context_accepts_a_hand_built_request_with_read_only_mappings() -> None:

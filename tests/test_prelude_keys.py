@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,31 +16,22 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from support import (
+    PRELUDE_JWKS_FILE,
+    FakeClock,
+    ed25519_private_key,
+    free_port,
+    rsa_private_key,
+)
 
 from hook_service import errors
 from hook_service.prelude_keys import PreludeKeys
 
-KEYS = Path(__file__).parent / "keys"
-JWKS: dict[str, Any] = json.loads((KEYS / "prelude_jwks.json").read_text())
+JWKS: dict[str, Any] = json.loads(PRELUDE_JWKS_FILE.read_text())
 LOGGER = "hook_service.prelude_keys"
 SECRET_URL = "http://user:hunter2@prelude.test/.well-known/jwks.json?token=s3cr3t"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _b64(n: int) -> str:
@@ -49,18 +39,14 @@ def _b64(n: int) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _private(name: str) -> Any:
-    return serialization.load_pem_private_key((KEYS / name).read_bytes(), password=None)
-
-
 def rsa_jwk(key: RSAPrivateKey, kid: str, **extra: str) -> dict[str, Any]:
     numbers = key.public_key().public_numbers()
     return {"kty": "RSA", "kid": kid, "n": _b64(numbers.n), "e": _b64(numbers.e), **extra}
 
 
-PRELUDE_RSA: RSAPrivateKey = _private("prelude_rsa.pem")
-OTHER_RSA: RSAPrivateKey = _private("prelude_rsa_other.pem")
-PRELUDE_ED: Ed25519PrivateKey = _private("prelude_ed25519.pem")
+PRELUDE_RSA: RSAPrivateKey = rsa_private_key("prelude_rsa.pem")
+OTHER_RSA: RSAPrivateKey = rsa_private_key("prelude_rsa_other.pem")
+PRELUDE_ED: Ed25519PrivateKey = ed25519_private_key("prelude_ed25519.pem")
 ROTATED = {"keys": [*JWKS["keys"], rsa_jwk(OTHER_RSA, "prelude-rsa-2")]}
 
 
@@ -101,7 +87,7 @@ def same_rsa(a: Any, b: RSAPrivateKey) -> bool:
 
 @pytest.mark.anyio
 async def test_file_source_selects_keys_by_kid_and_type() -> None:
-    keys = PreludeKeys(file=KEYS / "prelude_jwks.json")
+    keys = PreludeKeys(file=PRELUDE_JWKS_FILE)
     assert not keys.loaded
     await keys.load()
     assert keys.loaded
@@ -163,13 +149,15 @@ async def test_file_is_reread_on_refetch(tmp_path: Path) -> None:
 async def test_unsupported_and_malformed_keys_are_skipped_not_fatal(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    # A 1024-bit modulus (no key is generated at test time): the top half of a test key's.
+    weak_n = OTHER_RSA.public_key().public_numbers().n >> 1024 | 1
+    assert weak_n.bit_length() == 1024
     jwks = {
         "keys": [
             {"kty": "EC", "crv": "P-256", "kid": "ec-1", "x": "AA", "y": "AA"},
             {"kty": "oct", "kid": "hmac-1", "k": "c2VjcmV0"},
             {"kty": "RSA", "kid": "broken-rsa", "n": "!!", "e": "AQAB"},
-            rsa_jwk(weak, "weak-rsa"),
+            {"kty": "RSA", "kid": "weak-rsa", "n": _b64(weak_n), "e": _b64(65537)},
             rsa_jwk(OTHER_RSA, "enc-rsa", use="enc"),
             {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": "AA"},
             {"kty": "OKP", "crv": "Ed25519", "kid": "short-ed", "x": "AAAA"},
@@ -568,9 +556,7 @@ async def test_real_http_timeout_is_logged_not_fatal(
 async def test_real_connection_refused_at_load_is_logged_not_fatal(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with socket.socket() as sock:  # a port nobody listens on any more
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it any more
     keys = PreludeKeys(url=f"http://127.0.0.1:{port}/jwks.json")
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         await keys.load()

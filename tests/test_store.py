@@ -12,6 +12,7 @@ from typing import Any, Protocol, cast
 import anyio
 import pytest
 import redis.asyncio as aredis
+from support import FakeClock
 
 from hook_service import errors
 from hook_service.store import (
@@ -37,20 +38,6 @@ class RedisServer(Protocol):
     def stop(self) -> None: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
-
-
-class FakeClock:
-    """Moves only when a test says so. It starts far from the real time (like support.FakeClock)
-    on purpose: RedisStore must keep Redis TTLs in the injected clock's time domain."""
-
-    def __init__(self) -> None:
-        self.now = 1_760_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def pending(
@@ -82,9 +69,8 @@ async def claim(store: Store, clock: FakeClock, token: IssuedToken) -> tuple[Iss
     return await store.claim(token.user_id, token.key, token, clock())
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+# ``clock`` is conftest's FakeClock: it starts far from the real time on purpose, since RedisStore
+# must keep Redis TTLs in the injected clock's time domain.
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from joserfc import jwt as jose_jwt
 from joserfc.errors import InvalidKeyIdError
 from joserfc.jwk import KeySet as JoseKeySet
+from support import ed25519_private_key, rsa_private_key
 
 from hook_service import errors, keys
 from hook_service.keys import KeySet
@@ -30,29 +29,11 @@ from hook_service.tokens import (
     verify_challenge_token,
 )
 
-KEY_DIR = Path(__file__).parent / "keys"
 NOW = 1_760_000_000
 TTL = 300
 
 
-def load_private(name: str) -> Any:
-    return serialization.load_pem_private_key((KEY_DIR / name).read_bytes(), password=None)
-
-
-@functools.cache
-def hook_keys() -> tuple[rsa.RSAPrivateKey, ...]:
-    loaded = tuple(load_private(f"hook_rsa_{i}.pem") for i in range(1, 5))
-    assert all(isinstance(k, rsa.RSAPrivateKey) for k in loaded)
-    return loaded
-
-
-@pytest.fixture
-def new_key() -> Callable[[], rsa.RSAPrivateKey]:
-    """Hands out tests/keys/hook_rsa_1..4.pem in order."""
-    supply = iter(hook_keys())
-    return lambda: next(supply)
-
-
+# ``new_key`` is conftest's: tests/keys/hook_rsa_1..4.pem in order.
 @pytest.fixture
 def key_set(new_key: Callable[[], rsa.RSAPrivateKey]) -> KeySet:
     return keys.initial_key_set(NOW, new_key)
@@ -60,16 +41,12 @@ def key_set(new_key: Callable[[], rsa.RSAPrivateKey]) -> KeySet:
 
 @pytest.fixture
 def prelude_ed() -> ed25519.Ed25519PrivateKey:
-    key = load_private("prelude_ed25519.pem")
-    assert isinstance(key, ed25519.Ed25519PrivateKey)
-    return key
+    return ed25519_private_key("prelude_ed25519.pem")
 
 
 @pytest.fixture
 def prelude_ed_other() -> ed25519.Ed25519PrivateKey:
-    key = load_private("prelude_ed25519_other.pem")
-    assert isinstance(key, ed25519.Ed25519PrivateKey)
-    return key
+    return ed25519_private_key("prelude_ed25519_other.pem")
 
 
 def mint(key_set: KeySet, now: int = NOW, **kw: Any) -> IssuedToken:
@@ -173,8 +150,10 @@ def test_old_token_verifies_until_retire_at_after_rotation(
     key_set: KeySet, new_key: Callable[[], rsa.RSAPrivateKey]
 ) -> None:
     old = mint(key_set)
-    rotated = keys.rotate(key_set, NOW + 10, TTL, new_key)
-    retire_at = NOW + 10 + TTL + 600 + 60
+    # Rotate as soon as the next key has been published long enough (keys.PUBLISH_LEAD).
+    rotate_at = NOW + keys.PUBLISH_LEAD
+    rotated = keys.rotate(key_set, rotate_at, TTL, new_key)
+    retire_at = rotate_at + TTL + 600 + 60
     decoded = jose_decode(old.token, rotated.jwks(retire_at - 1))
     assert decoded.claims["jti"] == old.jti
     pyjwk = jwt.PyJWKSet.from_dict(rotated.jwks(retire_at - 1))[old.kid]
@@ -183,10 +162,10 @@ def test_old_token_verifies_until_retire_at_after_rotation(
         jose_decode(old.token, rotated.jwks(retire_at))
     with pytest.raises(KeyError):
         jwt.PyJWKSet.from_dict(rotated.jwks(retire_at))[old.kid]
-    new = mint(rotated, now=NOW + 10)
+    new = mint(rotated, now=rotate_at)
     assert new.kid == rotated.active.kid != old.kid
     assert jwt.get_unverified_header(new.token)["kid"] == new.kid
-    assert jose_decode(new.token, rotated.jwks(NOW + 10)).claims["jti"] == new.jti
+    assert jose_decode(new.token, rotated.jwks(rotate_at)).claims["jti"] == new.jti
 
 
 # --- challenge tokens ---------------------------------------------------------------------
@@ -284,7 +263,7 @@ def test_hs256_with_public_key_bytes_is_rejected(
 
 
 def test_rs256_token_is_rejected(prelude_ed: ed25519.Ed25519PrivateKey) -> None:
-    rsa_key = load_private("prelude_rsa.pem")
+    rsa_key = rsa_private_key("prelude_rsa.pem")
     token = jwt.encode(CLAIMS, rsa_key, algorithm="RS256", headers={"kid": "prelude-ed-1"})
     assert_bad_signature(token, prelude_ed.public_key())
 
