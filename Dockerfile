@@ -20,5 +20,5 @@ VOLUME ["/keys"]
 USER hook
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s \
-    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
+    CMD python -c "import os,sys,urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HOOK_PORT', '8000')).status != 200)"
 CMD ["hook-service", "serve"]
