@@ -19,6 +19,7 @@ import yaml
 from cel_expr_python import cel
 
 from .errors import PolicyError
+from .hook import SCOPE_PATTERN
 
 STATUSES: Final = ("continue", "review", "block")
 GRANT_MODES: Final = ("single-use", "session-bound", "profile-bound")
@@ -27,7 +28,6 @@ OTP: Final = "otp"  # design.md: verify_sms when the user has a phone number, el
 MAX_SECONDS: Final = 86_400  # contract 3: granted_for and expiration_duration are 0..86400
 # Contract 3 step-key charset; rule names use it too because they travel in X-Hook-Rule.
 KEY_PATTERN: Final = re.compile(r"[a-zA-Z0-9._:-]+")
-SCOPE_PATTERN: Final = re.compile(r"[a-zA-Z0-9.\-_:]+")  # contract 2.1
 # "completed" is the challenge token's end marker (contract 6), the others name the fallbacks.
 _RESERVED_CUSTOM: Final = frozenset({OTP, "completed", *MANAGED_STEPS})
 _RESERVED_RULES: Final = frozenset({"default", "on_error"})

@@ -190,12 +190,18 @@ def test_retry_returns_the_same_token_and_other_challenges_get_409(client: TestC
     assert other.json()["error"] == "step_already_used"
 
 
-def test_pending_step_expires(client: TestClient, clock: FakeClock) -> None:
-    hook(client)  # steps last 600 + 86400 s
-    clock.advance(600 + 86400 + 1)
+@pytest.mark.parametrize(("elapsed", "status"), [(600 + 86400 - 1, 200), (600 + 86400, 404)])
+def test_pending_step_lives_for_the_sum_of_the_step_durations(
+    client: TestClient, clock: FakeClock, elapsed: int, status: int
+) -> None:
+    hook(client)  # verify_sms 600 s, then kyc_review 86400 s
+    clock.advance(elapsed)
     response = ask(client, explicit())
-    assert response.status_code == 404
-    assert response.json()["error"] == "no_pending_step"
+    assert response.status_code == status
+    if status == 404:
+        assert response.json()["error"] == "no_pending_step"
+    else:
+        assert response.json()["expires_at"] == int(clock()) + 300
 
 
 def test_a_new_review_rearms_the_step(client: TestClient, clock: FakeClock) -> None:

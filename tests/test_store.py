@@ -516,3 +516,18 @@ def test_redis_bad_url_is_a_config_error_without_the_password() -> None:
     with pytest.raises(errors.ConfigError, match="invalid redis URL") as info:
         RedisStore("http://:s3cret-pw@127.0.0.1:6379/0")
     assert "s3cret-pw" not in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_redis_record_holds_the_scope_and_expiry(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        step = pending(clock, ttl=86_400 + 600)
+        await store.put_pending([step])
+        record = await raw.hgetall(store.record_key(step.user_id, step.key))
+    finally:
+        await store.aclose()
+    assert record["s"] == "transfer:write"
+    assert int(record["e"]) == int((clock() + 86_400 + 600) * 1000)
