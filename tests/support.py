@@ -27,6 +27,7 @@ PRELUDE_KID = "prelude-rsa-1"
 CHALLENGE_KID = "prelude-ed-1"
 API_KEY = "test-api-key-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
+USER_ID = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
 
 
 def load_private_key(name: str) -> Any:
@@ -99,7 +100,7 @@ def sign_hook(
 def hook_body(
     *,
     scope: str = "transfer:write",
-    user_id: str = "usr_39CfbdV8AsXQwdphtbJe4yH07aF",
+    user_id: str = USER_ID,
     amount: str | None = "1500",
     phone: bool = True,
     platform: str = "WEB",
@@ -244,3 +245,29 @@ def private_strings(key: rsa.RSAPrivateKey) -> list[str]:
     )
     out += [line for line in pem.decode().splitlines() if not line.startswith("-----")]
     return out
+
+
+def expected_claims(body: dict[str, Any], now: float, challenge_id: str = "chl_1") -> Any:
+    """Every claim of the token in a 200 ``body`` for the kyc_review step minted at ``now``."""
+    return {
+        "sub": USER_ID,
+        "challenge_id": challenge_id,
+        "key": "kyc_review",
+        "status": "completed",
+        "jti": body["jti"],
+        "iat": int(now),
+        "nbf": int(now),
+        "exp": int(now) + 300,
+    }
+
+
+def issued_claims(client: TestClient, response: Any, now: float) -> dict[str, Any]:
+    """The claims of the token in a 200 ``response``, verified against our JWKS as Prelude
+    would; the body's jti, kid and expires_at must describe that same token."""
+    assert response.status_code == 200
+    body = response.json()
+    jwks = client.get("/.well-known/jwks.json").json()
+    claims = verify_like_prelude(body["verification_token"], jwks, now)
+    assert (claims["jti"], claims["exp"]) == (body["jti"], body["expires_at"])
+    assert body["kid"] == active_kid(client)
+    return claims

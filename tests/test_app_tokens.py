@@ -12,18 +12,21 @@ from starlette.testclient import TestClient
 from support import (
     ADMIN_TOKEN,
     API_KEY,
+    USER_ID,
     FakeClock,
     active_kid,
     bearer,
     challenge_token,
+    expected_claims,
     hook_body,
+    issued_claims,
     sign_hook,
     verify_like_prelude,
 )
 
 from hook_service.keys import PUBLISH_LEAD
 
-USER = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
+USER = USER_ID
 TOKEN = "/verification-token"
 
 
@@ -39,32 +42,6 @@ def explicit(challenge_id: str = "chl_1", key: str = "kyc_review", user_id: str 
 
 def ask(client: TestClient, payload: dict[str, Any], token: str = API_KEY) -> Any:
     return client.post(TOKEN, headers=bearer(token), json=payload)
-
-
-def expected_claims(body: dict[str, Any], now: float, challenge_id: str = "chl_1") -> Any:
-    """Every claim of the token in a 200 ``body`` for the kyc_review step minted at ``now``."""
-    return {
-        "sub": USER,
-        "challenge_id": challenge_id,
-        "key": "kyc_review",
-        "status": "completed",
-        "jti": body["jti"],
-        "iat": int(now),
-        "nbf": int(now),
-        "exp": int(now) + 300,
-    }
-
-
-def issued_claims(client: TestClient, response: Any, now: float) -> dict[str, Any]:
-    """The claims of the token in a 200 ``response``, verified against our JWKS as Prelude
-    would; the body's jti, kid and expires_at must describe that same token."""
-    assert response.status_code == 200
-    body = response.json()
-    jwks = client.get("/.well-known/jwks.json").json()
-    claims = verify_like_prelude(body["verification_token"], jwks, now)
-    assert (claims["jti"], claims["exp"]) == (body["jti"], body["expires_at"])
-    assert body["kid"] == active_kid(client)
-    return claims
 
 
 def test_issued_token_verifies_against_the_served_jwks(

@@ -29,8 +29,6 @@ from hook_service.keystore import FileKeyStore
 
 TTL = 300
 RETIRE_DELAY = TTL + 600 + 60  # token TTL + Prelude JWKS cache (contract 5) + skew
-PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
-B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def mode(path: Path) -> int:
