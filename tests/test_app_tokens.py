@@ -26,17 +26,16 @@ from support import (
 
 from hook_service.keys import PUBLISH_LEAD
 
-USER = USER_ID
 TOKEN = "/verification-token"
 
 
-def hook(client: TestClient, amount: str = "1500", user_id: str = USER) -> None:
+def hook(client: TestClient, amount: str = "1500", user_id: str = USER_ID) -> None:
     body = hook_body(amount=amount, user_id=user_id)
     response = client.post("/hooks/stepup", content=body, headers=sign_hook(body))
     assert response.status_code == 200
 
 
-def explicit(challenge_id: str = "chl_1", key: str = "kyc_review", user_id: str = USER) -> Any:
+def explicit(challenge_id: str = "chl_1", key: str = "kyc_review", user_id: str = USER_ID) -> Any:
     return {"user_id": user_id, "challenge_id": challenge_id, "key": key}
 
 
@@ -55,7 +54,7 @@ def test_issued_token_verifies_against_the_served_jwks(
     jwks = client.get("/.well-known/jwks.json").json()
     claims = verify_like_prelude(body["verification_token"], jwks, clock())
     assert claims == {
-        "sub": USER,
+        "sub": USER_ID,
         "challenge_id": "chl_1",
         "key": "kyc_review",
         "status": "completed",
@@ -77,7 +76,8 @@ def test_challenge_token_form(client: TestClient, clock: FakeClock) -> None:
     claims = verify_like_prelude(
         response.json()["verification_token"], client.get("/.well-known/jwks.json").json(), clock()
     )
-    assert (claims["sub"], claims["challenge_id"], claims["key"]) == (USER, "chl_ct", "kyc_review")
+    subject = (claims["sub"], claims["challenge_id"], claims["key"])
+    assert subject == (USER_ID, "chl_ct", "kyc_review")
 
 
 def test_both_forms_must_agree(client: TestClient, clock: FakeClock) -> None:
@@ -136,7 +136,7 @@ def test_api_key_is_required(client: TestClient, headers: dict[str, str]) -> Non
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({"user_id": USER, "key": "kyc_review"}, "challenge_id"),
+        ({"user_id": USER_ID, "key": "kyc_review"}, "challenge_id"),
         ({**explicit(), "user_id": 7}, "user_id"),
         ({"challenge_token": 5}, "challenge_token"),
     ],
