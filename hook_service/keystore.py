@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service import errors
 from hook_service.clock import Clock, system_clock
+from hook_service.keyperms import check_directory, check_key_file, hand_over
 from hook_service.keys import (
     TIME_FIELDS,
     KeySet,
@@ -56,6 +57,9 @@ class FileKeyStore:
         self._clock = clock
         self._new_key = new_key
         self._cached: tuple[tuple[int, ...], KeySet] | None = None
+        self._failed_stat: tuple[int, ...] | None = None
+        self.stale: str | None = None
+        """Why the key set on disk could not be re-read, while the last good one serves."""
 
     def load_or_create(self) -> KeySet:
         """Load the key set; on first start create an active and a next key."""
@@ -63,7 +67,7 @@ class FileKeyStore:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise errors.KeyStoreError(f"{self.directory}: cannot create: {exc.strerror}") from None
-        self._check_directory()
+        check_directory(self.directory)
         if self._meta.exists():  # the usual start; also works on a read-only mount
             return self.load()
         with self._lock():
@@ -77,38 +81,41 @@ class FileKeyStore:
         """The key set, re-read only when ``keyset.json`` changed (another worker rotated).
 
         If the re-read fails (a half-restored file, an unmounted volume) the last good set keeps
-        serving, so the JWKS and signing stay up; the failure is logged."""
+        the JWKS up and :attr:`stale` says why; :meth:`signing_set` then refuses to sign, since
+        the unreadable change may have been a revocation."""
         cached = self._cached
         if cached is None:
             return self.load_or_create()
+        stat_key: tuple[int, ...] = ()
         try:
-            if self._stat_key() == cached[0]:
-                return cached[1]
+            stat_key = self._stat_key()
+            if stat_key in (cached[0], self._failed_stat):
+                return cached[1]  # unchanged, or the same unreadable file as last time
             with self._lock(exclusive=False):
-                return self._read()
+                ks = self._read()
         except errors.KeyStoreError as exc:
-            log.error("%s; still serving key set version %d", exc, cached[1].version)
+            if self.stale is None:
+                log.error("%s; still publishing key set version %d", exc, cached[1].version)
+            self.stale, self._failed_stat = str(exc), stat_key
             return cached[1]
+        self.stale, self._failed_stat = None, None
+        return ks
 
-    def _check_directory(self) -> None:
-        # Whoever can write the directory can plant a key we would sign with and publish.
-        try:
-            st = os.stat(self.directory)
-        except OSError as exc:
-            raise errors.KeyStoreError(f"{self.directory}: cannot stat: {exc.strerror}") from None
-        if st.st_mode & 0o022:
-            raise errors.KeyStoreError(
-                f"{self.directory}: writable by group or others (mode {st.st_mode & 0o777:o}); "
-                "chmod 700 it"
+    def signing_set(self) -> KeySet:
+        """:meth:`current`, unless it is stale: then :class:`errors.KeyStoreUnavailable`."""
+        ks = self.current()
+        if self.stale is not None:
+            raise errors.KeyStoreUnavailable(
+                "the key set changed on disk but cannot be read; not signing until it can"
             )
-        if st.st_uid not in (os.geteuid(), 0):
-            raise errors.KeyStoreError(
-                f"{self.directory}: owned by uid {st.st_uid}, neither this user nor root"
-            )
+        return ks
 
     def load(self) -> KeySet:
         """Load an existing key set; :class:`errors.KeyStoreError` when there is none (a
         mistyped directory must not silently get a new key set)."""
+        if not os.path.isdir(self.directory):
+            raise errors.KeyStoreError(f"{self.directory}: no key set here (no such directory)")
+        check_directory(self.directory)
         if not self._meta.exists():
             raise errors.KeyStoreError(f"{self._meta}: no key set here (the service creates one)")
         with self._lock(exclusive=False):
@@ -163,7 +170,7 @@ class FileKeyStore:
                 raise TypeError
         except OSError as exc:
             raise errors.KeyStoreError(f"{path}: cannot read: {exc.strerror}") from None
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             raise errors.KeyStoreError(f"{path}: not a valid key set file") from None
         try:
             ks = KeySet(tuple(self._entry(e) for e in entries), version)
@@ -188,14 +195,8 @@ class FileKeyStore:
         try:  # a missing file is FileNotFoundError: keyset.json lists a key whose PEM is gone
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # never follow a planted symlink
             with os.fdopen(fd, "rb") as file:
-                st = os.fstat(file.fileno())
+                check_key_file(path, file.fileno())
                 data = file.read()
-                mode = st.st_mode & 0o777
-                if st.st_uid not in (os.geteuid(), 0):
-                    msg = f"{path}: owned by uid {st.st_uid}, neither this user nor root"
-                    raise errors.KeyStoreError(msg)
-                if mode & 0o077:  # others may read a private key: tighten it or refuse it
-                    self._tighten(path, file.fileno(), mode)
         except OSError as exc:
             msg = f"{path}: listed in {self._meta.name} but cannot be read: {exc.strerror}"
             raise errors.KeyStoreError(msg) from None
@@ -212,17 +213,25 @@ class FileKeyStore:
     def _write(self, ks: KeySet) -> None:
         """PEMs first, then keyset.json (the commit point), then delete unlisted PEMs."""
         pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
-        for k in ks.keys:
-            pem_path = self.directory / f"{k.kid}.pem"
-            if not pem_path.exists():  # same kid = same key (RFC 7638), so never rewritten
-                pem = k.private_key.private_bytes(*pkcs8, serialization.NoEncryption())
-                self._atomic_write(pem_path, pem)
+        created: list[Path] = []
         records = [
             {"kid": k.kid, "state": k.state, **{n: getattr(k, n) for n in TIME_FIELDS}}
             for k in ks.keys
         ]
         meta = {"format": 1, "version": ks.version, "keys": records}
-        self._atomic_write(self._meta, json.dumps(meta, indent=2).encode())
+        try:
+            for k in ks.keys:
+                pem_path = self.directory / f"{k.kid}.pem"
+                if not pem_path.exists():  # same kid = same key (RFC 7638), so never rewritten
+                    pem = k.private_key.private_bytes(*pkcs8, serialization.NoEncryption())
+                    self._atomic_write(pem_path, pem)
+                    created.append(pem_path)
+            self._atomic_write(self._meta, json.dumps(meta, indent=2).encode())
+        except errors.KeyStoreError:
+            for path in created:  # not committed: no unlisted private key stays behind
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
         self._cached = (self._stat_key(), ks)
         listed = {f"{k.kid}.pem" for k in ks.keys}
         for path in self.directory.iterdir():  # revoked/expired keys and crash leftovers
@@ -233,21 +242,13 @@ class FileKeyStore:
                 except OSError as exc:
                     log.warning("%s: cannot delete: %s", path, exc.strerror)
 
-    @staticmethod
-    def _tighten(path: Path, fd: int, mode: int) -> None:
-        try:
-            os.fchmod(fd, 0o600)
-        except OSError as exc:
-            msg = f"{path}: mode {mode:o} is too open and cannot be set to 600: {exc.strerror}"
-            raise errors.KeyStoreError(msg) from None
-        log.warning("%s: mode %o was too open, changed to 600", path, mode)
-
     def _atomic_write(self, path: Path, data: bytes) -> None:
         # temp file in the same directory (mode 0600) + fsync + rename, then fsync the directory
         # so the rename itself is durable; a crash leaves the old file or the new one.
         tmp: str | None = None
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            hand_over(fd, self.directory)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()  # Python's buffer first, then the OS's

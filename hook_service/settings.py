@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -98,10 +99,18 @@ class Settings:
         return str(self.prelude_jwks_file) if self.prelude_jwks_file else None
 
 
+# Kubernetes "service links": a Service named hook-… injects HOOK_…_SERVICE_HOST,
+# HOOK_…_SERVICE_PORT…, HOOK_…_PORT=tcp://… and HOOK_…_PORT_<n>_TCP…; they are not typos.
+_SERVICE_LINK = re.compile(r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT\w*|PORT_\d+_(TCP|UDP|SCTP)\w*)")
+_LINK_VALUE = ("tcp://", "udp://", "sctp://")
+
+
 def _check_names(env: Mapping[str, str]) -> None:
     # A misspelt variable (HOOK_API_KEY) would silently leave a default in place.
     known = [PREFIX + f.name.upper() for f in fields(Settings)]
     for name in sorted(env):
+        if _SERVICE_LINK.fullmatch(name) or env[name].startswith(_LINK_VALUE):
+            continue
         if name.startswith(PREFIX) and name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, API_KEY, FakeClock, bearer, hook_body, key_supply, sign_hook
+from support import (
+    ADMIN_TOKEN,
+    API_KEY,
+    USER_ID,
+    FakeClock,
+    bearer,
+    hook_body,
+    key_supply,
+    sign_hook,
+)
 
 from hook_service.keystore import FileKeyStore
 from hook_service.settings import Settings
@@ -172,20 +181,34 @@ def test_rotation_by_another_process_is_seen(client: TestClient, settings: Setti
     assert states(client)[rotated.active.kid] == "active"
 
 
-def test_a_damaged_key_file_keeps_the_jwks_up_and_refuses_changes(
+def test_a_damaged_key_file_keeps_the_jwks_up_but_stops_signing(
     client: TestClient, settings: Settings, clock: FakeClock
 ) -> None:
+    body = hook_body(amount="1500")
+    client.post("/hooks/stepup", content=body, headers=sign_hook(body))
     served = client.get(JWKS).json()
     meta = settings.keys_dir / "keyset.json"
-    meta.write_bytes(meta.read_bytes()[:-5])  # a half-restored file
-    assert client.get(JWKS).json() == served  # the last good set keeps serving
-    clock.advance(660)
-    response = admin(client, "POST", "/admin/keys/rotate")
-    assert response.status_code == 503
-    assert response.json() == {
+    original = meta.read_bytes()
+    meta.write_bytes(original[:-5])  # a half-restored file; it may have held a revocation
+    assert client.get(JWKS).json() == served  # the last good set keeps being published
+    unavailable = {
         "error": "key_store_unavailable",
-        "detail": "the signing keys cannot be read or written right now",
+        "detail": "the key set changed on disk but cannot be read; not signing until it can",
     }
+    request = {"user_id": USER_ID, "challenge_id": "chl_1", "key": "kyc_review"}
+    token = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+    assert (token.status_code, token.json()) == (503, unavailable)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["keys"] == "stale"
+    clock.advance(660)
+    rotated = admin(client, "POST", "/admin/keys/rotate")
+    assert rotated.status_code == 503
+    assert rotated.json()["error"] == "key_store_unavailable"
+    meta.write_bytes(original)  # repaired: signing resumes
+    assert client.get("/readyz").status_code == 200
+    retry = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+    assert retry.status_code == 200
 
 
 def test_retry_after_revoking_the_signing_key_is_refused(client: TestClient) -> None:

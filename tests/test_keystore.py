@@ -350,16 +350,75 @@ def test_store_rotation_honours_the_publish_lead(
     assert store.rotate(TTL).active.kid == kid_of(1)
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
-def test_directory_writable_by_others_is_refused(tmp_path: Path, stored: KeySet, mode: int) -> None:
+OTHER_UID = 4242  # nobody this test runs as
+
+
+@pytest.fixture
+def unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the checks as uid/gid 12345 with no extra groups (the suite itself runs as root,
+    which may read anything)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 12345)
+    monkeypatch.setattr(os, "getegid", lambda: 12345)
+    monkeypatch.setattr(os, "getgroups", lambda: [])
+
+
+def test_a_world_writable_directory_we_own_is_tightened(
+    tmp_path: Path, stored: KeySet, caplog: pytest.LogCaptureFixture
+) -> None:
+    tmp_path.chmod(0o777)
+    assert FileKeyStore(tmp_path, new_key=no_new_key).load_or_create() == stored
+    # Others lose write access; group write stays, since the group (root's) is ours.
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o775
+    assert "removed their write access" in caplog.text
+
+
+@pytest.mark.usefixtures("unprivileged")
+@pytest.mark.parametrize(("mode", "gid"), [(0o777, 0), (0o770, OTHER_UID), (0o702, 0)])
+def test_a_directory_others_can_write_is_refused(
+    tmp_path: Path, stored: KeySet, mode: int, gid: int
+) -> None:
     # Whoever can write the directory could plant a key we would sign with and publish.
+    os.chown(tmp_path, 0, gid)  # root's directory: not ours to tighten
     tmp_path.chmod(mode)
-    try:
-        message = load_error(tmp_path)
-    finally:
-        tmp_path.chmod(0o700)
+    message = load_error(tmp_path)
     assert str(tmp_path) in message
-    assert "writable by group or others" in message
+    assert "lets other users write it" in message
+
+
+@pytest.mark.usefixtures("unprivileged")
+def test_group_write_for_our_own_group_is_accepted(
+    tmp_path: Path, stored: KeySet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Kubernetes fsGroup volume: root:<our group>, setgid, group-writable.
+    monkeypatch.setattr(os, "getgroups", lambda: [OTHER_UID])
+    os.chown(tmp_path, 0, OTHER_UID)
+    tmp_path.chmod(0o2770)
+    assert FileKeyStore(tmp_path, new_key=no_new_key).load_or_create() == stored
+
+
+@pytest.mark.usefixtures("unprivileged")
+def test_files_of_another_user_are_refused(tmp_path: Path, stored: KeySet) -> None:
+    pem = tmp_path / f"{stored.active.kid}.pem"
+    os.chown(pem, OTHER_UID, OTHER_UID)
+    message = load_error(tmp_path)
+    assert str(pem) in message
+    assert f"owned by uid {OTHER_UID}" in message
+    os.chown(tmp_path, OTHER_UID, OTHER_UID)
+    assert f"{tmp_path}: owned by uid {OTHER_UID}" in load_error(tmp_path)
+
+
+def test_root_hands_what_it_writes_to_the_directory_owner(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    # An operator runs the keys CLI as root on the service user's directory: the service must
+    # still be able to read the result.
+    for path in (tmp_path, *tmp_path.iterdir()):
+        os.chown(path, OTHER_UID, OTHER_UID)
+    store = FileKeyStore(tmp_path, new_key=new_key)
+    store.load_or_create()
+    rotated = store.rotate(TTL, force=True)
+    for path in (tmp_path / "keyset.json", tmp_path / f"{rotated.next.kid}.pem"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (OTHER_UID, OTHER_UID)
 
 
 def test_symlinked_pem_is_refused(tmp_path: Path, stored: KeySet) -> None:
@@ -386,15 +445,25 @@ def test_read_only_directory_still_loads(tmp_path: Path, stored: KeySet) -> None
         assert FileKeyStore(tmp_path, new_key=no_new_key).load_or_create() == stored
 
 
-def test_a_broken_reload_keeps_serving_the_last_good_set(
-    tmp_path: Path, stored: KeySet, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("damage", ["truncated", "deeply nested"])
+def test_a_broken_reload_publishes_the_last_good_set_but_refuses_to_sign(
+    tmp_path: Path, stored: KeySet, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     store = FileKeyStore(tmp_path, new_key=no_new_key)
     good = store.load_or_create()
     meta = tmp_path / "keyset.json"
-    meta.write_bytes(meta.read_bytes()[:-5])  # a half-restored file
+    original = meta.read_bytes()
+    meta.write_bytes(original[:-5] if damage == "truncated" else b"[" * 100_000)
+    assert store.current() == good  # the JWKS stays up
     assert store.current() == good
-    assert "not a valid key set file" in caplog.text
+    assert store.stale is not None and "not a valid key set file" in store.stale
+    assert caplog.text.count("not a valid key set file") == 1  # logged once, not per request
+    # The unreadable change may have been a revocation: do not sign with what we remember.
+    with pytest.raises(errors.KeyStoreUnavailable):
+        store.signing_set()
+    meta.write_bytes(original)  # repaired
+    assert store.signing_set() == good
+    assert store.stale is None
 
 
 def test_a_failed_write_leaves_the_old_set(
@@ -406,9 +475,19 @@ def test_a_failed_write_leaves_the_old_set(
     def crash(src: Any, dst: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises((errors.KeyStoreError, OSError)):
+    real_replace = os.replace
+
+    def crash_on_commit(src: Any, dst: Any) -> None:
+        # The new PEM lands; the commit point, keyset.json, does not.
+        if str(dst).endswith("keyset.json"):
+            crash(src, dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_commit)
+    with pytest.raises(errors.KeyStoreError, match="No space left"):
         store.rotate(TTL, force=True)
     monkeypatch.undo()
     assert FileKeyStore(tmp_path, new_key=no_new_key).load() == before
     assert not list(tmp_path.glob(".tmp-*"))
+    # No private key that the key set does not list stays behind.
+    assert {p.name for p in tmp_path.glob("*.pem")} == {f"{k.kid}.pem" for k in before.keys}

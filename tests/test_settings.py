@@ -133,3 +133,18 @@ def test_jwks_url_errors_do_not_echo_credentials() -> None:
     assert "s3cr3t" not in str(caught.value)
     assert "tok" not in str(caught.value)
     assert "prelude.example" in str(caught.value)
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_typos() -> None:
+    # What kubelet injects for a Service named "hook-service".
+    links = {
+        "HOOK_SERVICE_SERVICE_HOST": "10.0.0.7",
+        "HOOK_SERVICE_SERVICE_PORT": "80",
+        "HOOK_SERVICE_SERVICE_PORT_HTTP": "80",
+        "HOOK_SERVICE_PORT": "tcp://10.0.0.7:80",
+        "HOOK_SERVICE_PORT_80_TCP": "tcp://10.0.0.7:80",
+        "HOOK_SERVICE_PORT_80_TCP_PROTO": "tcp",
+        "HOOK_SERVICE_PORT_80_TCP_PORT": "80",
+        "HOOK_SERVICE_PORT_80_TCP_ADDR": "10.0.0.7",
+    }
+    assert Settings.from_env({**JWKS, **links}).port == 8000

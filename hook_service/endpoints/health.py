@@ -21,11 +21,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the store answers and, when signatures are checked, Prelude's JWKS has been
-    loaded at least once. The policy and an active key are loaded before the app serves at all
-    (start-up fails otherwise), and a key set that later fails to re-read keeps serving."""
+    """Ready when the store answers, the key set on disk is readable and, when signatures are
+    checked, Prelude's JWKS has been loaded at least once. The policy and an active key are
+    loaded before the app serves at all (start-up fails otherwise)."""
     services: Services = request.app.state.services
-    checks: dict[str, str] = {"policy": "ok", "keys": "ok"}
+    services.keys.current()  # notices a key set changed on disk by another worker or the CLI
+    checks: dict[str, str] = {"policy": "ok", "keys": "stale" if services.keys.stale else "ok"}
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await services.store.ping()

@@ -27,7 +27,7 @@ async def verification_token(request: Request) -> Response:
     if key not in services.policy.custom_steps:
         raise NoPendingStep(f"{key!r} is not a custom step of the policy")
     now = int(services.clock())
-    key_set = services.keys.current()
+    key_set = services.keys.signing_set()
     issued = mint_verification_token(
         key_set.active,
         user_id=user_id,
@@ -37,12 +37,13 @@ async def verification_token(request: Request) -> Response:
         ttl=services.settings.token_ttl,
     )
     result, fresh = await services.store.claim(user_id, key, issued, now)
-    if not fresh and all(k.kid != result.kid for k in key_set.published(now)):
-        # A retry must not hand out a token that Prelude can no longer verify, nor keep a
-        # revoked key's signature in circulation.
+    # Read the keys again: a revocation may have landed while the claim was in flight.
+    if all(k.kid != result.kid for k in services.keys.current().published(now)):
+        # Never hand out a token Prelude can no longer verify, nor keep a revoked key's
+        # signature in circulation.
         raise StepAlreadyUsed(
-            "the token issued for this challenge was signed by a key that has since been "
-            "revoked; start a new step-up"
+            "the token for this challenge was signed by a key that has since been revoked; "
+            "start a new step-up"
         )
     logger.info(
         "verification token %s jti=%s kid=%s user_id=%s key=%s",
