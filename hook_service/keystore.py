@@ -98,7 +98,6 @@ class FileKeyStore:
                 log.error("%s; still publishing key set version %d", exc, cached[1].version)
             self.stale, self._failed_stat = str(exc), stat_key
             return cached[1]
-        self.stale, self._failed_stat = None, None
         return ks
 
     def signing_set(self) -> KeySet:
@@ -176,7 +175,7 @@ class FileKeyStore:
             ks = KeySet(tuple(self._entry(e) for e in entries), version)
         except ValueError as exc:
             raise errors.KeyStoreError(f"{path}: {exc}") from None
-        self._cached = (stat_key, ks)
+        self._install(stat_key, ks)
         return ks
 
     def _entry(self, entry: Any) -> SigningKey:
@@ -210,6 +209,12 @@ class FileKeyStore:
             raise errors.KeyStoreError(f"{path}: key thumbprint does not match kid {kid}")
         return key
 
+    def _install(self, stat_key: tuple[int, ...], ks: KeySet) -> None:
+        # The one place a set read or written successfully becomes current: it also ends any
+        # stale period, whichever path (re-read, rotation, revocation) got there.
+        self._cached = (stat_key, ks)
+        self.stale, self._failed_stat = None, None
+
     def _write(self, ks: KeySet) -> None:
         """PEMs first, then keyset.json (the commit point), then delete unlisted PEMs."""
         pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
@@ -232,7 +237,7 @@ class FileKeyStore:
                 with contextlib.suppress(OSError):
                     path.unlink()
             raise
-        self._cached = (self._stat_key(), ks)
+        self._install(self._stat_key(), ks)
         listed = {f"{k.kid}.pem" for k in ks.keys}
         for path in self.directory.iterdir():  # revoked/expired keys and crash leftovers
             stale_pem = _KID.fullmatch(path.stem) and path.suffix == ".pem"

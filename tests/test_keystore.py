@@ -491,3 +491,19 @@ def test_a_failed_write_leaves_the_old_set(
     assert not list(tmp_path.glob(".tmp-*"))
     # No private key that the key set does not list stays behind.
     assert {p.name for p in tmp_path.glob("*.pem")} == {f"{k.kid}.pem" for k in before.keys}
+
+
+def test_a_rotation_after_repair_ends_the_stale_period(
+    tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
+) -> None:
+    store = FileKeyStore(tmp_path, new_key=new_key)
+    store.load_or_create()
+    meta = tmp_path / "keyset.json"
+    original = meta.read_bytes()
+    meta.write_bytes(original[:-5])
+    store.current()
+    assert store.stale is not None
+    meta.write_bytes(original)  # repaired, and the next thing to happen is a rotation
+    rotated = store.rotate(TTL, force=True)
+    assert store.stale is None
+    assert store.signing_set() == rotated
