@@ -7,10 +7,9 @@ directory), so everything here is loaded eagerly and raises :class:`ConfigError`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 from .clock import Clock, system_clock
 from .errors import ConfigError
@@ -44,13 +43,11 @@ class Services:
             await self.prelude_keys.aclose()
 
 
-T = TypeVar("T")
-
-
-def _named(variable: str, load: Callable[[Path], T], path: Path) -> T:
-    """Run a loader, prefixing its :class:`ConfigError` with the variable that named the path."""
+@contextmanager
+def _named(variable: str) -> Iterator[None]:
+    """Prefix a :class:`ConfigError` raised inside with the variable that chose the path."""
     try:
-        return load(path)
+        yield
     except ConfigError as exc:
         raise type(exc)(f"{variable}: {exc}") from None
 
@@ -73,10 +70,12 @@ def build_services(
     prelude_keys: PreludeKeys | None = None,
 ) -> Services:
     """Load the policy and keys and open the store; any of them may be injected (tests)."""
-    policy = _named("HOOK_POLICY_FILE", Policy.load, settings.policy_file or example_policy_path())
+    with _named("HOOK_POLICY_FILE"):
+        policy = Policy.load(settings.policy_file or example_policy_path())
     if keys is None:
         keys = FileKeyStore(settings.keys_dir, clock=clock)
-    _named("HOOK_KEYS_DIR", lambda _: keys.load_or_create(), settings.keys_dir)
+    with _named("HOOK_KEYS_DIR"):
+        keys.load_or_create()
     if prelude_keys is None and settings.signature_source:
         prelude_keys = PreludeKeys(
             url=settings.prelude_jwks_url, file=settings.prelude_jwks_file, clock=clock
