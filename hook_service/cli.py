@@ -19,6 +19,7 @@ from .keystore import FileKeyStore
 from .policy import Policy
 from .services import configure_logging
 from .settings import LOG_LEVELS, Settings
+from .simulator.cli import simulate
 
 
 def _fail(message: str) -> NoReturn:
@@ -183,6 +184,9 @@ def _load_policy(file: Path) -> Policy:
         return Policy.load(file)
     except ConfigError as exc:
         _fail(str(exc))
+
+
+cli.add_command(simulate)
 
 
 def main() -> None:

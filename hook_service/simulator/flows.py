@@ -1,0 +1,193 @@
+"""The conversations behind the checks: a signed hook call, a custom step taken end to end
+(contract 4 and 6), and the probes a service must refuse (contract 2.3)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from .client import Answer, ServiceClient, ServiceError
+from .lint import MANAGED_STEPS, HookAnswer, Verdict, lint_hook_answer
+from .prelude import KEY_ID_HEADER, SIGNATURE_HEADER, new_challenge_id, new_user_id
+from .report import Report
+from .scenarios import HookRequestSpec
+from .verifier import (
+    INVALID_VERIFICATION_TOKEN,
+    Challenge,
+    JwksCache,
+    TokenRejected,
+    TokenVerifier,
+)
+
+# The simulator's own reasons, for checks Prelude has no name for.
+TOKEN_REQUEST_FAILED: Final = "token_request_failed"  # noqa: S105 (a reason, not a secret)
+SECOND_TOKEN_MINTED: Final = "second_token_minted"  # noqa: S105
+UNEXPECTED_DECISION: Final = "unexpected_decision"
+FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
+SIGNED_REQUEST_REFUSED: Final = "signed_request_refused"
+SERVICE_UNREACHABLE: Final = "service_unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A verification token the service minted, with the challenge it answers."""
+
+    token: str
+    challenge: Challenge
+    claims: dict[str, Any]
+    kid: str
+
+
+@dataclass(slots=True)
+class Flow:
+    """What every conversation needs: the service, Prelude's verifier, a clock, the report."""
+
+    service: ServiceClient
+    verifier: TokenVerifier
+    clock: Callable[[], float]
+    report: Report
+    step_keys: frozenset[str] | None = None
+
+    async def hook(
+        self, spec: HookRequestSpec, user_id: str, **sign: Any
+    ) -> tuple[HookAnswer, Verdict]:
+        """Send ``spec`` signed as Prelude does; what came back and Prelude's verdict on it."""
+        body = spec.body(user_id)
+        answer = await self.service.call_hook(body, self.service.prelude.hook_headers(body, **sign))
+        return answer, lint_hook_answer(answer, self.step_keys, self.service.time_limit)
+
+    async def custom_step(self, label: str, user_id: str, key: str) -> Issued | None:
+        """Take the custom step ``key`` the hook just asked ``user_id`` for, as Prelude and the
+        company backend would: challenge token, both request forms, retry, replay, a second
+        challenge; the first token is verified as Prelude does."""
+        name = f"{label}: {key}"
+        challenge = Challenge(user_id, new_challenge_id(), key)
+        token = self.service.prelude.challenge_token(
+            sub=user_id, challenge_id=challenge.challenge_id, current_step=key, now=self.clock()
+        )
+        by_token = {"challenge_token": token}
+        by_fields = {"user_id": user_id, "challenge_id": challenge.challenge_id, "key": key}
+        first = await self.service.request_token(by_token)
+        if _token_of(first) is None:
+            self.report.fail(
+                f"{name} token, challenge_token form", TOKEN_REQUEST_FAILED, first.error
+            )
+            first, forms = await self.service.request_token(by_fields), [by_fields]
+            if _token_of(first) is None:
+                self.report.fail(f"{name} token, fields form", TOKEN_REQUEST_FAILED, first.error)
+                return None
+        else:
+            forms = [by_fields, by_token]
+        issued = await self.verify(name, first, challenge)
+        if issued is None:
+            return None
+        for form in forms:  # the other form, then the very same request again
+            kind = "challenge_token form" if form is by_token else "fields form"
+            await self._retry(f"{name} token, {kind} for the same challenge", form, issued)
+        other = dict(by_fields, challenge_id=new_challenge_id())
+        await self._retry(f"{name} token for a second challenge", other, issued, same=False)
+        return issued
+
+    async def verify(self, name: str, answer: Answer, challenge: Challenge) -> Issued | None:
+        """Verify the token in ``answer`` as Prelude would; report the outcome."""
+        token = _token_of(answer)
+        assert token is not None and answer.body is not None
+        body = answer.body
+        try:
+            claims = await self.verifier.verify(token, challenge)
+        except TokenRejected as exc:
+            self.report.fail(f"{name} token verifies", INVALID_VERIFICATION_TOKEN, str(exc))
+            return None
+        except ServiceError as exc:
+            self.report.fail(f"{name} token verifies", INVALID_VERIFICATION_TOKEN, str(exc))
+            return None
+        kid = _header_kid(token)
+        described = (body.get("jti"), body.get("kid"), body.get("expires_at"))
+        if described != (claims["jti"], kid, claims["exp"]):
+            self.report.fail(
+                f"{name} token verifies",
+                TOKEN_REQUEST_FAILED,
+                "the answer's jti, kid or expires_at do not describe the token it carries",
+            )
+            return None
+        self.report.ok(
+            f"{name} token verifies",
+            f"RS256, kid {kid}, jti {claims['jti']}, "
+            f"expires in {claims['exp'] - self.clock():.0f} s",
+        )
+        return Issued(token, challenge, claims, kid)
+
+    async def _retry(
+        self, name: str, payload: dict[str, Any], issued: Issued, same: bool = True
+    ) -> None:
+        # One pending step yields one token (design.md): a retry of the same challenge may get the
+        # identical token back or be refused; a second, different token is a failure.
+        answer = await self.service.request_token(payload)
+        token = _token_of(answer)
+        if token is None:
+            self.report.ok(name, f"refused: {answer.error}")
+        elif token == issued.token and same:
+            self.report.ok(name, "returned the identical token (safe retry)")
+        else:
+            self.report.fail(
+                name, SECOND_TOKEN_MINTED, "a second, different token was minted for one step"
+            )
+
+    async def probes(self, spec: HookRequestSpec) -> None:
+        """Requests Prelude never sends must get 401 (contract 2.3 step 6); both documented
+        signature forms must be accepted (contract 2.3 step 2, 5)."""
+        _, verdict = await self.hook(spec, new_user_id(), prefix=True, salt="hash")
+        name = "hook accepts a rsassa-pss-sha256= signature with a 32-byte salt"
+        if verdict.reason is None:
+            self.report.ok(name, verdict.detail)
+        else:
+            self.report.fail(name, SIGNED_REQUEST_REFUSED, f"{verdict.reason}: {verdict.detail}")
+        body = spec.body(new_user_id())
+        headers = self.service.prelude.hook_headers(body)
+        tampered = json.loads(body)
+        tampered["metadata"] = {**tampered["metadata"], "amount": "1"}
+        forged = {
+            "tampered body": (json.dumps(tampered).encode(), headers),
+            "unknown signing key id": (body, {**headers, KEY_ID_HEADER: "sim-unknown-kid"}),
+            "no signature": (body, {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}),
+        }
+        for what, (sent, sent_headers) in forged.items():
+            answer = await self.service.call_hook(sent, sent_headers)
+            name = f"hook refuses a request with a {what}"
+            if answer.status_code == 401:
+                self.report.ok(name, "HTTP 401")
+            else:
+                shown = answer.error or f"HTTP {answer.status_code}"
+                self.report.fail(name, FORGED_REQUEST_ACCEPTED, f"{shown}; expected 401")
+
+
+def build_flow(
+    service: ServiceClient,
+    command: str,
+    clock: Callable[[], float],
+    verifier_clock: Callable[[], float],
+) -> Flow:
+    """A flow whose verifier reads the service's JWKS with ``verifier_clock``."""
+    verifier = TokenVerifier(JwksCache(service.fetch_jwks, verifier_clock), verifier_clock)
+    return Flow(service, verifier, clock, Report(command, service.base_url))
+
+
+def custom_keys(decision: dict[str, Any] | None) -> list[str]:
+    """The step keys of a decision that are not Prelude's managed steps."""
+    steps = (decision or {}).get("steps") or []
+    return [s["key"] for s in steps if isinstance(s, dict) and s.get("key") not in MANAGED_STEPS]
+
+
+def _token_of(answer: Answer) -> str | None:
+    if answer.status_code != 200 or answer.body is None:
+        return None
+    token = answer.body.get("verification_token")
+    return token if isinstance(token, str) and token else None
+
+
+def _header_kid(token: str) -> str:
+    return str(jwt.get_unverified_header(token).get("kid"))

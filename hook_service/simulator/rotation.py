@@ -1,0 +1,201 @@
+"""``simulate rotation``: issue tokens, rotate through the admin API, issue more, and show that
+each token verifies at every moment of its life for a verifier like Prelude's (contract 5: the
+JWKS cached 10 minutes, refetched on an unknown kid).
+
+Only the verifier's clock moves to the later moments; the service's JWKS is read as it is served
+now, and the admin API's ``retire_at`` says how long a retired key will stay in it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from .client import ServiceClient, ServiceError
+from .flows import SERVICE_UNREACHABLE, Flow, Issued, build_flow, custom_keys
+from .lint import MANAGED_STEPS
+from .prelude import new_challenge_id, new_user_id
+from .report import Report
+from .scenarios import HookRequestSpec, ScenarioError, ScenarioFile
+from .verifier import INVALID_VERIFICATION_TOKEN, JWKS_CACHE_TTL, Challenge, TokenRejected
+
+ADMIN_API_FAILED: Final = "admin_api_failed"
+ROTATION_TOO_EARLY: Final = "rotation_too_early"
+RETIRED_TOO_EARLY: Final = "retired_too_early"
+NO_CUSTOM_STEP: Final = "no_custom_step"
+TOKENS_PER_PHASE: Final = 2
+
+
+@dataclass(slots=True)
+class MovableClock:
+    """The verifier's clock: ``base`` shifted to a chosen moment."""
+
+    base: Callable[[], float]
+    offset: float = 0.0
+
+    def __call__(self) -> float:
+        return self.base() + self.offset
+
+    def at(self, moment: float) -> None:
+        self.offset = moment - self.base()
+
+
+async def simulate_rotation(
+    service: ServiceClient,
+    spec: HookRequestSpec,
+    *,
+    force: bool,
+    clock: Callable[[], float] = time.time,
+) -> Report:
+    """Observe a rotation of ``service``'s keys; ``spec`` must yield a custom step."""
+    verifier_clock = MovableClock(clock)
+    flow = build_flow(service, "simulate rotation", clock, verifier_clock)
+    await run_rotation(flow, spec, verifier_clock, force=force)
+    return flow.report
+
+
+def custom_step_request(scenarios: ScenarioFile) -> HookRequestSpec:
+    """The request of the first scenario expected to yield a custom step."""
+    for scenario in scenarios.scenarios:
+        steps = scenario.expect.steps or ()
+        if scenario.expect.status == "review" and any(k not in MANAGED_STEPS for k in steps):
+            return scenario.request
+    raise ScenarioError(
+        f"{scenarios.path}: no scenario expects a review with a custom step (expect.steps)"
+    )
+
+
+async def run_rotation(
+    flow: Flow, spec: HookRequestSpec, clock: MovableClock, *, force: bool
+) -> None:
+    """Add one row per check to ``flow.report``."""
+    try:
+        await _rotation(flow, spec, clock, force)
+    except ServiceError as exc:
+        flow.report.fail("service reachable", SERVICE_UNREACHABLE, str(exc))
+
+
+async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, force: bool) -> None:
+    report, service = flow.report, flow.service
+    listed = await service.admin_keys()
+    if listed.status_code != 200 or listed.body is None:
+        report.fail("GET /admin/keys", ADMIN_API_FAILED, listed.error)
+        return
+    before = _by_state(listed.body)
+    report.ok("GET /admin/keys", f"active {before['active'][0]}, next {before['next'][0]}")
+    await flow.verifier.jwks.refresh()  # Prelude's cache, warm from before the rotation
+    tokens = [
+        await _issue(flow, spec, f"before rotation #{i}") for i in range(1, TOKENS_PER_PHASE + 1)
+    ]
+    rotated = await service.rotate(force)
+    if rotated.status_code == 409:
+        report.fail(
+            "POST /admin/keys/rotate",
+            ROTATION_TOO_EARLY,
+            f"{rotated.error}; run again with --force, or wait until the next key has been "
+            "published for 11 minutes",
+        )
+        return
+    if rotated.status_code != 200 or rotated.body is None:
+        report.fail("POST /admin/keys/rotate", ADMIN_API_FAILED, rotated.error)
+        return
+    after = _by_state(rotated.body)
+    old_active, old_next = before["active"][0], before["next"][0]
+    if after["active"][0] != old_next or old_active not in after.get("retired", []):
+        report.fail(
+            "POST /admin/keys/rotate",
+            ADMIN_API_FAILED,
+            "expected the next key to become active and the active key to be retired",
+        )
+        return
+    known = old_next in flow.verifier.jwks.kids()
+    report.ok(
+        "POST /admin/keys/rotate",
+        f"{old_next} now signs; {old_active} retired"
+        + ("; the verifier's cached JWKS already held the new kid" if known else ""),
+    )
+    tokens += [
+        await _issue(flow, spec, f"after rotation #{i}") for i in range(1, TOKENS_PER_PHASE + 1)
+    ]
+    issued = [t for t in tokens if t is not None]
+    await _moments(flow, clock, issued, _retire_at(rotated.body, old_active))
+    retire_at = _retire_at(rotated.body, old_active)
+    signed_by_old = [t.claims["exp"] for t in issued if t.kid == old_active]
+    name = "retired key stays published until its tokens have expired"
+    if retire_at is None or (signed_by_old and retire_at < max(signed_by_old)):
+        report.fail(
+            name, RETIRED_TOO_EARLY, f"retire_at {retire_at} is before a token it signed expires"
+        )
+    else:
+        report.ok(name, f"{old_active} retire_at is {retire_at - clock.base():.0f} s from now")
+
+
+async def _issue(flow: Flow, spec: HookRequestSpec, label: str) -> Issued | None:
+    """One verification token: a signed hook call that yields a custom step, then the token."""
+    user_id = new_user_id()
+    _, verdict = await flow.hook(spec, user_id)
+    keys = custom_keys(verdict.decision)
+    if verdict.reason is not None or not keys:
+        reason = verdict.reason or NO_CUSTOM_STEP
+        flow.report.fail(
+            f"token {label}",
+            reason,
+            verdict.detail if verdict.reason else "the hook asked for no custom step",
+        )
+        return None
+    challenge = Challenge(user_id, new_challenge_id(), keys[0])
+    answer = await flow.service.request_token(
+        {"user_id": user_id, "challenge_id": challenge.challenge_id, "key": challenge.key}
+    )
+    if answer.status_code != 200:
+        flow.report.fail(f"token {label}", "token_request_failed", answer.error)
+        return None
+    return await flow.verify(f"token {label}", answer, challenge)
+
+
+async def _moments(
+    flow: Flow, clock: MovableClock, tokens: list[Issued], retire_at: float | None
+) -> None:
+    """Verify every token still valid at each moment, with the verifier's clock moved there."""
+    start = clock.base()
+    moments = {start, start + JWKS_CACHE_TTL - 1}
+    moments.update(t.claims["exp"] - 1 for t in tokens)
+    if retire_at is not None:
+        moments.add(retire_at - 1)
+    for moment in sorted(moments):
+        clock.at(moment)
+        fetches = flow.verifier.jwks.fetches
+        valid = [t for t in tokens if t.claims["iat"] <= moment < t.claims["exp"]]
+        name = f"tokens at now+{moment - start:.0f} s"
+        try:
+            for t in valid:
+                await flow.verifier.verify(t.token, t.challenge, remember=False)
+        except TokenRejected as exc:
+            flow.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc))
+            continue
+        fetched = flow.verifier.jwks.fetches > fetches
+        flow.report.ok(
+            name,
+            f"{len(valid)} valid, all verify; {len(tokens) - len(valid)} expired; "
+            + ("JWKS refetched" if fetched else "verifier used its cached JWKS"),
+        )
+    clock.offset = 0.0
+
+
+def _by_state(body: dict[str, Any]) -> dict[str, list[str]]:
+    states: dict[str, list[str]] = {}
+    for key in body.get("keys", []):
+        states.setdefault(key.get("state"), []).append(key.get("kid"))
+    if len(states.get("active", [])) != 1 or len(states.get("next", [])) != 1:
+        raise ServiceError("the admin API's key set needs exactly one active and one next key")
+    return states
+
+
+def _retire_at(body: dict[str, Any], kid: str) -> float | None:
+    for key in body.get("keys", []):
+        if key.get("kid") == kid and isinstance(key.get("retire_at"), str):
+            return datetime.fromisoformat(key["retire_at"]).timestamp()
+    return None
