@@ -30,6 +30,7 @@ UNEXPECTED_DECISION: Final = "unexpected_decision"
 FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
 SIGNED_REQUEST_REFUSED: Final = "signed_request_refused"
 SERVICE_UNREACHABLE: Final = "service_unreachable"
+PROBES: Final = "hook signature check (contract 2.3)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,35 +65,40 @@ class Flow:
         """Take the custom step ``key`` the hook just asked ``user_id`` for, as Prelude and the
         company backend would: challenge token, both request forms, retry, replay, a second
         challenge; the first token is verified as Prelude does."""
-        name = f"{label}: {key}"
         challenge = Challenge(user_id, new_challenge_id(), key)
         token = self.service.prelude.challenge_token(
             sub=user_id, challenge_id=challenge.challenge_id, current_step=key, now=self.clock()
         )
-        by_token = {"challenge_token": token}
-        by_fields = {"user_id": user_id, "challenge_id": challenge.challenge_id, "key": key}
-        first = await self.service.request_token(by_token)
-        if _token_of(first) is None:
-            self.report.fail(
-                f"{name} token, challenge_token form", TOKEN_REQUEST_FAILED, first.error
-            )
-            first, forms = await self.service.request_token(by_fields), [by_fields]
-            if _token_of(first) is None:
-                self.report.fail(f"{name} token, fields form", TOKEN_REQUEST_FAILED, first.error)
-                return None
+        forms = {
+            "challenge_token form": {"challenge_token": token},
+            "fields form": {"user_id": user_id, "challenge_id": challenge.challenge_id, "key": key},
+        }
+        # The challenge_token form first (the README's recommendation); if the service refuses
+        # it, the fields form still lets the rest of the flow be checked.
+        order = list(forms)
+        for form in list(order):
+            first = await self.service.request_token(forms[form])
+            if _token_of(first) is not None:
+                break
+            self.report.fail(f"{key} token, {form}", TOKEN_REQUEST_FAILED, first.error, group=label)
+            order.remove(form)
         else:
-            forms = [by_fields, by_token]
-        issued = await self.verify(name, first, challenge)
+            return None
+        issued = await self.verify(f"{key} token verifies", first, challenge, form, group=label)
         if issued is None:
             return None
-        for form in forms:  # the other form, then the very same request again
-            kind = "challenge_token form" if form is by_token else "fields form"
-            await self._retry(f"{name} token, {kind} for the same challenge", form, issued)
-        other = dict(by_fields, challenge_id=new_challenge_id())
-        await self._retry(f"{name} token for a second challenge", other, issued, same=False)
+        # The other form for the same challenge, then the very same request again.
+        for retry in [f for f in order if f != form] + [form]:
+            name = f"{key} token, {retry} for the same challenge"
+            await self._retry(name, forms[retry], issued, group=label)
+        other = dict(forms["fields form"], challenge_id=new_challenge_id())
+        name = f"{key} token for a second challenge"
+        await self._retry(name, other, issued, group=label, same=False)
         return issued
 
-    async def verify(self, name: str, answer: Answer, challenge: Challenge) -> Issued | None:
+    async def verify(
+        self, name: str, answer: Answer, challenge: Challenge, form: str, *, group: str = ""
+    ) -> Issued | None:
         """Verify the token in ``answer`` as Prelude would; report the outcome."""
         token = _token_of(answer)
         assert token is not None and answer.body is not None
@@ -100,69 +106,76 @@ class Flow:
         try:
             claims = await self.verifier.verify(token, challenge)
         except TokenRejected as exc:
-            self.report.fail(f"{name} token verifies", INVALID_VERIFICATION_TOKEN, str(exc))
+            self.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc), group=group)
             return None
         except ServiceError as exc:
-            self.report.fail(f"{name} token verifies", INVALID_VERIFICATION_TOKEN, str(exc))
+            self.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc), group=group)
             return None
         kid = _header_kid(token)
         described = (body.get("jti"), body.get("kid"), body.get("expires_at"))
         if described != (claims["jti"], kid, claims["exp"]):
             self.report.fail(
-                f"{name} token verifies",
+                name,
                 TOKEN_REQUEST_FAILED,
                 "the answer's jti, kid or expires_at do not describe the token it carries",
+                group=group,
             )
             return None
         self.report.ok(
-            f"{name} token verifies",
-            f"RS256, kid {kid}, jti {claims['jti']}, "
+            name,
+            f"{form}; RS256, kid {kid}, jti {claims['jti']}, "
             f"expires in {claims['exp'] - self.clock():.0f} s",
+            group=group,
         )
         return Issued(token, challenge, claims, kid)
 
     async def _retry(
-        self, name: str, payload: dict[str, Any], issued: Issued, same: bool = True
+        self, name: str, payload: dict[str, Any], issued: Issued, *, group: str, same: bool = True
     ) -> None:
         # One pending step yields one token (design.md): a retry of the same challenge may get the
         # identical token back or be refused; a second, different token is a failure.
         answer = await self.service.request_token(payload)
         token = _token_of(answer)
         if token is None:
-            self.report.ok(name, f"refused: {answer.error}")
+            self.report.ok(name, f"refused: {answer.error}", group=group)
         elif token == issued.token and same:
-            self.report.ok(name, "returned the identical token (safe retry)")
+            self.report.ok(name, "returned the identical token (safe retry)", group=group)
         else:
             self.report.fail(
-                name, SECOND_TOKEN_MINTED, "a second, different token was minted for one step"
+                name,
+                SECOND_TOKEN_MINTED,
+                "a second, different token was minted for one step",
+                group=group,
             )
 
     async def probes(self, spec: HookRequestSpec) -> None:
         """Requests Prelude never sends must get 401 (contract 2.3 step 6); both documented
         signature forms must be accepted (contract 2.3 step 2, 5)."""
+        group = PROBES
         _, verdict = await self.hook(spec, new_user_id(), prefix=True, salt="hash")
-        name = "hook accepts a rsassa-pss-sha256= signature with a 32-byte salt"
+        name = "accepts a rsassa-pss-sha256= signature with a 32-byte salt"
         if verdict.reason is None:
-            self.report.ok(name, verdict.detail)
+            self.report.ok(name, verdict.detail, group=group)
         else:
-            self.report.fail(name, SIGNED_REQUEST_REFUSED, f"{verdict.reason}: {verdict.detail}")
+            detail = f"{verdict.reason}: {verdict.detail}"
+            self.report.fail(name, SIGNED_REQUEST_REFUSED, detail, group=group)
         body = spec.body(new_user_id())
         headers = self.service.prelude.hook_headers(body)
         tampered = json.loads(body)
         tampered["metadata"] = {**tampered["metadata"], "amount": "1"}
         forged = {
-            "tampered body": (json.dumps(tampered).encode(), headers),
-            "unknown signing key id": (body, {**headers, KEY_ID_HEADER: "sim-unknown-kid"}),
+            "a tampered body": (json.dumps(tampered).encode(), headers),
+            "an unknown signing key id": (body, {**headers, KEY_ID_HEADER: "sim-unknown-kid"}),
             "no signature": (body, {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}),
         }
         for what, (sent, sent_headers) in forged.items():
             answer = await self.service.call_hook(sent, sent_headers)
-            name = f"hook refuses a request with a {what}"
+            name = f"refuses a request with {what}"
             if answer.status_code == 401:
-                self.report.ok(name, "HTTP 401")
+                self.report.ok(name, "HTTP 401", group=group)
             else:
-                shown = answer.error or f"HTTP {answer.status_code}"
-                self.report.fail(name, FORGED_REQUEST_ACCEPTED, f"{shown}; expected 401")
+                detail = f"{answer.error or f'HTTP {answer.status_code}'}; expected 401"
+                self.report.fail(name, FORGED_REQUEST_ACCEPTED, detail, group=group)
 
 
 def build_flow(

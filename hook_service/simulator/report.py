@@ -1,9 +1,10 @@
 """The simulator's report: one row per check, as a table or as JSON for CI.
 
-JSON shape (stable keys): ``{"command", "target", "passed", "failed", "checks": [{"check",
-"passed", "reason", "detail"}]}``. ``reason`` is the failure reason Prelude would give
-(contract 8, or ``invalid_verification_token`` for a token) or the simulator's own code for a
-probe; ``null`` on success. Issued tokens and credentials never appear in a report.
+JSON shape (stable keys): ``{"command", "target", "passed", "failed", "checks": [{"group",
+"check", "passed", "reason", "detail"}]}``; ``group`` is the scenario (or ``""``). ``reason`` is
+the failure reason Prelude would give (contract 8, or ``invalid_verification_token`` for a
+token) or the simulator's own code for a probe; ``null`` on success. Issued tokens and
+credentials never appear in a report.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ class Check:
     passed: bool
     reason: str | None = None
     detail: str = ""
+    group: str = ""
+
+    @property
+    def title(self) -> str:
+        """``"<group>: <name>"``, or the name alone outside a group."""
+        return f"{self.group}: {self.name}" if self.group else self.name
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "group": self.group,
             "check": self.name,
             "passed": self.passed,
             "reason": self.reason,
@@ -41,11 +49,18 @@ class Report:
     target: str
     checks: list[Check] = field(default_factory=list)
 
-    def ok(self, name: str, detail: str = "") -> Check:
-        return self.add(Check(name, True, None, detail))
+    def ok(self, name: str, detail: str = "", *, group: str = "") -> Check:
+        return self.add(Check(name, True, None, detail, group))
 
-    def fail(self, name: str, reason: str, detail: str = "") -> Check:
-        return self.add(Check(name, False, reason, detail))
+    def fail(self, name: str, reason: str, detail: str = "", *, group: str = "") -> Check:
+        return self.add(Check(name, False, reason, detail, group))
+
+    def check(self, title: str) -> Check:
+        """The one check called ``title`` (``"<group>: <name>"``); ``KeyError`` otherwise."""
+        found = [check for check in self.checks if check.title == title]
+        if len(found) != 1:
+            raise KeyError(title)
+        return found[0]
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -72,33 +87,36 @@ class Report:
         return json.dumps(self.to_json(), indent=2)
 
     def render_table(self, width: int | None = None) -> str:
-        """A plain-text table: check, result, Prelude's reason and the detail."""
+        """A plain-text table: check, result, Prelude's reason and the detail; checks of one
+        scenario under its name."""
         width = width or shutil.get_terminal_size((120, 24)).columns
-        name_width = min(max((len(c.name) for c in self.checks), default=5), 48)
-        reason_width = max((len(c.reason or "") for c in self.checks), default=0)
-        reason_width = max(reason_width, len("reason"))
+        name_width = min(max((len(c.name) for c in self.checks), default=5) + 2, 52)
+        reason_width = max([len(c.reason or "") for c in self.checks] + [len("reason")])
         detail_width = max(width - name_width - reason_width - 12, 30)
         lines = [
             f"{self.command} against {self.target}",
             f"{'check':<{name_width}}  result  {'reason':<{reason_width}}  detail",
         ]
+        group = ""
         for check in self.checks:
+            if check.group != group:
+                group = check.group
+                lines.append(group)
             result = "pass" if check.passed else "FAIL"
-            wrapped = textwrap.wrap(check.detail, detail_width) or [""]
-            names = textwrap.wrap(check.name, name_width) or [""]
-            for i in range(max(len(wrapped), len(names))):
-                name = names[i] if i < len(names) else ""
-                head = (
-                    f"{name:<{name_width}}  {result:<6}  {check.reason or '':<{reason_width}}"
-                    if i == 0
-                    else f"{name:<{name_width}}  {'':<6}  {'':<{reason_width}}"
-                )
-                detail = wrapped[i] if i < len(wrapped) else ""
-                lines.append(f"{head}  {detail}".rstrip())
+            names = textwrap.wrap(check.name, name_width - 2) or [""]
+            details = textwrap.wrap(check.detail, detail_width) or [""]
+            for i in range(max(len(names), len(details))):
+                name = "  " + names[i] if i < len(names) else ""
+                cells = (result, check.reason or "") if i == 0 else ("", "")
+                detail = details[i] if i < len(details) else ""
+                row = f"{name:<{name_width}}  {cells[0]:<6}  {cells[1]:<{reason_width}}  {detail}"
+                lines.append(row.rstrip())
         failed = len(self.failures())
         total = len(self.checks)
-        lines.append(
-            f"{total - failed}/{total} checks passed"
-            + ("" if self.passed else f"; {failed} failed" if total else "; nothing was checked")
-        )
+        summary = f"{total - failed}/{total} checks passed"
+        if failed:
+            summary += f"; {failed} failed"
+        elif not total:
+            summary += "; nothing was checked"
+        lines.append(summary)
         return "\n".join(lines)

@@ -153,7 +153,7 @@ async def _issue(flow: Flow, spec: HookRequestSpec, label: str) -> Issued | None
     if answer.status_code != 200:
         flow.report.fail(f"token {label}", "token_request_failed", answer.error)
         return None
-    return await flow.verify(f"token {label}", answer, challenge)
+    return await flow.verify(f"token {label}", answer, challenge, "fields form")
 
 
 async def _moments(

@@ -38,16 +38,17 @@ async def _run_one(flow: Flow, scenario: Scenario) -> None:
     user_id = scenario.request.user_id or new_user_id()
     answer, verdict = await flow.hook(scenario.request, user_id)
     label = scenario.name
+    accepted = "Prelude accepts the answer"
     if verdict.reason is not None:
-        flow.report.fail(f"{label}: Prelude accepts the answer", verdict.reason, verdict.detail)
+        flow.report.fail(accepted, verdict.reason, verdict.detail, group=label)
         return
-    flow.report.ok(f"{label}: Prelude accepts the answer", verdict.detail)
+    flow.report.ok(accepted, verdict.detail, group=label)
     decision = verdict.decision or {}
     mismatch = compare(scenario.expect, decision, answer.rule)
     if mismatch:
-        flow.report.fail(f"{label}: expected decision", UNEXPECTED_DECISION, mismatch)
+        flow.report.fail("expected decision", UNEXPECTED_DECISION, mismatch, group=label)
         return
-    flow.report.ok(f"{label}: expected decision", describe(decision, answer.rule))
+    flow.report.ok("expected decision", describe(decision, answer.rule), group=label)
     if decision.get("status") == "review":
         for key in custom_keys(decision):
             await flow.custom_step(label, user_id, key)
