@@ -131,7 +131,9 @@ def _check_fields(decision: dict[str, Any], step_keys: frozenset[str] | None) ->
             f"granted_for is {granted_for!r}; send an integer from 1 to {MAX_DURATION} "
             "(0 is refused for some grant modes, contract 3)",
         )
-    steps = decision.get("steps", [])
+    steps = decision.get("steps")
+    if steps is None:  # absent or null: no steps, which only review forbids
+        steps = []
     if not isinstance(steps, list):
         raise _Invalid(INVALID_RESPONSE, f"steps is a {type(steps).__name__}, not an array")
     if status == "review" and not steps:

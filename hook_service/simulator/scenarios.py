@@ -124,7 +124,9 @@ def load_scenarios(path: Path) -> ScenarioFile:
     scenarios: list[Scenario] = []
     for position, item in enumerate(items, start=1):
         name = item.get("name") if isinstance(item, dict) else None
-        label = f"{where}: scenario {position}" + (f" ({name})" if isinstance(name, str) else "")
+        label = f"{where}: scenario {position}" + (
+            f" ({name})" if isinstance(name, str) and name else ""
+        )
         scenario = _scenario(item, label)
         if any(s.name == scenario.name for s in scenarios):
             raise ScenarioError(f"{label}: name is used by an earlier scenario")

@@ -1,0 +1,100 @@
+"""``simulate rotation`` in-process against the real service: tokens from before and after a
+rotation verify at every moment for a Prelude-like verifier; a refused rotation is reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sim_support import ADMIN_TOKEN, service_client, sim_keys
+from support import FakeClock
+
+from hook_service.simulator.report import Report
+from hook_service.simulator.rotation import custom_step_request, simulate_rotation
+from hook_service.simulator.scenarios import ScenarioError, load_scenarios, shipped_scenarios
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def real_app(make_app: Any, tmp_path: Path) -> Any:
+    jwks = tmp_path / "sim-jwks.json"
+    jwks.write_text(json.dumps(sim_keys().jwks()))
+    return make_app(prelude_jwks_file=jwks)
+
+
+async def rotate(app: Any, clock: FakeClock, force: bool, **options: Any) -> Report:
+    spec = custom_step_request(load_scenarios(shipped_scenarios()))
+    async with service_client(app, clock, **options) as service:
+        return await simulate_rotation(service, spec, force=force, clock=clock)
+
+
+async def test_forced_rotation_keeps_every_token_verifiable(
+    real_app: Any, clock: FakeClock
+) -> None:
+    report = await rotate(real_app, clock, force=True)
+    assert report.failures() == []
+    titles = [c.title for c in report.checks]
+    assert titles[:4] == [
+        "GET /admin/keys",
+        "token before rotation #1",
+        "token before rotation #2",
+        "POST /admin/keys/rotate",
+    ]
+    # The next key was published before the rotation, so Prelude's cache already knew it.
+    rotated = report.check("POST /admin/keys/rotate").detail
+    assert rotated.endswith("the verifier's cached JWKS already held the new kid")
+    before, after = (
+        report.check("token before rotation #1"),
+        report.check("token after rotation #1"),
+    )
+    kid_before = before.detail.split("kid ")[1].split(",")[0]
+    kid_after = after.detail.split("kid ")[1].split(",")[0]
+    assert kid_before != kid_after
+    assert rotated.startswith(f"{kid_after} now signs; {kid_before} retired")
+    # Token TTL 300 s, retire_at = rotation + 300 + 660 s: the moments the verifier looked at.
+    moments = [c for c in report.checks if c.name.startswith("tokens at now+")]
+    assert [c.name for c in moments] == [
+        "tokens at now+0 s",
+        "tokens at now+299 s",
+        "tokens at now+599 s",
+        "tokens at now+959 s",
+    ]
+    assert moments[0].detail == "4 valid, all verify; 0 expired; verifier used its cached JWKS"
+    assert moments[1].detail.startswith("4 valid, all verify")
+    assert moments[2].detail == "0 valid, all verify; 4 expired; verifier used its cached JWKS"
+    assert report.check("retired key stays published until its tokens have expired").passed
+    assert report.passed
+
+
+async def test_rotation_too_early_is_reported_and_fails(real_app: Any, clock: FakeClock) -> None:
+    report = await rotate(real_app, clock, force=False)
+    result = report.check("POST /admin/keys/rotate")
+    assert result.reason == "rotation_too_early"
+    assert "run again with --force, or wait until the next key has been published" in (
+        result.detail
+    )
+    assert "409 rotation_too_early" in result.detail
+    assert not report.passed
+
+
+async def test_a_wrong_admin_token_is_reported(real_app: Any, clock: FakeClock) -> None:
+    report = await rotate(real_app, clock, force=True, admin_token="not-" + ADMIN_TOKEN)
+    result = report.check("GET /admin/keys")
+    assert (result.reason, result.detail.split(":")[0]) == (
+        "admin_api_failed",
+        "HTTP 401 unauthorized",
+    )
+    assert len(report.checks) == 1
+
+
+def test_rotation_needs_a_scenario_with_a_custom_step(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "version: 1\nscenarios:\n  - name: only otp\n    request: {scope: 'a:b'}\n"
+        "    expect: {status: review, steps: [verify_sms]}\n"
+    )
+    with pytest.raises(ScenarioError, match=r"s\.yaml: no scenario expects a review with a custom"):
+        custom_step_request(load_scenarios(path))
