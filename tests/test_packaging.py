@@ -1,4 +1,5 @@
-"""What a wheel of the project ships: every module, the example policy, the type marker.
+"""What a wheel of the project ships: every module, the example policy and its simulator
+scenarios, the type marker.
 
 The Docker image installs the wheel, so a subpackage or data file missing from it would only
 show at container start."""
@@ -58,3 +59,9 @@ def test_example_policy_and_type_marker_ship(built_package: Path) -> None:
     policy = ROOT / "hook_service" / "policies" / "example.yaml"
     assert (built_package / "policies" / "example.yaml").read_bytes() == policy.read_bytes()
     assert (built_package / "py.typed").is_file()
+
+
+def test_simulator_scenarios_ship(built_package: Path) -> None:
+    scenarios = ROOT / "hook_service" / "simulator" / "scenarios" / "example.yaml"
+    shipped = built_package / "simulator" / "scenarios" / "example.yaml"
+    assert shipped.read_bytes() == scenarios.read_bytes()
