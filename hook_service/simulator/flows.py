@@ -78,7 +78,7 @@ class Flow:
         order = list(forms)
         for form in list(order):
             first = await self.service.request_token(forms[form])
-            if _token_of(first) is not None:
+            if token_of(first) is not None:
                 break
             self.report.fail(f"{key} token, {form}", TOKEN_REQUEST_FAILED, first.error, group=label)
             order.remove(form)
@@ -100,8 +100,8 @@ class Flow:
         self, name: str, answer: Answer, challenge: Challenge, form: str, *, group: str = ""
     ) -> Issued | None:
         """Verify the token in ``answer`` as Prelude would; report the outcome."""
-        token = _token_of(answer)
-        assert token is not None and answer.body is not None
+        token = token_of(answer)
+        assert token is not None and answer.body is not None  # callers checked token_of
         body = answer.body
         try:
             claims = await self.verifier.verify(token, challenge)
@@ -135,7 +135,7 @@ class Flow:
         # One pending step yields one token (design.md): a retry of the same challenge may get the
         # identical token back or be refused; a second, different token is a failure.
         answer = await self.service.request_token(payload)
-        token = _token_of(answer)
+        token = token_of(answer)
         if token is None:
             self.report.ok(name, f"refused: {answer.error}", group=group)
         elif token == issued.token and same:
@@ -195,7 +195,8 @@ def custom_keys(decision: dict[str, Any] | None) -> list[str]:
     return [s["key"] for s in steps if isinstance(s, dict) and s.get("key") not in MANAGED_STEPS]
 
 
-def _token_of(answer: Answer) -> str | None:
+def token_of(answer: Answer) -> str | None:
+    """The verification token in a 200 answer, if there is one."""
     if answer.status_code != 200 or answer.body is None:
         return None
     token = answer.body.get("verification_token")

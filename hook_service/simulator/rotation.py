@@ -15,7 +15,15 @@ from datetime import datetime
 from typing import Any, Final
 
 from .client import ServiceClient, ServiceError
-from .flows import SERVICE_UNREACHABLE, Flow, Issued, build_flow, custom_keys
+from .flows import (
+    SERVICE_UNREACHABLE,
+    TOKEN_REQUEST_FAILED,
+    Flow,
+    Issued,
+    build_flow,
+    custom_keys,
+    token_of,
+)
 from .lint import MANAGED_STEPS
 from .prelude import new_challenge_id, new_user_id
 from .report import Report
@@ -121,8 +129,8 @@ async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, forc
         await _issue(flow, spec, f"after rotation #{i}") for i in range(1, TOKENS_PER_PHASE + 1)
     ]
     issued = [t for t in tokens if t is not None]
-    await _moments(flow, clock, issued, _retire_at(rotated.body, old_active))
     retire_at = _retire_at(rotated.body, old_active)
+    await _moments(flow, clock, issued, old_active, retire_at)
     signed_by_old = [t.claims["exp"] for t in issued if t.kid == old_active]
     name = "retired key stays published until its tokens have expired"
     if retire_at is None or (signed_by_old and retire_at < max(signed_by_old)):
@@ -150,16 +158,17 @@ async def _issue(flow: Flow, spec: HookRequestSpec, label: str) -> Issued | None
     answer = await flow.service.request_token(
         {"user_id": user_id, "challenge_id": challenge.challenge_id, "key": challenge.key}
     )
-    if answer.status_code != 200:
-        flow.report.fail(f"token {label}", "token_request_failed", answer.error)
+    if token_of(answer) is None:
+        flow.report.fail(f"token {label}", TOKEN_REQUEST_FAILED, answer.error)
         return None
     return await flow.verify(f"token {label}", answer, challenge, "fields form")
 
 
 async def _moments(
-    flow: Flow, clock: MovableClock, tokens: list[Issued], retire_at: float | None
+    flow: Flow, clock: MovableClock, tokens: list[Issued], retired: str, retire_at: float | None
 ) -> None:
-    """Verify every token still valid at each moment, with the verifier's clock moved there."""
+    """At each moment, with the verifier's clock moved there: every token still valid verifies,
+    and every key that signed one is found in the JWKS until its ``retire_at``."""
     start = clock.base()
     moments = {start, start + JWKS_CACHE_TTL - 1}
     moments.update(t.claims["exp"] - 1 for t in tokens)
@@ -169,10 +178,15 @@ async def _moments(
         clock.at(moment)
         fetches = flow.verifier.jwks.fetches
         valid = [t for t in tokens if t.claims["iat"] <= moment < t.claims["exp"]]
+        kids = sorted(
+            {t.kid for t in tokens if t.kid != retired or retire_at is None or moment < retire_at}
+        )
         name = f"tokens at now+{moment - start:.0f} s"
         try:
-            for t in valid:
-                await flow.verifier.verify(t.token, t.challenge, remember=False)
+            for token in valid:
+                await flow.verifier.verify(token.token, token.challenge, remember=False)
+            for kid in kids:
+                await flow.verifier.jwks.key(kid)
         except TokenRejected as exc:
             flow.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc))
             continue
@@ -180,7 +194,7 @@ async def _moments(
         flow.report.ok(
             name,
             f"{len(valid)} valid, all verify; {len(tokens) - len(valid)} expired; "
-            + ("JWKS refetched" if fetched else "verifier used its cached JWKS"),
+            f"{len(kids)} signing keys found; " + ("JWKS refetched" if fetched else "cached JWKS"),
         )
     clock.offset = 0.0
 
