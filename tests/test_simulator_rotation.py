@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from sim_support import ADMIN_TOKEN, service_client, sim_keys
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 from support import FakeClock
 
 from hook_service.simulator.report import Report
@@ -102,3 +104,38 @@ def test_rotation_needs_a_scenario_with_a_custom_step(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match=r"s\.yaml: no scenario expects a review with a custom"):
         custom_step_request(load_scenarios(path))
+
+
+async def test_a_service_that_drops_the_retired_key_too_soon_fails(
+    real_app: Any, clock: FakeClock
+) -> None:
+    services = real_app.state.services
+
+    async def only_active_key(scope: Any, receive: Any, send: Any) -> None:
+        # Wrong on purpose: the JWKS lists the active key only, so a rotation unpublishes the
+        # key that signed every token still in flight.
+        if scope["type"] == "http" and scope["path"] == "/.well-known/jwks.json":
+            key_set = services.keys.current()
+            keys = [k for k in key_set.jwks(clock())["keys"] if k["kid"] == key_set.active.kid]
+            await JSONResponse({"keys": keys})(scope, receive, send)
+            return
+        await real_app(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", only_active_key)
+    report = await rotate(wrapped, clock, force=True)
+    failed = report.failures()
+    # The new active key was never published before the rotation: its first token made the
+    # verifier refetch, and that fresh copy no longer holds the key of the older tokens.
+    assert "cached JWKS already held" not in report.check("POST /admin/keys/rotate").detail
+    assert [c.name for c in failed] == [
+        "tokens at now+0 s",
+        "tokens at now+299 s",
+        "tokens at now+599 s",
+        "tokens at now+959 s",
+    ]
+    for check in failed:
+        assert check.reason == "invalid_verification_token"
+        assert check.detail.startswith("kid: kid '")
+        assert check.detail.endswith("' is not in the service's JWKS")
+    assert not report.passed
