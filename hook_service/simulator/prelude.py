@@ -66,7 +66,8 @@ def _public_jwk(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> dict[str,
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "alg": "EdDSA"}
-    return {"kid": thumbprint(jwk), "use": "sig", **jwk}
+    kty, rest = jwk.pop("kty"), jwk
+    return {"kty": kty, "kid": thumbprint({"kty": kty, **rest}), "use": "sig", **rest}
 
 
 @dataclass(frozen=True)
