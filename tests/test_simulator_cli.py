@@ -129,6 +129,8 @@ def test_run_against_nothing_fails_with_request_failed(runner: CliRunner, key_fi
     assert set(first) == {"group", "check", "passed", "reason", "detail"}
     assert (first["check"], first["reason"]) == ("Prelude accepts the answer", "request_failed")
     assert first["detail"].startswith("ConnectError")
+    probes = [c for c in report["checks"] if c["group"] == "hook signature check (contract 2.3)"]
+    assert {c["reason"] for c in probes} == {"request_failed"}
     assert API_KEY not in result.output
 
 
@@ -244,3 +246,10 @@ def test_jwks_served_on_loopback(tmp_path: Path, key_file: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_run_needs_an_http_base_url(runner: CliRunner, key_file: Path) -> None:
+    args = ["simulate", "run", "--url", "127.0.0.1:8000", "--prelude-key", str(key_file)]
+    result = runner.invoke(cli, args, env={"SIMULATE_API_KEY": API_KEY})
+    assert result.exit_code == 2
+    assert "expected an http:// or https:// base URL" in result.output

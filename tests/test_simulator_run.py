@@ -255,3 +255,23 @@ async def test_a_refused_token_request_fails_the_custom_step(
         assert result.detail.startswith("HTTP 401 unauthorized: ")
     assert "scenario 1: kyc_review token verifies" not in [c.title for c in report.checks]
     assert not report.passed
+
+
+async def test_a_service_refusing_the_prefixed_signature_form_fails(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    fake = FakeService(clock)
+
+    def bare_only(request: Request) -> Any:
+        if request.headers["x-webhook-signature"].startswith("rsassa-pss-sha256="):
+            return JSONResponse({"error": "invalid_signature"}, status_code=401)
+        return JSONResponse(REVIEW_WITH_KYC)
+
+    fake.hook = bare_only
+    report = await run(fake.app, clock, one_scenario(tmp_path))
+    assert check(report, "scenario 1: Prelude accepts the answer").passed
+    probe = check(report, f"{PROBES}: accepts a rsassa-pss-sha256= signature with a 32-byte salt")
+    assert (probe.reason, probe.detail) == (
+        "invalid_status_code",
+        'HTTP 401: {"error":"invalid_signature"}',
+    )

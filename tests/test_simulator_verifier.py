@@ -151,3 +151,12 @@ async def test_a_jti_is_accepted_once_unless_rechecking() -> None:
     await check.verify(first, CHALLENGE, remember=False)  # the rotation check looks again
     with pytest.raises(TokenRejected, match="jti 'jti-1' was already used"):
         await check.verify(token(exp=NOW + 301), CHALLENGE)
+
+
+async def test_an_unusable_jwk_is_a_rejection() -> None:
+    broken = {"kty": "RSA", "kid": "k1", "n": "not-base64-!", "e": "AQAB"}
+    check = verifier(Served(broken), FakeClock(NOW))
+    with pytest.raises(TokenRejected) as raised:
+        await check.verify(token(), CHALLENGE)
+    assert raised.value.rule == "kid"
+    assert "is not a usable RSA key" in raised.value.detail

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import anyio
 import click
@@ -46,8 +47,20 @@ _key_option = click.option(
     help="PEM file with the simulator's Prelude keys (RSA for hook signatures, Ed25519 for "
     "challenge tokens); the service must trust its JWKS (`simulate jwks`).",
 )
+
+
+def _base_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter("expected an http:// or https:// base URL")
+    return value
+
+
 _url_option = click.option(
-    "--url", required=True, help="Base URL of the service, e.g. http://127.0.0.1:8000."
+    "--url",
+    required=True,
+    callback=_base_url,
+    help="Base URL of the service, e.g. http://127.0.0.1:8000.",
 )
 _api_key_option = click.option(
     "--api-key",

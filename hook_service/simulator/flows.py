@@ -11,7 +11,7 @@ from typing import Any, Final
 import jwt
 
 from .client import Answer, ServiceClient, ServiceError
-from .lint import MANAGED_STEPS, HookAnswer, Verdict, lint_hook_answer
+from .lint import MANAGED_STEPS, REQUEST_FAILED, HookAnswer, Verdict, lint_hook_answer
 from .prelude import KEY_ID_HEADER, SIGNATURE_HEADER, new_challenge_id, new_user_id
 from .report import Report
 from .scenarios import HookRequestSpec
@@ -28,7 +28,6 @@ TOKEN_REQUEST_FAILED: Final = "token_request_failed"  # noqa: S105 (a reason, no
 SECOND_TOKEN_MINTED: Final = "second_token_minted"  # noqa: S105
 UNEXPECTED_DECISION: Final = "unexpected_decision"
 FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
-SIGNED_REQUEST_REFUSED: Final = "signed_request_refused"
 SERVICE_UNREACHABLE: Final = "service_unreachable"
 PROBES: Final = "hook signature check (contract 2.3)"
 
@@ -105,10 +104,8 @@ class Flow:
         body = answer.body
         try:
             claims = await self.verifier.verify(token, challenge)
-        except TokenRejected as exc:
-            self.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc), group=group)
-            return None
-        except ServiceError as exc:
+        except (TokenRejected, ServiceError) as exc:
+            # Without our JWKS Prelude cannot verify anything: the same rejection.
             self.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc), group=group)
             return None
         kid = _header_kid(token)
@@ -156,9 +153,8 @@ class Flow:
         name = "accepts a rsassa-pss-sha256= signature with a 32-byte salt"
         if verdict.reason is None:
             self.report.ok(name, verdict.detail, group=group)
-        else:
-            detail = f"{verdict.reason}: {verdict.detail}"
-            self.report.fail(name, SIGNED_REQUEST_REFUSED, detail, group=group)
+        else:  # Prelude's own reason: this is a request it could send
+            self.report.fail(name, verdict.reason, verdict.detail, group=group)
         body = spec.body(new_user_id())
         headers = self.service.prelude.hook_headers(body)
         tampered = json.loads(body)
@@ -173,6 +169,8 @@ class Flow:
             name = f"refuses a request with {what}"
             if answer.status_code == 401:
                 self.report.ok(name, "HTTP 401", group=group)
+            elif answer.error is not None:
+                self.report.fail(name, REQUEST_FAILED, answer.error, group=group)
             else:
                 detail = f"{answer.error or f'HTTP {answer.status_code}'}; expected 401"
                 self.report.fail(name, FORGED_REQUEST_ACCEPTED, detail, group=group)

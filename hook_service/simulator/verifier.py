@@ -119,8 +119,12 @@ class TokenVerifier:
             raise TokenRejected("kid", f"kid {kid!r} is a {jwk.get('kty')!r} key, not RSA")
         if jwk.get("alg", "RS256") != "RS256":
             raise TokenRejected("kid", f"kid {kid!r} is published for {jwk['alg']!r}, not RS256")
-        public_key = jwt.PyJWK.from_json(json.dumps(jwk), algorithm="RS256").key
-        assert isinstance(public_key, RSAPublicKey)
+        try:
+            public_key = jwt.PyJWK.from_json(json.dumps(jwk), algorithm="RS256").key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError) as exc:
+            raise TokenRejected("kid", f"kid {kid!r} is not a usable RSA key ({exc})") from None
+        if not isinstance(public_key, RSAPublicKey):
+            raise TokenRejected("kid", f"kid {kid!r} is not an RSA public key")
         try:
             # Time claims are checked below against the injected clock, not pyjwt's.
             claims: dict[str, Any] = jwt.decode(
