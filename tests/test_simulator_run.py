@@ -275,3 +275,24 @@ async def test_a_service_refusing_the_prefixed_signature_form_fails(
         "invalid_status_code",
         'HTTP 401: {"error":"invalid_signature"}',
     )
+
+
+async def test_a_forged_request_refused_with_another_status_is_named(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    fake = FakeService(clock)
+
+    def forbidden_without_signature(request: Request) -> Any:
+        if "x-webhook-signature" not in request.headers:
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        return JSONResponse(REVIEW_WITH_KYC)
+
+    fake.hook = forbidden_without_signature
+    report = await run(fake.app, clock, one_scenario(tmp_path))
+    missing = check(report, f"{PROBES}: refuses a request with no signature")
+    assert (missing.reason, missing.detail) == ("unexpected_status", "HTTP 403; expected 401")
+    tampered = check(report, f"{PROBES}: refuses a request with a tampered body")
+    assert (tampered.reason, tampered.detail) == (
+        "forged_request_accepted",
+        "HTTP 200; expected 401",
+    )

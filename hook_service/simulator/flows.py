@@ -28,6 +28,7 @@ TOKEN_REQUEST_FAILED: Final = "token_request_failed"  # noqa: S105 (a reason, no
 SECOND_TOKEN_MINTED: Final = "second_token_minted"  # noqa: S105
 UNEXPECTED_DECISION: Final = "unexpected_decision"
 FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
+UNEXPECTED_STATUS: Final = "unexpected_status"
 SERVICE_UNREACHABLE: Final = "service_unreachable"
 PROBES: Final = "hook signature check (contract 2.3)"
 
@@ -172,8 +173,12 @@ class Flow:
             elif answer.error is not None:
                 self.report.fail(name, REQUEST_FAILED, answer.error, group=group)
             else:
-                detail = f"{answer.error or f'HTTP {answer.status_code}'}; expected 401"
-                self.report.fail(name, FORGED_REQUEST_ACCEPTED, detail, group=group)
+                # A 2xx acted on a request Prelude never signed; another refusal is only
+                # the wrong status.
+                accepted = 200 <= answer.status_code < 300
+                reason = FORGED_REQUEST_ACCEPTED if accepted else UNEXPECTED_STATUS
+                detail = f"HTTP {answer.status_code}; expected 401"
+                self.report.fail(name, reason, detail, group=group)
 
 
 def build_flow(

@@ -72,6 +72,7 @@ def compare(expect: Expectation, decision: dict[str, Any], rule: str | None) -> 
 
 
 def describe(decision: dict[str, Any], rule: str | None) -> str:
+    """A one-line summary of a decision for the report."""
     steps = [s.get("key") for s in decision.get("steps") or [] if isinstance(s, dict)]
     text = f"{decision.get('status')} {decision.get('grant_mode')} {decision.get('granted_for')} s"
     if steps:
