@@ -139,3 +139,32 @@ async def test_a_service_that_drops_the_retired_key_too_soon_fails(
         assert check.detail.startswith("kid: kid '")
         assert check.detail.endswith("' is not in the service's JWKS")
     assert not report.passed
+
+
+async def test_a_retire_at_before_the_tokens_expire_is_caught(
+    real_app: Any, clock: FakeClock
+) -> None:
+    async def early_retire_at(scope: Any, receive: Any, send: Any) -> None:
+        # Wrong on purpose: the rotation answer says the retired key leaves the JWKS now.
+        if scope["type"] != "http" or scope["path"] != "/admin/keys/rotate":
+            await real_app(scope, receive, send)
+            return
+        messages: list[Any] = []
+
+        async def keep(message: Any) -> None:
+            messages.append(message)
+
+        await real_app(scope, receive, keep)
+        body = json.loads(b"".join(m.get("body", b"") for m in messages[1:]))
+        for key in body["keys"]:
+            if key["state"] == "retired":
+                key["retire_at"] = "2025-10-09T08:53:20Z"  # the fake clock's "now"
+        await JSONResponse(body)(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", early_retire_at)
+    report = await rotate(wrapped, clock, force=True)
+    result = report.check("retired key stays published until its tokens have expired")
+    assert result.reason == "retired_too_early"
+    assert result.detail.endswith("leaves the JWKS 300 s before a token it signed expires")
+    assert not report.passed
