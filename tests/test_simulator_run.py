@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from sim_support import (
+    API_KEY,
     REVIEW_WITH_KYC,
     FakeService,
     one_scenario,
@@ -65,6 +66,10 @@ async def test_shipped_scenarios_pass_against_the_real_service(
     assert retry.detail == "returned the identical token (safe retry)"
     second = check(report, f"{kyc} token for a second challenge")
     assert "409 step_already_used" in second.detail
+    # Issued tokens and credentials are secrets: never in a report (a JWT starts with eyJ).
+    rendered = report.render_json() + report.render_table()
+    assert "eyJ" not in rendered
+    assert API_KEY not in rendered
     for what in ("a tampered body", "an unknown signing key id", "no signature"):
         assert check(report, f"{PROBES}: refuses a request with {what}").detail == "HTTP 401"
 

@@ -88,7 +88,7 @@ class Report:
 
     def render_table(self, width: int | None = None) -> str:
         """A plain-text table: check, result, Prelude's reason and the detail; checks of one
-        scenario under its name."""
+        scenario under its name. The detail column wraps to ``width`` (at least 30 wide)."""
         width = width or shutil.get_terminal_size((120, 24)).columns
         name_width = min(max((len(c.name) for c in self.checks), default=5) + 2, 52)
         reason_width = max([len(c.reason or "") for c in self.checks] + [len("reason")])
@@ -99,14 +99,15 @@ class Report:
         ]
         group = ""
         for check in self.checks:
-            if check.group != group:
-                group = check.group
-                lines.append(group)
+            if check.group and check.group != group:
+                lines.append(check.group)
+            group = check.group
+            indent = "  " if group else ""
             result = "pass" if check.passed else "FAIL"
-            names = textwrap.wrap(check.name, name_width - 2) or [""]
+            names = textwrap.wrap(check.name, name_width - len(indent)) or [""]
             details = textwrap.wrap(check.detail, detail_width) or [""]
             for i in range(max(len(names), len(details))):
-                name = "  " + names[i] if i < len(names) else ""
+                name = indent + names[i] if i < len(names) else ""
                 cells = (result, check.reason or "") if i == 0 else ("", "")
                 detail = details[i] if i < len(details) else ""
                 row = f"{name:<{name_width}}  {cells[0]:<6}  {cells[1]:<{reason_width}}  {detail}"
