@@ -104,6 +104,7 @@ class FakeService:
         self.claims: dict[str, Any] = {}
         self.header: dict[str, Any] = {}
         self.algorithm = "RS256"
+        self.jwk_extra: dict[str, Any] = {}
         self.minted = 0
         self.app = Starlette(
             routes=[
@@ -158,4 +159,5 @@ class FakeService:
 
     async def _jwks(self, request: Request) -> Response:
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(hook_keys()[0].public_key()))
-        return JSONResponse({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]})
+        served = {**jwk, "kid": "k1", "alg": "RS256", "use": "sig", **self.jwk_extra}
+        return JSONResponse({"keys": [served]})

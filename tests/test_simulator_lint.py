@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jwt
 import pytest
+from support import hook_keys
 
-from hook_service.simulator.lint import HookAnswer, lint_hook_answer
+from hook_service.simulator.lint import HookAnswer, lint_hook_answer, lint_jwks
 
 CONTINUE = {"status": "continue", "grant_mode": "session-bound", "granted_for": 900, "steps": []}
 
@@ -69,3 +71,32 @@ def test_step_keys_check_only_when_registered_keys_are_known() -> None:
     assert lint_hook_answer(answer(body)).reason is None
     assert lint_hook_answer(answer(body), frozenset({"selfie"})).reason is None
     assert lint_hook_answer(answer(body), frozenset({"kyc_review"})).reason == "invalid_step"
+
+
+def rsa_jwk(index: int = 0, **changes: Any) -> dict[str, Any]:
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(hook_keys()[index].public_key()))
+    return {**public, "kid": f"k{index}", "use": "sig", "alg": "RS256", **changes}
+
+
+def test_a_good_jwks_passes() -> None:
+    document = {"keys": [rsa_jwk(0), rsa_jwk(1)]}
+    assert lint_jwks("application/json", document) == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "document", "problem"),
+    [
+        ("text/html", {"keys": [rsa_jwk()]}, "Content-Type is text/html, not application/json"),
+        ("application/json", {"keys": []}, "no keys array, or an empty one"),
+        ("application/json", None, "no keys array, or an empty one"),
+        ("application/json", {"keys": ["k"]}, "a key is not a JSON object"),
+        ("application/json", {"keys": [rsa_jwk(kid="")]}, "a key has no kid"),
+        ("application/json", {"keys": [rsa_jwk(d="secret")]}, "key 'k0' publishes private"),
+        ("application/json", {"keys": [rsa_jwk(alg="PS256")]}, "key 'k0' is not an RS256 RSA"),
+        ("application/json", {"keys": [rsa_jwk(n="AQAB")]}, "key 'k0' is shorter than 2048"),
+        ("application/json", {"keys": [rsa_jwk(0), rsa_jwk(1, kid="k0")]}, "two keys share a kid"),
+    ],
+)
+def test_jwks_problems(content_type: str, document: Any, problem: str) -> None:
+    problems = lint_jwks(content_type, document)
+    assert any(p.startswith(problem) for p in problems), problems

@@ -301,3 +301,11 @@ async def test_a_forged_request_refused_with_another_status_is_named(
         "forged_request_accepted",
         "HTTP 200; expected 401",
     )
+
+
+async def test_a_jwks_with_private_members_fails(clock: FakeClock, tmp_path: Path) -> None:
+    fake = FakeService(clock)
+    fake.jwk_extra = {"d": "c2VjcmV0"}
+    report = await run(fake.app, clock, one_scenario(tmp_path))
+    result = check(report, "service JWKS (contract 5): served as Prelude needs it")
+    assert (result.reason, result.detail) == ("invalid_jwks", "key 'k1' publishes private members")

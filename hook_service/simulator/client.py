@@ -33,6 +33,7 @@ class Answer:
 
     status_code: int
     body: dict[str, Any] | None
+    content_type: str = ""
 
     @property
     def error(self) -> str:
@@ -99,9 +100,13 @@ class ServiceClient:
         """``POST /verification-token`` as the company backend, with the API key."""
         return await self._json("POST", TOKEN_PATH, self.api_key, payload)
 
+    async def get_jwks(self) -> Answer:
+        """``GET /.well-known/jwks.json`` as it is served."""
+        return await self._json("GET", JWKS_PATH, None, None)
+
     async def fetch_jwks(self) -> dict[str, Any]:
         """The service's JWKS; raises :class:`ServiceError` when it cannot be had."""
-        answer = await self._json("GET", JWKS_PATH, None, None)
+        answer = await self.get_jwks()
         if answer.status_code != 200 or answer.body is None:
             raise ServiceError(f"GET {JWKS_PATH}: {answer.error}")
         return answer.body
@@ -127,4 +132,8 @@ class ServiceClient:
             body = response.json()
         except ValueError:
             body = None
-        return Answer(response.status_code, body if isinstance(body, dict) else None)
+        return Answer(
+            response.status_code,
+            body if isinstance(body, dict) else None,
+            response.headers.get("content-type", ""),
+        )

@@ -11,7 +11,14 @@ from typing import Any, Final
 import jwt
 
 from .client import Answer, ServiceClient, ServiceError
-from .lint import MANAGED_STEPS, REQUEST_FAILED, HookAnswer, Verdict, lint_hook_answer
+from .lint import (
+    MANAGED_STEPS,
+    REQUEST_FAILED,
+    HookAnswer,
+    Verdict,
+    lint_hook_answer,
+    lint_jwks,
+)
 from .prelude import KEY_ID_HEADER, SIGNATURE_HEADER, new_challenge_id, new_user_id
 from .report import Report
 from .scenarios import HookRequestSpec
@@ -30,7 +37,9 @@ UNEXPECTED_DECISION: Final = "unexpected_decision"
 FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
 UNEXPECTED_STATUS: Final = "unexpected_status"
 SERVICE_UNREACHABLE: Final = "service_unreachable"
+INVALID_JWKS: Final = "invalid_jwks"
 PROBES: Final = "hook signature check (contract 2.3)"
+JWKS_GROUP: Final = "service JWKS (contract 5)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,24 @@ class Flow:
                 "a second, different token was minted for one step",
                 group=group,
             )
+
+    async def jwks(self) -> None:
+        """The service's JWKS as Prelude fetches it (contract 5)."""
+        name = "served as Prelude needs it"
+        try:
+            answer = await self.service.get_jwks()
+        except ServiceError as exc:
+            self.report.fail(name, INVALID_JWKS, str(exc), group=JWKS_GROUP)
+            return
+        if answer.status_code != 200:
+            self.report.fail(name, INVALID_JWKS, answer.error, group=JWKS_GROUP)
+            return
+        problems = lint_jwks(answer.content_type, answer.body)
+        if problems:
+            self.report.fail(name, INVALID_JWKS, "; ".join(problems), group=JWKS_GROUP)
+        else:
+            count = len((answer.body or {})["keys"])
+            self.report.ok(name, f"{count} RS256 keys, public members only", group=JWKS_GROUP)
 
     async def probes(self, spec: HookRequestSpec) -> None:
         """Requests Prelude never sends must get 401 (contract 2.3 step 6); both documented

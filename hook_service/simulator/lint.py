@@ -1,4 +1,5 @@
-"""Check a hook answer as Prelude does, naming Prelude's own failure reason (contract 3 and 8).
+"""Check a hook answer as Prelude does, naming Prelude's own failure reason (contract 3 and 8),
+and the service's JWKS against contract 5.
 
 Pure: takes what was observed on the wire (:class:`HookAnswer`), returns a :class:`Verdict`.
 Where the contract is silent, the check takes its conservative reading (contract preamble):
@@ -8,6 +9,7 @@ Where the contract is silent, the check takes its conservative reading (contract
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -161,3 +163,44 @@ def _check_step(position: int, step: Any, step_keys: frozenset[str] | None) -> N
         )
     if not _in_range(step.get("order"), -(2**31), 2**31 - 1):
         raise _Invalid(INVALID_RESPONSE, f"{where}.order is {step.get('order')!r}, not an integer")
+
+
+# Contract 5: public members only, RSA of at least 2048 bits, a kid on every key.
+PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+MIN_RSA_BITS: Final = 2048
+
+
+def lint_jwks(content_type: str, document: dict[str, Any] | None) -> list[str]:
+    """What is wrong with the service's JWKS for Prelude (contract 5); empty when nothing."""
+    problems = []
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        problems.append(f"Content-Type is {content_type or 'none'}, not application/json")
+    keys = (document or {}).get("keys")
+    if not isinstance(keys, list) or not keys:
+        return [*problems, "no keys array, or an empty one"]
+    kids = [jwk.get("kid") for jwk in keys if isinstance(jwk, dict)]
+    if len(kids) != len(keys):
+        return [*problems, "a key is not a JSON object"]
+    for kid, jwk in zip(kids, keys, strict=True):
+        where = f"key {kid!r}"
+        if not isinstance(kid, str) or not kid:
+            problems.append("a key has no kid")
+        if PRIVATE_MEMBERS & set(jwk):
+            problems.append(f"{where} publishes private members")
+        if jwk.get("kty") != "RSA" or jwk.get("alg", "RS256") != "RS256":
+            problems.append(f"{where} is not an RS256 RSA key")
+        elif _rsa_bits(jwk.get("n")) < MIN_RSA_BITS:
+            problems.append(f"{where} is shorter than {MIN_RSA_BITS} bits")
+    if len(set(kids)) != len(kids):
+        problems.append("two keys share a kid")
+    return problems
+
+
+def _rsa_bits(n: Any) -> int:
+    if not isinstance(n, str):
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except ValueError:
+        return 0
+    return int.from_bytes(raw, "big").bit_length()

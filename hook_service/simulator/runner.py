@@ -27,6 +27,7 @@ async def run_scenarios(flow: Flow, scenarios: ScenarioFile) -> None:
     """Add one row per check to ``flow.report``; the report's ``passed`` is the verdict."""
     flow.step_keys = scenarios.step_keys
     try:
+        await flow.jwks()
         for scenario in scenarios.scenarios:
             await _run_one(flow, scenario)
         await flow.probes(scenarios.scenarios[0].request)
