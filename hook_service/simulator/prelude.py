@@ -53,21 +53,18 @@ def thumbprint(jwk: dict[str, Any]) -> str:
 
 
 def _public_jwk(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> dict[str, Any]:
+    members: dict[str, Any]
     if isinstance(key, rsa.RSAPrivateKey):
         numbers = key.public_key().public_numbers()
-        jwk: dict[str, Any] = {
-            "kty": "RSA",
-            "n": _b64url_uint(numbers.n),
-            "e": _b64url_uint(numbers.e),
-            "alg": "PS256",
-        }
+        members = {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+        alg = "PS256"  # hook signatures are RSASSA-PSS SHA-256 (contract 2.3)
     else:
         raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "alg": "EdDSA"}
-    kty, rest = jwk.pop("kty"), jwk
-    return {"kty": kty, "kid": thumbprint({"kty": kty, **rest}), "use": "sig", **rest}
+        members = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+        alg = "EdDSA"
+    return {"kty": members["kty"], "kid": thumbprint(members), "use": "sig", "alg": alg, **members}
 
 
 @dataclass(frozen=True)
