@@ -16,15 +16,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from support import ed25519_private_key, hook_keys, rsa_private_key
+from support import ADMIN_TOKEN, API_KEY, ed25519_private_key, hook_keys, rsa_private_key
 
 from hook_service.simulator.client import ServiceClient
 from hook_service.simulator.prelude import PreludeKeys
 from hook_service.simulator.scenarios import ScenarioFile, load_scenarios
 
 BASE = "http://service.test"
-API_KEY = "test-api-key-0123456789"
-ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
 def sim_keys() -> PreludeKeys:

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from sim_support import ADMIN_TOKEN, API_KEY, scenario_file, sim_keys, write_key_file
-from support import free_port, key_supply
+from sim_support import scenario_file, sim_keys, write_key_file
+from support import ADMIN_TOKEN, API_KEY, free_port, key_supply
 
 from hook_service.cli import cli
 from hook_service.keystore import FileKeyStore
@@ -254,3 +254,24 @@ def test_run_needs_an_http_base_url(runner: CliRunner, key_file: Path) -> None:
     result = runner.invoke(cli, args, env={"SIMULATE_API_KEY": API_KEY})
     assert result.exit_code == 2
     assert "expected an http:// or https:// base URL" in result.output
+
+
+def test_rotation_needs_a_scenario_with_a_custom_step(
+    runner: CliRunner, key_file: Path, tmp_path: Path
+) -> None:
+    otp_only = scenario_file(
+        tmp_path,
+        "version: 1\nscenarios:\n  - name: otp\n    request: {scope: 'a:b'}\n"
+        "    expect: {status: review, steps: [verify_sms]}\n",
+        "otp.yaml",
+    )
+    args = ["simulate", "rotation", "--url", "http://127.0.0.1:1", "--prelude-key", str(key_file)]
+    result = runner.invoke(
+        cli,
+        [*args, "--scenarios", str(otp_only)],
+        env={"SIMULATE_API_KEY": API_KEY, "SIMULATE_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {otp_only}: no scenario expects a review with a custom step (expect.steps)\n"
+    )

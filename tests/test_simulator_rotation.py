@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_support import ADMIN_TOKEN, service_client, sim_keys
+from sim_support import service_client, sim_keys
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from support import FakeClock
+from support import ADMIN_TOKEN, FakeClock
 
 from hook_service.simulator.report import Report
 from hook_service.simulator.rotation import custom_step_request, simulate_rotation
-from hook_service.simulator.scenarios import ScenarioError, load_scenarios, shipped_scenarios
+from hook_service.simulator.scenarios import load_scenarios, shipped_scenarios
 
 pytestmark = pytest.mark.anyio
 
@@ -94,16 +94,6 @@ async def test_a_wrong_admin_token_is_reported(real_app: Any, clock: FakeClock) 
         "HTTP 401 unauthorized",
     )
     assert len(report.checks) == 1
-
-
-def test_rotation_needs_a_scenario_with_a_custom_step(tmp_path: Path) -> None:
-    path = tmp_path / "s.yaml"
-    path.write_text(
-        "version: 1\nscenarios:\n  - name: only otp\n    request: {scope: 'a:b'}\n"
-        "    expect: {status: review, steps: [verify_sms]}\n"
-    )
-    with pytest.raises(ScenarioError, match=r"s\.yaml: no scenario expects a review with a custom"):
-        custom_step_request(load_scenarios(path))
 
 
 async def test_a_service_that_drops_the_retired_key_too_soon_fails(

@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import pytest
 from sim_support import (
-    API_KEY,
     REVIEW_WITH_KYC,
     FakeService,
     one_scenario,
@@ -19,7 +18,7 @@ from sim_support import (
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from support import FakeClock
+from support import API_KEY, FakeClock
 
 from hook_service.simulator.flows import PROBES
 from hook_service.simulator.report import Check, Report
