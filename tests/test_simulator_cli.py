@@ -256,6 +256,26 @@ def test_run_needs_an_http_base_url(runner: CliRunner, key_file: Path) -> None:
     assert "expected an http:// or https:// base URL" in result.output
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:99999", "not a usable URL (Port out of range 0-65535)"),
+        ("http://[::1", "not a usable URL (Invalid IPv6 URL)"),
+        ("http://user:pw-secret@127.0.0.1:1", "must not carry credentials"),
+        ("http://127.0.0.1:1/?x=1", "must not carry a query or fragment"),
+    ],
+)
+def test_run_refuses_an_unusable_base_url_without_a_traceback(
+    runner: CliRunner, key_file: Path, url: str, message: str
+) -> None:
+    args = ["simulate", "run", "--url", url, "--prelude-key", str(key_file)]
+    result = runner.invoke(cli, args, env={"SIMULATE_API_KEY": API_KEY})
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert message in result.output
+    assert "pw-secret" not in result.output
+
+
 def test_rotation_needs_a_scenario_with_a_custom_step(
     runner: CliRunner, key_file: Path, tmp_path: Path
 ) -> None:

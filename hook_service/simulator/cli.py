@@ -50,9 +50,18 @@ _key_option = click.option(
 
 
 def _base_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (urlsplit checks the port only when it is read)
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        raise click.BadParameter(f"not a usable URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter("expected an http:// or https:// base URL")
+    if parts.username is not None or parts.password is not None:
+        # The base URL is echoed in every report; credentials have their own options.
+        raise click.BadParameter("must not carry credentials (user:password@)")
+    if parts.query or parts.fragment:
+        raise click.BadParameter("must not carry a query or fragment; paths are appended to it")
     return value
 
 
