@@ -158,3 +158,135 @@ async def test_a_retire_at_before_the_tokens_expire_is_caught(
     assert result.reason == "retired_too_early"
     assert result.detail.endswith("leaves the JWKS 300 s before a token it signed expires")
     assert not report.passed
+
+
+async def _answer_of(app: Any, scope: Any, receive: Any) -> Any:
+    """``app``'s JSON answer to ``scope``, captured instead of sent."""
+    messages: list[Any] = []
+
+    async def keep(message: Any) -> None:
+        messages.append(message)
+
+    await app(scope, receive, keep)
+    return json.loads(b"".join(m.get("body", b"") for m in messages[1:]))
+
+
+async def test_a_key_unpublished_while_the_warm_cache_still_holds_it_is_caught(
+    real_app: Any, clock: FakeClock
+) -> None:
+    services = real_app.state.services
+    retire_at = "2025-10-09T09:00:00Z"  # the fake clock's "now" + 400 s: after every token
+
+    async def drops_retired(scope: Any, receive: Any, send: Any) -> None:
+        # Wrong on purpose: the next key is published ahead (so the verifier's warm cache never
+        # needs a refetch), but the retired key leaves the JWKS at once, not at its retire_at.
+        if scope["type"] == "http" and scope["path"] == "/.well-known/jwks.json":
+            key_set = services.keys.current()
+            keys = [
+                jwk
+                for jwk in key_set.jwks(clock())["keys"]
+                if key_set.get(jwk["kid"]).state != "retired"
+            ]
+            await JSONResponse({"keys": keys})(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/admin/keys/rotate":
+            body = await _answer_of(real_app, scope, receive)
+            for key in body["keys"]:
+                if key["state"] == "retired":
+                    key["retire_at"] = retire_at
+            await JSONResponse(body)(scope, receive, send)
+        else:
+            await real_app(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", drops_retired)
+    report = await rotate(wrapped, clock, force=True)
+    assert report.check("POST /admin/keys/rotate").detail.endswith(
+        "the verifier's cached JWKS already held the new kid"
+    )
+    # The warm cache alone would pass every moment; a verifier filling its cache now fails.
+    failed = [c for c in report.failures() if c.name.startswith("tokens at now+")]
+    assert [c.name for c in failed] == [
+        "tokens at now+0 s",
+        "tokens at now+299 s",
+        "tokens at now+399 s",
+    ]
+    for check in failed:
+        assert check.reason == "invalid_verification_token"
+        assert check.detail.endswith("' is not in the service's JWKS")
+    assert report.check("retired key stays published until its tokens have expired").passed
+    assert not report.passed
+
+
+async def test_a_rotation_that_keeps_signing_with_the_old_key_fails(
+    real_app: Any, clock: FakeClock
+) -> None:
+    async def pretends_to_rotate(scope: Any, receive: Any, send: Any) -> None:
+        # Wrong on purpose: the rotation answer looks right, but nothing was rotated.
+        if scope["type"] != "http" or scope["path"] != "/admin/keys/rotate":
+            await real_app(scope, receive, send)
+            return
+        listing = {**scope, "method": "GET", "path": "/admin/keys", "raw_path": b"/admin/keys"}
+        body = await _answer_of(real_app, listing, receive)
+        states = {"active": "retired", "next": "active"}
+        for key in body["keys"]:
+            key["state"] = states.get(key["state"], key["state"])
+            if key["state"] == "retired":
+                key["retire_at"] = "2025-10-10T00:00:00Z"
+        body["keys"].append({"kid": "made-up-next", "state": "next", "retire_at": None})
+        await JSONResponse(body)(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", pretends_to_rotate)
+    report = await rotate(wrapped, clock, force=True)
+    result = report.check("tokens are signed by the key the admin API calls active")
+    assert result.reason == "wrong_signing_key"
+    old = report.check("GET /admin/keys").detail.split()[1].rstrip(",")
+    assert result.detail.endswith(f"after the rotation, got {old}, {old}")
+    assert not report.passed
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        "not a list",
+        [1, 2],
+        [],
+        [{"kid": "a", "state": "active"}],  # no next key
+    ],
+)
+async def test_an_odd_admin_key_listing_is_reported_not_raised(
+    real_app: Any, clock: FakeClock, keys: Any
+) -> None:
+    async def odd_listing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/admin/keys":
+            await JSONResponse({"keys": keys})(scope, receive, send)
+            return
+        await real_app(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", odd_listing)
+    report = await rotate(wrapped, clock, force=True)
+    assert [(c.title, c.reason) for c in report.checks] == [("GET /admin/keys", "admin_api_failed")]
+    assert "exactly one active and one next key" in report.checks[0].detail
+
+
+@pytest.mark.parametrize("retire_at", ["next tuesday", "2025-10-10T00:00:00", 1760000000])
+async def test_an_unusable_retire_at_fails_without_a_traceback(
+    real_app: Any, clock: FakeClock, retire_at: Any
+) -> None:
+    async def odd_retire_at(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/admin/keys/rotate":
+            await real_app(scope, receive, send)
+            return
+        body = await _answer_of(real_app, scope, receive)
+        for key in body["keys"]:
+            if key["state"] == "retired":
+                key["retire_at"] = retire_at
+        await JSONResponse(body)(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", odd_retire_at)
+    report = await rotate(wrapped, clock, force=True)
+    result = report.check("retired key stays published until its tokens have expired")
+    assert result.reason == "retired_too_early"
+    assert result.detail.endswith("no retire_at with a time zone")

@@ -28,12 +28,20 @@ from .lint import MANAGED_STEPS
 from .prelude import new_challenge_id, new_user_id
 from .report import Report
 from .scenarios import HookRequestSpec, ScenarioError, ScenarioFile
-from .verifier import INVALID_VERIFICATION_TOKEN, JWKS_CACHE_TTL, Challenge, TokenRejected
+from .verifier import (
+    INVALID_VERIFICATION_TOKEN,
+    JWKS_CACHE_TTL,
+    Challenge,
+    JwksCache,
+    TokenRejected,
+    TokenVerifier,
+)
 
 ADMIN_API_FAILED: Final = "admin_api_failed"
 ROTATION_TOO_EARLY: Final = "rotation_too_early"
 RETIRED_TOO_EARLY: Final = "retired_too_early"
 NO_CUSTOM_STEP: Final = "no_custom_step"
+WRONG_SIGNING_KEY: Final = "wrong_signing_key"
 TOKENS_PER_PHASE: Final = 2
 
 
@@ -93,9 +101,12 @@ async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, forc
         report.fail("GET /admin/keys", ADMIN_API_FAILED, listed.error)
         return
     before = _by_state(listed.body)
+    if before is None:
+        report.fail("GET /admin/keys", ADMIN_API_FAILED, KEY_SET_SHAPE)
+        return
     report.ok("GET /admin/keys", f"active {before['active'][0]}, next {before['next'][0]}")
     await flow.verifier.jwks.refresh()  # Prelude's cache, warm from before the rotation
-    tokens = [
+    earlier = [
         await _issue(flow, spec, f"before rotation #{i}") for i in range(1, TOKENS_PER_PHASE + 1)
     ]
     rotated = await service.rotate(force)
@@ -112,6 +123,9 @@ async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, forc
         return
     after = _by_state(rotated.body)
     old_active, old_next = before["active"][0], before["next"][0]
+    if after is None:
+        report.fail("POST /admin/keys/rotate", ADMIN_API_FAILED, KEY_SET_SHAPE)
+        return
     if after["active"][0] != old_next or old_active not in after.get("retired", []):
         report.fail(
             "POST /admin/keys/rotate",
@@ -125,22 +139,38 @@ async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, forc
         f"{old_next} now signs; {old_active} retired"
         + ("; the verifier's cached JWKS already held the new kid" if known else ""),
     )
-    tokens += [
+    later = [
         await _issue(flow, spec, f"after rotation #{i}") for i in range(1, TOKENS_PER_PHASE + 1)
     ]
-    issued = [t for t in tokens if t is not None]
+    _signed_by(report, [t for t in earlier if t], old_active, [t for t in later if t], old_next)
+    issued = [t for t in earlier + later if t is not None]
     retire_at = _retire_at(rotated.body, old_active)
     await _moments(flow, clock, issued, old_active, retire_at)
     signed_by_old = [t.claims["exp"] for t in issued if t.kid == old_active]
     name = "retired key stays published until its tokens have expired"
     if retire_at is None:
-        report.fail(name, RETIRED_TOO_EARLY, f"the admin API gives {old_active} no retire_at")
+        detail = f"the admin API gives {old_active} no retire_at with a time zone"
+        report.fail(name, RETIRED_TOO_EARLY, detail)
     elif signed_by_old and retire_at < max(signed_by_old):
         late = max(signed_by_old) - retire_at
         detail = f"{old_active} leaves the JWKS {late:.0f} s before a token it signed expires"
         report.fail(name, RETIRED_TOO_EARLY, detail)
     else:
         report.ok(name, f"{old_active} retire_at is {retire_at - clock.base():.0f} s from now")
+
+
+def _signed_by(
+    report: Report, earlier: list[Issued], old: str, later: list[Issued], new: str
+) -> None:
+    """Tokens before the rotation carry the old active kid, tokens after it the new one: a
+    service that keeps signing with the retired key has not rotated, whatever its API says."""
+    name = "tokens are signed by the key the admin API calls active"
+    wrong = [t.kid for t in earlier if t.kid != old] + [t.kid for t in later if t.kid != new]
+    if wrong:
+        detail = f"expected {old} before and {new} after the rotation, got {', '.join(wrong)}"
+        report.fail(name, WRONG_SIGNING_KEY, detail)
+    else:
+        report.ok(name, f"{len(earlier)} by {old} before, {len(later)} by {new} after")
 
 
 async def _issue(flow: Flow, spec: HookRequestSpec, label: str) -> Issued | None:
@@ -170,7 +200,11 @@ async def _moments(
     flow: Flow, clock: MovableClock, tokens: list[Issued], retired: str, retire_at: float | None
 ) -> None:
     """At each moment, with the verifier's clock moved there: every token still valid verifies,
-    and every key that signed one is found in the JWKS until its ``retire_at``."""
+    and every key that signed one is found in the JWKS until its ``retire_at``.
+
+    Twice: for the verifier whose cache was warmed before the rotation, and for one whose
+    cache is filled at that moment (another Prelude instance, or a cache that just expired),
+    so that a key unpublished early is caught even while the warm cache still holds it."""
     start = clock.base()
     moments = {start, start + JWKS_CACHE_TTL - 1}
     moments.update(t.claims["exp"] - 1 for t in tokens)
@@ -184,11 +218,13 @@ async def _moments(
             {t.kid for t in tokens if t.kid != retired or retire_at is None or moment < retire_at}
         )
         name = f"tokens at now+{moment - start:.0f} s"
+        cold = TokenVerifier(JwksCache(flow.service.fetch_jwks, clock), clock)
         try:
-            for token in valid:
-                await flow.verifier.verify(token.token, token.challenge, remember=False)
-            for kid in kids:
-                await flow.verifier.jwks.key(kid)
+            for verifier in (flow.verifier, cold):
+                for token in valid:
+                    await verifier.verify(token.token, token.challenge, remember=False)
+                for kid in kids:
+                    await verifier.jwks.key(kid)
         except TokenRejected as exc:
             flow.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc))
             continue
@@ -201,17 +237,33 @@ async def _moments(
     clock.offset = 0.0
 
 
-def _by_state(body: dict[str, Any]) -> dict[str, list[str]]:
+KEY_SET_SHAPE: Final = (
+    "expected {keys: [{kid, state}]} with exactly one active and one next key (design.md)"
+)
+
+
+def _by_state(body: dict[str, Any]) -> dict[str, list[str]] | None:
+    """Kids by state, or ``None`` when the admin API's answer is not a usable key set."""
+    keys = body.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+        return None
     states: dict[str, list[str]] = {}
-    for key in body.get("keys", []):
-        states.setdefault(key.get("state"), []).append(key.get("kid"))
+    for key in keys:
+        if isinstance(key.get("state"), str) and isinstance(key.get("kid"), str):
+            states.setdefault(key["state"], []).append(key["kid"])
     if len(states.get("active", [])) != 1 or len(states.get("next", [])) != 1:
-        raise ServiceError("the admin API's key set needs exactly one active and one next key")
+        return None
     return states
 
 
 def _retire_at(body: dict[str, Any], kid: str) -> float | None:
+    """``kid``'s ``retire_at`` as a timestamp; ``None`` when absent, unreadable or without a
+    time zone (a naive time would be read in this machine's zone, not the service's)."""
     for key in body.get("keys", []):
         if key.get("kid") == kid and isinstance(key.get("retire_at"), str):
-            return datetime.fromisoformat(key["retire_at"]).timestamp()
+            try:
+                moment = datetime.fromisoformat(key["retire_at"])
+            except ValueError:
+                return None
+            return moment.timestamp() if moment.tzinfo is not None else None
     return None
