@@ -55,6 +55,23 @@ def test_field_rules(change: dict[str, Any], reason: str) -> None:
     assert lint_hook_answer(answer(body)).reason == reason
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (json.dumps(CONTINUE).encode("utf-16"), "codec can't decode"),
+        (b"\xef\xbb\xbf" + json.dumps(CONTINUE).encode(), "BOM"),
+        (json.dumps({**CONTINUE, "extra": float("nan")}).encode(), "NaN is not a JSON value"),
+        (b'{"granted_for": Infinity}', "Infinity is not a JSON value"),
+    ],
+)
+def test_only_strict_utf8_json_decodes(body: bytes, detail: str) -> None:
+    verdict = lint_hook_answer(
+        HookAnswer(status_code=200, content_type="application/json", body=body)
+    )
+    assert verdict.reason == "response_decode_failed"
+    assert detail in verdict.detail
+
+
 def test_transport_error_and_3xx() -> None:
     failed = lint_hook_answer(HookAnswer(error="ConnectError: refused"))
     assert (failed.reason, failed.detail) == ("request_failed", "ConnectError: refused")

@@ -104,12 +104,18 @@ def _decode(answer: HookAnswer) -> dict[str, Any]:
         shown = answer.content_type or "none"
         raise _Invalid(RESPONSE_DECODE_FAILED, f"Content-Type is {shown}, not application/json")
     try:
-        decoded = json.loads(answer.body)
+        # UTF-8 only, no BOM, no NaN/Infinity (RFC 8259 sections 6 and 8.1): json.loads would
+        # take UTF-16 bytes, a BOM and NaN, which a strict decoder like Prelude's refuses.
+        decoded = json.loads(answer.body.decode("utf-8"), parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Invalid(RESPONSE_DECODE_FAILED, f"body is not JSON ({exc})") from None
     if not isinstance(decoded, dict):
         raise _Invalid(INVALID_RESPONSE, f"body is a JSON {type(decoded).__name__}, not an object")
     return decoded
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _in_range(value: Any, low: int, high: int) -> bool:
