@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ ADMIN_KEYS_PATH = "/admin/keys"
 ROTATE_PATH = "/admin/keys/rotate"
 # Every call but the hook (which has Prelude's own 5 s) gets this long.
 CALL_TIMEOUT = 10.0
+# Every answer but the hook's (64 KB, contract 8) is read up to this size, never further: a JWKS
+# or a token answer is a few kilobytes, and a runaway body must not fill the memory.
+ANSWER_LIMIT = 1024 * 1024
 
 
 class ServiceError(Exception):
@@ -34,12 +38,13 @@ class Answer:
     status_code: int
     body: dict[str, Any] | None
     content_type: str = ""
+    problem: str = ""  # why there is no body, when it was not merely "not JSON"
 
     @property
     def error(self) -> str:
         """``"<status> <error code>: <detail>"`` for the report (never echoes a token)."""
         if self.body is None:
-            return f"HTTP {self.status_code} (no JSON body)"
+            return f"HTTP {self.status_code} ({self.problem or 'no JSON body'})"
         code = self.body.get("error", "")
         return f"HTTP {self.status_code} {code}: {self.body.get('detail', '')}".strip()
 
@@ -80,19 +85,13 @@ class ServiceClient:
         async with self.http.stream(
             "POST", url, content=body, headers=headers, timeout=timeout
         ) as r:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in r.aiter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > BODY_LIMIT:
-                    break
+            content, over = await _read_at_most(r, BODY_LIMIT)
             return HookAnswer(
                 status_code=r.status_code,
                 content_type=r.headers.get("content-type", ""),
-                body=b"".join(chunks)[: BODY_LIMIT + 1],
+                body=content,
                 elapsed=self.monotonic() - start,
-                truncated=size > BODY_LIMIT,
+                truncated=over,
                 rule=r.headers.get("x-hook-rule"),
             )
 
@@ -121,19 +120,36 @@ class ServiceClient:
         self, method: str, path: str, bearer: str | None, payload: dict[str, Any] | None
     ) -> Answer:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        request = self.http.build_request(
+            method, self.url(path), json=payload, headers=headers, timeout=CALL_TIMEOUT
+        )
         try:
             with anyio.fail_after(CALL_TIMEOUT):
-                response = await self.http.request(
-                    method, self.url(path), json=payload, headers=headers, timeout=CALL_TIMEOUT
-                )
+                response = await self.http.send(request, stream=True)
+                try:
+                    content, over = await _read_at_most(response, ANSWER_LIMIT)
+                finally:
+                    await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ServiceError(f"{method} {path}: {type(exc).__name__} {exc}".strip()) from None
+        content_type = response.headers.get("content-type", "")
+        if over:
+            return Answer(response.status_code, None, content_type, f"over {ANSWER_LIMIT} bytes")
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(content)
+        except ValueError:  # UnicodeDecodeError included
             body = None
-        return Answer(
-            response.status_code,
-            body if isinstance(body, dict) else None,
-            response.headers.get("content-type", ""),
-        )
+        return Answer(response.status_code, body if isinstance(body, dict) else None, content_type)
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the decoded body, and whether it went past them; reading
+    stops there, so a runaway body is never buffered whole."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
