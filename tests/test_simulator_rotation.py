@@ -11,7 +11,7 @@ import pytest
 from sim_support import service_client, sim_keys
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from support import ADMIN_TOKEN, FakeClock
+from support import ADMIN_TOKEN, API_KEY, FakeClock
 
 from hook_service.simulator.report import Report
 from hook_service.simulator.rotation import custom_step_request, simulate_rotation
@@ -72,7 +72,13 @@ async def test_forced_rotation_keeps_every_token_verifiable(
         "0 valid, all verify; 4 expired; 2 signing keys found; JWKS refetched",
     ]
     assert report.check("retired key stays published until its tokens have expired").passed
+    signed = report.check("tokens are signed by the key the admin API calls active").detail
+    assert signed == f"2 by {kid_before} before, 2 by {kid_after} after"
     assert report.passed
+    # Credentials and issued tokens never reach a report (a JWT starts with eyJ).
+    rendered = report.render_json() + report.render_table()
+    for secret in ("eyJ", API_KEY, ADMIN_TOKEN):
+        assert secret not in rendered
 
 
 async def test_rotation_too_early_is_reported_and_fails(real_app: Any, clock: FakeClock) -> None:
