@@ -94,7 +94,8 @@ REVIEW_WITH_KYC: dict[str, Any] = {
 
 class FakeService:
     """A service that is wrong on purpose. ``hook`` answers the hook; ``claims`` and
-    ``header`` change the verification token it mints; its JWKS holds hook_rsa_1 as ``k1``."""
+    ``header`` change the verification token it mints; its JWKS holds hook_rsa_1 as ``k1``;
+    ``api_key_checked = False`` mints tokens for anyone."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -103,6 +104,7 @@ class FakeService:
         self.header: dict[str, Any] = {}
         self.algorithm = "RS256"
         self.jwk_extra: dict[str, Any] = {}
+        self.api_key_checked = True
         self.minted = 0
         self.app = Starlette(
             routes=[
@@ -120,6 +122,8 @@ class FakeService:
         return answer
 
     async def _token(self, request: Request) -> Response:
+        if self.api_key_checked and request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return JSONResponse({"error": "unauthorized", "detail": "API key"}, status_code=401)
         data = await request.json()
         if "challenge_token" in data:
             data = jwt.decode(data["challenge_token"], options={"verify_signature": False})

@@ -16,11 +16,12 @@ from sim_support import (
     service_client,
     sim_keys,
 )
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from support import API_KEY, FakeClock
 
-from hook_service.simulator.flows import PROBES
+from hook_service.simulator.flows import API_KEY_GROUP, PROBES
 from hook_service.simulator.report import Check, Report
 from hook_service.simulator.runner import simulate_run
 from hook_service.simulator.scenarios import ScenarioFile, load_scenarios, shipped_scenarios
@@ -71,6 +72,9 @@ async def test_shipped_scenarios_pass_against_the_real_service(
     assert API_KEY not in rendered
     for what in ("a tampered body", "an unknown signing key id", "no signature"):
         assert check(report, f"{PROBES}: refuses a request with {what}").detail == "HTTP 401"
+    for what in ("no API key", "a wrong API key"):
+        probe = check(report, f"{API_KEY_GROUP}: refuses a token request with {what}")
+        assert (probe.passed, probe.detail) == (True, "HTTP 401")
 
 
 async def test_a_service_that_skips_the_signature_check_fails(
@@ -308,3 +312,45 @@ async def test_a_jwks_with_private_members_fails(clock: FakeClock, tmp_path: Pat
     report = await run(fake.app, clock, one_scenario(tmp_path))
     result = check(report, "service JWKS (contract 5): served as Prelude needs it")
     assert (result.reason, result.detail) == ("invalid_jwks", "key 'k1' publishes private members")
+
+
+async def test_a_token_endpoint_without_an_api_key_check_fails(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    fake = FakeService(clock)
+    fake.api_key_checked = False
+    report = await run(
+        fake.app, clock, one_scenario(tmp_path, "{status: review, steps: [verify_sms, kyc_review]}")
+    )
+    for what in ("no API key", "a wrong API key"):
+        probe = check(report, f"{API_KEY_GROUP}: refuses a token request with {what}")
+        assert (probe.reason, probe.detail) == (
+            "token_without_api_key",
+            "minted a token for kyc_review without the API key",
+        )
+    assert not report.passed
+
+
+async def test_a_token_request_refused_with_another_status_is_named(
+    real_app: Any, clock: FakeClock, tmp_path: Path
+) -> None:
+    async def forbids_anonymous(scope: Any, receive: Any, send: Any) -> None:
+        # Refuses a request without credentials, but with 403 instead of 401.
+        anonymous = b"authorization" not in dict(scope.get("headers", []))
+        if scope["type"] == "http" and scope["path"] == "/verification-token" and anonymous:
+            body = {"error": "forbidden", "detail": "no credentials"}
+            await JSONResponse(body, status_code=403)(scope, receive, send)
+            return
+        await real_app(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", forbids_anonymous)
+    # No scenario expects a custom step: the probe still runs, for a step nobody asked for.
+    report = await run(wrapped, clock, one_scenario(tmp_path, "{status: review}"))
+    anonymous = check(report, f"{API_KEY_GROUP}: refuses a token request with no API key")
+    assert (anonymous.reason, anonymous.detail) == (
+        "unexpected_status",
+        "HTTP 403 forbidden: no credentials; expected 401",
+    )
+    wrong = check(report, f"{API_KEY_GROUP}: refuses a token request with a wrong API key")
+    assert (wrong.passed, wrong.detail) == (True, "HTTP 401")

@@ -99,6 +99,10 @@ class ServiceClient:
         """``POST /verification-token`` as the company backend, with the API key."""
         return await self._json("POST", TOKEN_PATH, self.api_key, payload)
 
+    async def request_token_as(self, payload: dict[str, Any], bearer: str | None) -> Answer:
+        """``POST /verification-token`` with ``bearer`` instead of the API key (a probe)."""
+        return await self._json("POST", TOKEN_PATH, bearer, payload)
+
     async def get_jwks(self) -> Answer:
         """``GET /.well-known/jwks.json`` as it is served."""
         return await self._json("GET", JWKS_PATH, None, None)

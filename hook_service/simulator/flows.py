@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -36,10 +37,12 @@ SECOND_TOKEN_MINTED: Final = "second_token_minted"  # noqa: S105
 UNEXPECTED_DECISION: Final = "unexpected_decision"
 FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
 UNEXPECTED_STATUS: Final = "unexpected_status"
+TOKEN_WITHOUT_API_KEY: Final = "token_without_api_key"  # noqa: S105
 SERVICE_UNREACHABLE: Final = "service_unreachable"
 INVALID_JWKS: Final = "invalid_jwks"
 PROBES: Final = "hook signature check (contract 2.3)"
 JWKS_GROUP: Final = "service JWKS (contract 5)"
+API_KEY_GROUP: Final = "API key check (POST /verification-token)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,29 @@ class Flow:
                 reason = FORGED_REQUEST_ACCEPTED if accepted else UNEXPECTED_STATUS
                 detail = f"HTTP {answer.status_code}; expected 401"
                 self.report.fail(name, reason, detail, group=group)
+
+
+    async def api_key_probes(self, spec: HookRequestSpec | None) -> None:
+        """A token request without the API key, or with a wrong one, must get 401, even for a
+        step that is really pending (``spec``'s custom step, when given): whoever can reach
+        the endpoint could otherwise mint tokens that complete any custom step."""
+        user_id, key = new_user_id(), "sim_step"
+        if spec is not None:
+            _, verdict = await self.hook(spec, user_id)
+            key = next(iter(custom_keys(verdict.decision)), key)
+        payload = {"user_id": user_id, "challenge_id": new_challenge_id(), "key": key}
+        wrong = "sim-wrong-" + secrets.token_urlsafe(24)
+        for what, bearer in (("no API key", None), ("a wrong API key", wrong)):
+            answer = await self.service.request_token_as(payload, bearer)
+            name = f"refuses a token request with {what}"
+            if answer.status_code == 401:
+                self.report.ok(name, "HTTP 401", group=API_KEY_GROUP)
+            elif token_of(answer) is not None:
+                detail = f"minted a token for {key} without the API key"
+                self.report.fail(name, TOKEN_WITHOUT_API_KEY, detail, group=API_KEY_GROUP)
+            else:
+                detail = f"{answer.error}; expected 401"
+                self.report.fail(name, UNEXPECTED_STATUS, detail, group=API_KEY_GROUP)
 
 
 def build_flow(

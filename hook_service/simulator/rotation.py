@@ -24,7 +24,6 @@ from .flows import (
     custom_keys,
     token_of,
 )
-from .lint import MANAGED_STEPS
 from .prelude import new_challenge_id, new_user_id
 from .report import Report
 from .scenarios import HookRequestSpec, ScenarioError, ScenarioFile
@@ -75,10 +74,9 @@ async def simulate_rotation(
 
 def custom_step_request(scenarios: ScenarioFile) -> HookRequestSpec:
     """The request of the first scenario expected to yield a custom step."""
-    for scenario in scenarios.scenarios:
-        steps = scenario.expect.steps or ()
-        if scenario.expect.status == "review" and any(k not in MANAGED_STEPS for k in steps):
-            return scenario.request
+    spec = scenarios.custom_step_request()
+    if spec is not None:
+        return spec
     raise ScenarioError(
         f"{scenarios.path}: no scenario expects a review with a custom step (expect.steps)"
     )

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import yaml
 
-from .lint import GRANT_MODES, MAX_DURATION, STATUSES, STEP_KEY
+from .lint import GRANT_MODES, MANAGED_STEPS, MAX_DURATION, STATUSES, STEP_KEY
 
 # Contract 2.1.
 SCOPE: Final = re.compile(r"[a-zA-Z0-9.\-_:]+")
@@ -100,6 +100,14 @@ class ScenarioFile:
     path: Path
     step_keys: frozenset[str]
     scenarios: tuple[Scenario, ...]
+
+    def custom_step_request(self) -> HookRequestSpec | None:
+        """The request of the first scenario expected to yield a custom step, if any."""
+        for scenario in self.scenarios:
+            steps = scenario.expect.steps or ()
+            if scenario.expect.status == "review" and any(k not in MANAGED_STEPS for k in steps):
+                return scenario.request
+        return None
 
 
 def load_scenarios(path: Path) -> ScenarioFile:
