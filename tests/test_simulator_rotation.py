@@ -27,6 +27,13 @@ def real_app(make_app: Any, tmp_path: Path) -> Any:
     return make_app(prelude_jwks_file=jwks)
 
 
+def _admin_rotation(scope: Any) -> bool:
+    """A rotation asked with the admin token (the simulator's unauthenticated probe is not)."""
+    bearer = dict(scope.get("headers", [])).get(b"authorization")
+    is_rotate = scope["type"] == "http" and scope["path"] == "/admin/keys/rotate"
+    return is_rotate and bearer == f"Bearer {ADMIN_TOKEN}".encode()
+
+
 async def rotate(app: Any, clock: FakeClock, force: bool, **options: Any) -> Report:
     spec = custom_step_request(load_scenarios(shipped_scenarios()))
     async with service_client(app, clock, **options) as service:
@@ -39,8 +46,10 @@ async def test_forced_rotation_keeps_every_token_verifiable(
     report = await rotate(real_app, clock, force=True)
     assert report.failures() == []
     titles = [c.title for c in report.checks]
-    assert titles[:4] == [
+    assert titles[:6] == [
         "GET /admin/keys",
+        "GET /admin/keys refuses a wrong admin token",
+        "POST /admin/keys/rotate refuses no admin token",
         "token before rotation #1",
         "token before rotation #2",
         "POST /admin/keys/rotate",
@@ -142,7 +151,7 @@ async def test_a_retire_at_before_the_tokens_expire_is_caught(
 ) -> None:
     async def early_retire_at(scope: Any, receive: Any, send: Any) -> None:
         # Wrong on purpose: the rotation answer says the retired key leaves the JWKS now.
-        if scope["type"] != "http" or scope["path"] != "/admin/keys/rotate":
+        if not _admin_rotation(scope):
             await real_app(scope, receive, send)
             return
         messages: list[Any] = []
@@ -194,7 +203,7 @@ async def test_a_key_unpublished_while_the_warm_cache_still_holds_it_is_caught(
                 if key_set.get(jwk["kid"]).state != "retired"
             ]
             await JSONResponse({"keys": keys})(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == "/admin/keys/rotate":
+        elif _admin_rotation(scope):
             body = await _answer_of(real_app, scope, receive)
             for key in body["keys"]:
                 if key["state"] == "retired":
@@ -228,7 +237,7 @@ async def test_a_rotation_that_keeps_signing_with_the_old_key_fails(
 ) -> None:
     async def pretends_to_rotate(scope: Any, receive: Any, send: Any) -> None:
         # Wrong on purpose: the rotation answer looks right, but nothing was rotated.
-        if scope["type"] != "http" or scope["path"] != "/admin/keys/rotate":
+        if not _admin_rotation(scope):
             await real_app(scope, receive, send)
             return
         listing = {**scope, "method": "GET", "path": "/admin/keys", "raw_path": b"/admin/keys"}
@@ -281,7 +290,7 @@ async def test_an_unusable_retire_at_fails_without_a_traceback(
     real_app: Any, clock: FakeClock, retire_at: Any
 ) -> None:
     async def odd_retire_at(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/admin/keys/rotate":
+        if not _admin_rotation(scope):
             await real_app(scope, receive, send)
             return
         body = await _answer_of(real_app, scope, receive)
@@ -296,3 +305,21 @@ async def test_an_unusable_retire_at_fails_without_a_traceback(
     result = report.check("retired key stays published until its tokens have expired")
     assert result.reason == "retired_too_early"
     assert result.detail.endswith("no retire_at with a time zone")
+
+
+async def test_an_admin_api_open_to_anyone_fails(real_app: Any, clock: FakeClock) -> None:
+    async def open_listing(scope: Any, receive: Any, send: Any) -> None:
+        # Wrong on purpose: the key listing answers whatever the Authorization header says.
+        if scope["type"] == "http" and scope["path"] == "/admin/keys":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+            headers.append((b"authorization", f"Bearer {ADMIN_TOKEN}".encode()))
+            scope = {**scope, "headers": headers}
+        await real_app(scope, receive, send)
+
+    wrapped = Starlette(lifespan=real_app.router.lifespan_context)
+    wrapped.mount("/", open_listing)
+    report = await rotate(wrapped, clock, force=True)
+    result = report.check("GET /admin/keys refuses a wrong admin token")
+    assert (result.reason, result.detail) == ("admin_api_unprotected", "HTTP 200; expected 401")
+    assert report.check("POST /admin/keys/rotate refuses no admin token").passed
+    assert not report.passed

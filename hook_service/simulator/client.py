@@ -115,10 +115,20 @@ class ServiceClient:
         return answer.body
 
     async def admin_keys(self) -> Answer:
-        return await self._json("GET", ADMIN_KEYS_PATH, self.admin_token, None)
+        """``GET /admin/keys`` with the admin token."""
+        return await self.admin_keys_as(self.admin_token)
+
+    async def admin_keys_as(self, bearer: str | None) -> Answer:
+        """``GET /admin/keys`` with ``bearer`` instead of the admin token (a probe)."""
+        return await self._json("GET", ADMIN_KEYS_PATH, bearer, None)
 
     async def rotate(self, force: bool) -> Answer:
-        return await self._json("POST", ROTATE_PATH, self.admin_token, {"force": force})
+        """``POST /admin/keys/rotate`` with the admin token."""
+        return await self.rotate_as(force, self.admin_token)
+
+    async def rotate_as(self, force: bool, bearer: str | None) -> Answer:
+        """``POST /admin/keys/rotate`` with ``bearer`` instead of the admin token (a probe)."""
+        return await self._json("POST", ROTATE_PATH, bearer, {"force": force})
 
     async def _json(
         self, method: str, path: str, bearer: str | None, payload: dict[str, Any] | None

@@ -210,7 +210,6 @@ class Flow:
                 detail = f"HTTP {answer.status_code}; expected 401"
                 self.report.fail(name, reason, detail, group=group)
 
-
     async def api_key_probes(self, spec: HookRequestSpec | None) -> None:
         """A token request without the API key, or with a wrong one, must get 401, even for a
         step that is really pending (``spec``'s custom step, when given): whoever can reach

@@ -8,16 +8,18 @@ now, and the admin API's ``retire_at`` says how long a retired key will stay in 
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from .client import ServiceClient, ServiceError
+from .client import Answer, ServiceClient, ServiceError
 from .flows import (
     SERVICE_UNREACHABLE,
     TOKEN_REQUEST_FAILED,
+    UNEXPECTED_STATUS,
     Flow,
     Issued,
     build_flow,
@@ -41,6 +43,7 @@ ROTATION_TOO_EARLY: Final = "rotation_too_early"
 RETIRED_TOO_EARLY: Final = "retired_too_early"
 NO_CUSTOM_STEP: Final = "no_custom_step"
 WRONG_SIGNING_KEY: Final = "wrong_signing_key"
+ADMIN_API_UNPROTECTED: Final = "admin_api_unprotected"
 TOKENS_PER_PHASE: Final = 2
 
 
@@ -103,6 +106,7 @@ async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, forc
         report.fail("GET /admin/keys", ADMIN_API_FAILED, KEY_SET_SHAPE)
         return
     report.ok("GET /admin/keys", f"active {before['active'][0]}, next {before['next'][0]}")
+    await _admin_probes(flow)
     await flow.verifier.jwks.refresh()  # Prelude's cache, warm from before the rotation
     earlier = [
         await _issue(flow, spec, f"before rotation #{i}") for i in range(1, TOKENS_PER_PHASE + 1)
@@ -155,6 +159,25 @@ async def _rotation(flow: Flow, spec: HookRequestSpec, clock: MovableClock, forc
         report.fail(name, RETIRED_TOO_EARLY, detail)
     else:
         report.ok(name, f"{old_active} retire_at is {retire_at - clock.base():.0f} s from now")
+
+
+async def _admin_probes(flow: Flow) -> None:
+    """The admin API refuses a wrong admin token and a missing one with 401 (design.md)."""
+    wrong = "sim-wrong-" + secrets.token_urlsafe(24)
+    listed = await flow.service.admin_keys_as(wrong)
+    _refused(flow.report, "GET /admin/keys refuses a wrong admin token", listed)
+    rotated = await flow.service.rotate_as(False, None)
+    _refused(flow.report, "POST /admin/keys/rotate refuses no admin token", rotated)
+
+
+def _refused(report: Report, name: str, answer: Answer) -> None:
+    if answer.status_code == 401:
+        report.ok(name, "HTTP 401")
+    else:
+        if 200 <= answer.status_code < 300:
+            report.fail(name, ADMIN_API_UNPROTECTED, f"HTTP {answer.status_code}; expected 401")
+        else:
+            report.fail(name, UNEXPECTED_STATUS, f"{answer.error}; expected 401")
 
 
 def _signed_by(
