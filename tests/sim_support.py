@@ -95,7 +95,8 @@ REVIEW_WITH_KYC: dict[str, Any] = {
 class FakeService:
     """A service that is wrong on purpose. ``hook`` answers the hook; ``claims`` and
     ``header`` change the verification token it mints; its JWKS holds hook_rsa_1 as ``k1``;
-    ``api_key_checked = False`` mints tokens for anyone."""
+    ``api_key_checked = False`` mints tokens for anyone; ``challenge_verified = False`` decodes
+    challenge tokens without checking their signature."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -105,6 +106,7 @@ class FakeService:
         self.algorithm = "RS256"
         self.jwk_extra: dict[str, Any] = {}
         self.api_key_checked = True
+        self.challenge_verified = True
         self.minted = 0
         self.app = Starlette(
             routes=[
@@ -126,7 +128,16 @@ class FakeService:
             return JSONResponse({"error": "unauthorized", "detail": "API key"}, status_code=401)
         data = await request.json()
         if "challenge_token" in data:
-            data = jwt.decode(data["challenge_token"], options={"verify_signature": False})
+            try:
+                data = jwt.decode(
+                    data["challenge_token"],
+                    sim_keys().challenge_key.public_key(),
+                    algorithms=["EdDSA"],
+                    # The tests run on a fake clock: only the signature matters here.
+                    options={"verify_signature": self.challenge_verified, "verify_exp": False},
+                )
+            except jwt.InvalidTokenError:
+                return JSONResponse({"error": "invalid_challenge_token"}, status_code=401)
             data = {
                 "user_id": data["sub"],
                 "challenge_id": data["challenge_id"],

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from support import API_KEY, FakeClock
 
-from hook_service.simulator.flows import API_KEY_GROUP, PROBES
+from hook_service.simulator.flows import PROBES, REFUSALS
 from hook_service.simulator.report import Check, Report
 from hook_service.simulator.runner import simulate_run
 from hook_service.simulator.scenarios import ScenarioFile, load_scenarios, shipped_scenarios
@@ -73,8 +73,11 @@ async def test_shipped_scenarios_pass_against_the_real_service(
     for what in ("a tampered body", "an unknown signing key id", "no signature"):
         assert check(report, f"{PROBES}: refuses a request with {what}").detail == "HTTP 401"
     for what in ("no API key", "a wrong API key"):
-        probe = check(report, f"{API_KEY_GROUP}: refuses a token request with {what}")
+        probe = check(report, f"{REFUSALS}: refuses a token request with {what}")
         assert (probe.passed, probe.detail) == (True, "HTTP 401")
+    forged = check(report, f"{REFUSALS}: refuses a challenge token Prelude did not sign")
+    assert forged.passed
+    assert forged.detail.startswith("HTTP 401 ")
 
 
 async def test_a_service_that_skips_the_signature_check_fails(
@@ -323,7 +326,7 @@ async def test_a_token_endpoint_without_an_api_key_check_fails(
         fake.app, clock, one_scenario(tmp_path, "{status: review, steps: [verify_sms, kyc_review]}")
     )
     for what in ("no API key", "a wrong API key"):
-        probe = check(report, f"{API_KEY_GROUP}: refuses a token request with {what}")
+        probe = check(report, f"{REFUSALS}: refuses a token request with {what}")
         assert (probe.reason, probe.detail) == (
             "token_without_api_key",
             "minted a token for kyc_review without the API key",
@@ -347,10 +350,24 @@ async def test_a_token_request_refused_with_another_status_is_named(
     wrapped.mount("/", forbids_anonymous)
     # No scenario expects a custom step: the probe still runs, for a step nobody asked for.
     report = await run(wrapped, clock, one_scenario(tmp_path, "{status: review}"))
-    anonymous = check(report, f"{API_KEY_GROUP}: refuses a token request with no API key")
+    anonymous = check(report, f"{REFUSALS}: refuses a token request with no API key")
     assert (anonymous.reason, anonymous.detail) == (
         "unexpected_status",
         "HTTP 403 forbidden: no credentials; expected 401",
     )
-    wrong = check(report, f"{API_KEY_GROUP}: refuses a token request with a wrong API key")
+    wrong = check(report, f"{REFUSALS}: refuses a token request with a wrong API key")
     assert (wrong.passed, wrong.detail) == (True, "HTTP 401")
+
+
+async def test_a_challenge_token_decoded_without_verification_is_caught(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    fake = FakeService(clock)
+    fake.challenge_verified = False
+    report = await run(fake.app, clock, one_scenario(tmp_path))
+    forged = check(report, f"{REFUSALS}: refuses a challenge token Prelude did not sign")
+    assert (forged.reason, forged.detail) == (
+        "forged_challenge_accepted",
+        "minted a token for sim_step from a challenge token signed by another key",
+    )
+    assert not report.passed

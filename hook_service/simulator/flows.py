@@ -38,11 +38,12 @@ UNEXPECTED_DECISION: Final = "unexpected_decision"
 FORGED_REQUEST_ACCEPTED: Final = "forged_request_accepted"
 UNEXPECTED_STATUS: Final = "unexpected_status"
 TOKEN_WITHOUT_API_KEY: Final = "token_without_api_key"  # noqa: S105
+FORGED_CHALLENGE_ACCEPTED: Final = "forged_challenge_accepted"
 SERVICE_UNREACHABLE: Final = "service_unreachable"
 INVALID_JWKS: Final = "invalid_jwks"
 PROBES: Final = "hook signature check (contract 2.3)"
 JWKS_GROUP: Final = "service JWKS (contract 5)"
-API_KEY_GROUP: Final = "API key check (POST /verification-token)"
+REFUSALS: Final = "token request refusals (POST /verification-token)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +211,12 @@ class Flow:
                 detail = f"HTTP {answer.status_code}; expected 401"
                 self.report.fail(name, reason, detail, group=group)
 
-    async def api_key_probes(self, spec: HookRequestSpec | None) -> None:
+    async def token_probes(self, spec: HookRequestSpec | None) -> None:
         """A token request without the API key, or with a wrong one, must get 401, even for a
         step that is really pending (``spec``'s custom step, when given): whoever can reach
-        the endpoint could otherwise mint tokens that complete any custom step."""
+        the endpoint could otherwise mint tokens that complete any custom step. A challenge
+        token Prelude did not sign must be refused too (contract 1: verify it, never just
+        decode it)."""
         user_id, key = new_user_id(), "sim_step"
         if spec is not None:
             _, verdict = await self.hook(spec, user_id)
@@ -224,13 +227,26 @@ class Flow:
             answer = await self.service.request_token_as(payload, bearer)
             name = f"refuses a token request with {what}"
             if answer.status_code == 401:
-                self.report.ok(name, "HTTP 401", group=API_KEY_GROUP)
+                self.report.ok(name, "HTTP 401", group=REFUSALS)
             elif token_of(answer) is not None:
                 detail = f"minted a token for {key} without the API key"
-                self.report.fail(name, TOKEN_WITHOUT_API_KEY, detail, group=API_KEY_GROUP)
+                self.report.fail(name, TOKEN_WITHOUT_API_KEY, detail, group=REFUSALS)
             else:
                 detail = f"{answer.error}; expected 401"
-                self.report.fail(name, UNEXPECTED_STATUS, detail, group=API_KEY_GROUP)
+                self.report.fail(name, UNEXPECTED_STATUS, detail, group=REFUSALS)
+        name = "refuses a challenge token Prelude did not sign"
+        forged = self.service.prelude.forged_challenge_token(
+            sub=user_id, challenge_id=payload["challenge_id"], current_step=key, now=self.clock()
+        )
+        answer = await self.service.request_token({"challenge_token": forged})
+        if token_of(answer) is not None:
+            detail = f"minted a token for {key} from a challenge token signed by another key"
+            self.report.fail(name, FORGED_CHALLENGE_ACCEPTED, detail, group=REFUSALS)
+        elif 400 <= answer.status_code < 500:
+            self.report.ok(name, answer.error, group=REFUSALS)
+        else:
+            detail = f"{answer.error}; expected a 4xx refusal"
+            self.report.fail(name, UNEXPECTED_STATUS, detail, group=REFUSALS)
 
 
 def build_flow(

@@ -169,6 +169,19 @@ class PreludeKeys:
         headers = {"kid": self.challenge_kid, "typ": "JWT"}
         return jwt.encode(claims, self.challenge_key, algorithm="EdDSA", headers=headers)
 
+    def forged_challenge_token(
+        self, *, sub: str, challenge_id: str, current_step: str, now: float
+    ) -> str:
+        """A challenge token that names Prelude's challenge kid but is signed by a throwaway
+        Ed25519 key: what a service that decodes without verifying would accept."""
+        real = self.challenge_token(
+            sub=sub, challenge_id=challenge_id, current_step=current_step, now=now
+        )
+        claims = jwt.decode(real, options={"verify_signature": False})
+        other = ed25519.Ed25519PrivateKey.generate()
+        headers = {"kid": self.challenge_kid, "typ": "JWT"}
+        return jwt.encode(claims, other, algorithm="EdDSA", headers=headers)
+
 
 def new_challenge_id() -> str:
     """A fresh challenge id in Prelude's style."""

@@ -31,7 +31,7 @@ async def run_scenarios(flow: Flow, scenarios: ScenarioFile) -> None:
         for scenario in scenarios.scenarios:
             await _run_one(flow, scenario)
         await flow.probes(scenarios.scenarios[0].request)
-        await flow.api_key_probes(scenarios.custom_step_request())
+        await flow.token_probes(scenarios.custom_step_request())
     except ServiceError as exc:
         flow.report.fail("service reachable", SERVICE_UNREACHABLE, str(exc))
 
