@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 PRELUDE_RSA_KID = "bench-prelude-rsa"
 PRELUDE_ED_KID = "bench-prelude-ed"
 HOOK_PATH = "/hooks/stepup"
-TOKEN_PATH = "/verification-token"
+TOKEN_PATH = "/verification-token"  # noqa: S105 - a path, not a secret
 # Contract 2.3: Prelude signs hook bodies with RSASSA-PSS SHA-256 (salt length undocumented).
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
@@ -117,9 +117,7 @@ class PreludeKeys:
         )
         return PoolRequest("POST", HOOK_PATH, body.decode("utf-8"), headers)
 
-    def challenge_token(
-        self, *, sub: str, challenge_id: str, current_step: str, exp: int
-    ) -> str:
+    def challenge_token(self, *, sub: str, challenge_id: str, current_step: str, exp: int) -> str:
         """A challenge token in Prelude's format (contract 6): EdDSA JWT."""
         claims = {
             "sub": sub,

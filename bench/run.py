@@ -141,7 +141,7 @@ class Bench:
         start, self.token_index = self.token_index, self.token_index + count + WARMUP_REQUESTS
         exp = int(time.time() + STEP_TTL)
         subjects = [prepare.token_subject(i) for i in range(start, start + count + WARMUP_REQUESTS)]
-        asyncio.run(_put_pending(self.env["HOOK_REDIS_URL"], [user for user, _ in subjects]))
+        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], [user for user, _ in subjects]))
         warmup = [
             prepare.token_request(self.keys, start + count + i, api_key=self.api_key, exp=exp)
             for i in range(WARMUP_REQUESTS)
@@ -192,12 +192,14 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
     expires_at = time.time() + STEP_TTL
     for start in range(0, len(users), 1000):
         yield [
-            PendingStep(user_id=user, key="kyc_review", scope="transfer:write", expires_at=expires_at)
+            PendingStep(
+                user_id=user, key="kyc_review", scope="transfer:write", expires_at=expires_at
+            )
             for user in users[start : start + 1000]
         ]
 
 
-async def _put_pending(url: str, users: list[str]) -> None:
+async def record_pending(url: str, users: list[str]) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
     store = RedisStore(url, timeout=5.0)
     try:
@@ -212,7 +214,7 @@ async def _bytes_per_step(url: str) -> float:
     try:
         client: Any = store._redis  # the bench reads INFO through the store's own connection
         before = int((await client.info("memory"))["used_memory"])
-        await _put_pending(url, [prepare.user_id(i) for i in range(REDIS_STEPS)])
+        await record_pending(url, [prepare.user_id(i) for i in range(REDIS_STEPS)])
         after = int((await client.info("memory"))["used_memory"])
         if await client.dbsize() != REDIS_STEPS:
             raise BenchError("Redis does not hold one record per pending step")
@@ -272,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({**meta, "figures": [f.to_json() for f in figures]}, indent=2) + "\n"
     )
     print(text_table(figures))
-    print(f"\n{sum(f.passed for f in figures if f.goal is not None)} of "
-          f"{sum(f.goal is not None for f in figures)} goals met; {meta['nproc']} cores; "
-          f"{meta['elapsed_s']} s; JSON: {args.output}")
+    print(
+        f"\n{sum(f.passed for f in figures if f.goal is not None)} of "
+        f"{sum(f.goal is not None for f in figures)} goals met; {meta['nproc']} cores; "
+        f"{meta['elapsed_s']} s; JSON: {args.output}"
+    )
     if args.markdown:
         print("\n" + markdown_table(figures, meta))
     missed = any(f.goal is not None and not f.passed for f in figures)
