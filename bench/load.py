@@ -27,7 +27,7 @@ class BenchError(Exception):
 class WrkResult:
     requests: int
     duration: float  # seconds
-    non2xx: int
+    non2xx: int  # non-2xx answers, or 2xx decided by another rule than expected
     socket_errors: int
     p50_ms: float
     p99_ms: float
@@ -46,21 +46,22 @@ def require_wrk() -> str:
 
 def run_wrk(
     url: str,
-    pool: Path | None,
+    pool: Path,
     *,
     duration: float,
     connections: int,
     threads: int = 1,
     once: bool = False,
+    rule: str | None = None,
 ) -> WrkResult:
-    """Load ``url`` with wrk for ``duration`` s; ``pool`` is a request-pool file (None: GET).
+    """Load ``url`` with wrk for ``duration`` s, replaying the request-pool file ``pool``.
 
-    Raises :class:`BenchError` if any response is not 2xx or any socket error occurred: a
-    benchmark that measures errors must fail loudly, not print a fast figure."""
+    Raises :class:`BenchError` if any response is not 2xx (or, with ``rule``, was not decided
+    by that policy rule) or any socket error occurred: a benchmark that measures errors must
+    fail loudly, not print a fast figure."""
     argv = [require_wrk(), "-t", str(threads), "-c", str(connections)]
     argv += ["-d", f"{max(1, round(duration))}s", "--timeout", "5s", "-s", str(LUA), url]
-    if pool is not None:
-        argv += ["--", str(pool), "once" if once else "cycle", str(threads)]
+    argv += ["--", str(pool), "once" if once else "cycle", str(threads), *([rule] if rule else [])]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -69,7 +70,7 @@ def run_wrk(
     result = WrkResult(
         requests=data["requests"],
         duration=data["duration_us"] / 1e6,
-        non2xx=data["non2xx"],
+        non2xx=data["bad"],
         socket_errors=sum(
             data[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
         ),
@@ -78,8 +79,9 @@ def run_wrk(
     )
     if result.non2xx or result.socket_errors or not result.requests:
         raise BenchError(
-            f"{url}: {result.non2xx} non-2xx responses and {result.socket_errors} socket errors "
-            f"out of {result.requests} requests (pool exhausted or server failing; see its log)"
+            f"{url}: {result.non2xx} non-2xx (or wrong-rule) responses and "
+            f"{result.socket_errors} socket errors out of {result.requests} requests "
+            "(pool exhausted or server failing; see its log)"
         )
     return result
 

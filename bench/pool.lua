@@ -1,9 +1,11 @@
 -- wrk script: replay a pool of pre-built requests (bench/prepare.py writes the pool file).
--- Usage: wrk -t N ... -s bench/pool.lua URL -- POOL_FILE cycle|once N
+-- Usage: wrk -t N ... -s bench/pool.lua URL -- POOL_FILE cycle|once N [RULE]
 --   cycle: loop over the pool forever (hook, JWKS);
 --   once:  every request is used at most once (verification tokens: a retry would skip the
 --          signing); when the pool runs out, requests go to a path that answers 404, so the
 --          run reports errors instead of a fast but false figure.
+-- RULE: every answer must carry X-Hook-Rule: RULE (the hook answers 200 even on_error, so the
+-- status alone would not show a failing store or a policy that no longer matches).
 -- done() prints one line "BENCH_JSON {...}" that bench/run.py parses, with non-2xx counts.
 
 local counter = 0
@@ -27,6 +29,7 @@ function init(args)
   local path, mode = args[1], args[2] or "cycle"
   once = (mode == "once")
   nthreads = tonumber(args[3]) or 1
+  expect_rule = args[4]
   pool = {}
   for line in io.lines(path) do
     if line ~= "" then
@@ -56,7 +59,11 @@ function request()
 end
 
 function response(status, headers, body)
-  if status < 200 or status > 299 then non2xx = non2xx + 1 end
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  elseif expect_rule and (headers["x-hook-rule"] or headers["X-Hook-Rule"]) ~= expect_rule then
+    non2xx = non2xx + 1
+  end
 end
 
 function done(summary, latency, requests)
@@ -66,7 +73,7 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format(
-    'BENCH_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"connect_errors":%d,' ..
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bad":%d,"connect_errors":%d,' ..
     '"read_errors":%d,"write_errors":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
     summary.requests, summary.duration, bad, e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(99), latency.max))

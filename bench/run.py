@@ -68,9 +68,16 @@ class Bench:
         prepare.write_pool(path, requests)
         return path
 
-    def load(self, server: Process, pool: Path, *, once: bool = False) -> WrkResult:
+    def load(
+        self, server: Process, pool: Path, *, once: bool = False, rule: str | None = None
+    ) -> WrkResult:
         result = run_wrk(
-            server.url, pool, duration=self.duration, connections=self.connections, once=once
+            server.url,
+            pool,
+            duration=self.duration,
+            connections=self.connections,
+            once=once,
+            rule=rule,
         )
         server.check_alive()
         return result
@@ -97,8 +104,9 @@ class Bench:
         self.warm(service, small)
         self.warm(service, large)
         self.warm(service, jwks_pool)
-        hook = self.load(service, small)
-        hook_kyc = self.load(service, large)
+        # The example policy's rules: otp-only (no custom step), large-transfer (kyc_review).
+        hook = self.load(service, small, rule="otp-only")
+        hook_kyc = self.load(service, large, rule="large-transfer")
         jwks = self.load(service, jwks_pool)
         tokens = self.load_tokens(service, sign_rate)
         rss = max(rss_bytes(pid) for pid in worker_pids(service))
@@ -165,7 +173,7 @@ class Bench:
         server = self.procs.uvicorn(f"policy_{rules}", SERVICE_APP, env, factory=True)
         try:
             self.warm(server, pool)
-            return self.load(server, pool).rate
+            return self.load(server, pool, rule="last").rate
         finally:
             self.procs.stop(server)
 
