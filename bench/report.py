@@ -57,7 +57,7 @@ class Figure:
             self.name,
             _number(self.value, self.unit),
             "-" if self.floor is None else _number(self.floor, self.unit),
-            "-" if ratio is None else f"{ratio:.2f}",
+            "-" if ratio is None else f"{ratio:.3f}",
             self.goal_text,
             "-" if self.goal is None else ("pass" if self.passed else "FAIL"),
         ]
