@@ -103,3 +103,16 @@ def markdown_table(figures: list[Figure], meta: dict[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(f.cells()) + " |" for f in figures]
     return "\n".join(lines)
+
+
+BEGIN = "<!-- bench:begin"
+END = "<!-- bench:end -->"
+
+
+def replace_block(text: str, table: str) -> str:
+    """``text`` (the README) with the lines between its bench markers replaced by ``table``."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {BEGIN} ... {END} block to replace")
+    first_line_end = text.index("\n", start) + 1
+    return text[:first_line_end] + table + "\n" + text[end:]

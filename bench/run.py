@@ -28,7 +28,7 @@ from hook_service.store import PendingStep, RedisStore
 
 from . import prepare
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
-from .report import Figure, markdown_table, text_table
+from .report import Figure, markdown_table, replace_block, text_table
 from .servers import Process, Processes, rss_bytes, worker_pids
 
 SERVICE_APP = "hook_service.app:create_app_from_env"
@@ -248,6 +248,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, pools)")
+    parser.add_argument(
+        "--update-readme", type=Path, metavar="README", help="rewrite its bench table block"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
     if args.quick:
@@ -287,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(f.goal is not None for f in figures)} goals met; {meta['nproc']} cores; "
         f"{meta['elapsed_s']} s; JSON: {args.output}"
     )
+    table = markdown_table(figures, meta)
     if args.markdown:
-        print("\n" + markdown_table(figures, meta))
+        print("\n" + table)
+    if args.update_readme:
+        args.update_readme.write_text(replace_block(args.update_readme.read_text(), table))
     missed = any(f.goal is not None and not f.passed for f in figures)
     return 1 if args.strict and missed else 0
 

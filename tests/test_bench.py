@@ -21,7 +21,7 @@ from support import (
 )
 
 from bench import prepare
-from bench.report import Figure, markdown_table, text_table
+from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.run import record_pending
 from hook_service.hook import parse_hook_request
 from hook_service.policy import Policy
@@ -141,3 +141,12 @@ def test_figures_pass_fail_and_tables() -> None:
     meta = {"date": "d", "nproc": 2, "machine": "m", "python": "3", "duration_s": 2.0}
     md = markdown_table(figures, {**meta, "connections": 8})
     assert "2 cores" in md and md.count("\n| ") == 6
+
+
+def test_readme_block_is_replaced_and_nothing_else() -> None:
+    readme = "intro\n<!-- bench:begin (cmd) -->\nold | table\n<!-- bench:end -->\nrest\n"
+    new = replace_block(readme, "| new |")
+    assert new == "intro\n<!-- bench:begin (cmd) -->\n| new |\n<!-- bench:end -->\nrest\n"
+    assert replace_block(new, "| new |") == new
+    with pytest.raises(ValueError, match="bench:begin"):
+        replace_block("no markers", "x")
