@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from hook_service.store import PendingStep, RedisStore
 
@@ -148,8 +148,8 @@ class Bench:
         count = int(sign_rate * (os.cpu_count() or 1) * self.duration * 1.2) + 1000
         start, self.token_index = self.token_index, self.token_index + count + WARMUP_REQUESTS
         exp = int(time.time() + STEP_TTL)
-        subjects = [prepare.token_subject(i) for i in range(start, start + count + WARMUP_REQUESTS)]
-        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], [user for user, _ in subjects]))
+        users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
+        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
         warmup = [
             prepare.token_request(self.keys, start + count + i, api_key=self.api_key, exp=exp)
             for i in range(WARMUP_REQUESTS)
@@ -218,9 +218,8 @@ async def record_pending(url: str, users: list[str]) -> None:
 
 
 async def _bytes_per_step(url: str) -> float:
-    store = RedisStore(url, timeout=5.0)
+    client = Redis.from_url(url)  # a plain client for INFO; the records go through RedisStore
     try:
-        client: Any = store._redis  # the bench reads INFO through the store's own connection
         before = int((await client.info("memory"))["used_memory"])
         await record_pending(url, [prepare.user_id(i) for i in range(REDIS_STEPS)])
         after = int((await client.info("memory"))["used_memory"])
@@ -228,7 +227,7 @@ async def _bytes_per_step(url: str) -> float:
             raise BenchError("Redis does not hold one record per pending step")
         return (after - before) / REDIS_STEPS
     finally:
-        await store.aclose()
+        await client.aclose()
 
 
 @contextmanager
