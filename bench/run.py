@@ -239,6 +239,16 @@ def _workdir(keep: bool) -> Iterator[Path]:
         yield Path(path)
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
@@ -273,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "nproc": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": _cpu_model(),
         "python": platform.python_version(),
         "duration_s": args.duration,
         "connections": args.connections,
