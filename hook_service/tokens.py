@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import jwt
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hook_service import errors
@@ -86,109 +82,30 @@ class ChallengeClaims:
     current_step: str
 
 
-# --- challenge tokens: compact JWS (RFC 7515 sec. 7.1) parsed here, verified with cryptography --
-# pyjwt checks every base64url character in a Python loop (tens of us per token, and reading the kid
-# first parsed the token a second time); this is the hot path of POST /verification-token, so the
-# same checks are done here with one regex per segment.
-
-# base64url without padding (RFC 7515 sec. 2), optionally padded as some issuers do (as pyjwt).
-_SEGMENT: Final = re.compile(r"([A-Za-z0-9_-]*)(={0,2})")
-_NOT_A_JWT: Final = "challenge_token is not a JWT"
-
-
-def _segment(value: str) -> bytes:
-    match = _SEGMENT.fullmatch(value)
-    if match is None:
-        raise errors.InvalidRequest(_NOT_A_JWT)
-    data, pad = match.groups()
-    if len(data) % 4 == 1 or (pad and len(value) % 4):
-        raise errors.InvalidRequest(_NOT_A_JWT)
-    decoded = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-    # Canonical encodings only (as pyjwt): non-zero trailing bits would let one token have
-    # several spellings.
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode("ascii") != data:
-        raise errors.InvalidRequest(_NOT_A_JWT)
-    return decoded
-
-
-@dataclass(frozen=True, slots=True)
-class _Jws:
-    header: dict[str, Any]
-    signing_input: bytes
-    payload: bytes
-    signature: bytes
-
-
-def _parse_jws(token: str) -> _Jws:
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise errors.InvalidRequest(_NOT_A_JWT)
-    header_segment, payload_segment, signature_segment = parts
+def read_challenge_kid(token: str) -> str:
+    """The ``kid`` of a challenge token's header, unverified: it only selects the key in
+    Prelude's app JWKS. Raises :class:`errors.InvalidRequest` if ``token`` is not a JWT."""
     try:
-        header = json.loads(_segment(header_segment))
-    except (ValueError, RecursionError):  # JSONDecodeError and bad UTF-8 are ValueErrors
-        raise errors.InvalidRequest(_NOT_A_JWT) from None
-    if not isinstance(header, dict):
-        raise errors.InvalidRequest(_NOT_A_JWT)
-    payload, signature = _segment(payload_segment), _segment(signature_segment)
-    signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
-    return _Jws(header, signing_input, payload, signature)
-
-
-def _kid(jws: _Jws) -> str:
-    kid = jws.header.get("kid")
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise errors.InvalidRequest("challenge_token is not a JWT") from None
+    kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise errors.InvalidRequest("challenge_token header has no kid")
     return kid
 
 
-def read_challenge_kid(token: str) -> str:
-    """The ``kid`` of a challenge token's header, unverified: it only selects the key in
-    Prelude's app JWKS. Raises :class:`errors.InvalidRequest` if ``token`` is not a JWT."""
-    return _kid(_parse_jws(token))
-
-
-def _verify_jws(jws: _Jws, public_key: Ed25519PublicKey) -> dict[str, Any]:
-    """The claims of ``jws`` once its EdDSA signature verifies; the JOSE header is checked
-    first (RFC 7515 sec. 4.1), and only EdDSA is accepted (no alg confusion: none, HS*, RS*)."""
-    if jws.header.get("alg") != "EdDSA":
-        raise errors.InvalidSignature("challenge token is not signed with EdDSA")
-    kid = jws.header.get("kid")
-    # RFC 7515 sec. 4.1.11: we implement no extension, so any `crit` is refused; "b64": false
-    # (RFC 7797, unencoded payload) is such an extension.
-    if "crit" in jws.header or jws.header.get("b64", True) is not True:
-        raise errors.InvalidSignature("challenge token rejected")
-    if (kid is not None and not isinstance(kid, str)) or not isinstance(
-        public_key, Ed25519PublicKey
-    ):
-        raise errors.InvalidSignature("challenge token rejected")
-    try:
-        public_key.verify(jws.signature, jws.signing_input)
-    except InvalidSignature:
-        raise errors.InvalidSignature("challenge token signature does not verify") from None
-    try:
-        claims = json.loads(jws.payload)
-    except (ValueError, RecursionError):
-        raise errors.InvalidRequest(_NOT_A_JWT) from None
-    if not isinstance(claims, dict):
-        raise errors.InvalidRequest(_NOT_A_JWT)
-    return claims
-
-
-class ChallengeToken:
-    """A challenge token parsed once (not yet verified): :attr:`kid` picks the key in Prelude's
-    app JWKS, then :func:`verify_challenge_token` checks it. Raises
-    :class:`errors.InvalidRequest` if ``token`` is not a JWT."""
-
-    __slots__ = ("jws",)
-
-    def __init__(self, token: str) -> None:
-        self.jws = _parse_jws(token)
-
-    @property
-    def kid(self) -> str:
-        """The header's ``kid`` (unverified); :class:`errors.InvalidRequest` if missing."""
-        return _kid(self.jws)
+# pyjwt checks the signature only; time claims are checked below against the injected ``now``.
+_DECODE_OPTIONS: jwt.types.Options = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+}
 
 
 def _numeric(claims: dict[str, Any], name: str) -> float | None:
@@ -202,15 +119,23 @@ def _numeric(claims: dict[str, Any], name: str) -> float | None:
 
 
 def verify_challenge_token(
-    token: str | ChallengeToken, public_key: Ed25519PublicKey, now: int, leeway: int = 30
+    token: str, public_key: Ed25519PublicKey, now: int, leeway: int = 30
 ) -> ChallengeClaims:
     """Verify a Prelude challenge token (EdDSA, contract sec. 6) and return its claims.
 
     Signature problems, another algorithm (alg confusion: none, HS*, RS*), expiry or a future
     ``nbf`` raise :class:`errors.InvalidSignature` ("challenge token ..."); a malformed token or
     a missing/invalid claim raises :class:`errors.InvalidRequest` naming the claim."""
-    parsed = token if isinstance(token, ChallengeToken) else ChallengeToken(token)
-    claims = _verify_jws(parsed.jws, public_key)
+    try:
+        claims = jwt.decode(token, public_key, algorithms=["EdDSA"], options=_DECODE_OPTIONS)
+    except jwt.InvalidSignatureError:
+        raise errors.InvalidSignature("challenge token signature does not verify") from None
+    except jwt.InvalidAlgorithmError:
+        raise errors.InvalidSignature("challenge token is not signed with EdDSA") from None
+    except jwt.DecodeError:
+        raise errors.InvalidRequest("challenge_token is not a JWT") from None
+    except jwt.InvalidTokenError:
+        raise errors.InvalidSignature("challenge token rejected") from None
     exp = _numeric(claims, "exp")
     if exp is None:
         raise errors.InvalidRequest("challenge_token claim exp is missing")

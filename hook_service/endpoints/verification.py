@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ..errors import InvalidRequest, NoPendingStep, StepAlreadyUsed
 from ..services import Services
-from ..tokens import ChallengeToken, mint_verification_token, verify_challenge_token
+from ..tokens import mint_verification_token, read_challenge_kid, verify_challenge_token
 from .http import json_response, parse_json_object, read_json_body, require_bearer
 
 logger = logging.getLogger("hook_service.tokens")
@@ -85,9 +85,8 @@ async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, 
             "challenge_token cannot be verified: set HOOK_PRELUDE_JWKS_URL or "
             "HOOK_PRELUDE_JWKS_FILE, or send user_id, challenge_id and key"
         )
-    parsed = ChallengeToken(token)  # parsed once: kid, then verification
-    public_key = await services.prelude_keys.ed25519_key(parsed.kid)
-    claims = verify_challenge_token(parsed, public_key, int(services.clock()))
+    public_key = await services.prelude_keys.ed25519_key(read_challenge_kid(token))
+    claims = verify_challenge_token(token, public_key, int(services.clock()))
     from_token = {
         "user_id": claims.sub,
         "challenge_id": claims.challenge_id,
