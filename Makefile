@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean redis-server
+.PHONY: run test lint clean redis-server wrk bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ redis-server:
 	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "redis-server is required by the tests: install Redis 7 (e.g. apt-get install redis-server)" >&2; exit 1; \
+	  fi; }
+
+# Benchmarks (README "Benchmarks"): BENCH_ARGS=--quick for a 2 s smoke run.
+bench: $(STAMP) redis-server wrk
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "wrk is required by the benchmarks: apt-get install -y wrk (Debian/Ubuntu)" >&2; exit 1; \
 	  fi; }
 
 lint: $(STAMP)

@@ -1,0 +1,1 @@
+"""Benchmarks for prelude-stepup-hook: ``make bench`` runs :mod:`bench.run` (see README)."""

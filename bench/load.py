@@ -1,0 +1,104 @@
+"""Load generation with wrk (plus the Lua pool script) and the raw RSA signing floor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+LUA = Path(__file__).with_name("pool.lua")
+WRK_MISSING = (
+    "wrk is required: install it with `apt-get install -y wrk` (Debian/Ubuntu; `make bench` "
+    "does this when run as root)"
+)
+
+
+class BenchError(Exception):
+    """A run that cannot give an honest figure (errors, exhausted pool, server died)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    requests: int
+    duration: float  # seconds
+    non2xx: int  # non-2xx answers, or 2xx decided by another rule than expected
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.duration if self.duration else 0.0
+
+
+def require_wrk() -> str:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit(WRK_MISSING)
+    return binary
+
+
+def run_wrk(
+    url: str,
+    pool: Path,
+    *,
+    duration: float,
+    connections: int,
+    threads: int = 1,
+    once: bool = False,
+    rule: str | None = None,
+) -> WrkResult:
+    """Load ``url`` with wrk for ``duration`` s, replaying the request-pool file ``pool``.
+
+    Raises :class:`BenchError` if any response is not 2xx (or, with ``rule``, was not decided
+    by that policy rule) or any socket error occurred: a benchmark that measures errors must
+    fail loudly, not print a fast figure."""
+    argv = [require_wrk(), "-t", str(threads), "-c", str(connections)]
+    argv += ["-d", f"{max(1, round(duration))}s", "--timeout", "5s", "-s", str(LUA), url]
+    argv += ["--", str(pool), "once" if once else "cycle", str(threads), *([rule] if rule else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    result = WrkResult(
+        requests=data["requests"],
+        duration=data["duration_us"] / 1e6,
+        non2xx=data["bad"],
+        socket_errors=sum(
+            data[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+        ),
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+    )
+    if result.non2xx or result.socket_errors or not result.requests:
+        raise BenchError(
+            f"{url}: {result.non2xx} non-2xx (or wrong-rule) responses and "
+            f"{result.socket_errors} socket errors out of {result.requests} requests "
+            "(pool exhausted or server failing; see its log)"
+        )
+    return result
+
+
+def rsa_sign_rate(duration: float, payload_size: int = 300) -> float:
+    """Raw RSA-2048 PKCS#1 v1.5 SHA-256 signatures per second, one thread, ``cryptography``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    payload = b"x" * payload_size  # about the size of a verification token's signing input
+    pad, algorithm = padding.PKCS1v15(), hashes.SHA256()
+    for _ in range(20):  # warm-up
+        key.sign(payload, pad, algorithm)
+    count, start = 0, time.perf_counter()
+    deadline = start + duration
+    while True:
+        for _ in range(50):
+            key.sign(payload, pad, algorithm)
+        count += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)

@@ -1,0 +1,207 @@
+"""Pure preparation for the benchmark: Prelude-like keys, signed hook requests, challenge
+tokens, generated policies and the request-pool file that wrk's Lua script replays.
+
+Everything here is plain values and files, no servers, so ``tests/test_bench.py`` can check it.
+The pool format is one request per line, tab-separated: method, path, body, then header name
+and value pairs. JSON bodies from :func:`json.dumps` never hold a raw tab or newline, nor do
+base64url signatures, so no escaping is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+PRELUDE_RSA_KID = "bench-prelude-rsa"
+PRELUDE_ED_KID = "bench-prelude-ed"
+HOOK_PATH = "/hooks/stepup"
+TOKEN_PATH = "/verification-token"  # noqa: S105 - a path, not a secret
+# Contract 2.3: Prelude signs hook bodies with RSASSA-PSS SHA-256 (salt length undocumented).
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRequest:
+    """One pre-built HTTP request of a pool."""
+
+    method: str
+    path: str
+    body: str
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    def line(self) -> str:
+        fields = [self.method, self.path, self.body]
+        for name, value in self.headers:
+            fields += [name, value]
+        if any("\t" in f or "\n" in f for f in fields):
+            raise ValueError("pool fields must not contain tabs or newlines")
+        return "\t".join(fields)
+
+    @classmethod
+    def from_line(cls, line: str) -> PoolRequest:
+        method, path, body, *rest = line.rstrip("\n").split("\t")
+        if len(rest) % 2:
+            raise ValueError("a pool line must end with complete header name/value pairs")
+        pairs = tuple(zip(rest[::2], rest[1::2], strict=True))
+        return cls(method, path, body, pairs)
+
+
+def write_pool(path: Path, requests: Iterable[PoolRequest]) -> int:
+    """Write ``requests`` to ``path`` in the pool format; returns how many were written."""
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for request in requests:
+            out.write(request.line() + "\n")
+            count += 1
+    return count
+
+
+def read_pool(path: Path) -> list[PoolRequest]:
+    """The requests of a pool file written by :func:`write_pool`."""
+    with path.open(encoding="utf-8") as src:
+        return [PoolRequest.from_line(line) for line in src if line.strip()]
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class PreludeKeys:
+    """Keys standing in for Prelude's app keys: RSA signs hooks, Ed25519 signs challenges."""
+
+    rsa_key: rsa.RSAPrivateKey
+    ed_key: ed25519.Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> PreludeKeys:
+        """Fresh keys for one bench run (never written anywhere but the run's temp dir)."""
+        return cls(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            ed25519.Ed25519PrivateKey.generate(),
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        """Prelude's per-app JWKS (contract 2.3, 6): public parts only."""
+        numbers = self.rsa_key.public_key().public_numbers()
+        ed_raw = self.ed_key.public_key().public_bytes_raw()
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "kid": PRELUDE_RSA_KID,
+                    "use": "sig",
+                    "n": _b64u(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                    "e": _b64u(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+                },
+                {"kty": "OKP", "crv": "Ed25519", "kid": PRELUDE_ED_KID, "x": _b64u(ed_raw)},
+            ]
+        }
+
+    def hook_request(self, body: bytes) -> PoolRequest:
+        """A hook call as Prelude sends it (contract 2.2, 2.3)."""
+        signature = self.rsa_key.sign(body, _PSS, hashes.SHA256())
+        headers = (
+            ("Content-Type", "application/json"),
+            ("User-Agent", "Prelude-SessionStepUpHook/1.0"),
+            ("X-Webhook-Signature", "rsassa-pss-sha256=" + _b64u(signature)),
+            ("X-Webhook-Signature-Key-Id", PRELUDE_RSA_KID),
+        )
+        return PoolRequest("POST", HOOK_PATH, body.decode("utf-8"), headers)
+
+    def challenge_token(self, *, sub: str, challenge_id: str, current_step: str, exp: int) -> str:
+        """A challenge token in Prelude's format (contract 6): EdDSA JWT."""
+        claims = {
+            "sub": sub,
+            "challenge_id": challenge_id,
+            "current_step": current_step,
+            "exp": exp,
+            "jti": f"jti-{challenge_id}",
+            "grant_mode": "single-use",
+        }
+        headers = {"kid": PRELUDE_ED_KID}
+        return jwt.encode(claims, self.ed_key, algorithm="EdDSA", headers=headers)
+
+
+def user_id(index: int) -> str:
+    """A Prelude-shaped user id (``usr_`` + 27 characters), distinct per ``index``."""
+    return f"usr_bench{index:022d}"
+
+
+def hook_body(index: int, *, amount: str, scope: str = "transfer:write") -> bytes:
+    """A realistic hook body (contract 2.1) for user ``index``."""
+    body = {
+        "scope_requested": scope,
+        "user_id": user_id(index),
+        "identifiers": [
+            {"type": "email_address", "value": f"user{index}@example.com"},
+            {"type": "phone_number", "value": f"+336{index % 100_000_000:08d}"},
+        ],
+        "signals": {"user_agent": "Mozilla/5.0 (bench)", "platform": "WEB", "ip": "203.0.113.42"},
+        "metadata": {"amount": amount, "currency": "USD"},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def hook_pool(keys: PreludeKeys, size: int, *, amount: str) -> Iterator[PoolRequest]:
+    """``size`` signed hook calls from distinct users."""
+    for index in range(size):
+        yield keys.hook_request(hook_body(index, amount=amount))
+
+
+def token_request(keys: PreludeKeys, index: int, *, api_key: str, exp: int) -> PoolRequest:
+    """``POST /verification-token`` for the pending ``kyc_review`` step of token user ``index``
+    (see :func:`token_subject`), with a challenge token as the frontend would pass it."""
+    user, challenge_id = token_subject(index)
+    token = keys.challenge_token(
+        sub=user, challenge_id=challenge_id, current_step="kyc_review", exp=exp
+    )
+    headers = (("Content-Type", "application/json"), ("Authorization", f"Bearer {api_key}"))
+    body = json.dumps({"challenge_token": token}, separators=(",", ":"))
+    return PoolRequest("POST", TOKEN_PATH, body, headers)
+
+
+def token_subject(index: int) -> tuple[str, str]:
+    """``(user_id, challenge_id)`` of token request ``index``; user ids do not overlap the
+    hook pools' (each pending step must be claimed once)."""
+    return user_id(10**15 + index), f"chl_bench_{index}"
+
+
+def policy_with_rules(count: int) -> dict[str, Any]:
+    """A valid policy whose ``transfer:write`` scope has ``count`` rules and only the last one
+    matches the bench's hook bodies (:func:`hook_body` with a numeric ``amount``)."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    rules: list[dict[str, Any]] = [
+        {
+            "name": f"miss-{index}",
+            # A realistic condition that evaluates fully and is false for the bench requests.
+            "when": f'signals.platform == "P{index}" || metadata.currency == "C{index}"',
+            "status": "block",
+        }
+        for index in range(count - 1)
+    ]
+    rules.append(
+        {
+            "name": "last",
+            "when": 'signals.platform == "WEB" && has(metadata.amount)',
+            "status": "review",
+            "steps": ["otp"],
+        }
+    )
+    return {
+        "version": 1,
+        "custom_steps": ["kyc_review"],
+        "defaults": {"grant_mode": "single-use", "granted_for": 300, "expiration_duration": 600},
+        "on_error": {"status": "block"},
+        "scopes": {"transfer:write": {"rules": rules}},
+        "default": {"status": "block"},
+    }

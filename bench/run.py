@@ -1,0 +1,312 @@
+"""``make bench``: measure the service against its floors in one run and print the ratios.
+
+Everything runs on this machine over loopback: a private redis-server, uvicorn servers (one
+worker, uvloop, httptools) for a bare Starlette route and for the service configured through
+``HOOK_*`` variables like a deployment, and wrk replaying pools of pre-signed requests (the load
+generator does no crypto). See the README's "Benchmarks" section for the figures and goals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from hook_service.store import PendingStep, RedisStore
+
+from . import prepare
+from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
+from .report import Figure, markdown_table, replace_block, text_table
+from .servers import Process, Processes, rss_bytes, worker_pids
+
+SERVICE_APP = "hook_service.app:create_app_from_env"
+BARE_APP = "bench.bare_app:app"
+JWKS_PATH = "/.well-known/jwks.json"
+HOOK_POOL_SIZE = 2000  # distinct signed hook calls; wrk cycles through them
+WARMUP_REQUESTS = 200
+REDIS_STEPS = 100_000
+STEP_TTL = 3600.0
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """One benchmark run; :meth:`run` returns the figures."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.duration: float = args.duration
+        self.connections: int = args.connections
+        self.workdir = workdir
+        self.procs = Processes(workdir)
+        self.keys = prepare.PreludeKeys.generate()
+        self.api_key = secrets.token_urlsafe(24)
+        self.token_index = 0  # token subjects are used once across the whole run
+        jwks_file = workdir / "prelude_jwks.json"
+        jwks_file.write_text(json.dumps(self.keys.jwks()))
+        self.env = {
+            "HOOK_PRELUDE_JWKS_FILE": str(jwks_file),
+            "HOOK_API_KEYS": self.api_key,
+            "HOOK_KEYS_DIR": str(workdir / "keys"),
+        }
+
+    def pool(self, name: str, requests: Iterator[prepare.PoolRequest]) -> Path:
+        path = self.workdir / f"{name}.pool"
+        prepare.write_pool(path, requests)
+        return path
+
+    def load(
+        self, server: Process, pool: Path, *, once: bool = False, rule: str | None = None
+    ) -> WrkResult:
+        result = run_wrk(
+            server.url,
+            pool,
+            duration=self.duration,
+            connections=self.connections,
+            once=once,
+            rule=rule,
+        )
+        server.check_alive()
+        return result
+
+    def run(self) -> list[Figure]:
+        redis = self.procs.redis()
+        self.env["HOOK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+        _log("floor: raw RSA-2048 PKCS#1 v1.5 SHA-256 signing")
+        sign_rate = rsa_sign_rate(min(self.duration, 5.0))
+        _log(f"  {sign_rate:.0f} signs/s; preparing request pools")
+        bare_pool = self.pool("bare", iter([prepare.PoolRequest("GET", "/", "")]))
+        jwks_pool = self.pool("jwks", iter([prepare.PoolRequest("GET", JWKS_PATH, "")]))
+        small = self.pool("hook", prepare.hook_pool(self.keys, HOOK_POOL_SIZE, amount="50"))
+        large = self.pool("hook_kyc", prepare.hook_pool(self.keys, HOOK_POOL_SIZE, amount="5000"))
+
+        _log("floor: bare Starlette route")
+        bare_server = self.procs.uvicorn("bare", BARE_APP, {})
+        self.warm(bare_server, bare_pool)
+        bare = self.load(bare_server, bare_pool)
+        self.procs.stop(bare_server)
+
+        _log("service: hook, custom step, JWKS, tokens (1 worker)")
+        service = self.procs.uvicorn("service", SERVICE_APP, self.env, factory=True)
+        self.warm(service, small)
+        self.warm(service, large)
+        self.warm(service, jwks_pool)
+        # The example policy's rules: otp-only (no custom step), large-transfer (kyc_review).
+        hook = self.load(service, small, rule="otp-only")
+        hook_kyc = self.load(service, large, rule="large-transfer")
+        jwks = self.load(service, jwks_pool)
+        tokens = self.load_tokens(service, sign_rate)
+        rss = max(rss_bytes(pid) for pid in worker_pids(service))
+        self.procs.stop(service)
+
+        _log("growth: policies of 1, 10 and 100 rules")
+        by_rules = {count: self.policy_rate(count, small) for count in (1, 10, 100)}
+        _log("growth: tokens with 2 workers")
+        two = self.procs.uvicorn("service2", SERVICE_APP, self.env, workers=2, factory=True)
+        tokens2 = self.load_tokens(two, sign_rate)
+        self.procs.stop(two)
+        _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
+        per_step = self.redis_bytes_per_step()
+
+        return [
+            Figure.ratio("hook req/s (signed, example policy)", hook.rate, bare.rate, 0.5),
+            Figure.ratio("hook req/s with custom step (Redis)", hook_kyc.rate, bare.rate, 0.4),
+            Figure.limit(f"hook p99 latency, {self.connections} conns", hook.p99_ms, "ms", 10),
+            Figure.ratio("tokens/s (Redis) vs raw RSA signs/s", tokens.rate, sign_rate, 0.8),
+            Figure.ratio("JWKS req/s", jwks.rate, bare.rate, 0.9),
+            Figure.limit("worker RSS after the run", rss / 2**20, "MB", 120),
+            Figure.ratio("hook req/s, 10 rules vs 1 rule", by_rules[10], by_rules[1], None),
+            Figure.ratio("hook req/s, 100 rules vs 1 rule", by_rules[100], by_rules[1], 0.7),
+            Figure.limit("Redis bytes per pending step", per_step, "B", 300, inclusive=True),
+            Figure.ratio("tokens/s, 2 workers vs 1 worker", tokens2.rate, tokens.rate, 1.7),
+        ]
+
+    def warm(self, server: Process, pool: Path) -> None:
+        """A few sequential requests from ``pool`` first: imports, caches, connections."""
+        requests = prepare.read_pool(pool)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for index in range(WARMUP_REQUESTS):
+                request = requests[index % len(requests)]
+                _send(client, request)
+
+    def load_tokens(self, server: Process, sign_rate: float) -> WrkResult:
+        """Tokens/s for distinct pending steps prepared in advance (a retry would skip signing:
+        the service returns the same token), sized so the pool outlasts the run."""
+        count = int(sign_rate * (os.cpu_count() or 1) * self.duration * 1.2) + 1000
+        start, self.token_index = self.token_index, self.token_index + count + WARMUP_REQUESTS
+        exp = int(time.time() + STEP_TTL)
+        users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
+        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
+        warmup = [
+            prepare.token_request(self.keys, start + count + i, api_key=self.api_key, exp=exp)
+            for i in range(WARMUP_REQUESTS)
+        ]
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for request in warmup:
+                _send(client, request)
+        pool = self.pool(
+            f"tokens_{server.name}",
+            (
+                prepare.token_request(self.keys, i, api_key=self.api_key, exp=exp)
+                for i in range(start, start + count)
+            ),
+        )
+        return self.load(server, pool, once=True)
+
+    def policy_rate(self, rules: int, pool: Path) -> float:
+        policy_file = self.workdir / f"policy_{rules}.yaml"
+        policy_file.write_text(json.dumps(prepare.policy_with_rules(rules)))  # JSON is YAML
+        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file)}
+        server = self.procs.uvicorn(f"policy_{rules}", SERVICE_APP, env, factory=True)
+        try:
+            self.warm(server, pool)
+            return self.load(server, pool, rule="last").rate
+        finally:
+            self.procs.stop(server)
+
+    def redis_bytes_per_step(self) -> float:
+        redis = self.procs.redis("redis_memory")
+        try:
+            return asyncio.run(_bytes_per_step(f"redis://127.0.0.1:{redis.port}/0"))
+        finally:
+            self.procs.stop(redis)
+
+
+def _send(client: httpx.Client, request: prepare.PoolRequest) -> None:
+    response = client.request(
+        request.method,
+        request.path,
+        content=request.body.encode() or None,
+        headers=dict(request.headers),
+    )
+    if not response.is_success:
+        raise BenchError(f"warm-up {request.path}: {response.status_code} {response.text[:300]}")
+
+
+def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
+    expires_at = time.time() + STEP_TTL
+    for start in range(0, len(users), 1000):
+        yield [
+            PendingStep(
+                user_id=user, key="kyc_review", scope="transfer:write", expires_at=expires_at
+            )
+            for user in users[start : start + 1000]
+        ]
+
+
+async def record_pending(url: str, users: list[str]) -> None:
+    # Through the service's own RedisStore: the same records the hook writes.
+    store = RedisStore(url, timeout=5.0)
+    try:
+        for batch in _steps(users):
+            await store.put_pending(batch)
+    finally:
+        await store.aclose()
+
+
+async def _bytes_per_step(url: str) -> float:
+    client = Redis.from_url(url)  # a plain client for INFO; the records go through RedisStore
+    try:
+        before = int((await client.info("memory"))["used_memory"])
+        await record_pending(url, [prepare.user_id(i) for i in range(REDIS_STEPS)])
+        after = int((await client.info("memory"))["used_memory"])
+        if await client.dbsize() != REDIS_STEPS:
+            raise BenchError("Redis does not hold one record per pending step")
+        return (after - before) / REDIS_STEPS
+    finally:
+        await client.aclose()
+
+
+@contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    if keep:
+        yield Path(tempfile.mkdtemp(prefix="hook-bench-"))
+        return
+    with tempfile.TemporaryDirectory(prefix="hook-bench-") as path:
+        yield Path(path)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument("--quick", action="store_true", help="2 s runs: a smoke test")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, pools)")
+    parser.add_argument(
+        "--update-readme", type=Path, metavar="README", help="rewrite its bench table block"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = 2.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    require_wrk()
+    started = time.time()
+    with _workdir(args.keep) as workdir:
+        bench = Bench(args, workdir)
+        try:
+            figures = bench.run()
+        except BenchError as exc:
+            _log(f"FAILED: {exc} (logs: {workdir}; --keep keeps them)")
+            return 2
+        finally:
+            bench.procs.stop_all()
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "nproc": os.cpu_count(),
+        "machine": _cpu_model(),
+        "python": platform.python_version(),
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "wrk_threads": 1,
+        "elapsed_s": round(time.time() - started, 1),
+    }
+    args.output.write_text(
+        json.dumps({**meta, "figures": [f.to_json() for f in figures]}, indent=2) + "\n"
+    )
+    print(text_table(figures))
+    print(
+        f"\n{sum(f.passed for f in figures if f.goal is not None)} of "
+        f"{sum(f.goal is not None for f in figures)} goals met; {meta['nproc']} cores; "
+        f"{meta['elapsed_s']} s; JSON: {args.output}"
+    )
+    table = markdown_table(figures, meta)
+    if args.markdown:
+        print("\n" + table)
+    if args.update_readme:
+        args.update_readme.write_text(replace_block(args.update_readme.read_text(), table))
+    missed = any(f.goal is not None and not f.passed for f in figures)
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Processes the benchmark starts on loopback: a private redis-server and uvicorn servers.
+
+Every process is started here, tracked, and stopped by its own pid at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Process:
+    """A started child process, its port and its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def worker_pids(process: Process) -> list[int]:
+    """The uvicorn worker pids: the process itself with one worker, its children otherwise."""
+    children = Path(f"/proc/{process.popen.pid}/task/{process.popen.pid}/children")
+    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return pids or [process.popen.pid]
+
+
+class Processes:
+    """Starts children and stops all of them (newest first) on :meth:`stop_all`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[Process] = []
+
+    def _spawn(self, name: str, argv: list[str], port: int, env: dict[str, str]) -> Process:
+        log = self.workdir / f"{name}.log"
+        out: IO[bytes] = log.open("wb")
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        out.close()
+        process = Process(name, popen, port, log)
+        self.started.append(process)
+        return process
+
+    def redis(self, name: str = "redis") -> Process:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is required: apt-get install redis-server")
+        port = free_port()
+        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        process = self._spawn(name, argv, port, dict(os.environ))
+        _wait(lambda: _redis_ping(port), process)
+        return process
+
+    def uvicorn(
+        self, name: str, app: str, env: dict[str, str], *, workers: int = 1, factory: bool = False
+    ) -> Process:
+        """``app`` under uvicorn with the bench's fixed settings (uvloop, httptools)."""
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
+        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+        argv += ["--log-level", "warning", "--workers", str(workers)]
+        if factory:
+            argv.append("--factory")
+        process = self._spawn(name, argv, port, {**os.environ, **env})
+        _wait(lambda: _http_up(process.url), process)
+        return process
+
+    def stop(self, process: Process) -> None:
+        process.stop()
+        self.started.remove(process)
+
+    def stop_all(self) -> None:
+        while self.started:
+            self.started.pop().stop()
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _http_up(url: str) -> bool:
+    try:
+        # Any answer (even 404/405) means the server is accepting requests.
+        httpx.get(url + "/healthz", timeout=0.5)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def _wait(ready: Callable[[], bool], process: Process, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{process.name} did not become ready within {timeout:.0f} s")

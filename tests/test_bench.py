@@ -1,0 +1,152 @@
+"""bench/: the pure parts the benchmark relies on, so it does not rot (no timing here).
+
+The generated policies load and only their last rule matches; the request-pool format
+round-trips; pooled hook calls and token requests pass the real service's checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from conftest import AppFactory
+from starlette.testclient import TestClient
+from support import (
+    API_KEY,
+    FakeClock,
+    ed25519_private_key,
+    rsa_private_key,
+    verify_like_prelude,
+)
+
+from bench import prepare
+from bench.report import Figure, markdown_table, replace_block, text_table
+from bench.run import record_pending
+from hook_service.hook import parse_hook_request
+from hook_service.policy import Policy
+
+# Test keys stand in for the keys a bench run generates (keys are never generated in tests).
+KEYS = prepare.PreludeKeys(
+    rsa_private_key("prelude_rsa.pem"), ed25519_private_key("prelude_ed25519.pem")
+)
+
+
+@pytest.mark.parametrize("count", [1, 10, 100])
+def test_generated_policy_loads_and_only_its_last_rule_matches(count: int) -> None:
+    policy = Policy.from_mapping(prepare.policy_with_rules(count))
+    for amount in ("50", "5000"):
+        decision = policy.decide(parse_hook_request(prepare.hook_body(3, amount=amount)))
+        assert (decision.rule, decision.status) == ("last", "review")
+        assert [step.key for step in decision.steps] == ["verify_sms"]
+
+
+def test_a_policy_needs_a_rule() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        prepare.policy_with_rules(0)
+
+
+def test_pool_file_round_trips(tmp_path: Path) -> None:
+    requests = [
+        prepare.PoolRequest("GET", "/", ""),
+        *prepare.hook_pool(KEYS, 3, amount="50"),
+        prepare.token_request(KEYS, 7, api_key="k" * 20, exp=2_000_000_000),
+    ]
+    path = tmp_path / "x.pool"
+    assert prepare.write_pool(path, requests) == 5
+    assert prepare.read_pool(path) == requests
+    assert len(path.read_text().splitlines()) == 5
+
+
+def test_pool_refuses_fields_that_would_break_lines() -> None:
+    with pytest.raises(ValueError, match="tabs or newlines"):
+        prepare.PoolRequest("POST", "/", "a\tb").line()
+    with pytest.raises(ValueError, match="header name/value pairs"):
+        prepare.PoolRequest.from_line("GET\t/\t\tX-Only-A-Name")
+
+
+def test_hook_users_are_distinct_and_prelude_shaped() -> None:
+    users = {json.loads(prepare.hook_body(i, amount="1"))["user_id"] for i in range(50)}
+    assert len(users) == 50
+    assert all(u.startswith("usr_") and len(u) == 31 for u in users)
+    token_users = {prepare.token_subject(i)[0] for i in range(50)}
+    assert not users & token_users
+
+
+def _app_with_bench_keys(
+    make_app: AppFactory, tmp_path: Path, redis_url: str | None = None
+) -> TestClient:
+    jwks = tmp_path / "bench_jwks.json"
+    jwks.write_text(json.dumps(KEYS.jwks()))
+    return TestClient(make_app(redis_url, prelude_jwks_file=jwks))
+
+
+def test_pooled_hook_calls_pass_the_signature_check(make_app: AppFactory, tmp_path: Path) -> None:
+    path = tmp_path / "hook.pool"
+    prepare.write_pool(path, prepare.hook_pool(KEYS, 2, amount="50"))
+    with _app_with_bench_keys(make_app, tmp_path) as client:
+        for request in prepare.read_pool(path):
+            response = client.post(
+                request.path, content=request.body.encode(), headers=dict(request.headers)
+            )
+            assert response.status_code == 200
+            assert response.headers["x-hook-rule"] == "otp-only"
+            assert response.json()["steps"][0]["key"] == "verify_sms"
+        tampered = prepare.read_pool(path)[0]
+        response = client.post(
+            tampered.path,
+            content=tampered.body.replace("50", "51").encode(),
+            headers=dict(tampered.headers),
+        )
+        assert response.status_code == 401
+
+
+@pytest.mark.redis
+def test_pooled_token_request_mints_for_a_step_recorded_like_the_bench(
+    make_app: AppFactory, tmp_path: Path, redis_url: str, clock: FakeClock
+) -> None:
+    user, challenge_id = prepare.token_subject(5)
+    asyncio.run(record_pending(redis_url, [user]))
+    request = prepare.token_request(KEYS, 5, api_key=API_KEY, exp=int(clock.now) + 600)
+    with _app_with_bench_keys(make_app, tmp_path, redis_url) as client:
+        response = client.post(
+            request.path, content=request.body.encode(), headers=dict(request.headers)
+        )
+        assert response.status_code == 200, response.text
+        jwks = client.get("/.well-known/jwks.json").json()
+        claims = verify_like_prelude(response.json()["verification_token"], jwks, clock.now)
+        assert (claims["sub"], claims["challenge_id"], claims["key"]) == (
+            user,
+            challenge_id,
+            "kyc_review",
+        )
+        again = client.post(
+            request.path, content=request.body.encode(), headers=dict(request.headers)
+        )
+        assert again.json()["jti"] == response.json()["jti"]  # a retry: why pools are distinct
+
+
+def test_figures_pass_fail_and_tables() -> None:
+    figures = [
+        Figure.ratio("hook", 6000, 10000, 0.5),
+        Figure.ratio("jwks", 8000, 10000, 0.9),
+        Figure.limit("p99", 10.0, "ms", 10),
+        Figure.limit("bytes", 300.0, "B", 300, inclusive=True),
+        Figure.ratio("info", 1, 2, None),
+    ]
+    assert [f.passed for f in figures] == [True, False, False, True, True]
+    assert figures[1].to_json()["ratio"] == 0.8
+    text = text_table(figures)
+    assert "FAIL" in text.splitlines()[3] and "pass" in text.splitlines()[2]
+    meta = {"date": "d", "nproc": 2, "machine": "m", "python": "3", "duration_s": 2.0}
+    md = markdown_table(figures, {**meta, "connections": 8})
+    assert "2 cores" in md and md.count("\n| ") == 6
+
+
+def test_readme_block_is_replaced_and_nothing_else() -> None:
+    readme = "intro\n<!-- bench:begin (cmd) -->\nold | table\n<!-- bench:end -->\nrest\n"
+    new = replace_block(readme, "| new |")
+    assert new == "intro\n<!-- bench:begin (cmd) -->\n| new |\n<!-- bench:end -->\nrest\n"
+    assert replace_block(new, "| new |") == new
+    with pytest.raises(ValueError, match="bench:begin"):
+        replace_block("no markers", "x")
