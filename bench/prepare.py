@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -157,16 +157,26 @@ def hook_pool(keys: PreludeKeys, size: int, *, amount: str) -> Iterator[PoolRequ
         yield keys.hook_request(hook_body(index, amount=amount))
 
 
-def token_request(keys: PreludeKeys, index: int, *, api_key: str, exp: int) -> PoolRequest:
+TokenForm = Literal["fields", "challenge_token"]
+
+
+def token_request(
+    keys: PreludeKeys, index: int, *, api_key: str, exp: int, form: TokenForm = "challenge_token"
+) -> PoolRequest:
     """``POST /verification-token`` for the pending ``kyc_review`` step of token user ``index``
-    (see :func:`token_subject`), with a challenge token as the frontend would pass it."""
+    (see :func:`token_subject`), in one of design.md's two forms: the explicit ``fields``
+    (user_id, challenge_id, key) as a backend sends them, or the ``challenge_token`` the
+    frontend holds (the service then also verifies its EdDSA signature)."""
     user, challenge_id = token_subject(index)
-    token = keys.challenge_token(
-        sub=user, challenge_id=challenge_id, current_step="kyc_review", exp=exp
-    )
     headers = (("Content-Type", "application/json"), ("Authorization", f"Bearer {api_key}"))
-    body = json.dumps({"challenge_token": token}, separators=(",", ":"))
-    return PoolRequest("POST", TOKEN_PATH, body, headers)
+    if form == "fields":
+        data = {"user_id": user, "challenge_id": challenge_id, "key": "kyc_review"}
+    else:
+        token = keys.challenge_token(
+            sub=user, challenge_id=challenge_id, current_step="kyc_review", exp=exp
+        )
+        data = {"challenge_token": token}
+    return PoolRequest("POST", TOKEN_PATH, json.dumps(data, separators=(",", ":")), headers)
 
 
 def token_subject(index: int) -> tuple[str, str]:

@@ -87,7 +87,8 @@ class Bench:
         self.env["HOOK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
         _log("floor: raw RSA-2048 PKCS#1 v1.5 SHA-256 signing")
         sign_rate = rsa_sign_rate(min(self.duration, 5.0))
-        _log(f"  {sign_rate:.0f} signs/s; preparing request pools")
+        pair_rate = rsa_sign_rate(min(self.duration, 5.0), ed25519_verify=True)
+        _log(f"  {sign_rate:.0f} signs/s, {pair_rate:.0f} with an Ed25519 verify; request pools")
         bare_pool = self.pool("bare", iter([prepare.PoolRequest("GET", "/", "")]))
         jwks_pool = self.pool("jwks", iter([prepare.PoolRequest("GET", JWKS_PATH, "")]))
         small = self.pool("hook", prepare.hook_pool(self.keys, HOOK_POOL_SIZE, amount="50"))
@@ -108,7 +109,8 @@ class Bench:
         hook = self.load(service, small, rule="otp-only")
         hook_kyc = self.load(service, large, rule="large-transfer")
         jwks = self.load(service, jwks_pool)
-        tokens = self.load_tokens(service, sign_rate)
+        tokens = self.load_tokens(service, sign_rate, "fields")
+        tokens_jwt = self.load_tokens(service, pair_rate, "challenge_token")
         rss = max(rss_bytes(pid) for pid in worker_pids(service))
         self.procs.stop(service)
 
@@ -116,7 +118,7 @@ class Bench:
         by_rules = {count: self.policy_rate(count, small) for count in (1, 10, 100)}
         _log("growth: tokens with 2 workers")
         two = self.procs.uvicorn("service2", SERVICE_APP, self.env, workers=2, factory=True)
-        tokens2 = self.load_tokens(two, sign_rate)
+        tokens2 = self.load_tokens(two, sign_rate, "fields")
         self.procs.stop(two)
         _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
@@ -126,6 +128,12 @@ class Bench:
             Figure.ratio("hook req/s with custom step (Redis)", hook_kyc.rate, bare.rate, 0.4),
             Figure.limit(f"hook p99 latency, {self.connections} conns", hook.p99_ms, "ms", 10),
             Figure.ratio("tokens/s (Redis) vs raw RSA signs/s", tokens.rate, sign_rate, 0.8),
+            Figure.ratio(
+                "tokens/s, challenge_token form vs raw sign + Ed25519 verify",
+                tokens_jwt.rate,
+                pair_rate,
+                0.8,
+            ),
             Figure.ratio("JWKS req/s", jwks.rate, bare.rate, 0.9),
             Figure.limit("worker RSS after the run", rss / 2**20, "MB", 120),
             Figure.ratio("hook req/s, 10 rules vs 1 rule", by_rules[10], by_rules[1], None),
@@ -142,25 +150,28 @@ class Bench:
                 request = requests[index % len(requests)]
                 _send(client, request)
 
-    def load_tokens(self, server: Process, sign_rate: float) -> WrkResult:
+    def load_tokens(self, server: Process, sign_rate: float, form: prepare.TokenForm) -> WrkResult:
         """Tokens/s for distinct pending steps prepared in advance (a retry would skip signing:
-        the service returns the same token), sized so the pool outlasts the run."""
+        the service returns the same token), sized so the pool outlasts the run; ``form`` is
+        the request form (design.md: explicit fields, or the frontend's challenge token)."""
         count = int(sign_rate * (os.cpu_count() or 1) * self.duration * 1.2) + 1000
         start, self.token_index = self.token_index, self.token_index + count + WARMUP_REQUESTS
         exp = int(time.time() + STEP_TTL)
         users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
         asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
         warmup = [
-            prepare.token_request(self.keys, start + count + i, api_key=self.api_key, exp=exp)
+            prepare.token_request(
+                self.keys, start + count + i, api_key=self.api_key, exp=exp, form=form
+            )
             for i in range(WARMUP_REQUESTS)
         ]
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for request in warmup:
                 _send(client, request)
         pool = self.pool(
-            f"tokens_{server.name}",
+            f"tokens_{form}_{server.name}",
             (
-                prepare.token_request(self.keys, i, api_key=self.api_key, exp=exp)
+                prepare.token_request(self.keys, i, api_key=self.api_key, exp=exp, form=form)
                 for i in range(start, start + count)
             ),
         )

@@ -21,6 +21,7 @@ from support import (
 )
 
 from bench import prepare
+from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.run import record_pending
 from hook_service.hook import parse_hook_request
@@ -102,12 +103,14 @@ def test_pooled_hook_calls_pass_the_signature_check(make_app: AppFactory, tmp_pa
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("form", ["fields", "challenge_token"])
 def test_pooled_token_request_mints_for_a_step_recorded_like_the_bench(
-    make_app: AppFactory, tmp_path: Path, redis_url: str, clock: FakeClock
+    make_app: AppFactory, tmp_path: Path, redis_url: str, clock: FakeClock, form: TokenForm
 ) -> None:
     user, challenge_id = prepare.token_subject(5)
     asyncio.run(record_pending(redis_url, [user]))
-    request = prepare.token_request(KEYS, 5, api_key=API_KEY, exp=int(clock.now) + 600)
+    request = prepare.token_request(KEYS, 5, api_key=API_KEY, exp=int(clock.now) + 600, form=form)
+    assert ("challenge_token" in json.loads(request.body)) == (form == "challenge_token")
     with _app_with_bench_keys(make_app, tmp_path, redis_url) as client:
         response = client.post(
             request.path, content=request.body.encode(), headers=dict(request.headers)
