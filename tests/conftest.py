@@ -223,7 +223,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def new_key() -> Iterator[Callable[[], rsa.RSAPrivateKey]]:
-    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..4.pem); running out
+    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..16.pem); running out
     fails the test."""
     supply = KeyFactory()
     yield supply
@@ -250,7 +250,7 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
     ``make_app(redis_url)`` gives it a :class:`RedisStore` on that URL (several apps
     on one URL play several instances); other keyword arguments change settings. Apps on the
     same keys directory share one key store, as workers on one host share the directory. All
-    the apps of one test share the four pre-generated signing keys; running out fails the test."""
+    the apps of one test share the pre-generated signing keys; running out fails the test."""
     new_key = KeyFactory()
     key_stores: dict[Path, FileKeyStore] = {}
 

@@ -174,8 +174,8 @@ def active_kid(client: TestClient) -> str:
 
 @functools.cache
 def hook_keys() -> tuple[rsa.RSAPrivateKey, ...]:
-    """tests/keys/hook_rsa_1..4.pem, loaded once."""
-    return tuple(rsa_private_key(f"hook_rsa_{i}.pem") for i in range(1, 5))
+    """tests/keys/hook_rsa_1..16.pem, loaded once."""
+    return tuple(rsa_private_key(f"hook_rsa_{i}.pem") for i in range(1, 17))
 
 
 class OutOfTestKeys(Exception):
@@ -188,7 +188,7 @@ class OutOfTestKeys(Exception):
 
 class KeyFactory:
     """A ``new_key`` for key stores: the pre-generated signing keys (tests/keys/hook_rsa_*.pem)
-    in order, all four or those at ``indices``.
+    in order, all of them or those at ``indices``.
 
     Keys are never generated at test time (house rule): running out raises
     :class:`OutOfTestKeys` and :meth:`check` fails the test, even if the code under test
