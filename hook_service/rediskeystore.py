@@ -112,6 +112,7 @@ class RedisKeyStore:
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._client: AsyncRedis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.stale: str | None = None
         """Why Redis could not be read, while the last good key set serves."""
 
@@ -257,11 +258,15 @@ class RedisKeyStore:
     async def start(self) -> None:
         """Follow changes by other replicas: pub/sub plus a version poll."""
         if self._task is None:
+            self._closing = False
             self._task = asyncio.create_task(self._watch(), name="key set watcher")
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # The flag, not only cancel(): redis-py's read timeout can swallow a cancellation
+            # that lands as it expires, and the loop must still end (within one poll).
+            self._closing = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -271,7 +276,7 @@ class RedisKeyStore:
 
     async def _watch(self) -> None:
         pubsub: PubSub | None = None
-        while True:
+        while not self._closing:
             try:
                 if pubsub is None:
                     pubsub = self._async().pubsub()
@@ -287,6 +292,9 @@ class RedisKeyStore:
             # _guard sets stale (and logs once); the next poll clears it.
             with contextlib.suppress(errors.KeyStoreUnavailable), self._guard("poll"):
                 await self._check()
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _check(self) -> None:
         client = self._async()
