@@ -13,6 +13,7 @@ API_KEY = "k" * 20
 ADMIN = "a" * 20
 KEK = bytes(range(32))
 KEK_B64 = base64.b64encode(KEK).decode()
+URLSAFE_REVERSED = base64.urlsafe_b64encode(KEK[::-1]).decode()
 
 
 def test_defaults_match_the_design() -> None:
@@ -43,7 +44,7 @@ def test_every_variable_is_read() -> None:
             "HOOK_ADMIN_TOKENS": ADMIN,
             "HOOK_TOKEN_TTL": "120",
             "HOOK_LOG_LEVEL": "debug",
-            "HOOK_KEY_ENCRYPTION_KEYS": f"{KEK_B64}, {base64.urlsafe_b64encode(KEK[::-1]).decode()}",
+            "HOOK_KEY_ENCRYPTION_KEYS": f"{KEK_B64}, {URLSAFE_REVERSED}",
             "HOOK_KEY_PUBLISH_LEAD": "15m",
             "HOOK_KEY_ROTATION_INTERVAL": "30d",
             "HOOK_REPLICA_ID": "pod-a",
