@@ -28,6 +28,7 @@ CHALLENGE_KID = "prelude-ed-1"
 API_KEY = "test-api-key-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 USER_ID = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
+TEST_KEK = bytes(range(32))  # key-encryption key of the Redis key store in tests
 
 
 def load_private_key(name: str) -> Any:
