@@ -89,7 +89,10 @@ def test_no_token_ever_carries_an_unpublished_or_revoked_kid(
         for worker in workers:
             worker.start()
         try:
-            versions = lambda: {app.state.services.keys.current().version for app in apps}  # noqa: E731
+
+            def versions() -> set[int]:
+                return {app.state.services.keys.current().version for app in apps}
+
             time.sleep(SETTLE)
             forced = a.post("/admin/keys/rotate", headers=bearer(ADMIN_TOKEN), json={"force": True})
             assert forced.status_code == 200 and "warning" in forced.json()

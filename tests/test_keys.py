@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -255,7 +256,8 @@ def test_record_round_trip_and_bad_records() -> None:
         "retire_at": None,
     }
     assert SigningKey.from_record(record, lambda kid: hook_keys()[0]) == key
-    for bad in ({**record, "state": "spare"}, {**record, "created_at": "5"}, [], {"kid": 1}):
+    bad_records: list[Any] = [{**record, "state": "spare"}, {**record, "created_at": "5"}, []]
+    for bad in [*bad_records, {"kid": 1}]:
         with pytest.raises(ValueError):
             SigningKey.from_record(bad, lambda kid: hook_keys()[0])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -49,9 +50,10 @@ def stored_bytes(url: str) -> bytes:
     try:
         out = b""
         for name in client.keys("*"):
-            kind = client.type(name)
+            kind: Any = client.type(name)
             if kind == b"string":
-                out += client.get(name) or b""
+                value: Any = client.get(name)
+                out += value or b""
             elif kind == b"stream":
                 out += repr(client.xrange(name)).encode()
         return out
@@ -179,7 +181,9 @@ async def test_a_missed_message_is_caught_by_the_version_poll(
     ]
     client = redis.Redis.from_url(redis_url)
     with client.pipeline(transaction=True) as pipe:
-        pipe.set("hook:keys:set", json.dumps(document)).set("hook:keys:version", 7).execute()
+        pipe.set("hook:keys:set", json.dumps(document))
+        pipe.set("hook:keys:version", 7)
+        pipe.execute()
     assert writer.load().version == 7
     await eventually(lambda: b.current().version == 7 and a.current().version == 7)
     assert b.current().next.created_at == 1
