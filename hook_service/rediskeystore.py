@@ -130,17 +130,29 @@ class RedisKeyStore:
         """Load the shared key set; :class:`errors.KeyStoreError` when Redis holds none."""
         return self._load_sync(create=False)
 
-    def _load_sync(self, *, create: bool) -> KeySet:
+    def create_from(self, source: KeySet, actor: str) -> KeySet:
+        """Store ``source`` as the first key set (``keys import --from-dir``); a
+        :class:`errors.KeyStoreError` if Redis already holds one."""
+        ks = self._load_sync(create=True, initial=source, actor=actor)
+        if ks is not source:
+            raise errors.KeyStoreError(
+                f"Redis already holds a key set (version {ks.version}); nothing was imported "
+                "(--replace overwrites it)"
+            )
+        return ks
+
+    def _load_sync(
+        self, *, create: bool, initial: KeySet | None = None, actor: str = "startup"
+    ) -> KeySet:
         client = redis.Redis.from_url(
             self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
         )
         try:
             raw = client.get(self._names[0])
             if raw is None and create:
-                ks = initial_key_set(int(self._clock()), self.new_key)
-                events = diff(
-                    None, ks, now=int(self._clock()), actor="startup", replica=self.replica
-                )
+                now = int(self._clock())
+                ks = initial or initial_key_set(now, self.new_key)
+                events = diff(None, ks, now=now, actor=actor, replica=self.replica)
                 script = client.register_script(_WRITE_LUA)
                 reply = script(keys=self._names, args=self._write_args(0, ks, events, None))
                 if int(reply[0]) == 1:
