@@ -206,7 +206,7 @@ def redis_env(redis_url: str, keks: str | None = KEK_A) -> dict[str, str | None]
     return env
 
 
-def redis_dump(redis_url: str) -> dict[bytes, Any]:
+def redis_dump(redis_url: str) -> dict[Any, Any]:
     client = redis.Redis.from_url(redis_url)
     try:
         return {
