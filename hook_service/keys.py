@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ CLOCK_SKEW = 60  # design.md: one minute of skew between us and Prelude
 # copy of our JWKS is at most 10 minutes old (contract sec. 5) already knows its kid.
 PUBLISH_LEAD = PRELUDE_JWKS_CACHE + CLOCK_SKEW
 TIME_FIELDS = ("created_at", "activated_at", "retire_at")
+KID = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 thumbprint, base64url without padding
 _STATES: tuple[str, ...] = get_args(KeyState)
 
 

@@ -12,7 +12,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from hook_service.clock import Clock, system_clock
 from hook_service.keyevents import KeyEvent
 from hook_service.keyperms import check_directory, check_key_file, hand_over
 from hook_service.keys import (
+    KID,
     PUBLISH_LEAD,
     KeySet,
     NewKey,
@@ -44,7 +44,6 @@ Change = Callable[[KeySet, int], KeySet]
 Describe = Callable[[KeySet, KeySet, int], list[KeyEvent]]
 """``(before, after, now) -> audit events`` of a change."""
 
-_KID = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 thumbprint, base64url without padding
 log = logging.getLogger(__name__)
 
 
@@ -235,7 +234,7 @@ class FileKeyStore:
         return ks
 
     def _entry(self, entry: Any) -> SigningKey:
-        if not isinstance(entry, dict) or not _KID.fullmatch(str(entry.get("kid"))):
+        if not isinstance(entry, dict) or not KID.fullmatch(str(entry.get("kid"))):
             raise ValueError("key entry without a valid kid")
         return SigningKey.from_record(entry, self._load_pem)
 
@@ -286,7 +285,7 @@ class FileKeyStore:
         self._install(self._stat_key(), ks)
         listed = {f"{k.kid}.pem" for k in ks.keys}
         for path in self.directory.iterdir():  # revoked/expired keys and crash leftovers
-            stale_pem = _KID.fullmatch(path.stem) and path.suffix == ".pem"
+            stale_pem = KID.fullmatch(path.stem) and path.suffix == ".pem"
             if (stale_pem and path.name not in listed) or path.name.startswith(".tmp-"):
                 try:  # the key set is already committed; a failed delete must not undo it
                     path.unlink(missing_ok=True)

@@ -31,11 +31,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from . import errors
+from . import errors, keydoc
 from .clock import Clock, system_clock
 from .keycrypt import DecryptError, Keyring
 from .keyevents import KeyEvent, diff, log_events
-from .keys import KeySet, NewKey, SigningKey, generate_rsa_key, initial_key_set, thumbprint
+from .keys import KeySet, NewKey, generate_rsa_key, initial_key_set
 from .keystore import Change, Describe
 from .settings import redact_url
 
@@ -43,7 +43,6 @@ log = logging.getLogger("hook_service.keystore")
 
 STREAM_MAXLEN = 10_000  # audit entries kept (approximately: XADD MAXLEN ~)
 _CAS_ATTEMPTS = 5
-_KID = re.compile(r"[A-Za-z0-9_-]{43}")
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 # KEYS: set, version, fence, events. ARGV: expected version, new version, set JSON, fencing
@@ -376,40 +375,11 @@ class RedisKeyStore:
     def _write_args(
         self, expected: int, ks: KeySet, events: list[KeyEvent], fence: int | None
     ) -> list[str]:
-        records = [
-            {**k.record(), "private_key": self._keyring.seal(k.kid, k.private_key)} for k in ks.keys
-        ]
-        body = json.dumps({"format": 1, "version": ks.version, "keys": records})
+        body = keydoc.encode(ks, self._keyring)
         flat = [json.dumps([x for pair in e.fields().items() for x in pair]) for e in events]
         fence_arg = "" if fence is None else str(fence)
         header = [str(expected), str(ks.version), body, fence_arg, self.channel]
         return [*header, str(STREAM_MAXLEN), *flat]
 
     def _decode(self, raw: str | bytes | None) -> KeySet:
-        """The stored set, with keys this replica already holds reused (same kid = same key,
-        RFC 7638) and new ones decrypted and checked against their kid."""
-        if raw is None:
-            raise ValueError("the key set is missing from Redis")
-        try:
-            data = json.loads(raw)
-            entries, version = data["keys"], data["version"]
-            if not isinstance(entries, list) or type(version) is not int:
-                raise TypeError
-        except (ValueError, TypeError, KeyError, RecursionError):
-            raise ValueError("not a valid key set document") from None
-        sealed = {e.get("kid"): e.get("private_key") for e in entries if isinstance(e, dict)}
-
-        def private_key(kid: str) -> rsa.RSAPrivateKey:
-            if kid in self._private:
-                return self._private[kid]
-            key = self._keyring.open(kid, sealed.get(kid))
-            if thumbprint(key.public_key()) != kid or key.key_size < 2048:
-                raise DecryptError(f"key {kid}: not the RSA key of at least 2048 bits it names")
-            return key
-
-        keys = []
-        for entry in entries:
-            if not isinstance(entry, dict) or not _KID.fullmatch(str(entry.get("kid"))):
-                raise ValueError("key entry without a valid kid")
-            keys.append(SigningKey.from_record(entry, private_key))
-        return KeySet(tuple(keys), version)
+        return keydoc.decode(raw, self._keyring, self._private)
