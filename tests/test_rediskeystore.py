@@ -288,3 +288,20 @@ async def test_rewrap_moves_every_key_to_the_first_kek(redis_url: str, clock: Fa
     only_new = make_store(redis_url, clock, key_supply([]), keks=(KEK_B,)).load()
     assert only_new.active.kid == kid_of(0)
     await both.aclose()
+
+
+async def test_refresh_applies_a_revocation_before_any_message(
+    redis_url: str, clock: FakeClock
+) -> None:
+    # b follows nothing (no watcher started): only refresh() can tell it about the revoke.
+    a = make_store(redis_url, clock, key_supply([0, 1, 2]), replica="a")
+    b = make_store(redis_url, clock, key_supply([]), replica="b")
+    a.load_or_create()
+    b.load()
+    await admin(a, clock).revoke(kid_of(0), "admin token #1")
+    assert b.current().active.kid == kid_of(0)  # not seen yet
+    fresh = await b.refresh()
+    assert fresh.get(kid_of(0)) is None and fresh.active.kid == kid_of(1)
+    assert b.signing_set().active.kid == kid_of(1)
+    await a.aclose()
+    await b.aclose()
