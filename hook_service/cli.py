@@ -92,7 +92,7 @@ def _dev_settings(flags: dict[str, Any]) -> Settings:
     # --dev is "no configuration": always the in-memory store, and the signature check comes
     # back on as soon as a Prelude JWKS is given.
     settings = settings.replace(
-        redis_url=None, insecure_skip_signature=not settings.signature_source
+        redis_url=None, keystore="file", insecure_skip_signature=not settings.signature_source
     )
     # Printed once, to the terminal, never to the log.
     click.echo(f"dev API key (POST /verification-token): {api_key}")

@@ -8,6 +8,7 @@ that the store records and this module logs. It knows neither HTTP nor Redis.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from anyio import to_thread
@@ -27,6 +28,8 @@ from .keys import (
     with_next,
 )
 from .keystore import Change, Describe
+
+log = logging.getLogger("hook_service.keys")
 
 PRELUDE_CACHE_WARNING = (
     "Prelude may keep this key in its cached copy of our JWKS for up to 10 minutes"
@@ -120,6 +123,8 @@ class KeyAdmin:
         ks, _ = await self._apply(
             lambda current, at: self._rotate(current, at, force=force, new_key=supply), actor
         )
+        if early:
+            log.warning("early rotation forced by %s (active kid=%s)", actor, ks.active.kid)
         return ks, FORCE_WARNING if early else None
 
     def due(self, interval: int) -> bool:

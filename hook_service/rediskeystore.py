@@ -112,6 +112,7 @@ class RedisKeyStore:
         self._client: AsyncRedis | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._behind = 0
         self.stale: str | None = None
         """Why Redis could not be read, while the last good key set serves."""
 
@@ -309,12 +310,22 @@ class RedisKeyStore:
 
     async def _check(self) -> None:
         client = self._async()
-        version = await client.get(self._names[1])
-        cached = self._cached
-        if cached is not None and version is not None and int(version) == cached.version:
-            self._ok()
+        raw = await client.get(self._names[1])
+        remote = 0 if raw is None else int(raw)
+        if remote < self._version():
+            # A write of ours can land between that GET and here; only a second look at an
+            # older version means Redis lost data or was restored from an old backup.
+            self._behind += 1
+            if self._behind > 1:
+                raise ValueError(
+                    f"Redis holds key set version {remote}, older than {self._version()}; "
+                    "not going back to it"
+                )
             return
-        self._install(self._decode(await client.get(self._names[0])))
+        self._behind = 0
+        if remote > self._version():
+            self._install(self._decode(await client.get(self._names[0])))
+        self._ok()
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -354,11 +365,7 @@ class RedisKeyStore:
         return 0 if self._cached is None else self._cached.version
 
     def _install(self, ks: KeySet) -> None:
-        if ks.version < self._version():
-            # Redis lost data or was restored from an old backup: never go back silently.
-            raise ValueError(
-                f"Redis holds key set version {ks.version}, older than {self._version()}"
-            )
+        """Apply ``ks`` unless the set in memory is newer (a read that raced a newer write)."""
         if ks.version > self._version():
             self._cached = ks
             self._private = {k.kid: k.private_key for k in ks.keys}

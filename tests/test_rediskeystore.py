@@ -305,3 +305,16 @@ async def test_refresh_applies_a_revocation_before_any_message(
     assert b.signing_set().active.kid == kid_of(1)
     await a.aclose()
     await b.aclose()
+
+
+async def test_a_key_set_lost_from_redis_is_not_followed(
+    replicas: tuple[RedisKeyStore, RedisKeyStore], redis_url: str
+) -> None:
+    a, _ = replicas
+    served = a.current()
+    redis.Redis.from_url(redis_url).flushall()  # data loss, or an old backup restored
+    await eventually(lambda: a.stale is not None, within=TIMEOUT)
+    assert a.stale is not None and "older than 1" in a.stale
+    assert a.current() == served
+    with pytest.raises(errors.KeyStoreUnavailable):
+        a.signing_set()
