@@ -7,7 +7,8 @@ import base64
 import functools
 import json
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,27 @@ def challenge_token(
         "grant_mode": "single-use",
     }
     return jwt.encode(claims, load_private_key(key), algorithm="EdDSA", headers={"kid": kid})
+
+
+PROPAGATION = 1.0  # the promise: every replica applies a key set change within 1 s
+
+
+def wait_for(check: Callable[[], bool], within: float = PROPAGATION) -> None:
+    """Poll ``check`` until it holds; fail once ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {within} s")
+        time.sleep(0.01)
+
+
+def mint_token(client: TestClient, user_id: str) -> tuple[int, Any]:
+    """Record a kyc_review step for ``user_id`` and ask for its token: (status, body)."""
+    body = hook_body(user_id=user_id)
+    assert client.post("/hooks/stepup", content=body, headers=sign_hook(body)).status_code == 200
+    request = {"user_id": user_id, "challenge_id": f"chl-{user_id}", "key": "kyc_review"}
+    response = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+    return response.status_code, response.json()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -15,8 +15,7 @@ from typing import Any
 
 import jwt
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, FakeClock, bearer
-from test_app_replicas import PROPAGATION, mint, wait_for
+from support import ADMIN_TOKEN, PROPAGATION, FakeClock, bearer, mint_token, wait_for
 
 JWKS = "/.well-known/jwks.json"
 INTERVAL = 86400
@@ -50,7 +49,7 @@ def issue_until(
         n += 1
         before_me, before_other = served(me), served(other)
         started = time.monotonic()
-        status, body = mint(me, f"usr_{name}_{n}")
+        status, body = mint_token(me, f"usr_{name}_{n}")
         after_me, after_other = served(me), served(other)
         if status != 200:
             # A fake-clock jump can expire the step between hook and claim (404), and a claim

@@ -3,38 +3,18 @@ replica, within 1 s; revocation; the audit endpoint; scheduled rotation by exact
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import jwt
 import pytest
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, API_KEY, FakeClock, bearer, hook_body, sign_hook
+from support import ADMIN_TOKEN, FakeClock, bearer, mint_token, wait_for
 
 from hook_service.keys import PUBLISH_LEAD
 
 JWKS = "/.well-known/jwks.json"
-PROPAGATION = 1.0  # the promise: every replica applies a change within 1 s
-
-
-def wait_for(check: Callable[[], bool], within: float = PROPAGATION) -> None:
-    """Poll ``check`` until it holds; fail once ``within`` seconds have passed."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {within} s")
-        time.sleep(0.01)
-
-
-def mint(client: TestClient, user_id: str) -> tuple[int, Any]:
-    """Record a kyc_review step for ``user_id`` and ask for its token: (status, body)."""
-    body = hook_body(user_id=user_id)
-    assert client.post("/hooks/stepup", content=body, headers=sign_hook(body)).status_code == 200
-    request = {"user_id": user_id, "challenge_id": f"chl-{user_id}", "key": "kyc_review"}
-    response = client.post("/verification-token", headers=bearer(API_KEY), json=request)
-    return response.status_code, response.json()
 
 
 def kid_in(body: Any) -> str:
@@ -69,7 +49,7 @@ def test_a_rotation_through_a_reaches_b_within_a_second(
     assert rotated.status_code == 200 and "warning" not in rotated.json()
     new_active = next(k["kid"] for k in rotated.json()["keys"] if k["state"] == "active")
     wait_for(lambda: b.get(JWKS).json() == a.get(JWKS).json())
-    status, body = mint(b, "usr_after_rotation")
+    status, body = mint_token(b, "usr_after_rotation")
     assert status == 200 and kid_in(body) == new_active
 
 
@@ -77,7 +57,7 @@ def test_a_revoke_through_a_is_honoured_by_b_at_once(
     two: tuple[TestClient, TestClient], clock: FakeClock
 ) -> None:
     a, b = two
-    status, body = mint(b, "usr_before")
+    status, body = mint_token(b, "usr_before")
     old = kid_in(body)
     revoked = admin(a, "POST", f"/admin/keys/{old}/revoke")
     assert revoked.status_code == 200
@@ -86,7 +66,7 @@ def test_a_revoke_through_a_is_honoured_by_b_at_once(
     assert old not in kids(a)  # the replica that handled it: immediately
     # B may not have had the message yet, but it never signs with the revoked key: it checks
     # the shared version before signing.
-    status, body = mint(b, "usr_after")
+    status, body = mint_token(b, "usr_after")
     assert status == 200 and kid_in(body) != old
     wait_for(lambda: old not in kids(b))
     assert b.get(JWKS).json() == a.get(JWKS).json()
