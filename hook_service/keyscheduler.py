@@ -50,11 +50,17 @@ class RotationScheduler:
                 await task
 
     async def _run(self) -> None:
+        last_error = ""
         while True:
             try:
                 await self.check()
+                last_error = ""
             except (HookError, ConfigError) as exc:  # Redis down, lock lost: try next tick
-                log.warning("scheduled key rotation skipped: %s", exc)
+                if str(exc) != last_error:  # once per distinct failure, not every tick
+                    log.warning("scheduled key rotation skipped: %s", exc)
+                last_error = str(exc)
+            except Exception:  # a bug must not end the schedule silently
+                log.exception("scheduled key rotation failed")
             await asyncio.sleep(self.tick)
 
     async def check(self) -> bool:

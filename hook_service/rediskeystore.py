@@ -301,9 +301,14 @@ class RedisKeyStore:
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
                 pubsub = None
                 await asyncio.sleep(self._poll)
-            # _guard sets stale (and logs once); the next poll clears it.
-            with contextlib.suppress(errors.KeyStoreUnavailable), self._guard("poll"):
-                await self._check()
+            try:
+                # _guard sets stale (and logs once); the next good poll clears it.
+                with contextlib.suppress(errors.KeyStoreUnavailable), self._guard("poll"):
+                    await self._check()
+            except Exception:  # a bug must not end the watcher: stop signing, keep polling
+                log.exception("key set poll failed unexpectedly")
+                self.stale = "key set poll failed unexpectedly (see the log)"
+                await asyncio.sleep(self._poll)
         if pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
