@@ -10,8 +10,10 @@ from typing import Any
 import jwt
 import pytest
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, FakeClock, bearer, mint_token, wait_for
+from support import ADMIN_TOKEN, TEST_KEK, FakeClock, bearer, mint_token, wait_for
 
+from hook_service.errors import KeyStoreError, SettingsError
+from hook_service.keycrypt import fingerprint
 from hook_service.keys import PUBLISH_LEAD
 
 JWKS = "/.well-known/jwks.json"
@@ -153,3 +155,22 @@ def test_scheduled_rotation_happens_once_per_interval(
     activated = [e for e in events if e["event"] == "activated" and e["actor"] == "scheduler"]
     assert len(activated) == 3
     assert [e["version"] for e in activated] == [2, 3, 4]
+
+
+def test_start_up_refuses_a_kek_that_cannot_decrypt_the_stored_keys(
+    make_app: Any, redis_url: str
+) -> None:
+    make_app(redis_url, keystore="redis")  # creates the key set under TEST_KEK
+    other = bytes(range(1, 33))
+    with pytest.raises(KeyStoreError) as caught:
+        make_app(redis_url, keystore="redis", key_encryption_keys=(other,))
+    assert "HOOK_KEY_ENCRYPTION_KEYS cannot decrypt the stored signing keys" in str(caught.value)
+    assert fingerprint(TEST_KEK) in str(caught.value)
+    # With the old KEK listed after the new one, the replica starts (KEK rotation).
+    app = make_app(redis_url, keystore="redis", key_encryption_keys=(other, TEST_KEK))
+    assert app.state.services.keys.current().version == 1
+
+
+def test_start_up_refuses_the_redis_key_store_without_a_kek(make_app: Any, redis_url: str) -> None:
+    with pytest.raises(SettingsError, match="HOOK_KEY_ENCRYPTION_KEYS is required"):
+        make_app(redis_url, keystore="redis", key_encryption_keys=())
