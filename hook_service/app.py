@@ -25,7 +25,7 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
 )
-from .keystore import FileKeyStore
+from .keyadmin import KeyStore
 from .prelude_keys import PreludeKeys
 from .services import build_services, configure_logging
 from .settings import Settings
@@ -39,6 +39,7 @@ routes = [
     Route("/verification-token", endpoints.verification_token, methods=["POST"]),
     Route("/admin/keys", endpoints.list_keys, methods=["GET"]),
     Route("/admin/keys/rotate", endpoints.rotate_keys, methods=["POST"]),
+    Route("/admin/keys/events", endpoints.key_events, methods=["GET"]),
     Route("/admin/keys/{kid}/revoke", endpoints.revoke_key, methods=["POST"]),
     Route("/healthz", endpoints.healthz, methods=["GET"]),
     Route("/readyz", endpoints.readyz, methods=["GET"]),
@@ -72,7 +73,7 @@ def create_app(
     *,
     clock: Clock = system_clock,
     store: Store | None = None,
-    keys: FileKeyStore | None = None,
+    keys: KeyStore | None = None,
     prelude_keys: PreludeKeys | None = None,
 ) -> Starlette:
     """Build the ASGI app. Invalid configuration raises :class:`ConfigError` here, at start-up."""

@@ -56,6 +56,11 @@ class UnknownKey(HookError):
     status_code = 404
 
 
+class EventsUnavailable(HookError):
+    code = "events_unavailable"
+    status_code = 404
+
+
 class MethodNotAllowed(HookError):
     code = "method_not_allowed"
     status_code = 405
@@ -68,6 +73,14 @@ class StepAlreadyUsed(HookError):
 
 class RotationTooEarly(HookError):
     code = "rotation_too_early"
+    status_code = 409
+
+
+class LockLost(HookError):
+    """A fenced write came from a replica whose rotation lock has since been given to another
+    (its fencing token is older than the last one issued)."""
+
+    code = "lock_lost"
     status_code = 409
 
 

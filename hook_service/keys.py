@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -28,6 +29,8 @@ CLOCK_SKEW = 60  # design.md: one minute of skew between us and Prelude
 # copy of our JWKS is at most 10 minutes old (contract sec. 5) already knows its kid.
 PUBLISH_LEAD = PRELUDE_JWKS_CACHE + CLOCK_SKEW
 TIME_FIELDS = ("created_at", "activated_at", "retire_at")
+KID = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 thumbprint, base64url without padding
+_STATES: tuple[str, ...] = get_args(KeyState)
 
 
 def _b64u_uint(value: int) -> str:
@@ -77,6 +80,25 @@ class SigningKey:
         pub = self.private_key.public_key().public_numbers()
         jwk = {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256"}
         return {**jwk, "n": _b64u_uint(pub.n), "e": _b64u_uint(pub.e)}
+
+    def record(self) -> dict[str, Any]:
+        """Stored metadata: kid, state and the times as Unix seconds (no key material)."""
+        return {"kid": self.kid, "state": self.state, **{n: getattr(self, n) for n in TIME_FIELDS}}
+
+    @classmethod
+    def from_record(cls, entry: Any, private_key: Callable[[str], rsa.RSAPrivateKey]) -> SigningKey:
+        """Inverse of :meth:`record`, with the private key from ``private_key(kid)``; raises
+        ``ValueError`` (naming the kid at most) on a malformed entry. ``kid`` must already be
+        checked by the caller's loader, which uses it to find the key."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            raise ValueError("key entry without a valid kid")
+        kid, state = cast(str, entry["kid"]), entry.get("state")
+        times = [entry.get(n) for n in TIME_FIELDS]
+        if state not in _STATES or type(times[0]) is not int:
+            raise ValueError(f"key {kid}: invalid state or created_at")
+        if not all(t is None or type(t) is int for t in times):
+            raise ValueError(f"key {kid}: times must be integers or null")
+        return cls(kid, state, times[0], times[1], times[2], private_key(kid))
 
     def to_json(self) -> dict[str, Any]:
         """Admin API shape (design.md "Admin API"); times in RFC 3339 UTC or None."""
@@ -136,17 +158,26 @@ def initial_key_set(now: int, new_key: NewKey) -> KeySet:
     return KeySet((active, SigningKey.new(new_key(), "next", now)), 1)
 
 
-def rotate(ks: KeySet, now: int, token_ttl: int, new_key: NewKey, *, force: bool = False) -> KeySet:
+def rotate(
+    ks: KeySet,
+    now: int,
+    token_ttl: int,
+    new_key: NewKey,
+    *,
+    force: bool = False,
+    publish_lead: int = PUBLISH_LEAD,
+) -> KeySet:
     """next -> active, active -> retired, a new next; retired keys past ``retire_at`` go.
 
     The old active key stays published for the longest token lifetime plus Prelude's 10-minute
     JWKS cache (contract sec. 5, rotation plan step 3) plus clock skew. A next key published
-    less than :data:`PUBLISH_LEAD` ago is not promoted unless ``force``: a verifier with a
-    cached JWKS would meet its kid unknown (Prelude refetches then; others may not)."""
+    less than ``publish_lead`` (``HOOK_KEY_PUBLISH_LEAD``, default :data:`PUBLISH_LEAD`) ago
+    is not promoted unless ``force``: a verifier with a cached JWKS would meet its kid unknown
+    (Prelude refetches then; others may not)."""
     if token_ttl <= 0:
         raise ValueError("token_ttl must be positive")
-    ready_at = ks.next.created_at + PUBLISH_LEAD
-    if now < ready_at and not force:
+    if too_early(ks, now, publish_lead) and not force:
+        ready_at = ks.next.created_at + publish_lead
         raise errors.RotationTooEarly(
             f"the next key {ks.next.kid} has been published for {now - ks.next.created_at} s; "
             f"verifiers that cached our JWKS may not know it before {_rfc3339(ready_at)}. "
@@ -158,6 +189,31 @@ def rotate(ks: KeySet, now: int, token_ttl: int, new_key: NewKey, *, force: bool
     fresh = SigningKey.new(new_key(), "next", now)
     still = [k for k in ks.published(now) if k.state == "retired"]
     return KeySet((active, fresh, retired, *still), ks.version + 1)
+
+
+def too_early(ks: KeySet, now: int, publish_lead: int = PUBLISH_LEAD) -> bool:
+    """Whether the next key is younger than the publish lead (a rotation would need force)."""
+    return now < ks.next.created_at + publish_lead
+
+
+def rotation_due(ks: KeySet, now: int, interval: int, publish_lead: int = PUBLISH_LEAD) -> bool:
+    """Whether a scheduled rotation (``HOOK_KEY_ROTATION_INTERVAL``) should happen at ``now``:
+    the active key has signed for ``interval`` seconds and the next key has been published for
+    the lead. A scheduled rotation is never forced; after a revocation it waits for the lead."""
+    activated = ks.active.activated_at
+    started = ks.active.created_at if activated is None else activated
+    return now >= started + interval and not too_early(ks, now, publish_lead)
+
+
+def with_next(ks: KeySet, private_key: rsa.RSAPrivateKey, now: int) -> KeySet:
+    """Install ``private_key`` as the next key (``keys import``); the old next key, which never
+    signed, is dropped. The imported key is published from ``now``, so it waits for the
+    publish lead like any new next key."""
+    fresh = SigningKey.new(private_key, "next", now)
+    if ks.get(fresh.kid) is not None:
+        raise errors.InvalidRequest(f"key {fresh.kid} is already in the key set")
+    kept = [k for k in ks.published(now) if k.state != "next"]
+    return KeySet((*kept, fresh), ks.version + 1)
 
 
 def revoke(ks: KeySet, kid: str, now: int, new_key: NewKey) -> KeySet:

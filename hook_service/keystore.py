@@ -12,23 +12,24 @@ import fcntl
 import json
 import logging
 import os
-import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any
 
+from anyio import to_thread
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service import errors
 from hook_service.clock import Clock, system_clock
+from hook_service.keyevents import KeyEvent
 from hook_service.keyperms import check_directory, check_key_file, hand_over
 from hook_service.keys import (
-    TIME_FIELDS,
+    KID,
+    PUBLISH_LEAD,
     KeySet,
-    KeyState,
     NewKey,
     SigningKey,
     generate_rsa_key,
@@ -38,8 +39,11 @@ from hook_service.keys import (
     thumbprint,
 )
 
-_KID = re.compile(r"[A-Za-z0-9_-]{43}")  # a SHA-256 thumbprint, base64url without padding
-_STATES: tuple[str, ...] = get_args(KeyState)
+Change = Callable[[KeySet, int], KeySet]
+"""``(current key set, now) -> new key set``; raising leaves the store unchanged."""
+Describe = Callable[[KeySet, KeySet, int], list[KeyEvent]]
+"""``(before, after, now) -> audit events`` of a change."""
+
 log = logging.getLogger(__name__)
 
 
@@ -49,13 +53,22 @@ class FileKeyStore:
     read-modify-write holds an exclusive ``flock`` on ``<dir>/.lock``, so several workers on one
     host never create two key sets or lose a rotation. Errors name paths, never key bytes."""
 
+    encrypted = False
+    """Private keys are plain PKCS#8 files guarded by file permissions (no KEK)."""
+
     def __init__(
-        self, directory: Path, *, clock: Clock = system_clock, new_key: NewKey = generate_rsa_key
+        self,
+        directory: Path,
+        *,
+        clock: Clock = system_clock,
+        new_key: NewKey = generate_rsa_key,
+        publish_lead: int = PUBLISH_LEAD,
     ) -> None:
         self.directory = Path(directory)
+        self.publish_lead = publish_lead
         self._meta = self.directory / "keyset.json"
         self._clock = clock
-        self._new_key = new_key
+        self.new_key = new_key
         self._cached: tuple[tuple[int, ...], KeySet] | None = None
         self._failed_stat: tuple[int, ...] | None = None
         self.stale: str | None = None
@@ -73,7 +86,7 @@ class FileKeyStore:
         with self._lock():
             if self._meta.exists():  # another worker may have won the race: use its set
                 return self._read()
-            ks = initial_key_set(int(self._clock()), self._new_key)
+            ks = initial_key_set(int(self._clock()), self.new_key)
             self._write(ks)
             return ks
 
@@ -122,17 +135,59 @@ class FileKeyStore:
 
     def rotate(self, token_ttl: int, *, force: bool = False) -> KeySet:
         """See :func:`rotate`; applied to the set on disk, not to the cache."""
-        with self._lock():
-            ks = rotate(self._read(), int(self._clock()), token_ttl, self._new_key, force=force)
-            self._write(ks)
-            return ks
+        lead = self.publish_lead
+        return self.update(
+            lambda ks, now: rotate(ks, now, token_ttl, self.new_key, force=force, publish_lead=lead)
+        )
 
     def revoke(self, kid: str) -> KeySet:
         """See :func:`revoke`; raises :class:`errors.UnknownKey`."""
+        return self.update(lambda ks, now: revoke(ks, kid, now, self.new_key))
+
+    def update(self, change: Change) -> KeySet:
+        """Read, ``change(key_set, now)`` and write, all under the exclusive lock."""
+        return self._change(change, lambda before, after, now: [])[0]
+
+    def _change(self, change: Change, describe: Describe) -> tuple[KeySet, list[KeyEvent]]:
         with self._lock():
-            ks = revoke(self._read(), kid, int(self._clock()), self._new_key)
-            self._write(ks)
-            return ks
+            before = self._read()
+            now = int(self._clock())
+            after = change(before, now)
+            self._write(after)
+            return after, describe(before, after, now)
+
+    # --- the KeyStore protocol (hook_service.keyadmin) -------------------------------------
+
+    async def refresh(self) -> KeySet:
+        """:meth:`signing_set`: its ``stat`` already sees every change committed on this host."""
+        return self.signing_set()
+
+    async def change(
+        self, change: Change, describe: Describe, *, fence: int | None = None
+    ) -> tuple[KeySet, list[KeyEvent]]:
+        """:meth:`update` off the event loop. ``fence`` is unused: the ``flock`` already makes
+        each change exclusive on this host, and the change re-checks the set it read."""
+        return await to_thread.run_sync(self._change, change, describe)
+
+    async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]:
+        """The file store writes key events to the service log only."""
+        raise errors.EventsUnavailable(
+            "the file key store writes key events to the service log only; the event stream "
+            "needs HOOK_KEYSTORE=redis"
+        )
+
+    async def acquire_lock(self, ttl: float) -> int | None:
+        """Always granted: every change holds the directory's ``flock`` (see :meth:`change`)."""
+        return 0
+
+    async def release_lock(self, token: int) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
     @contextlib.contextmanager
     def _lock(self, *, exclusive: bool = True) -> Iterator[None]:
@@ -179,15 +234,9 @@ class FileKeyStore:
         return ks
 
     def _entry(self, entry: Any) -> SigningKey:
-        if not isinstance(entry, dict) or not _KID.fullmatch(str(entry.get("kid"))):
+        if not isinstance(entry, dict) or not KID.fullmatch(str(entry.get("kid"))):
             raise ValueError("key entry without a valid kid")
-        kid, state = cast(str, entry["kid"]), entry.get("state")
-        times = [entry.get(n) for n in TIME_FIELDS]
-        if state not in _STATES or type(times[0]) is not int:
-            raise ValueError(f"key {kid}: invalid state or created_at")
-        if not all(t is None or type(t) is int for t in times):
-            raise ValueError(f"key {kid}: times must be integers or null")
-        return SigningKey(kid, state, times[0], times[1], times[2], self._load_pem(kid))
+        return SigningKey.from_record(entry, self._load_pem)
 
     def _load_pem(self, kid: str) -> rsa.RSAPrivateKey:
         path = self.directory / f"{kid}.pem"
@@ -219,11 +268,7 @@ class FileKeyStore:
         """PEMs first, then keyset.json (the commit point), then delete unlisted PEMs."""
         pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
         created: list[Path] = []
-        records = [
-            {"kid": k.kid, "state": k.state, **{n: getattr(k, n) for n in TIME_FIELDS}}
-            for k in ks.keys
-        ]
-        meta = {"format": 1, "version": ks.version, "keys": records}
+        meta = {"format": 1, "version": ks.version, "keys": [k.record() for k in ks.keys]}
         try:
             for k in ks.keys:
                 pem_path = self.directory / f"{k.kid}.pem"
@@ -240,7 +285,7 @@ class FileKeyStore:
         self._install(self._stat_key(), ks)
         listed = {f"{k.kid}.pem" for k in ks.keys}
         for path in self.directory.iterdir():  # revoked/expired keys and crash leftovers
-            stale_pem = _KID.fullmatch(path.stem) and path.suffix == ".pem"
+            stale_pem = KID.fullmatch(path.stem) and path.suffix == ".pem"
             if (stale_pem and path.name not in listed) or path.name.startswith(".tmp-"):
                 try:  # the key set is already committed; a failed delete must not undo it
                     path.unlink(missing_ok=True)

@@ -27,8 +27,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "invalid_request: malformed body or field (the detail names it)",
         401: "invalid_signature or unauthorized",
-        404: "no_pending_step, unknown_key or not_found",
-        409: "step_already_used or rotation_too_early",
+        404: "no_pending_step, unknown_key, events_unavailable or not_found",
+        409: "step_already_used, rotation_too_early or lock_lost",
         413: "payload_too_large (over 64 KiB)",
         415: "unsupported_media_type (not application/json)",
         503: "store_unavailable, key_store_unavailable or not_ready",
@@ -147,7 +147,44 @@ _SCHEMAS: dict[str, Any] = {
                         "retire_at": _TIME,
                     },
                 },
-            }
+            },
+            "warning": {
+                "type": "string",
+                "description": "after a revocation (Prelude's 10-minute JWKS cache) or an "
+                "early forced rotation (verifiers with a cached JWKS refetch)",
+            },
+        },
+    },
+    "KeyEvents": {
+        "type": "object",
+        "required": ["events", "next"],
+        "properties": {
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "event", "kid", "time", "actor", "replica", "version"],
+                    "properties": {
+                        "id": {"type": "string", "description": "stream id; the page cursor"},
+                        "event": {
+                            "enum": [
+                                "created",
+                                "activated",
+                                "retired",
+                                "revoked",
+                                "expired",
+                                "rewrapped",
+                            ]
+                        },
+                        "kid": {"type": "string"},
+                        "time": {"type": "integer", "description": "Unix seconds"},
+                        "actor": {"type": "string"},
+                        "replica": {"type": "string"},
+                        "version": {"type": "integer"},
+                    },
+                },
+            },
+            "next": {"type": ["string", "null"], "description": "pass as ?after= for more"},
         },
     },
     "Health": {
@@ -236,6 +273,24 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("KeySet"), "new key set"),
                     **_errors(400, 401, 409, 413, 415, 503),
+                },
+            }
+        },
+        "/admin/keys/events": {
+            "get": {
+                "summary": "Key audit events (Redis key store), oldest first, paged",
+                "security": _ADMIN,
+                "parameters": [
+                    {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("KeyEvents"), "a page of events"),
+                    **_errors(400, 401, 404, 503),
                 },
             }
         },

@@ -13,9 +13,14 @@ from dataclasses import dataclass
 
 from .clock import Clock, system_clock
 from .errors import ConfigError
+from .keyadmin import KeyAdmin, KeyStore
+from .keycrypt import keyring
+from .keys import NewKey, generate_rsa_key
+from .keyscheduler import RotationScheduler
 from .keystore import FileKeyStore
 from .policy import Policy, example_policy_path
 from .prelude_keys import PreludeKeys
+from .rediskeystore import RedisKeyStore
 from .settings import Settings
 from .store import Store, open_store
 
@@ -30,14 +35,22 @@ class Services:
     clock: Clock
     policy: Policy
     store: Store
-    keys: FileKeyStore
+    keys: KeyStore
+    key_admin: KeyAdmin
+    scheduler: RotationScheduler | None
     prelude_keys: PreludeKeys | None
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
             await self.prelude_keys.load()
+        await self.keys.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     async def aclose(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.aclose()
+        await self.keys.aclose()
         await self.store.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
@@ -61,21 +74,55 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("hook_service").setLevel(settings.log_level)
 
 
+def open_key_store(
+    settings: Settings, *, clock: Clock = system_clock, new_key: NewKey = generate_rsa_key
+) -> KeyStore:
+    """The key store ``HOOK_KEYSTORE`` selects (not loaded yet)."""
+    if settings.key_store == "redis" and settings.redis_url:
+        return RedisKeyStore(
+            settings.redis_url,
+            keyring(settings.key_encryption_keys),
+            clock=clock,
+            replica=settings.replica,
+            new_key=new_key,
+        )
+    return FileKeyStore(
+        settings.keys_dir, clock=clock, new_key=new_key, publish_lead=settings.key_publish_lead
+    )
+
+
+def key_admin(settings: Settings, keys: KeyStore, clock: Clock) -> KeyAdmin:
+    """:class:`KeyAdmin` on ``keys`` with the settings' TTL, publish lead and replica id."""
+    return KeyAdmin(
+        keys,
+        clock=clock,
+        token_ttl=settings.token_ttl,
+        publish_lead=settings.key_publish_lead,
+        replica=settings.replica,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
     clock: Clock = system_clock,
     store: Store | None = None,
-    keys: FileKeyStore | None = None,
+    keys: KeyStore | None = None,
     prelude_keys: PreludeKeys | None = None,
 ) -> Services:
     """Load the policy and keys and open the store; any of them may be injected (tests)."""
     with _named("HOOK_POLICY_FILE"):
         policy = Policy.load(settings.policy_file or example_policy_path())
     if keys is None:
-        keys = FileKeyStore(settings.keys_dir, clock=clock)
-    with _named("HOOK_KEYS_DIR"):
+        keys = open_key_store(settings, clock=clock)
+    if isinstance(keys, FileKeyStore):
+        with _named("HOOK_KEYS_DIR"):
+            keys.load_or_create()
+    else:  # the Redis store's errors already name HOOK_REDIS_URL or HOOK_KEY_ENCRYPTION_KEYS
         keys.load_or_create()
+    admin = key_admin(settings, keys, clock)
+    interval = settings.key_rotation_interval
+    scheduler = RotationScheduler(admin, interval) if interval else None
     if prelude_keys is None and settings.signature_source:
         prelude_keys = PreludeKeys(
             url=settings.prelude_jwks_url, file=settings.prelude_jwks_file, clock=clock
@@ -95,5 +142,7 @@ def build_services(
         policy=policy,
         store=store if store is not None else open_store(settings.redis_url, clock),
         keys=keys,
+        key_admin=admin,
+        scheduler=scheduler,
         prelude_keys=prelude_keys,
     )

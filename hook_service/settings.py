@@ -7,9 +7,12 @@ value when the value is a secret).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -17,12 +20,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import SettingsError
+from .keycrypt import KEK_BYTES
 
 PREFIX = "HOOK_"
 TOKEN_TTL_RANGE = (30, 3600)
 # Secrets shorter than this are guessable; 16 characters of a random token is already 96 bits.
 MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+KEYSTORES = ("file", "redis")
+# Prelude's 10-minute JWKS cache plus one minute of skew (contract sec. 5; keys.PUBLISH_LEAD).
+DEFAULT_PUBLISH_LEAD = 660
+MAX_DURATION = 366 * 86400
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -44,6 +54,11 @@ class Settings:
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     token_ttl: int = 300
     log_level: str = "INFO"
+    keystore: str | None = None
+    key_encryption_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    key_publish_lead: int = DEFAULT_PUBLISH_LEAD
+    key_rotation_interval: int | None = None
+    replica_id: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -89,7 +104,46 @@ class Settings:
         _check_secrets("HOOK_ADMIN_TOKENS", self.admin_tokens)
         if set(self.api_keys) & set(self.admin_tokens):
             raise SettingsError("HOOK_API_KEYS and HOOK_ADMIN_TOKENS must not share a value")
+        self._validate_keys()
         return self
+
+    def _validate_keys(self) -> None:
+        if self.keystore is not None and self.keystore not in KEYSTORES:
+            raise SettingsError(f"HOOK_KEYSTORE must be one of {', '.join(KEYSTORES)}")
+        if self.key_store == "redis":
+            if not self.redis_url:
+                raise SettingsError("HOOK_KEYSTORE=redis needs HOOK_REDIS_URL")
+            if not self.key_encryption_keys:
+                raise SettingsError(
+                    "HOOK_KEY_ENCRYPTION_KEYS is required with the Redis key store: private "
+                    "keys are only ever stored there encrypted (see the README, 'Key "
+                    "management in production')"
+                )
+        for position, kek in enumerate(self.key_encryption_keys, start=1):
+            if len(kek) != KEK_BYTES:  # never echo the value
+                raise SettingsError(_kek_error(position))
+        if not 0 <= self.key_publish_lead <= MAX_DURATION:
+            raise SettingsError("HOOK_KEY_PUBLISH_LEAD must be from 0 s to 366 days")
+        interval = self.key_rotation_interval
+        if interval is not None and not 2 * self.key_publish_lead <= interval <= MAX_DURATION:
+            # A next key needs the publish lead before it may sign; an interval close to it
+            # would have every scheduled rotation wait on (or race) the lead.
+            raise SettingsError(
+                "HOOK_KEY_ROTATION_INTERVAL must be at least twice HOOK_KEY_PUBLISH_LEAD "
+                f"({2 * self.key_publish_lead} s) and at most 366 days, got {interval} s"
+            )
+
+    @property
+    def key_store(self) -> str:
+        """``HOOK_KEYSTORE``, defaulting to ``redis`` whenever ``HOOK_REDIS_URL`` is set."""
+        if self.keystore is not None:
+            return self.keystore
+        return "redis" if self.redis_url else "file"
+
+    @property
+    def replica(self) -> str:
+        """``HOOK_REPLICA_ID``, or ``<hostname>:<pid>``: who did what, in the key audit."""
+        return self.replica_id or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def signature_source(self) -> str | None:
@@ -174,6 +228,40 @@ def _secrets(name: str, raw: str) -> tuple[str, ...]:
     return values
 
 
+def _kek_error(position: int) -> str:
+    return (
+        f"HOOK_KEY_ENCRYPTION_KEYS: entry {position} must be the base64 encoding of exactly "
+        f"{KEK_BYTES} random bytes"
+    )
+
+
+def _keks(name: str, raw: str) -> tuple[bytes, ...]:
+    decoded = []
+    for position, item in enumerate(_secrets(name, raw), start=1):
+        try:  # standard or URL-safe alphabet, padding required (a truncated key must not pass)
+            value = base64.b64decode(item.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            raise SettingsError(_kek_error(position)) from None
+        if len(value) != KEK_BYTES:
+            raise SettingsError(_kek_error(position))
+        decoded.append(value)
+    if len(set(decoded)) != len(decoded):
+        raise SettingsError(f"{name}: the same key is listed twice")
+    return tuple(decoded)
+
+
+def parse_duration(name: str, raw: str) -> int:
+    """Seconds from ``90``, ``90s``, ``11m``, ``12h`` or ``30d``; the error names ``name``."""
+    match = _DURATION.fullmatch(raw.strip().lower())
+    if match is None:
+        raise SettingsError(f"{name} must be a duration such as 660, 11m, 12h or 30d, got {raw!r}")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def _choice(name: str, raw: str) -> str:
+    return _text(name, raw).lower()
+
+
 def _redis_url(name: str, raw: str) -> str:
     value = _text(name, raw)
     scheme = urlsplit(value).scheme
@@ -212,4 +300,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "admin_tokens": _secrets,
     "token_ttl": _int,
     "log_level": _log_level,
+    "keystore": _choice,
+    "key_encryption_keys": _keks,
+    "key_publish_lead": parse_duration,
+    "key_rotation_interval": parse_duration,
+    "replica_id": _text,
 }

@@ -35,7 +35,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from hook_service.app import create_app
+from hook_service.keyadmin import KeyStore
 from hook_service.keystore import FileKeyStore
+from hook_service.services import open_key_store
 from hook_service.settings import Settings
 from hook_service.store import MemoryStore, RedisStore, Store
 
@@ -45,6 +47,7 @@ from support import (  # noqa: E402
     ADMIN_TOKEN,
     API_KEY,
     PRELUDE_JWKS_FILE,
+    TEST_KEK,
     FakeClock,
     KeyFactory,
     free_port,
@@ -223,7 +226,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def new_key() -> Iterator[Callable[[], rsa.RSAPrivateKey]]:
-    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..4.pem); running out
+    """The pre-generated signing keys, in order (tests/keys/hook_rsa_1..16.pem); running out
     fails the test."""
     supply = KeyFactory()
     yield supply
@@ -249,15 +252,27 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
 
     ``make_app(redis_url)`` gives it a :class:`RedisStore` on that URL (several apps
     on one URL play several instances); other keyword arguments change settings. Apps on the
-    same keys directory share one key store, as workers on one host share the directory. All
-    the apps of one test share the four pre-generated signing keys; running out fails the test."""
+    same keys directory share one key store, as workers on one host share the directory.
+    ``make_app(redis_url, keystore="redis")`` also keeps the keys in that Redis (KEK
+    ``TEST_KEK``), each app with its own :class:`RedisKeyStore` and replica id, as replicas on
+    several hosts. All the apps of one test share the pre-generated signing keys; running out
+    fails the test."""
     new_key = KeyFactory()
     key_stores: dict[Path, FileKeyStore] = {}
+    replicas = iter(range(1, 100))
 
     def make(redis_url: str | None = None, **changes: Any) -> Starlette:
+        if changes.get("keystore") == "redis":
+            changes.setdefault("redis_url", redis_url)
+            changes.setdefault("key_encryption_keys", (TEST_KEK,))
+            changes.setdefault("replica_id", f"replica-{next(replicas)}")
         app_settings = settings.replace(**changes) if changes else settings
-        keys = key_stores.get(app_settings.keys_dir)
-        if keys is None:
+        keys: KeyStore
+        if app_settings.key_store == "redis":
+            keys = open_key_store(app_settings, clock=clock, new_key=new_key)
+        elif app_settings.keys_dir in key_stores:
+            keys = key_stores[app_settings.keys_dir]
+        else:
             keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
             key_stores[app_settings.keys_dir] = keys
         store: Store = RedisStore(redis_url, clock=clock) if redis_url else MemoryStore(clock=clock)

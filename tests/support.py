@@ -7,7 +7,8 @@ import base64
 import functools
 import json
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ CHALLENGE_KID = "prelude-ed-1"
 API_KEY = "test-api-key-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 USER_ID = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
+TEST_KEK = bytes(range(32))  # key-encryption key of the Redis key store in tests
 
 
 def load_private_key(name: str) -> Any:
@@ -141,6 +143,27 @@ def challenge_token(
     return jwt.encode(claims, load_private_key(key), algorithm="EdDSA", headers={"kid": kid})
 
 
+PROPAGATION = 1.0  # the promise: every replica applies a key set change within 1 s
+
+
+def wait_for(check: Callable[[], bool], within: float = PROPAGATION) -> None:
+    """Poll ``check`` until it holds; fail once ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {within} s")
+        time.sleep(0.01)
+
+
+def mint_token(client: TestClient, user_id: str) -> tuple[int, Any]:
+    """Record a kyc_review step for ``user_id`` and ask for its token: (status, body)."""
+    body = hook_body(user_id=user_id)
+    assert client.post("/hooks/stepup", content=body, headers=sign_hook(body)).status_code == 200
+    request = {"user_id": user_id, "challenge_id": f"chl-{user_id}", "key": "kyc_review"}
+    response = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+    return response.status_code, response.json()
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -174,8 +197,8 @@ def active_kid(client: TestClient) -> str:
 
 @functools.cache
 def hook_keys() -> tuple[rsa.RSAPrivateKey, ...]:
-    """tests/keys/hook_rsa_1..4.pem, loaded once."""
-    return tuple(rsa_private_key(f"hook_rsa_{i}.pem") for i in range(1, 5))
+    """tests/keys/hook_rsa_1..16.pem, loaded once."""
+    return tuple(rsa_private_key(f"hook_rsa_{i}.pem") for i in range(1, 17))
 
 
 class OutOfTestKeys(Exception):
@@ -188,7 +211,7 @@ class OutOfTestKeys(Exception):
 
 class KeyFactory:
     """A ``new_key`` for key stores: the pre-generated signing keys (tests/keys/hook_rsa_*.pem)
-    in order, all four or those at ``indices``.
+    in order, all of them or those at ``indices``.
 
     Keys are never generated at test time (house rule): running out raises
     :class:`OutOfTestKeys` and :meth:`check` fails the test, even if the code under test

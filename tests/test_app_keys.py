@@ -104,8 +104,27 @@ def test_rotation_too_early_is_refused_unless_forced(client: TestClient, clock: 
     assert states(client) == before
     forced = admin(client, "POST", "/admin/keys/rotate", json={"force": True})
     assert forced.status_code == 200
+    assert "verifiers holding an older cached JWKS" in forced.json()["warning"]
     following = next(kid for kid, state in before.items() if state == "next")
     assert states(client)[following] == "active"
+
+
+def test_the_publish_lead_comes_from_the_setting(make_app: Any, clock: FakeClock) -> None:
+    with TestClient(make_app(key_publish_lead=900)) as client:
+        clock.advance(660)
+        early = admin(client, "POST", "/admin/keys/rotate")
+        assert (early.status_code, early.json()["error"]) == (409, "rotation_too_early")
+        clock.advance(240)
+        on_time = admin(client, "POST", "/admin/keys/rotate")
+        assert on_time.status_code == 200 and "warning" not in on_time.json()
+
+
+def test_revoke_answers_with_the_prelude_cache_warning(client: TestClient) -> None:
+    kid = next(kid for kid, state in states(client).items() if state == "next")
+    revoked = admin(client, "POST", f"/admin/keys/{kid}/revoke")
+    assert revoked.status_code == 200
+    assert set(revoked.json()) == {"keys", "warning"}
+    assert "up to 10 minutes" in revoked.json()["warning"]
 
 
 def test_rotate_with_an_empty_body_and_bad_bodies(client: TestClient, clock: FakeClock) -> None:

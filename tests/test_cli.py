@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -15,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from click.testing import CliRunner
-from support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply
+from support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply, kid_of
 
 from hook_service.cli import cli
 from hook_service.keystore import FileKeyStore
@@ -80,13 +82,14 @@ def test_keys_list_rotate_revoke(runner: CliRunner, tmp_path: Path) -> None:
     assert early.exit_code == 2
     assert "force" in early.output
     rotated = runner.invoke(cli, ["keys", "rotate", "--force", *keys_dir])
-    after = {key["kid"]: key["state"] for key in json.loads(rotated.output)["keys"]}
+    after = {key["kid"]: key["state"] for key in json.loads(rotated.stdout)["keys"]}
+    assert "refetch" in rotated.stderr  # an early forced rotation warns
     assert after[before["next"]] == "active"
     assert after[before["active"]] == "retired"
 
     revoked = runner.invoke(cli, ["keys", "revoke", before["active"], *keys_dir])
     assert revoked.exit_code == 0
-    assert before["active"] not in {key["kid"] for key in json.loads(revoked.output)["keys"]}
+    assert before["active"] not in {key["kid"] for key in json.loads(revoked.stdout)["keys"]}
 
     unknown = runner.invoke(cli, ["keys", "revoke", "nope", *keys_dir])
     assert unknown.exit_code == 2
@@ -190,3 +193,151 @@ def test_serve_refuses_bad_configuration_naming_the_variable(
     assert result.output.startswith(f"error: {variable}")
     assert reason in result.output
     assert "Traceback" not in result.output
+
+
+# --- keys against the Redis key store ----------------------------------------------------
+
+KEK_A = base64.b64encode(bytes(range(32))).decode()
+KEK_B = base64.b64encode(bytes(range(64, 96))).decode()
+
+
+def redis_env(redis_url: str, keks: str | None = KEK_A) -> dict[str, str | None]:
+    env: dict[str, str | None] = {"HOOK_REDIS_URL": redis_url, "HOOK_KEY_ENCRYPTION_KEYS": keks}
+    return env
+
+
+def redis_dump(redis_url: str) -> dict[Any, Any]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {
+            name: client.get(name) if client.type(name) == b"string" else client.xrange(name)
+            for name in client.keys("*")
+        }
+    finally:
+        client.close()
+
+
+def seeded_redis(runner: CliRunner, tmp_path: Path, redis_url: str) -> dict[str, str]:
+    """A key set created in a directory, then imported into Redis: {state: kid}."""
+    FileKeyStore(tmp_path / "keys", new_key=key_supply([0, 1])).load_or_create()
+    imported = runner.invoke(
+        cli, ["keys", "import", "--from-dir", str(tmp_path / "keys")], env=redis_env(redis_url)
+    )
+    assert imported.exit_code == 0, imported.output
+    return {key["state"]: key["kid"] for key in json.loads(imported.stdout)["keys"]}
+
+
+def test_keys_import_from_dir_then_list_in_redis(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    kids = seeded_redis(runner, tmp_path, redis_url)
+    assert kids == {"active": kid_of(0), "next": kid_of(1)}
+    listed = runner.invoke(cli, ["keys", "list"], env=redis_env(redis_url))
+    assert listed.exit_code == 0, listed.output
+    assert {k["kid"] for k in json.loads(listed.stdout)["keys"]} == set(kids.values())
+    again = runner.invoke(
+        cli, ["keys", "import", "--from-dir", str(tmp_path / "keys")], env=redis_env(redis_url)
+    )
+    assert again.exit_code == 2 and "already holds a key set" in again.output
+    replaced = runner.invoke(
+        cli,
+        ["keys", "import", "--from-dir", str(tmp_path / "keys"), "--replace"],
+        env=redis_env(redis_url),
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(redis.Redis.from_url(redis_url).get("hook:keys:version") or b"0") == 2
+
+
+def test_keys_commands_refuse_redis_without_a_kek(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    for command in (["keys", "list"], ["keys", "rewrap"], ["keys", "export-public"]):
+        result = runner.invoke(cli, command, env=redis_env(redis_url, keks=None))
+        assert result.exit_code == 2
+        assert "HOOK_KEY_ENCRYPTION_KEYS is required" in result.output
+    assert redis_dump(redis_url) == {}  # nothing written
+
+
+def test_keys_commands_refuse_a_wrong_kek_and_write_nothing(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    seeded_redis(runner, tmp_path, redis_url)
+    before = redis_dump(redis_url)
+    for command in (["keys", "rotate", "--force"], ["keys", "rewrap"], ["keys", "list"]):
+        result = runner.invoke(cli, command, env=redis_env(redis_url, keks=KEK_B))
+        assert result.exit_code == 2, result.output
+        assert "HOOK_KEY_ENCRYPTION_KEYS cannot decrypt the stored signing keys" in result.output
+        assert KEK_A not in result.output and KEK_B not in result.output
+    assert redis_dump(redis_url) == before
+
+
+def test_keys_rewrap_moves_to_the_first_kek(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    seeded_redis(runner, tmp_path, redis_url)
+    rewrapped = runner.invoke(cli, ["keys", "rewrap"], env=redis_env(redis_url, f"{KEK_B},{KEK_A}"))
+    assert rewrapped.exit_code == 0, rewrapped.output
+    assert "rewrapped 2 key(s)" in rewrapped.output
+    only_new = runner.invoke(cli, ["keys", "list"], env=redis_env(redis_url, KEK_B))
+    assert only_new.exit_code == 0, only_new.output
+    only_old = runner.invoke(cli, ["keys", "list"], env=redis_env(redis_url, KEK_A))
+    assert only_old.exit_code == 2 and "cannot decrypt" in only_old.output
+    events: Any = redis.Redis.from_url(redis_url).xrange("hook:keys:events")
+    assert [f[b"event"] for _, f in events][-2:] == [b"rewrapped", b"rewrapped"]
+    assert {f[b"actor"] for _, f in events} >= {b"cli"}
+
+
+def test_keys_rewrap_is_for_redis_only(runner: CliRunner, tmp_path: Path) -> None:
+    FileKeyStore(tmp_path / "keys", new_key=key_supply([0, 1])).load_or_create()
+    result = runner.invoke(cli, ["keys", "rewrap"], env={"HOOK_KEYS_DIR": str(tmp_path / "keys")})
+    assert result.exit_code == 2 and "Redis key store only" in result.output
+
+
+def test_keys_import_file_installs_a_next_key(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    seeded_redis(runner, tmp_path, redis_url)
+    pem = Path(__file__).parent / "keys" / "hook_rsa_3.pem"
+    imported = runner.invoke(cli, ["keys", "import", str(pem)], env=redis_env(redis_url))
+    assert imported.exit_code == 0, imported.output
+    states = {key["kid"]: key["state"] for key in json.loads(imported.stdout)["keys"]}
+    assert states == {kid_of(0): "active", kid_of(2): "next"}
+    assert "PRIVATE" not in imported.output
+    early = runner.invoke(cli, ["keys", "rotate"], env=redis_env(redis_url))
+    assert early.exit_code == 2 and "force" in early.output  # the imported key waits the lead
+    not_a_key = tmp_path / "junk.pem"
+    not_a_key.write_text("hello")
+    junk = runner.invoke(cli, ["keys", "import", str(not_a_key)], env=redis_env(redis_url))
+    assert junk.exit_code == 2 and "not an unencrypted PEM private key" in junk.output
+    both = runner.invoke(cli, ["keys", "import"], env=redis_env(redis_url))
+    assert both.exit_code == 2 and "either FILE or --from-dir" in both.output
+
+
+def test_keys_export_public_writes_only_public_members(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    kids = seeded_redis(runner, tmp_path, redis_url)
+    printed = runner.invoke(cli, ["keys", "export-public"], env=redis_env(redis_url))
+    assert printed.exit_code == 0, printed.output
+    jwks = json.loads(printed.stdout)
+    assert {key["kid"] for key in jwks["keys"]} == set(kids.values())
+    assert all(set(key) == {"kty", "kid", "use", "alg", "n", "e"} for key in jwks["keys"])
+    target = tmp_path / "jwks.json"
+    written = runner.invoke(
+        cli,
+        ["keys", "export-public", "--output", str(target), "--keys-dir", str(tmp_path / "keys")],
+        env={"HOOK_KEYSTORE": "file"},
+    )
+    assert written.exit_code == 0, written.output
+    assert json.loads(target.read_text()) == jwks
+
+
+def test_keys_revoke_warns_about_prelude_cache(
+    runner: CliRunner, tmp_path: Path, redis_url: str
+) -> None:
+    kids = seeded_redis(runner, tmp_path, redis_url)
+    revoked = runner.invoke(cli, ["keys", "revoke", kids["next"]], env=redis_env(redis_url))
+    # revoking next generates a new next key: only the message and the result are checked
+    assert revoked.exit_code == 0, revoked.output
+    assert kids["next"] not in {k["kid"] for k in json.loads(revoked.stdout)["keys"]}
+    assert "10 minutes" in revoked.stderr

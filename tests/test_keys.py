@@ -1,5 +1,5 @@
 """Key life cycle (pure): thumbprints, states, rotation, revocation, JWKS. Keys come from
-tests/keys/hook_rsa_1..4.pem."""
+tests/keys/hook_rsa_*.pem."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -211,6 +212,54 @@ def test_rotation_waits_for_the_next_key_to_be_published_long_enough(
         assert caught.value.status_code == 409
         assert kid_of(1) in caught.value.detail
         assert "force" in caught.value.detail
+
+
+def test_the_publish_lead_is_a_parameter(new_key: Callable[[], rsa.RSAPrivateKey]) -> None:
+    ks = keys.initial_key_set(1000, new_key)
+    with pytest.raises(errors.RotationTooEarly):
+        keys.rotate(ks, 1000 + 660, TTL, new_key, publish_lead=900)
+    assert keys.rotate(ks, 1000 + 900, TTL, new_key, publish_lead=900).version == 2
+    assert keys.rotate(ks, 1000, TTL, new_key, publish_lead=0).active.kid == kid_of(1)
+
+
+def test_rotation_is_due_after_the_interval_and_the_lead() -> None:
+    ks = keys.initial_key_set(1000, key_supply([0, 1]))
+    day = 86400
+    assert not keys.rotation_due(ks, 1000 + day - 1, day)
+    assert keys.rotation_due(ks, 1000 + day, day)
+    # After a revocation of the active key the fresh next key must wait for the lead.
+    revoked = keys.revoke(ks, kid_of(0), 1000 + day, key_supply([2]))
+    assert not keys.rotation_due(revoked, 1000 + day + day - 1, day)
+    assert keys.rotation_due(revoked, 1000 + 2 * day, day)
+    assert not keys.rotation_due(revoked, 1000 + 2 * day, day, publish_lead=day + 1)
+
+
+def test_with_next_installs_an_imported_key_that_waits_for_the_lead() -> None:
+    ks = keys.initial_key_set(1000, key_supply([0, 1]))
+    imported = keys.with_next(ks, hook_keys()[2], 2000)
+    assert (imported.next.kid, imported.next.created_at, imported.version) == (kid_of(2), 2000, 2)
+    assert imported.active == ks.active and imported.get(kid_of(1)) is None
+    with pytest.raises(errors.RotationTooEarly):
+        keys.rotate(imported, 2000 + 659, TTL, no_new_key)
+    with pytest.raises(errors.InvalidRequest, match=kid_of(0)):
+        keys.with_next(ks, hook_keys()[0], 2000)
+
+
+def test_record_round_trip_and_bad_records() -> None:
+    key = SigningKey.new(hook_keys()[0], "active", 5)
+    record = key.record()
+    assert record == {
+        "kid": kid_of(0),
+        "state": "active",
+        "created_at": 5,
+        "activated_at": 5,
+        "retire_at": None,
+    }
+    assert SigningKey.from_record(record, lambda kid: hook_keys()[0]) == key
+    bad_records: list[Any] = [{**record, "state": "spare"}, {**record, "created_at": "5"}, []]
+    for bad in [*bad_records, {"kid": 1}]:
+        with pytest.raises(ValueError):
+            SigningKey.from_record(bad, lambda kid: hook_keys()[0])
 
 
 # --- FileKeyStore ------------------------------------------------------------------------

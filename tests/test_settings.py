@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from hook_service.settings import Settings
 JWKS = {"HOOK_PRELUDE_JWKS_URL": "https://app.session.prelude.dev/.well-known/jwks.json"}
 API_KEY = "k" * 20
 ADMIN = "a" * 20
+KEK = bytes(range(32))
+KEK_B64 = base64.b64encode(KEK).decode()
+URLSAFE_REVERSED = base64.urlsafe_b64encode(KEK[::-1]).decode()
 
 
 def test_defaults_match_the_design() -> None:
@@ -21,6 +25,10 @@ def test_defaults_match_the_design() -> None:
     assert settings.token_ttl == 300
     assert settings.insecure_skip_signature is False
     assert settings.api_keys == () and settings.admin_tokens == ()
+    assert settings.key_store == "file"
+    assert settings.key_publish_lead == 660  # 11 minutes
+    assert settings.key_rotation_interval is None  # automatic rotation is off
+    assert settings.key_encryption_keys == ()
 
 
 def test_every_variable_is_read() -> None:
@@ -36,8 +44,16 @@ def test_every_variable_is_read() -> None:
             "HOOK_ADMIN_TOKENS": ADMIN,
             "HOOK_TOKEN_TTL": "120",
             "HOOK_LOG_LEVEL": "debug",
+            "HOOK_KEY_ENCRYPTION_KEYS": f"{KEK_B64}, {URLSAFE_REVERSED}",
+            "HOOK_KEY_PUBLISH_LEAD": "15m",
+            "HOOK_KEY_ROTATION_INTERVAL": "30d",
+            "HOOK_REPLICA_ID": "pod-a",
         }
     )
+    assert settings.key_store == "redis"  # the default whenever HOOK_REDIS_URL is set
+    assert settings.key_encryption_keys == (KEK, KEK[::-1])
+    assert (settings.key_publish_lead, settings.key_rotation_interval) == (900, 30 * 86400)
+    assert settings.replica == "pod-a"
     assert settings.host == "0.0.0.0" and settings.port == 9000
     assert settings.redis_url == "redis://:pw@127.0.0.1:6379/2"
     assert settings.keys_dir == Path("/var/lib/hook/keys")
@@ -70,6 +86,19 @@ def test_overrides_win_over_the_environment() -> None:
         ({"HOOK_LOG_LEVEL": "LOUD"}, "HOOK_LOG_LEVEL"),
         ({"HOOK_API_KEYS": API_KEY, "HOOK_ADMIN_TOKENS": API_KEY}, "HOOK_ADMIN_TOKENS"),
         ({"HOOK_PRELUDE_JWKS_FILE": "/tmp/j.json"}, "HOOK_PRELUDE_JWKS_FILE"),
+        ({"HOOK_KEYSTORE": "vault"}, "HOOK_KEYSTORE"),
+        ({"HOOK_KEYSTORE": "redis", "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64}, "HOOK_REDIS_URL"),
+        ({"HOOK_REDIS_URL": "redis://r:6379"}, "HOOK_KEY_ENCRYPTION_KEYS"),
+        ({"HOOK_KEY_ENCRYPTION_KEYS": "c2hvcnQ="}, "HOOK_KEY_ENCRYPTION_KEYS: entry 1"),
+        (
+            {"HOOK_KEY_ENCRYPTION_KEYS": f"{KEK_B64},not base64!"},
+            "HOOK_KEY_ENCRYPTION_KEYS: entry 2",
+        ),
+        ({"HOOK_KEY_ENCRYPTION_KEYS": f"{KEK_B64},{KEK_B64}"}, "HOOK_KEY_ENCRYPTION_KEYS"),
+        ({"HOOK_KEY_PUBLISH_LEAD": "soon"}, "HOOK_KEY_PUBLISH_LEAD"),
+        ({"HOOK_KEY_ROTATION_INTERVAL": "30x"}, "HOOK_KEY_ROTATION_INTERVAL"),
+        ({"HOOK_KEY_ROTATION_INTERVAL": "15m"}, "HOOK_KEY_ROTATION_INTERVAL"),  # < 2 x 11 min
+        ({"HOOK_KEY_ROTATION_INTERVAL": "400d"}, "HOOK_KEY_ROTATION_INTERVAL"),
     ],
 )
 def test_a_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -98,8 +127,11 @@ def test_errors_and_repr_never_show_secrets() -> None:
             "HOOK_API_KEYS": API_KEY,
             "HOOK_ADMIN_TOKENS": ADMIN,
             "HOOK_REDIS_URL": "redis://:hunter2hunter2@redis:6379",
+            "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64,
         }
     )
+    assert KEK_B64 not in repr(settings) and str(tuple(KEK)) not in repr(settings)
+    assert repr(KEK) not in repr(settings)
     assert API_KEY not in repr(settings)
     assert ADMIN not in repr(settings)
     assert "hunter2" not in repr(settings)
@@ -148,3 +180,28 @@ def test_kubernetes_service_links_are_not_mistaken_for_typos() -> None:
         "HOOK_SERVICE_PORT_80_TCP_ADDR": "10.0.0.7",
     }
     assert Settings.from_env({**JWKS, **links}).port == 8000
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("660", 660), ("90s", 90), ("11m", 660), ("12h", 43200), ("30d", 2592000), (" 2 H ", 7200)],
+)
+def test_durations_accept_units_and_plain_seconds(raw: str, seconds: int) -> None:
+    assert Settings.from_env({**JWKS, "HOOK_KEY_PUBLISH_LEAD": raw}).key_publish_lead == seconds
+
+
+def test_a_bad_kek_is_refused_without_echoing_it() -> None:
+    wrong = base64.b64encode(b"x" * 31).decode()
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**JWKS, "HOOK_KEY_ENCRYPTION_KEYS": f"{KEK_B64},{wrong}"})
+    assert "entry 2" in str(caught.value) and "32" in str(caught.value)
+    assert wrong not in str(caught.value) and KEK_B64 not in str(caught.value)
+
+
+def test_file_keystore_can_be_kept_beside_redis_and_replica_defaults() -> None:
+    settings = Settings.from_env(
+        {**JWKS, "HOOK_REDIS_URL": "redis://r:6379", "HOOK_KEYSTORE": "file"}
+    )
+    assert settings.key_store == "file" and settings.key_encryption_keys == ()
+    host, _, pid = settings.replica.rpartition(":")
+    assert host and pid.isdigit()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from .health import healthz, openapi, readyz
-from .keys import jwks, list_keys, revoke_key, rotate_keys
+from .keys import jwks, key_events, list_keys, revoke_key, rotate_keys
 from .stepup import stepup_hook
 from .verification import verification_token
 
 __all__ = [
     "healthz",
     "jwks",
+    "key_events",
     "list_keys",
     "openapi",
     "readyz",

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
-from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import InvalidRequest
+from ..keyadmin import PRELUDE_CACHE_WARNING
 from ..keys import KeySet
 from ..services import Services
 from .http import json_response, parse_json_object, read_json_body, require_bearer
-
-logger = logging.getLogger("hook_service.keys")
 
 # Prelude caches our JWKS for 10 minutes anyway (contract 5); 5 minutes keeps other verifiers
 # close behind a rotation while sparing the endpoint.
@@ -70,23 +67,19 @@ async def list_keys(request: Request) -> Response:
 
 async def rotate_keys(request: Request) -> Response:
     """next -> active, active -> retired, a new next. Refused (409 ``rotation_too_early``)
-    while the next key is younger than the publish lead, unless ``{"force": true}``."""
+    while the next key is younger than the publish lead, unless ``{"force": true}``; an early
+    forced rotation answers with a ``warning``."""
     services: Services = request.app.state.services
     admin = require_bearer(request, services.settings.admin_tokens, "the admin API")
     force = await _force_flag(request)
-    # Key generation and file writes block; keep them off the event loop.
-    key_set = await to_thread.run_sync(
-        lambda: services.keys.rotate(services.settings.token_ttl, force=force)
-    )
-    logger.log(
-        logging.WARNING if force else logging.INFO,
-        "keys rotated by admin token #%d: active kid=%s version=%d force=%s",
-        admin + 1,
-        key_set.active.kid,
-        key_set.version,
-        force,
-    )
-    return json_response(key_set.to_json(services.clock()))
+    key_set, warning = await services.key_admin.rotate(_actor(admin), force=force)
+    body = key_set.to_json(services.clock())
+    return json_response(body | ({"warning": warning} if warning else {}))
+
+
+def _actor(admin: int) -> str:
+    # Which credential acted, for the audit trail: its position, never the token itself.
+    return f"admin token #{admin + 1}"
 
 
 async def _force_flag(request: Request) -> bool:
@@ -106,15 +99,30 @@ async def _force_flag(request: Request) -> bool:
 
 
 async def revoke_key(request: Request) -> Response:
-    """Drop a key from the JWKS now; revoking the active key promotes next."""
+    """Drop a key from every replica's JWKS now; revoking the active key promotes next. The
+    ``warning`` says that Prelude may still hold it in its 10-minute JWKS cache."""
     services: Services = request.app.state.services
     admin = require_bearer(request, services.settings.admin_tokens, "the admin API")
-    kid = request.path_params["kid"]
-    key_set = await to_thread.run_sync(services.keys.revoke, kid)
-    logger.warning(
-        "key %s revoked by admin token #%d; Prelude may keep it in its JWKS cache for up to "
-        "10 minutes",
-        kid,
-        admin + 1,
-    )
-    return json_response(key_set.to_json(services.clock()))
+    key_set = await services.key_admin.revoke(request.path_params["kid"], _actor(admin))
+    body = key_set.to_json(services.clock())
+    return json_response(body | {"warning": PRELUDE_CACHE_WARNING})
+
+
+EVENTS_PAGE = 100
+MAX_EVENTS_PAGE = 1000
+
+
+async def key_events(request: Request) -> Response:
+    """The key audit trail, oldest first: ``?after=<id>&limit=<n>`` pages through it."""
+    services: Services = request.app.state.services
+    require_bearer(request, services.settings.admin_tokens, "the admin API")
+    params = request.query_params
+    unknown = set(params) - {"after", "limit"}
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter {sorted(unknown)[0]!r}")
+    raw_limit = params.get("limit", str(EVENTS_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_EVENTS_PAGE:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_EVENTS_PAGE}")
+    after = params.get("after") or None
+    events, cursor = await services.keys.events(after, int(raw_limit))
+    return json_response({"events": [e.to_json() for e in events], "next": cursor})

@@ -27,7 +27,9 @@ async def verification_token(request: Request) -> Response:
     if key not in services.policy.custom_steps:
         raise NoPendingStep(f"{key!r} is not a custom step of the policy")
     now = int(services.clock())
-    key_set = services.keys.signing_set()
+    # Checks the shared key set first: a revocation that returned on another replica must not
+    # be signed past (one GET with the Redis store).
+    key_set = await services.keys.refresh()
     issued = mint_verification_token(
         key_set.active,
         user_id=user_id,
@@ -38,7 +40,7 @@ async def verification_token(request: Request) -> Response:
     )
     result, fresh = await services.store.claim(user_id, key, issued, now)
     # Read the keys again: a revocation may have landed while the claim was in flight.
-    if all(k.kid != result.kid for k in services.keys.current().published(now)):
+    if all(k.kid != result.kid for k in (await services.keys.refresh()).published(now)):
         # Never hand out a token Prelude can no longer verify, nor keep a revoked key's
         # signature in circulation.
         raise StepAlreadyUsed(

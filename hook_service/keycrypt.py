@@ -1,0 +1,111 @@
+"""Envelope encryption of our private signing keys (README, "Key management in production").
+
+Each private key is serialised as PKCS#8 DER and sealed with AES-256-GCM under a key-encryption
+key (KEK) from ``HOOK_KEY_ENCRYPTION_KEYS``: a fresh 96-bit random nonce per encryption (NIST SP
+800-38D sec. 8.2.2) and the kid as associated data, so a ciphertext moved to another kid's entry
+fails to decrypt instead of silently swapping keys. The envelope names its KEK by a short
+fingerprint, so that while KEKs are being rotated every replica picks the right one. Pure: no
+I/O, and neither KEKs nor plaintext ever reach a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEK_BYTES = 32
+NONCE_BYTES = 12
+ALGORITHM = "A256GCM"
+
+
+class DecryptError(Exception):
+    """A sealed key cannot be opened; the message names the kid and KEK fingerprint only."""
+
+
+def fingerprint(kek: bytes) -> str:
+    """A short, non-secret name for a KEK: the first 8 hex digits of SHA-256 over a label and
+    the key (the label keeps it distinct from any other hash of the same bytes)."""
+    return hashlib.sha256(b"prelude-stepup-hook KEK\x00" + kek).hexdigest()[:8]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Keyring:
+    """The configured KEKs: the first seals, all of them open. ``repr`` shows fingerprints."""
+
+    keks: tuple[bytes, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.keks:
+            raise ValueError("a keyring needs at least one key-encryption key")
+        for position, kek in enumerate(self.keks, start=1):
+            if len(kek) != KEK_BYTES:
+                raise ValueError(f"key-encryption key {position} is not {KEK_BYTES} bytes")
+
+    def __repr__(self) -> str:
+        return f"Keyring(fingerprints={self.fingerprints})"
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        return tuple(fingerprint(kek) for kek in self.keks)
+
+    @property
+    def primary(self) -> str:
+        """Fingerprint of the KEK that seals."""
+        return fingerprint(self.keks[0])
+
+    def seal(self, kid: str, key: rsa.RSAPrivateKey) -> dict[str, str]:
+        """The envelope of ``key``: ``{"alg", "kek", "nonce", "ct"}`` (base64, ct includes the
+        GCM tag)."""
+        der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = AESGCM(self.keks[0]).encrypt(nonce, der, kid.encode())
+        return {"alg": ALGORITHM, "kek": self.primary, "nonce": _b64(nonce), "ct": _b64(sealed)}
+
+    def open(self, kid: str, envelope: object) -> rsa.RSAPrivateKey:
+        """The private key in ``envelope``, sealed for ``kid``; :class:`DecryptError` if no
+        configured KEK opens it or the result is not an RSA key."""
+        if not isinstance(envelope, dict) or envelope.get("alg") != ALGORITHM:
+            raise DecryptError(f"key {kid}: not an {ALGORITHM} envelope")
+        kek = self._find(str(envelope.get("kek")))
+        if kek is None:
+            raise DecryptError(
+                f"key {kid} is encrypted under KEK {envelope.get('kek')!s:.8}, which is not in "
+                f"HOOK_KEY_ENCRYPTION_KEYS (configured: {', '.join(self.fingerprints)})"
+            )
+        try:
+            nonce = base64.b64decode(str(envelope["nonce"]), validate=True)
+            sealed = base64.b64decode(str(envelope["ct"]), validate=True)
+            der = AESGCM(kek).decrypt(nonce, sealed, kid.encode())
+            key = serialization.load_der_private_key(der, password=None)
+        except (KeyError, ValueError, TypeError, InvalidTag, UnsupportedAlgorithm):
+            raise DecryptError(
+                f"key {kid}: KEK {fingerprint(kek)} does not open it (wrong key, or the "
+                "ciphertext was altered or belongs to another kid)"
+            ) from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise DecryptError(f"key {kid}: not an RSA key")
+        return key
+
+    def _find(self, name: str) -> bytes | None:
+        return next((k for k in self.keks if fingerprint(k) == name), None)
+
+
+def keyring(keks: Sequence[bytes]) -> Keyring:
+    """:class:`Keyring` from a sequence (``Settings.key_encryption_keys``)."""
+    return Keyring(tuple(keks))

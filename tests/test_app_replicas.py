@@ -1,0 +1,176 @@
+"""Several app instances on one Redis key store (HOOK_KEYSTORE=redis): one key set, every
+replica, within 1 s; revocation; the audit endpoint; scheduled rotation by exactly one replica."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import jwt
+import pytest
+from starlette.testclient import TestClient
+from support import ADMIN_TOKEN, TEST_KEK, FakeClock, bearer, mint_token, wait_for
+
+from hook_service.errors import KeyStoreError, SettingsError
+from hook_service.keycrypt import fingerprint
+from hook_service.keys import PUBLISH_LEAD
+
+JWKS = "/.well-known/jwks.json"
+
+
+def kid_in(body: Any) -> str:
+    kid: str = jwt.get_unverified_header(body["verification_token"])["kid"]
+    assert kid == body["kid"]
+    return kid
+
+
+def kids(client: TestClient) -> set[str]:
+    return {key["kid"] for key in client.get(JWKS).json()["keys"]}
+
+
+def admin(client: TestClient, method: str, path: str, **kwargs: Any) -> Any:
+    return client.request(method, path, headers=bearer(ADMIN_TOKEN), **kwargs)
+
+
+@pytest.fixture
+def two(make_app: Any, redis_url: str) -> Iterator[tuple[TestClient, TestClient]]:
+    with ExitStack() as stack:
+        a = stack.enter_context(TestClient(make_app(redis_url, keystore="redis")))
+        b = stack.enter_context(TestClient(make_app(redis_url, keystore="redis")))
+        yield a, b
+
+
+def test_a_rotation_through_a_reaches_b_within_a_second(
+    two: tuple[TestClient, TestClient], clock: FakeClock
+) -> None:
+    a, b = two
+    assert a.get(JWKS).json() == b.get(JWKS).json()
+    clock.advance(PUBLISH_LEAD)
+    rotated = admin(a, "POST", "/admin/keys/rotate")
+    assert rotated.status_code == 200 and "warning" not in rotated.json()
+    new_active = next(k["kid"] for k in rotated.json()["keys"] if k["state"] == "active")
+    wait_for(lambda: b.get(JWKS).json() == a.get(JWKS).json())
+    status, body = mint_token(b, "usr_after_rotation")
+    assert status == 200 and kid_in(body) == new_active
+
+
+def test_a_revoke_through_a_is_honoured_by_b_at_once(
+    two: tuple[TestClient, TestClient], clock: FakeClock
+) -> None:
+    a, b = two
+    status, body = mint_token(b, "usr_before")
+    old = kid_in(body)
+    revoked = admin(a, "POST", f"/admin/keys/{old}/revoke")
+    assert revoked.status_code == 200
+    assert "10 minutes" in revoked.json()["warning"]
+    assert old not in {k["kid"] for k in revoked.json()["keys"]}
+    assert old not in kids(a)  # the replica that handled it: immediately
+    # B may not have had the message yet, but it never signs with the revoked key: it checks
+    # the shared version before signing.
+    status, body = mint_token(b, "usr_after")
+    assert status == 200 and kid_in(body) != old
+    wait_for(lambda: old not in kids(b))
+    assert b.get(JWKS).json() == a.get(JWKS).json()
+
+
+def test_forced_rotation_warns(two: tuple[TestClient, TestClient]) -> None:
+    a, _ = two
+    early = admin(a, "POST", "/admin/keys/rotate")
+    assert (early.status_code, early.json()["error"]) == (409, "rotation_too_early")
+    forced = admin(a, "POST", "/admin/keys/rotate", json={"force": True})
+    assert forced.status_code == 200
+    assert "refetch" in forced.json()["warning"]
+
+
+def test_key_events_page_through_the_audit_stream(
+    two: tuple[TestClient, TestClient], clock: FakeClock
+) -> None:
+    a, b = two
+    clock.advance(PUBLISH_LEAD)
+    admin(a, "POST", "/admin/keys/rotate")
+    everything = admin(b, "GET", "/admin/keys/events").json()
+    assert everything["next"] is None
+    rotation = [e for e in everything["events"] if e["actor"] == "admin token #1"]
+    assert [e["event"] for e in rotation] == ["created", "activated", "retired"]
+    assert {e["replica"] for e in rotation} == {"replica-1"}
+    assert all(e["time"] == int(clock()) and e["version"] == 2 for e in rotation)
+    first = admin(b, "GET", "/admin/keys/events?limit=2").json()
+    assert [e["id"] for e in first["events"]] == [e["id"] for e in everything["events"][:2]]
+    rest = admin(b, "GET", f"/admin/keys/events?after={first['next']}&limit=100").json()
+    assert first["events"] + rest["events"] == everything["events"]
+    assert rest["next"] is None
+    for bad in ("limit=0", "limit=x", "limit=1001", "after=zzz", "colour=red"):
+        response = admin(b, "GET", f"/admin/keys/events?{bad}")
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert b.get("/admin/keys/events").status_code == 401
+
+
+def test_key_events_with_the_file_store_say_where_they_are(client: TestClient) -> None:
+    response = admin(client, "GET", "/admin/keys/events")
+    assert response.status_code == 404
+    assert response.json()["error"] == "events_unavailable"
+    assert "log" in response.json()["detail"]
+
+
+def test_readyz_reports_stale_keys_while_redis_is_down(
+    two: tuple[TestClient, TestClient], redis_server: Any
+) -> None:
+    a, _ = two
+    served = a.get(JWKS).json()
+    redis_server.pause()
+    try:
+        wait_for(lambda: a.get("/readyz").json()["checks"]["keys"] == "stale", within=10)
+        assert a.get(JWKS).json() == served  # the last good set keeps being published
+    finally:
+        redis_server.resume()
+    wait_for(lambda: a.get("/readyz").status_code == 200, within=10)
+
+
+def rotated_once(schedulers: list[Any], apps: list[Any], rotations: int) -> None:
+    """Wait for the ``rotations``-th scheduled rotation to land everywhere, then for every
+    scheduler to look again three times, and check that nobody rotated a second time."""
+    wait_for(lambda: sum(s.rotations for s in schedulers) == rotations, within=5)
+    version = rotations + 1
+    wait_for(lambda: all(app.state.services.keys.current().version == version for app in apps))
+    seen = [s.checks for s in schedulers]
+    wait_for(lambda: all(s.checks >= n + 3 for s, n in zip(schedulers, seen, strict=True)), 5)
+    assert sum(s.rotations for s in schedulers) == rotations
+
+
+def test_scheduled_rotation_happens_once_per_interval(
+    make_app: Any, redis_url: str, clock: FakeClock
+) -> None:
+    interval = 86400
+    apps = [make_app(redis_url, keystore="redis", key_rotation_interval=interval) for _ in range(3)]
+    schedulers = [app.state.services.scheduler for app in apps]
+    for scheduler in schedulers:
+        scheduler.tick = 0.02
+    with ExitStack() as stack:
+        clients = [stack.enter_context(TestClient(app)) for app in apps]
+        for round_ in (1, 2, 3):
+            clock.advance(interval)
+            rotated_once(schedulers, apps, round_)
+        events = admin(clients[0], "GET", "/admin/keys/events").json()["events"]
+    activated = [e for e in events if e["event"] == "activated" and e["actor"] == "scheduler"]
+    assert len(activated) == 3
+    assert [e["version"] for e in activated] == [2, 3, 4]
+
+
+def test_start_up_refuses_a_kek_that_cannot_decrypt_the_stored_keys(
+    make_app: Any, redis_url: str
+) -> None:
+    make_app(redis_url, keystore="redis")  # creates the key set under TEST_KEK
+    other = bytes(range(1, 33))
+    with pytest.raises(KeyStoreError) as caught:
+        make_app(redis_url, keystore="redis", key_encryption_keys=(other,))
+    assert "HOOK_KEY_ENCRYPTION_KEYS cannot decrypt the stored signing keys" in str(caught.value)
+    assert fingerprint(TEST_KEK) in str(caught.value)
+    # With the old KEK listed after the new one, the replica starts (KEK rotation).
+    app = make_app(redis_url, keystore="redis", key_encryption_keys=(other, TEST_KEK))
+    assert app.state.services.keys.current().version == 1
+
+
+def test_start_up_refuses_the_redis_key_store_without_a_kek(make_app: Any, redis_url: str) -> None:
+    with pytest.raises(SettingsError, match="HOOK_KEY_ENCRYPTION_KEYS is required"):
+        make_app(redis_url, keystore="redis", key_encryption_keys=())
