@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import platform
@@ -61,6 +62,9 @@ class Bench:
             "HOOK_PRELUDE_JWKS_FILE": str(jwks_file),
             "HOOK_API_KEYS": self.api_key,
             "HOOK_KEYS_DIR": str(workdir / "keys"),
+            # With HOOK_REDIS_URL set the key store is Redis, as for several replicas: the
+            # private keys are sealed under a key-encryption key made for this run.
+            "HOOK_KEY_ENCRYPTION_KEYS": base64.b64encode(secrets.token_bytes(32)).decode(),
         }
 
     def pool(self, name: str, requests: Iterator[prepare.PoolRequest]) -> Path:

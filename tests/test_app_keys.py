@@ -79,6 +79,24 @@ def test_first_start_creates_active_and_next_with_private_files(
     assert active["activated_at"] is not None
 
 
+def test_a_retired_key_leaves_the_jwks_at_retire_at_without_any_other_change(
+    client: TestClient, clock: FakeClock, settings: Settings
+) -> None:
+    old_active = next(kid for kid, state in states(client).items() if state == "active")
+    admin(client, "POST", "/admin/keys/rotate", json={"force": True})
+    first = client.get(JWKS)
+    assert old_active in {key["kid"] for key in first.json()["keys"]}
+    # design.md: retire_at = rotation + token TTL + 10 min Prelude cache + 1 min skew.
+    clock.advance(settings.token_ttl + 600 + 60 - 1)
+    assert client.get(JWKS).content == first.content  # still published, served from cache
+    clock.advance(1)
+    gone = client.get(JWKS, headers={"If-None-Match": first.headers["etag"]})
+    assert gone.status_code == 200
+    assert old_active not in {key["kid"] for key in gone.json()["keys"]}
+    assert gone.headers["etag"] != first.headers["etag"]
+    assert gone.headers["content-length"] == str(len(gone.content))
+
+
 def test_rotate_moves_next_to_active(client: TestClient, clock: FakeClock) -> None:
     before = states(client)
     old_active = next(kid for kid, state in before.items() if state == "active")

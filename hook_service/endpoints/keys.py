@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,22 +21,53 @@ JWKS_CACHE_CONTROL = "public, max-age=300"
 
 
 class JwksDocument:
-    """The served JWKS body and its ETag, rebuilt only when the published key set changes."""
+    """The served JWKS: body, ETag and finished response headers, rebuilt only when the
+    published keys change (a new key set, or a retired key reaching ``retire_at``)."""
 
     def __init__(self) -> None:
-        self._cache_key: tuple[int, tuple[str, ...]] | None = None
+        self._source: KeySet | None = None
+        self._valid_until = -math.inf
+        self._kids: tuple[int, tuple[str, ...]] | None = None
         self.body = b""
         self.etag = ""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.not_modified_headers: list[tuple[bytes, bytes]] = []
 
     def refresh(self, key_set: KeySet, now: float) -> None:
+        # The hot path: the same key set object and no retirement due yet (a key set is
+        # immutable, so identity means nothing changed).
+        if key_set is self._source and now < self._valid_until:
+            return
         published = key_set.published(now)
-        cache_key = (key_set.version, tuple(key.kid for key in published))
-        if cache_key == self._cache_key:
+        self._source = key_set
+        self._valid_until = min((k.retire_at for k in published if k.retire_at), default=math.inf)
+        kids = (key_set.version, tuple(key.kid for key in published))
+        if kids == self._kids:
             return
         body = json.dumps(key_set.jwks(now), separators=(",", ":")).encode()
         self.body = body
         self.etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        self._cache_key = cache_key
+        common = [(b"cache-control", JWKS_CACHE_CONTROL.encode()), (b"etag", self.etag.encode())]
+        self.not_modified_headers = common
+        self.headers = [
+            *common,
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        self._kids = kids
+
+
+class _Prebuilt(Response):
+    """A response whose body and raw headers were built once per key set (the JWKS is the
+    most requested document: every verifier fetches it)."""
+
+    def __init__(
+        self, status_code: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.raw_headers = raw_headers
+        self.background = None
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -52,10 +84,9 @@ async def jwks(request: Request) -> Response:
     services: Services = request.app.state.services
     document: JwksDocument = request.app.state.jwks_document
     document.refresh(services.keys.current(), services.clock())
-    headers = {"Cache-Control": JWKS_CACHE_CONTROL, "ETag": document.etag}
     if _etag_matches(request.headers.get("if-none-match"), document.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(document.body, media_type="application/json", headers=headers)
+        return _Prebuilt(304, b"", document.not_modified_headers)
+    return _Prebuilt(200, document.body, document.headers)
 
 
 async def list_keys(request: Request) -> Response:
