@@ -65,11 +65,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_pids(process: Process) -> list[int]:
-    """The uvicorn worker pids: the process itself with one worker, its children otherwise."""
+    """The uvicorn worker pids: the process itself with one worker, else its spawned workers
+    (not multiprocessing's resource tracker, also a child)."""
     children = Path(f"/proc/{process.popen.pid}/task/{process.popen.pid}/children")
     pids = [int(p) for p in children.read_text().split()] if children.exists() else []
-    return pids or [process.popen.pid]
+    workers = [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    return workers or [process.popen.pid]
 
 
 class Processes:
