@@ -43,7 +43,8 @@ log = logging.getLogger("hook_service.keystore")
 
 STREAM_MAXLEN = 10_000  # audit entries kept (approximately: XADD MAXLEN ~)
 _CAS_ATTEMPTS = 5
-_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_MAX_ID_PART = 2**64 - 1
 
 # KEYS: set, version, fence, events. ARGV: expected version, new version, set JSON, fencing
 # token ('' when unfenced), channel, stream MAXLEN, then one JSON [field, value, ...] per event.
@@ -76,6 +77,17 @@ _UNLOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def _exclusive_start(after: str) -> str | None:
+    """XRANGE's start for the entries after stream id ``after`` ("(" + id), None when no id
+    can follow it; :class:`errors.InvalidRequest` unless both parts fit Redis's 64 bits."""
+    if not _STREAM_ID.fullmatch(after):
+        raise errors.InvalidRequest("after must be an event id such as 1760000000000-0")
+    parts = tuple(int(p) for p in after.split("-"))
+    if max(parts) > _MAX_ID_PART:
+        raise errors.InvalidRequest("after is not an event id: a part exceeds 2**64 - 1")
+    return None if parts == (_MAX_ID_PART, _MAX_ID_PART) else "(" + after
 
 
 class RedisKeyStore:
@@ -239,11 +251,15 @@ class RedisKeyStore:
     async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]:
         """Up to ``limit`` audit events after stream id ``after`` (oldest first) and the cursor
         for the next page, or None when there is no more."""
-        if after is not None and not _STREAM_ID.fullmatch(after):
-            raise errors.InvalidRequest("after must be an event id such as 1760000000000-0")
-        start = "-" if after is None else "(" + after
-        with self._guard("events"):
+        start = "-" if after is None else _exclusive_start(after)
+        if start is None:  # after the largest id Redis can give: nothing can follow
+            return [], None
+        try:  # the audit trail, not the key set: a failure here must not stop signing
             entries: Any = await self._async().xrange(self._names[3], start, "+", count=limit + 1)
+        except (RedisError, OSError) as exc:
+            raise errors.KeyStoreUnavailable(
+                f"the key event stream cannot be read right now: {type(exc).__name__}"
+            ) from None
         out = []
         for entry_id, fields in entries[:limit]:
             try:

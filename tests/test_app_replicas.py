@@ -100,10 +100,32 @@ def test_key_events_page_through_the_audit_stream(
     rest = admin(b, "GET", f"/admin/keys/events?after={first['next']}&limit=100").json()
     assert first["events"] + rest["events"] == everything["events"]
     assert rest["next"] is None
+    last = admin(b, "GET", f"/admin/keys/events?after={2**64 - 1}-{2**64 - 1}").json()
+    assert last == {"events": [], "next": None}  # no id can follow the largest one
     for bad in ("limit=0", "limit=x", "limit=1001", "after=zzz", "colour=red"):
         response = admin(b, "GET", f"/admin/keys/events?{bad}")
         assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
     assert b.get("/admin/keys/events").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "limit=%C2%B2",  # '²': str.isdigit() says yes, int() says no
+        "limit=%D9%A1",  # an Arabic-Indic one
+        "after=99999999999999999999-0",  # past 2**64: Redis refuses the id
+    ],
+)
+def test_a_bad_events_query_is_a_400_and_does_not_stop_signing(
+    two: tuple[TestClient, TestClient], bad: str
+) -> None:
+    _, b = two
+    response = admin(b, "GET", f"/admin/keys/events?{bad}")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    # An audit query is not the key set: it must not mark the key set unreadable.
+    assert b.get("/readyz").json()["checks"]["keys"] == "ok"
+    status, body = mint_token(b, "usr_after_bad_query")
+    assert status == 200 and body["kid"]
 
 
 def test_key_events_with_the_file_store_say_where_they_are(client: TestClient) -> None:
