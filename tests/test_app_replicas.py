@@ -10,9 +10,10 @@ from typing import Any
 import jwt
 import pytest
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, TEST_KEK, FakeClock, bearer, mint_token, wait_for
+from support import ADMIN_TOKEN, API_KEY, TEST_KEK, FakeClock, bearer, mint_token, wait_for
 
 from hook_service.errors import KeyStoreError, SettingsError
+from hook_service.keyadmin import KeyStore
 from hook_service.keycrypt import fingerprint
 from hook_service.keys import PUBLISH_LEAD
 
@@ -72,6 +73,39 @@ def test_a_revoke_through_a_is_honoured_by_b_at_once(
     assert status == 200 and kid_in(body) != old
     wait_for(lambda: old not in kids(b))
     assert b.get(JWKS).json() == a.get(JWKS).json()
+
+
+def test_b_never_signs_with_a_revoked_key_even_without_the_change_message(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    a, b = two
+    status, body = mint_token(b, "usr_before")
+    assert status == 200
+    old = kid_in(body)
+    assert b.portal is not None
+    watched: KeyStore = b.app.state.services.keys  # type: ignore[attr-defined]
+    b.portal.call(watched.aclose)  # B's watcher stops: it hears of no change from now on
+    assert admin(a, "POST", f"/admin/keys/{old}/revoke").status_code == 200
+    assert old in kids(b)  # B has not applied the revocation to its JWKS yet ...
+    status, body = mint_token(b, "usr_after")
+    assert status == 200 and kid_in(body) != old  # ... but checked before signing
+
+
+def test_a_token_of_a_revoked_key_is_not_handed_out_again(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    a, b = two
+    status, body = mint_token(b, "usr_retry")
+    assert status == 200
+    old = kid_in(body)
+    assert admin(a, "POST", f"/admin/keys/{old}/revoke").status_code == 200
+    # The same challenge asks again: the stored token (signed by the revoked key) must not
+    # be re-sent, by either replica.
+    request = {"user_id": "usr_retry", "challenge_id": "chl-usr_retry", "key": "kyc_review"}
+    for client in (b, a):
+        again = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+        assert (again.status_code, again.json()["error"]) == (409, "step_already_used")
+        assert "revoked" in again.json()["detail"]
 
 
 def test_forced_rotation_warns(two: tuple[TestClient, TestClient]) -> None:
