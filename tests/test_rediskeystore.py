@@ -4,6 +4,7 @@ fencing, propagation to other replicas (pub/sub and version poll), outages, audi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -40,9 +41,22 @@ def make_store(
     keks: tuple[bytes, ...] = (KEK_A,),
     replica: str = "r1",
 ) -> RedisKeyStore:
-    return RedisKeyStore(
+    store = RedisKeyStore(
         url, keyring(keks), clock=clock, replica=replica, new_key=new_key or key_supply()
     )
+    _opened.append(store)
+    return store
+
+
+_opened: list[RedisKeyStore] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_stores() -> AsyncIterator[None]:
+    """Every store a test made is closed after it, passed or failed: no leaked connection."""
+    yield
+    while _opened:
+        await _opened.pop().aclose()
 
 
 def stored_bytes(url: str) -> bytes:
@@ -208,30 +222,44 @@ async def test_concurrent_changes_on_two_replicas_both_land(
     assert sorted(k.state for k in final.keys) == ["active", "next", "retired", "retired"]
 
 
+def expire_now(url: str, key: str) -> None:
+    """The lock's TTL runs out now: what a holder stalled past it (a GC pause) wakes up to."""
+    client = redis.Redis.from_url(url)
+    try:
+        assert client.pexpire(key, 1)
+        while client.exists(key):
+            time.sleep(0.005)
+    finally:
+        client.close()
+
+
 async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClock) -> None:
     a = make_store(redis_url, clock, key_supply([0, 1, 3]), replica="a")
     b = make_store(redis_url, clock, key_supply([2]), replica="b")
-    a.load_or_create()
-    b.load()
-    stalled = await a.acquire_lock(0.05)
-    assert stalled is not None
-    assert await b.acquire_lock(10) is None  # held
-    await anyio.sleep(0.1)  # a stalls past its lock
-    fresh = await b.acquire_lock(10)
-    assert fresh is not None and fresh > stalled
-    clock.advance(86400)
-    rotated = await admin(b, clock).rotate_if_due(3600, fence=fresh)
-    assert rotated is not None and rotated.version == 2
-    clock.advance(86400)
-    before = stored_bytes(redis_url)
-    with pytest.raises(errors.LockLost):
-        await admin(a, clock).rotate_if_due(3600, fence=stalled)
-    assert stored_bytes(redis_url) == before
-    await b.release_lock(fresh)
-    await a.release_lock(stalled)  # not a's any more: must not free another holder's lock
-    assert await a.acquire_lock(10) is not None
-    await a.aclose()
-    await b.aclose()
+    try:
+        a.load_or_create()
+        b.load()
+        stalled = await a.acquire_lock(10)
+        assert stalled is not None
+        assert await b.acquire_lock(10) is None  # held
+        expire_now(redis_url, a.prefix + "lock")  # a stalls past its lock
+        fresh = await b.acquire_lock(10)
+        assert fresh is not None and fresh > stalled
+        clock.advance(86400)
+        rotated = await admin(b, clock).rotate_if_due(3600, fence=fresh)
+        assert rotated is not None and rotated.version == 2
+        clock.advance(86400)
+        before = stored_bytes(redis_url)
+        with pytest.raises(errors.LockLost):
+            await admin(a, clock).rotate_if_due(3600, fence=stalled)
+        assert stored_bytes(redis_url) == before
+        await a.release_lock(stalled)  # not a's any more: must not free b's lock
+        assert await a.acquire_lock(10) is None
+        await b.release_lock(fresh)
+        assert await a.acquire_lock(10) is not None
+    finally:
+        await a.aclose()
+        await b.aclose()
 
 
 async def test_redis_down_keeps_the_jwks_but_stops_signing(
