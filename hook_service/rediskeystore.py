@@ -403,11 +403,11 @@ class RedisKeyStore:
     def _write_args(
         self, expected: int, ks: KeySet, events: list[KeyEvent], fence: int | None
     ) -> list[str]:
-        body = keydoc.encode(ks, self._keyring)
+        body = keydoc.encode(ks, self._keyring, self.prefix)
         flat = [json.dumps([x for pair in e.fields().items() for x in pair]) for e in events]
         fence_arg = "" if fence is None else str(fence)
         header = [str(expected), str(ks.version), body, fence_arg, self.channel]
         return [*header, str(STREAM_MAXLEN), *flat]
 
     def _decode(self, raw: str | bytes | None) -> KeySet:
-        return keydoc.decode(raw, self._keyring, self._private)
+        return keydoc.decode(raw, self._keyring, self._private, self.prefix)
