@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -38,7 +39,7 @@ async def test_a_write_is_compare_and_set_on_the_version(client: AsyncRedis) -> 
     assert await KEYS.write(client, KEYS.write_args(0, 2, "lost", [event(2)], None)) is None
     assert (await client.get(KEYS.set), await client.get(KEYS.version)) == ("one", "1")
     assert await client.xlen("t:keys:events") == 1  # the losing write appended nothing
-    messages = []
+    messages: list[dict[str, Any]] = []
     with anyio.fail_after(5):  # guards a hang
         while len(messages) < 2:  # the subscription's confirmation, then the change
             message = await pubsub.get_message(timeout=1)
