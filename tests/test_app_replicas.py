@@ -178,6 +178,10 @@ def test_readyz_reports_stale_keys_while_redis_is_down(
     try:
         wait_for(lambda: a.get("/readyz").json()["checks"]["keys"] == "stale", within=10)
         assert a.get(JWKS).json() == served  # the last good set keeps being published
+        # Signing stops with a JSON 503, not a 500 (the unseen change may be a revocation).
+        request = {"user_id": "usr_down", "challenge_id": "chl-down", "key": "kyc_review"}
+        refused = a.post("/verification-token", headers=bearer(API_KEY), json=request)
+        assert (refused.status_code, refused.json()["error"]) == (503, "key_store_unavailable")
     finally:
         redis_server.resume()
     wait_for(lambda: a.get("/readyz").status_code == 200, within=10)
