@@ -335,6 +335,21 @@ async def test_refresh_applies_a_revocation_before_any_message(
     await b.aclose()
 
 
+async def test_a_forced_rotation_on_a_set_changed_elsewhere_still_warns(
+    redis_url: str, clock: FakeClock
+) -> None:
+    # b follows nothing: its copy still shows the old next key, published long ago.
+    a = make_store(redis_url, clock, key_supply([0, 1, 2]), replica="a")
+    b = make_store(redis_url, clock, key_supply([3]), replica="b")
+    a.load_or_create()
+    b.load()
+    clock.advance(660)
+    await admin(a, clock).rotate("admin token #1")  # key 2: the new next, published just now
+    rotated, warning = await admin(b, clock).rotate("admin token #2", force=True)
+    assert rotated.active.kid == kid_of(2)  # a key published 0 s ago signs ...
+    assert warning is not None and "forced rotation" in warning  # ... and the caller is told
+
+
 async def test_a_key_set_lost_from_redis_is_not_followed(
     replicas: tuple[RedisKeyStore, RedisKeyStore], redis_url: str
 ) -> None:
