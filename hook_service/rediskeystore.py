@@ -322,11 +322,14 @@ class RedisKeyStore:
         return 0 if self._cached is None else self._cached.version
 
     def _install(self, ks: KeySet) -> None:
-        """Apply ``ks`` unless the set in memory is newer (a read that raced a newer write)."""
+        """Apply ``ks`` unless the set in memory is newer (a read that raced a newer write).
+        Only a set at least as new ends a stale period: our own write onto an older set that
+        Redis was restored to is not the set this replica serves."""
         if ks.version > self._version():
             self._cached = ks
             self._private = {k.kid: k.private_key for k in ks.keys}
-        self._ok()
+        if ks.version >= self._version():
+            self._ok()
 
     def _committed(self, ks: KeySet, events: list[KeyEvent], written: Written) -> KeySet:
         events[:] = [

@@ -3,6 +3,7 @@ fencing, propagation to other replicas (pub/sub and version poll), outages, audi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -359,5 +360,29 @@ async def test_a_key_set_lost_from_redis_is_not_followed(
     await eventually(lambda: a.stale is not None, within=TIMEOUT)
     assert a.stale is not None and "older than 1" in a.stale
     assert a.current() == served
+    with pytest.raises(errors.KeyStoreUnavailable):
+        a.signing_set()
+
+
+async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
+    redis_url: str, clock: FakeClock
+) -> None:
+    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3, 4]), replica="a")
+    old = a.load_or_create()
+    backup = redis.Redis.from_url(redis_url)
+    restore = (backup.get("hook:keys:set"), backup.get("hook:keys:version"))
+    await admin(a, clock).rotate("t", force=True)
+    await admin(a, clock).rotate("t", force=True)
+    backup.mset({"hook:keys:set": restore[0] or b"", "hook:keys:version": restore[1] or b""})
+    backup.close()
+    for _ in range(2):  # the second look at an older version is data loss
+        with contextlib.suppress(errors.KeyStoreUnavailable):
+            await a.refresh()
+    assert a.stale is not None
+    # An admin change through this replica lands on the restored (older) set in Redis ...
+    written = await admin(a, clock).revoke(old.next.kid, "admin token #1")
+    assert written.version == 2 and a.current().version == 3
+    # ... which still is not the set this replica serves: it must not start signing again.
+    assert a.stale is not None
     with pytest.raises(errors.KeyStoreUnavailable):
         a.signing_set()
