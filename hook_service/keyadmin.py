@@ -115,14 +115,20 @@ class KeyAdmin:
         """next -> active; raises :class:`errors.RotationTooEarly` within the publish lead
         unless ``force``. Returns the new set and, for an early forced rotation, a warning."""
         now = int(self._clock())
-        early = too_early(self.store.current(), now, self.publish_lead)
-        if early and not force:
+        if not force and too_early(self.store.current(), now, self.publish_lead):
             # Raises RotationTooEarly before a key is paid for; the change re-checks anyway.
             self._rotate(self.store.current(), now, force=False)
         supply = await self._prepared(True)
-        ks, _ = await self._apply(
-            lambda current, at: self._rotate(current, at, force=force, new_key=supply), actor
-        )
+        early = False
+
+        def change(current: KeySet, at: int) -> KeySet:
+            # Judged on the set the change applies to, not on this replica's copy: another
+            # replica may have made a fresh next key that this one has not seen yet.
+            nonlocal early
+            early = too_early(current, at, self.publish_lead)
+            return self._rotate(current, at, force=force, new_key=supply)
+
+        ks, _ = await self._apply(change, actor)
         if early:
             log.warning("early rotation forced by %s (active kid=%s)", actor, ks.active.kid)
         return ks, FORCE_WARNING if early else None

@@ -4,26 +4,34 @@ Each private key is serialised as PKCS#8 DER and sealed with AES-256-GCM under a
 key (KEK) from ``HOOK_KEY_ENCRYPTION_KEYS``: a fresh 96-bit random nonce per encryption (NIST SP
 800-38D sec. 8.2.2) and the kid as associated data, so a ciphertext moved to another kid's entry
 fails to decrypt instead of silently swapping keys. The envelope names its KEK by a short
-fingerprint, so that while KEKs are being rotated every replica picks the right one. Pure: no
-I/O, and neither KEKs nor plaintext ever reach a message.
+fingerprint, so that while KEKs are being rotated every replica picks the right one.
+
+:meth:`Keyring.authenticate` tags a whole document (HMAC-SHA-256 under a key derived from the
+KEK with HKDF, RFC 5869, so the KEK itself is used for nothing but AES-GCM): whoever can write
+to the store but holds no KEK cannot change the clear metadata next to the sealed keys either.
+Pure: no I/O, and neither KEKs nor plaintext ever reach a message.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEK_BYTES = 32
 NONCE_BYTES = 12
 ALGORITHM = "A256GCM"
+MAC_ALGORITHM = "HS256"
+_MAC_INFO = b"prelude-stepup-hook key set MAC v1"
 
 
 class DecryptError(Exception):
@@ -34,6 +42,11 @@ def fingerprint(kek: bytes) -> str:
     """A short, non-secret name for a KEK: the first 8 hex digits of SHA-256 over a label and
     the key (the label keeps it distinct from any other hash of the same bytes)."""
     return hashlib.sha256(b"prelude-stepup-hook KEK\x00" + kek).hexdigest()[:8]
+
+
+def _mac_key(kek: bytes) -> bytes:
+    # RFC 5869: a separate key for the MAC, so no KEK ever serves two algorithms.
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(kek)
 
 
 def _b64(raw: bytes) -> str:
@@ -101,6 +114,29 @@ class Keyring:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise DecryptError(f"key {kid}: not an RSA key")
         return key
+
+    def authenticate(self, data: bytes) -> dict[str, str]:
+        """The tag of ``data`` under the first KEK: ``{"alg", "kek", "tag"}``."""
+        tag = hmac.digest(_mac_key(self.keks[0]), data, "sha256")
+        return {"alg": MAC_ALGORITHM, "kek": self.primary, "tag": _b64(tag)}
+
+    def verify(self, what: str, mac: object, data: bytes) -> None:
+        """Check a tag from :meth:`authenticate` over ``data`` (``what`` names it in errors);
+        :class:`DecryptError` if it is missing, wrong, or under a KEK not configured."""
+        if not isinstance(mac, dict) or mac.get("alg") != MAC_ALGORITHM:
+            raise DecryptError(f"{what}: no {MAC_ALGORITHM} tag (altered outside the service?)")
+        kek = self._find(str(mac.get("kek")))
+        if kek is None:
+            raise DecryptError(
+                f"{what} is authenticated under KEK {mac.get('kek')!s:.8}, which is not in "
+                f"HOOK_KEY_ENCRYPTION_KEYS (configured: {', '.join(self.fingerprints)})"
+            )
+        expected = hmac.digest(_mac_key(kek), data, "sha256")
+        if not hmac.compare_digest(_b64(expected), str(mac.get("tag"))):
+            raise DecryptError(
+                f"{what}: its tag does not verify under KEK {fingerprint(kek)} (altered outside "
+                "the service, or copied from another key set)"
+            )
 
     def _find(self, name: str) -> bytes | None:
         return next((k for k in self.keks if fingerprint(k) == name), None)

@@ -28,14 +28,11 @@ from hook_service.keyevents import KeyEvent
 from hook_service.keyperms import check_directory, check_key_file, hand_over
 from hook_service.keys import (
     KID,
-    PUBLISH_LEAD,
     KeySet,
     NewKey,
     SigningKey,
     generate_rsa_key,
     initial_key_set,
-    revoke,
-    rotate,
     thumbprint,
 )
 
@@ -62,10 +59,8 @@ class FileKeyStore:
         *,
         clock: Clock = system_clock,
         new_key: NewKey = generate_rsa_key,
-        publish_lead: int = PUBLISH_LEAD,
     ) -> None:
         self.directory = Path(directory)
-        self.publish_lead = publish_lead
         self._meta = self.directory / "keyset.json"
         self._clock = clock
         self.new_key = new_key
@@ -133,19 +128,9 @@ class FileKeyStore:
         with self._lock(exclusive=False):
             return self._read()
 
-    def rotate(self, token_ttl: int, *, force: bool = False) -> KeySet:
-        """See :func:`rotate`; applied to the set on disk, not to the cache."""
-        lead = self.publish_lead
-        return self.update(
-            lambda ks, now: rotate(ks, now, token_ttl, self.new_key, force=force, publish_lead=lead)
-        )
-
-    def revoke(self, kid: str) -> KeySet:
-        """See :func:`revoke`; raises :class:`errors.UnknownKey`."""
-        return self.update(lambda ks, now: revoke(ks, kid, now, self.new_key))
-
     def update(self, change: Change) -> KeySet:
-        """Read, ``change(key_set, now)`` and write, all under the exclusive lock."""
+        """Read, ``change(key_set, now)`` and write, all under the exclusive lock (the life
+        cycle's functions and the publish lead are applied by :class:`KeyAdmin`)."""
         return self._change(change, lambda before, after, now: [])[0]
 
     def _change(self, change: Change, describe: Describe) -> tuple[KeySet, list[KeyEvent]]:

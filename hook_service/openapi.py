@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from . import __version__
+from .keyevents import EVENT_KINDS
 
 _DURATION = {"type": "integer", "minimum": 1, "maximum": 86400}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -166,16 +167,7 @@ _SCHEMAS: dict[str, Any] = {
                     "required": ["id", "event", "kid", "time", "actor", "replica", "version"],
                     "properties": {
                         "id": {"type": "string", "description": "stream id; the page cursor"},
-                        "event": {
-                            "enum": [
-                                "created",
-                                "activated",
-                                "retired",
-                                "revoked",
-                                "expired",
-                                "rewrapped",
-                            ]
-                        },
+                        "event": {"enum": list(EVENT_KINDS)},
                         "kid": {"type": "string"},
                         "time": {"type": "integer", "description": "Unix seconds"},
                         "actor": {"type": "string"},
@@ -281,7 +273,12 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Key audit events (Redis key store), oldest first, paged",
                 "security": _ADMIN,
                 "parameters": [
-                    {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "the id of the last event of the previous page",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                    },
                     {
                         "name": "limit",
                         "in": "query",

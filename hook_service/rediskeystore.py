@@ -1,10 +1,8 @@
 """The key set shared by every replica through Redis (``HOOK_KEYSTORE=redis``).
 
-Redis holds, under ``hook:keys:``: ``set`` (the key set as JSON, private keys sealed by
-:mod:`hook_service.keycrypt`), ``version`` (a small key polled by every replica), ``fence`` (the
-last fencing token issued with the rotation lock), ``lock`` and ``events`` (the audit stream).
-A change is one Lua script: compare-and-set on the version, refuse a stale fencing token, write
-the set, append the audit events and PUBLISH the new version on ``hook:keys:changed``.
+Redis holds the key set as one sealed document (private keys encrypted, the whole tagged under
+the KEK: :mod:`hook_service.keydoc`); its layout and the Lua scripts that change it are in
+:mod:`hook_service.rediskeyprotocol`. This module keeps one replica's view of it.
 
 Each replica keeps the decrypted set in memory (``current()``/``signing_set()`` stay cheap and
 synchronous), applies a change when the message arrives, and also polls the version every
@@ -17,11 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 from collections.abc import Iterator
-from typing import Any
 
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -37,45 +32,12 @@ from .keycrypt import DecryptError, Keyring
 from .keyevents import KeyEvent, diff, log_events
 from .keys import KeySet, NewKey, generate_rsa_key, initial_key_set
 from .keystore import Change, Describe
+from .rediskeyprotocol import KeySetKeys, Written
 from .settings import redact_url
 
 log = logging.getLogger("hook_service.keystore")
 
-STREAM_MAXLEN = 10_000  # audit entries kept (approximately: XADD MAXLEN ~)
 _CAS_ATTEMPTS = 5
-_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
-
-# KEYS: set, version, fence, events. ARGV: expected version, new version, set JSON, fencing
-# token ('' when unfenced), channel, stream MAXLEN, then one JSON [field, value, ...] per event.
-_WRITE_LUA = """
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current ~= tonumber(ARGV[1]) then return {0, current} end
-if ARGV[4] ~= '' then
-  local issued = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if tonumber(ARGV[4]) < issued then return {-1, issued} end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2])
-local reply = {1, tonumber(ARGV[2])}
-for i = 7, #ARGV do
-  local args = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*'}
-  for _, item in ipairs(cjson.decode(ARGV[i])) do args[#args + 1] = item end
-  reply[#reply + 1] = redis.call(unpack(args))
-end
-redis.call('PUBLISH', ARGV[5], ARGV[2])
-return reply
-"""
-# SET NX PX plus a fencing token from INCR, atomically (KEYS: lock, fence; ARGV: ttl ms).
-_LOCK_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
-return token
-"""
-_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class RedisKeyStore:
@@ -104,9 +66,7 @@ class RedisKeyStore:
         self._poll = poll_interval
         self._timeout = timeout
         self.prefix = prefix
-        self._names = [prefix + n for n in ("set", "version", "fence", "events")]
-        self._lock_key = prefix + "lock"
-        self.channel = prefix + "changed"
+        self._redis = KeySetKeys(prefix)
         self._cached: KeySet | None = None
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._client: AsyncRedis | None = None
@@ -148,17 +108,16 @@ class RedisKeyStore:
             self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
         )
         try:
-            raw = client.get(self._names[0])
+            raw = client.get(self._redis.set)
             if raw is None and create:
                 now = int(self._clock())
                 ks = initial or initial_key_set(now, self.new_key)
                 events = diff(None, ks, now=now, actor=actor, replica=self.replica)
-                script = client.register_script(_WRITE_LUA)
-                reply = script(keys=self._names, args=self._write_args(0, ks, events, None))
-                if int(reply[0]) == 1:
+                written = self._redis.write_sync(client, self._write_args(0, ks, events, None))
+                if written is not None:
                     log_events(events)
-                    return self._committed(ks, events, reply)
-                raw = client.get(self._names[0])
+                    return self._committed(ks, events, written)
+                raw = client.get(self._redis.set)
         except (RedisError, OSError) as exc:
             raise errors.KeyStoreError(
                 f"HOOK_REDIS_URL: cannot load the key set from {self._location}: "
@@ -217,7 +176,7 @@ class RedisKeyStore:
         client = self._async()
         for _attempt in range(_CAS_ATTEMPTS):
             with self._guard("change"):
-                before = self._decode(await client.get(self._names[0]))
+                before = self._decode(await client.get(self._redis.set))
             now = int(self._clock())
             after = change(before, now)  # pure; its errors (e.g. unknown kid) go to the caller
             if after.version <= before.version:
@@ -225,25 +184,20 @@ class RedisKeyStore:
             events = describe(before, after, now)
             args = self._write_args(before.version, after, events, fence)
             with self._guard("change"):
-                reply: Any = await client.eval(_WRITE_LUA, len(self._names), *self._names, *args)
-            status = int(reply[0])
-            if status == -1:
-                raise errors.LockLost(
-                    f"fencing token {fence} is older than {reply[1]}: another replica holds "
-                    "the rotation lock now"
-                )
-            if status == 1:
-                return self._committed(after, events, reply), events
+                written = await self._redis.write(client, args)  # LockLost passes through
+            if written is not None:
+                return self._committed(after, events, written), events
         raise errors.KeyStoreUnavailable("the key set kept changing during this change; retry")
 
     async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]:
         """Up to ``limit`` audit events after stream id ``after`` (oldest first) and the cursor
         for the next page, or None when there is no more."""
-        if after is not None and not _STREAM_ID.fullmatch(after):
-            raise errors.InvalidRequest("after must be an event id such as 1760000000000-0")
-        start = "-" if after is None else "(" + after
-        with self._guard("events"):
-            entries: Any = await self._async().xrange(self._names[3], start, "+", count=limit + 1)
+        try:  # the audit trail, not the key set: a failure here must not stop signing
+            entries = await self._redis.read_events(self._async(), after, limit)
+        except (RedisError, OSError) as exc:
+            raise errors.KeyStoreUnavailable(
+                f"the key event stream cannot be read right now: {type(exc).__name__}"
+            ) from None
         out = []
         for entry_id, fields in entries[:limit]:
             try:
@@ -256,14 +210,12 @@ class RedisKeyStore:
     async def acquire_lock(self, ttl: float) -> int | None:
         """The rotation lock for ``ttl`` seconds and its fencing token, or None if held."""
         with self._guard("lock"):
-            token = await self._async().eval(
-                _LOCK_LUA, 2, self._lock_key, self._names[2], str(int(ttl * 1000))
-            )
-        return None if token is None else int(token)
+            return await self._redis.acquire_lock(self._async(), ttl)
 
     async def release_lock(self, token: int) -> None:
+        """Free the rotation lock if ``token`` still holds it."""
         with self._guard("unlock"):
-            await self._async().eval(_UNLOCK_LUA, 1, self._lock_key, str(token))
+            await self._redis.release_lock(self._async(), token)
 
     # --- following other replicas -------------------------------------------------------
 
@@ -292,7 +244,7 @@ class RedisKeyStore:
             try:
                 if pubsub is None:
                     pubsub = self._async().pubsub()
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self._redis.channel)
                 # Returns on a change message or after the poll interval, whichever is first.
                 await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll)
             except (RedisError, OSError):
@@ -315,7 +267,7 @@ class RedisKeyStore:
 
     async def _check(self) -> None:
         client = self._async()
-        raw = await client.get(self._names[1])
+        raw = await client.get(self._redis.version)
         remote = 0 if raw is None else int(raw)
         if remote < self._version():
             # A write of ours can land between that GET and here; only a second look at an
@@ -329,7 +281,7 @@ class RedisKeyStore:
             return
         self._behind = 0
         if remote > self._version():
-            self._install(self._decode(await client.get(self._names[0])))
+            self._install(self._decode(await client.get(self._redis.set)))
         self._ok()
 
     # --- plumbing -----------------------------------------------------------------------
@@ -370,16 +322,19 @@ class RedisKeyStore:
         return 0 if self._cached is None else self._cached.version
 
     def _install(self, ks: KeySet) -> None:
-        """Apply ``ks`` unless the set in memory is newer (a read that raced a newer write)."""
+        """Apply ``ks`` unless the set in memory is newer (a read that raced a newer write).
+        Only a set at least as new ends a stale period: our own write onto an older set that
+        Redis was restored to is not the set this replica serves."""
         if ks.version > self._version():
             self._cached = ks
             self._private = {k.kid: k.private_key for k in ks.keys}
-        self._ok()
+        if ks.version >= self._version():
+            self._ok()
 
-    def _committed(self, ks: KeySet, events: list[KeyEvent], reply: Any) -> KeySet:
-        ids = [str(i) for i in reply[2:]]
+    def _committed(self, ks: KeySet, events: list[KeyEvent], written: Written) -> KeySet:
         events[:] = [
-            KeyEvent(**{**e.to_json(), "id": i}) for e, i in zip(events, ids, strict=False)
+            KeyEvent(**{**e.to_json(), "id": i})
+            for e, i in zip(events, written.event_ids, strict=False)
         ]
         self._install(ks)
         return ks
@@ -387,11 +342,8 @@ class RedisKeyStore:
     def _write_args(
         self, expected: int, ks: KeySet, events: list[KeyEvent], fence: int | None
     ) -> list[str]:
-        body = keydoc.encode(ks, self._keyring)
-        flat = [json.dumps([x for pair in e.fields().items() for x in pair]) for e in events]
-        fence_arg = "" if fence is None else str(fence)
-        header = [str(expected), str(ks.version), body, fence_arg, self.channel]
-        return [*header, str(STREAM_MAXLEN), *flat]
+        body = keydoc.encode(ks, self._keyring, self.prefix)
+        return self._redis.write_args(expected, ks.version, body, events, fence)
 
     def _decode(self, raw: str | bytes | None) -> KeySet:
-        return keydoc.decode(raw, self._keyring, self._private)
+        return keydoc.decode(raw, self._keyring, self._private, self.prefix)

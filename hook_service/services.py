@@ -86,9 +86,7 @@ def open_key_store(
             replica=settings.replica,
             new_key=new_key,
         )
-    return FileKeyStore(
-        settings.keys_dir, clock=clock, new_key=new_key, publish_lead=settings.key_publish_lead
-    )
+    return FileKeyStore(settings.keys_dir, clock=clock, new_key=new_key)
 
 
 def key_admin(settings: Settings, keys: KeyStore, clock: Clock) -> KeyAdmin:

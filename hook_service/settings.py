@@ -31,7 +31,11 @@ KEYSTORES = ("file", "redis")
 # Prelude's 10-minute JWKS cache plus one minute of skew (contract sec. 5; keys.PUBLISH_LEAD).
 DEFAULT_PUBLISH_LEAD = 660
 MAX_DURATION = 366 * 86400
-_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+# ASCII digits, few of them: \d also matches other scripts' digits, and int() refuses over
+# 4300 of them with a ValueError that would not name the variable.
+_DURATION = re.compile(r"([0-9]{1,10})\s*([smhd]?)")
+# Goes into log lines and audit entries: no spaces or control characters (no forged lines).
+REPLICA_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -122,6 +126,11 @@ class Settings:
         for position, kek in enumerate(self.key_encryption_keys, start=1):
             if len(kek) != KEK_BYTES:  # never echo the value
                 raise SettingsError(_kek_error(position))
+        if self.replica_id is not None and not REPLICA_ID.fullmatch(self.replica_id):
+            raise SettingsError(
+                "HOOK_REPLICA_ID must be 1 to 64 letters, digits or . _ : @ - (it names this "
+                "replica in logs and the key audit)"
+            )
         if not 0 <= self.key_publish_lead <= MAX_DURATION:
             raise SettingsError("HOOK_KEY_PUBLISH_LEAD must be from 0 s to 366 days")
         interval = self.key_rotation_interval

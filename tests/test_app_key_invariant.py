@@ -2,7 +2,7 @@
 
 Two instances on one Redis key store issue tokens continuously while forced and scheduled
 rotations and a revocation happen. Every token must carry a kid that both instances' JWKS
-served around the moment it was issued, verify against that key, and never be signed by the
+served just before it was issued, verify against that key, and never be signed by the
 revoked key once the revocation has returned."""
 
 from __future__ import annotations
@@ -64,8 +64,10 @@ def issue_until(
                 body["verification_token"],
                 kid,
                 {**before_me, **after_me, **before_other, **after_other},
-                kid in before_me or kid in after_me,
-                kid in before_other or kid in after_other,
+                # Served before the request: a verifier that fetched either JWKS before the
+                # token existed already knows its kid (a next key is published a change ahead).
+                kid in before_me,
+                kid in before_other,
             )
         )
 
@@ -120,7 +122,7 @@ def test_no_token_ever_carries_an_unpublished_or_revoked_kid(
     signers = {token.kid for token in issued}
     assert len(signers) >= 4  # the load really spanned the rotations
     for token in issued:
-        # The kid was in both instances' JWKS around the moment of issue ...
+        # The kid was in both instances' JWKS before the token was issued ...
         assert token.in_a and token.in_b, token
         # ... and the token verifies with the key published under it.
         key = jwt.PyJWK(token.jwks[token.kid]).key

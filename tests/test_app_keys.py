@@ -18,6 +18,7 @@ from support import (
     sign_hook,
 )
 
+from hook_service import keys
 from hook_service.keystore import FileKeyStore
 from hook_service.settings import Settings
 
@@ -214,7 +215,8 @@ def test_admin_api_is_off_without_tokens(make_app: Any) -> None:
 def test_rotation_by_another_process_is_seen(client: TestClient, settings: Settings) -> None:
     # Another worker on the same host (hook_rsa_4.pem: the app's store used keys 1 and 2).
     other = FileKeyStore(settings.keys_dir, new_key=key_supply([3]))
-    rotated = other.rotate(settings.token_ttl, force=True)
+    ttl = settings.token_ttl
+    rotated = other.update(lambda ks, now: keys.rotate(ks, now, ttl, other.new_key, force=True))
     assert states(client)[rotated.active.kid] == "active"
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import jwt
 import pytest
 from starlette.testclient import TestClient
-from support import ADMIN_TOKEN, TEST_KEK, FakeClock, bearer, mint_token, wait_for
+from support import ADMIN_TOKEN, API_KEY, TEST_KEK, FakeClock, bearer, mint_token, wait_for
 
 from hook_service.errors import KeyStoreError, SettingsError
+from hook_service.keyadmin import KeyStore
 from hook_service.keycrypt import fingerprint
 from hook_service.keys import PUBLISH_LEAD
 
@@ -74,6 +75,39 @@ def test_a_revoke_through_a_is_honoured_by_b_at_once(
     assert b.get(JWKS).json() == a.get(JWKS).json()
 
 
+def test_b_never_signs_with_a_revoked_key_even_without_the_change_message(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    a, b = two
+    status, body = mint_token(b, "usr_before")
+    assert status == 200
+    old = kid_in(body)
+    assert b.portal is not None
+    watched: KeyStore = b.app.state.services.keys  # type: ignore[attr-defined]
+    b.portal.call(watched.aclose)  # B's watcher stops: it hears of no change from now on
+    assert admin(a, "POST", f"/admin/keys/{old}/revoke").status_code == 200
+    assert old in kids(b)  # B has not applied the revocation to its JWKS yet ...
+    status, body = mint_token(b, "usr_after")
+    assert status == 200 and kid_in(body) != old  # ... but checked before signing
+
+
+def test_a_token_of_a_revoked_key_is_not_handed_out_again(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    a, b = two
+    status, body = mint_token(b, "usr_retry")
+    assert status == 200
+    old = kid_in(body)
+    assert admin(a, "POST", f"/admin/keys/{old}/revoke").status_code == 200
+    # The same challenge asks again: the stored token (signed by the revoked key) must not
+    # be re-sent, by either replica.
+    request = {"user_id": "usr_retry", "challenge_id": "chl-usr_retry", "key": "kyc_review"}
+    for client in (b, a):
+        again = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+        assert (again.status_code, again.json()["error"]) == (409, "step_already_used")
+        assert "revoked" in again.json()["detail"]
+
+
 def test_forced_rotation_warns(two: tuple[TestClient, TestClient]) -> None:
     a, _ = two
     early = admin(a, "POST", "/admin/keys/rotate")
@@ -100,10 +134,32 @@ def test_key_events_page_through_the_audit_stream(
     rest = admin(b, "GET", f"/admin/keys/events?after={first['next']}&limit=100").json()
     assert first["events"] + rest["events"] == everything["events"]
     assert rest["next"] is None
+    last = admin(b, "GET", f"/admin/keys/events?after={2**64 - 1}-{2**64 - 1}").json()
+    assert last == {"events": [], "next": None}  # no id can follow the largest one
     for bad in ("limit=0", "limit=x", "limit=1001", "after=zzz", "colour=red"):
         response = admin(b, "GET", f"/admin/keys/events?{bad}")
         assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
     assert b.get("/admin/keys/events").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "limit=%C2%B2",  # '²': str.isdigit() says yes, int() says no
+        "limit=%D9%A1",  # an Arabic-Indic one
+        "after=99999999999999999999-0",  # past 2**64: Redis refuses the id
+    ],
+)
+def test_a_bad_events_query_is_a_400_and_does_not_stop_signing(
+    two: tuple[TestClient, TestClient], bad: str
+) -> None:
+    _, b = two
+    response = admin(b, "GET", f"/admin/keys/events?{bad}")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    # An audit query is not the key set: it must not mark the key set unreadable.
+    assert b.get("/readyz").json()["checks"]["keys"] == "ok"
+    status, body = mint_token(b, "usr_after_bad_query")
+    assert status == 200 and body["kid"]
 
 
 def test_key_events_with_the_file_store_say_where_they_are(client: TestClient) -> None:
@@ -122,6 +178,10 @@ def test_readyz_reports_stale_keys_while_redis_is_down(
     try:
         wait_for(lambda: a.get("/readyz").json()["checks"]["keys"] == "stale", within=10)
         assert a.get(JWKS).json() == served  # the last good set keeps being published
+        # Signing stops with a JSON 503, not a 500 (the unseen change may be a revocation).
+        request = {"user_id": "usr_down", "challenge_id": "chl-down", "key": "kyc_review"}
+        refused = a.post("/verification-token", headers=bearer(API_KEY), json=request)
+        assert (refused.status_code, refused.json()["error"]) == (503, "key_store_unavailable")
     finally:
         redis_server.resume()
     wait_for(lambda: a.get("/readyz").status_code == 200, within=10)

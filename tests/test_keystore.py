@@ -23,12 +23,21 @@ from support import (
     private_strings,
 )
 
-from hook_service import errors
+from hook_service import errors, keys
 from hook_service.keys import KeySet
 from hook_service.keystore import FileKeyStore
 
 TTL = 300
 RETIRE_DELAY = TTL + 600 + 60  # token TTL + Prelude JWKS cache (contract 5) + skew
+
+
+def rotate(store: FileKeyStore, ttl: int = TTL, *, force: bool = False) -> KeySet:
+    """A rotation through the store's one write path (KeyAdmin's, without the audit)."""
+    return store.update(lambda ks, now: keys.rotate(ks, now, ttl, store.new_key, force=force))
+
+
+def revoke(store: FileKeyStore, kid: str) -> KeySet:
+    return store.update(lambda ks, now: keys.revoke(ks, kid, now, store.new_key))
 
 
 def mode(path: Path) -> int:
@@ -72,15 +81,15 @@ def test_store_rotate_and_revoke_persist_and_delete_pems(
     store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
     store.load_or_create()
     clock.now = 20_000
-    rotated = store.rotate(TTL)
+    rotated = rotate(store, TTL)
     assert rotated.version == 2
     assert rotated.get(kid_of(0)) is not None
     assert (tmp_path / f"{kid_of(0)}.pem").exists()  # retired keys stay until retire_at
-    revoked = store.revoke(kid_of(0))
+    revoked = revoke(store, kid_of(0))
     assert revoked.version == 3
     assert not (tmp_path / f"{kid_of(0)}.pem").exists()
     clock.now = 20_000 + RETIRE_DELAY
-    rotated = store.rotate(TTL)  # key 1 retires, key 3 is the new next
+    rotated = rotate(store, TTL)  # key 1 retires, key 3 is the new next
     assert {p.name for p in tmp_path.glob("*.pem")} == {f"{k.kid}.pem" for k in rotated.keys}
     assert FileKeyStore(tmp_path, new_key=no_new_key).load_or_create() == rotated
 
@@ -91,9 +100,9 @@ def test_store_deletes_expired_retired_pem(
     clock = FakeClock(10_000)
     store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
     store.load_or_create()
-    store.rotate(TTL, force=True)  # key 0 retired until 10_000 + RETIRE_DELAY
+    rotate(store, TTL, force=True)  # key 0 retired until 10_000 + RETIRE_DELAY
     clock.now = 10_000 + RETIRE_DELAY
-    ks = store.rotate(TTL)
+    ks = rotate(store, TTL)
     assert ks.get(kid_of(0)) is None
     assert not (tmp_path / f"{kid_of(0)}.pem").exists()
     assert (tmp_path / f"{kid_of(3)}.pem").exists()
@@ -104,7 +113,7 @@ def test_store_revoke_unknown_kid(tmp_path: Path, new_key: Callable[[], rsa.RSAP
     before = store.load_or_create()
     inode = (tmp_path / "keyset.json").stat().st_ino
     with pytest.raises(errors.UnknownKey):
-        store.revoke("A" * 43)
+        revoke(store, "A" * 43)
     assert store.current() == before
     assert (tmp_path / "keyset.json").stat().st_ino == inode  # nothing was written
 
@@ -117,7 +126,7 @@ def test_current_reloads_after_another_instance_rotates(
     a.load_or_create()
     seen = b.load_or_create()
     assert b.current() is seen  # unchanged file: no re-read
-    rotated = a.rotate(TTL, force=True)
+    rotated = rotate(a, TTL, force=True)
     now_b = b.current()
     assert now_b == rotated
     assert now_b.active.kid == kid_of(1)
@@ -294,7 +303,7 @@ def _rotate_in_child(
     try:
         store = FileKeyStore(Path(directory), clock=shared_clock, new_key=cycling_key)
         barrier.wait()
-        results.put([store.rotate(30).version for _ in range(rounds)])
+        results.put([rotate(store, 30).version for _ in range(rounds)])
     except BaseException as exc:
         results.put(repr(exc))
 
@@ -337,17 +346,17 @@ def test_load_refuses_a_directory_without_a_key_set(
     assert FileKeyStore(tmp_path, new_key=no_new_key).load() == created
 
 
-def test_store_rotation_honours_the_publish_lead(
+def test_a_change_that_raises_writes_nothing(
     tmp_path: Path, new_key: Callable[[], rsa.RSAPrivateKey]
 ) -> None:
     clock = FakeClock(10_000)
     store = FileKeyStore(tmp_path, clock=clock, new_key=new_key)
     store.load_or_create()
     with pytest.raises(errors.RotationTooEarly):
-        store.rotate(TTL)
+        rotate(store, TTL)
     assert store.current().version == 1  # nothing written
     clock.now += 660
-    assert store.rotate(TTL).active.kid == kid_of(1)
+    assert rotate(store, TTL).active.kid == kid_of(1)
 
 
 OTHER_UID = 4242  # nobody this test runs as
@@ -416,7 +425,7 @@ def test_root_hands_what_it_writes_to_the_directory_owner(
         os.chown(path, OTHER_UID, OTHER_UID)
     store = FileKeyStore(tmp_path, new_key=new_key)
     store.load_or_create()
-    rotated = store.rotate(TTL, force=True)
+    rotated = rotate(store, TTL, force=True)
     for path in (tmp_path / "keyset.json", tmp_path / f"{rotated.next.kid}.pem"):
         assert (path.stat().st_uid, path.stat().st_gid) == (OTHER_UID, OTHER_UID)
 
@@ -485,7 +494,7 @@ def test_a_failed_write_leaves_the_old_set(
 
     monkeypatch.setattr(os, "replace", crash_on_commit)
     with pytest.raises(errors.KeyStoreError, match="No space left"):
-        store.rotate(TTL, force=True)
+        rotate(store, TTL, force=True)
     monkeypatch.undo()
     assert FileKeyStore(tmp_path, new_key=no_new_key).load() == before
     assert not list(tmp_path.glob(".tmp-*"))
@@ -504,6 +513,6 @@ def test_a_rotation_after_repair_ends_the_stale_period(
     store.current()
     assert store.stale is not None
     meta.write_bytes(original)  # repaired, and the next thing to happen is a rotation
-    rotated = store.rotate(TTL, force=True)
+    rotated = rotate(store, TTL, force=True)
     assert store.stale is None
     assert store.signing_set() == rotated

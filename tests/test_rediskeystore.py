@@ -3,7 +3,10 @@ fencing, propagation to other replicas (pub/sub and version poll), outages, audi
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,7 +22,7 @@ from support import (
     private_strings,
 )
 
-from hook_service import errors
+from hook_service import errors, keydoc
 from hook_service.keyadmin import KeyAdmin
 from hook_service.keycrypt import fingerprint, keyring
 from hook_service.keys import KeySet
@@ -40,9 +43,22 @@ def make_store(
     keks: tuple[bytes, ...] = (KEK_A,),
     replica: str = "r1",
 ) -> RedisKeyStore:
-    return RedisKeyStore(
+    store = RedisKeyStore(
         url, keyring(keks), clock=clock, replica=replica, new_key=new_key or key_supply()
     )
+    _opened.append(store)
+    return store
+
+
+_opened: list[RedisKeyStore] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_stores() -> AsyncIterator[None]:
+    """Every store a test made is closed after it, passed or failed: no leaked connection."""
+    yield
+    while _opened:
+        await _opened.pop().aclose()
 
 
 def stored_bytes(url: str) -> bytes:
@@ -143,7 +159,8 @@ async def test_a_ciphertext_moved_to_another_kid_fails(redis_url: str, clock: Fa
     first, second = document["keys"]
     first["private_key"], second["private_key"] = second["private_key"], first["private_key"]
     client.set("hook:keys:set", json.dumps(document))
-    with pytest.raises(errors.KeyStoreError, match="altered or belongs to another kid"):
+    # The document's tag catches it first (keycrypt's own test covers the kid as GCM's AAD).
+    with pytest.raises(errors.KeyStoreError, match="altered outside the service"):
         make_store(redis_url, clock, key_supply([])).load_or_create()
 
 
@@ -174,16 +191,14 @@ async def test_a_missed_message_is_caught_by_the_version_poll(
     a, b = replicas
     # A writer that never publishes: the same document a rotation would write, set by hand.
     writer = make_store(redis_url, clock, key_supply([]), replica="silent")
-    document = json.loads(redis.Redis.from_url(redis_url).get("hook:keys:set") or b"")
-    document["version"] = 7
-    document["keys"] = [k for k in document["keys"] if k["state"] == "active"] + [
-        {**k, "created_at": 1} for k in document["keys"] if k["state"] == "next"
-    ]
+    ks = writer.load()
+    changed = KeySet((ks.active, dataclasses.replace(ks.next, created_at=1)), 7)
     client = redis.Redis.from_url(redis_url)
     with client.pipeline(transaction=True) as pipe:
-        pipe.set("hook:keys:set", json.dumps(document))
+        pipe.set("hook:keys:set", keydoc.encode(changed, keyring([KEK_A]), writer.prefix))
         pipe.set("hook:keys:version", 7)
         pipe.execute()
+    client.close()
     assert writer.load().version == 7
     await eventually(lambda: b.current().version == 7 and a.current().version == 7)
     assert b.current().next.created_at == 1
@@ -208,30 +223,44 @@ async def test_concurrent_changes_on_two_replicas_both_land(
     assert sorted(k.state for k in final.keys) == ["active", "next", "retired", "retired"]
 
 
+def expire_now(url: str, key: str) -> None:
+    """The lock's TTL runs out now: what a holder stalled past it (a GC pause) wakes up to."""
+    client = redis.Redis.from_url(url)
+    try:
+        assert client.pexpire(key, 1)
+        while client.exists(key):
+            time.sleep(0.005)
+    finally:
+        client.close()
+
+
 async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClock) -> None:
     a = make_store(redis_url, clock, key_supply([0, 1, 3]), replica="a")
     b = make_store(redis_url, clock, key_supply([2]), replica="b")
-    a.load_or_create()
-    b.load()
-    stalled = await a.acquire_lock(0.05)
-    assert stalled is not None
-    assert await b.acquire_lock(10) is None  # held
-    await anyio.sleep(0.1)  # a stalls past its lock
-    fresh = await b.acquire_lock(10)
-    assert fresh is not None and fresh > stalled
-    clock.advance(86400)
-    rotated = await admin(b, clock).rotate_if_due(3600, fence=fresh)
-    assert rotated is not None and rotated.version == 2
-    clock.advance(86400)
-    before = stored_bytes(redis_url)
-    with pytest.raises(errors.LockLost):
-        await admin(a, clock).rotate_if_due(3600, fence=stalled)
-    assert stored_bytes(redis_url) == before
-    await b.release_lock(fresh)
-    await a.release_lock(stalled)  # not a's any more: must not free another holder's lock
-    assert await a.acquire_lock(10) is not None
-    await a.aclose()
-    await b.aclose()
+    try:
+        a.load_or_create()
+        b.load()
+        stalled = await a.acquire_lock(10)
+        assert stalled is not None
+        assert await b.acquire_lock(10) is None  # held
+        expire_now(redis_url, a.prefix + "lock")  # a stalls past its lock
+        fresh = await b.acquire_lock(10)
+        assert fresh is not None and fresh > stalled
+        clock.advance(86400)
+        rotated = await admin(b, clock).rotate_if_due(3600, fence=fresh)
+        assert rotated is not None and rotated.version == 2
+        clock.advance(86400)
+        before = stored_bytes(redis_url)
+        with pytest.raises(errors.LockLost):
+            await admin(a, clock).rotate_if_due(3600, fence=stalled)
+        assert stored_bytes(redis_url) == before
+        await a.release_lock(stalled)  # not a's any more: must not free b's lock
+        assert await a.acquire_lock(10) is None
+        await b.release_lock(fresh)
+        assert await a.acquire_lock(10) is not None
+    finally:
+        await a.aclose()
+        await b.aclose()
 
 
 async def test_redis_down_keeps_the_jwks_but_stops_signing(
@@ -307,6 +336,21 @@ async def test_refresh_applies_a_revocation_before_any_message(
     await b.aclose()
 
 
+async def test_a_forced_rotation_on_a_set_changed_elsewhere_still_warns(
+    redis_url: str, clock: FakeClock
+) -> None:
+    # b follows nothing: its copy still shows the old next key, published long ago.
+    a = make_store(redis_url, clock, key_supply([0, 1, 2]), replica="a")
+    b = make_store(redis_url, clock, key_supply([3]), replica="b")
+    a.load_or_create()
+    b.load()
+    clock.advance(660)
+    await admin(a, clock).rotate("admin token #1")  # key 2: the new next, published just now
+    rotated, warning = await admin(b, clock).rotate("admin token #2", force=True)
+    assert rotated.active.kid == kid_of(2)  # a key published 0 s ago signs ...
+    assert warning is not None and "forced rotation" in warning  # ... and the caller is told
+
+
 async def test_a_key_set_lost_from_redis_is_not_followed(
     replicas: tuple[RedisKeyStore, RedisKeyStore], redis_url: str
 ) -> None:
@@ -316,5 +360,29 @@ async def test_a_key_set_lost_from_redis_is_not_followed(
     await eventually(lambda: a.stale is not None, within=TIMEOUT)
     assert a.stale is not None and "older than 1" in a.stale
     assert a.current() == served
+    with pytest.raises(errors.KeyStoreUnavailable):
+        a.signing_set()
+
+
+async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
+    redis_url: str, clock: FakeClock
+) -> None:
+    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3, 4]), replica="a")
+    old = a.load_or_create()
+    backup = redis.Redis.from_url(redis_url)
+    restore = (backup.get("hook:keys:set"), backup.get("hook:keys:version"))
+    await admin(a, clock).rotate("t", force=True)
+    await admin(a, clock).rotate("t", force=True)
+    backup.mset({"hook:keys:set": restore[0] or b"", "hook:keys:version": restore[1] or b""})
+    backup.close()
+    for _ in range(2):  # the second look at an older version is data loss
+        with contextlib.suppress(errors.KeyStoreUnavailable):
+            await a.refresh()
+    assert a.stale is not None
+    # An admin change through this replica lands on the restored (older) set in Redis ...
+    written = await admin(a, clock).revoke(old.next.kid, "admin token #1")
+    assert written.version == 2 and a.current().version == 3
+    # ... which still is not the set this replica serves: it must not start signing again.
+    assert a.stale is not None
     with pytest.raises(errors.KeyStoreUnavailable):
         a.signing_set()

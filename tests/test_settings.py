@@ -99,6 +99,10 @@ def test_overrides_win_over_the_environment() -> None:
         ({"HOOK_KEY_ROTATION_INTERVAL": "30x"}, "HOOK_KEY_ROTATION_INTERVAL"),
         ({"HOOK_KEY_ROTATION_INTERVAL": "15m"}, "HOOK_KEY_ROTATION_INTERVAL"),  # < 2 x 11 min
         ({"HOOK_KEY_ROTATION_INTERVAL": "400d"}, "HOOK_KEY_ROTATION_INTERVAL"),
+        ({"HOOK_KEY_ROTATION_INTERVAL": "9" * 5000}, "HOOK_KEY_ROTATION_INTERVAL"),  # int() limit
+        ({"HOOK_KEY_PUBLISH_LEAD": "\u0661\u0661m"}, "HOOK_KEY_PUBLISH_LEAD"),  # non-ASCII digits
+        ({"HOOK_REPLICA_ID": "pod-a\nkey revoked: kid=x"}, "HOOK_REPLICA_ID"),  # log injection
+        ({"HOOK_REPLICA_ID": "p" * 65}, "HOOK_REPLICA_ID"),
     ],
 )
 def test_a_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -141,6 +142,7 @@ async def revoke_key(request: Request) -> Response:
 
 EVENTS_PAGE = 100
 MAX_EVENTS_PAGE = 1000
+_LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 async def key_events(request: Request) -> Response:
@@ -152,7 +154,8 @@ async def key_events(request: Request) -> Response:
     if unknown:
         raise InvalidRequest(f"unknown query parameter {sorted(unknown)[0]!r}")
     raw_limit = params.get("limit", str(EVENTS_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_EVENTS_PAGE:
+    # ASCII digits only: str.isdigit() also accepts '²', which int() then refuses.
+    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_EVENTS_PAGE:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_EVENTS_PAGE}")
     after = params.get("after") or None
     events, cursor = await services.keys.events(after, int(raw_limit))
