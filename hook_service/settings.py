@@ -56,6 +56,7 @@ class Settings:
     insecure_skip_signature: bool = False
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    admin_token_labels: tuple[str, ...] = ()
     token_ttl: int = 300
     log_level: str = "INFO"
     keystore: str | None = None
@@ -108,6 +109,12 @@ class Settings:
         _check_secrets("HOOK_ADMIN_TOKENS", self.admin_tokens)
         if set(self.api_keys) & set(self.admin_tokens):
             raise SettingsError("HOOK_API_KEYS and HOOK_ADMIN_TOKENS must not share a value")
+        labels = self.admin_token_labels
+        if labels and len(labels) != len(self.admin_tokens):
+            raise SettingsError(
+                f"HOOK_ADMIN_TOKEN_LABELS names {len(labels)} tokens but HOOK_ADMIN_TOKENS "
+                f"holds {len(self.admin_tokens)}; give one label per token, in the same order"
+            )
         self._validate_keys()
         return self
 
@@ -141,6 +148,13 @@ class Settings:
                 "HOOK_KEY_ROTATION_INTERVAL must be at least twice HOOK_KEY_PUBLISH_LEAD "
                 f"({2 * self.key_publish_lead} s) and at most 366 days, got {interval} s"
             )
+
+    def admin_actor(self, index: int) -> str:
+        """Who acted with admin token ``index`` (0-based), for the audit trail: its label from
+        ``HOOK_ADMIN_TOKEN_LABELS`` as ``admin:<label>``, else its position; never the token."""
+        if self.admin_token_labels:
+            return f"admin:{self.admin_token_labels[index]}"
+        return f"admin token #{index + 1}"
 
     @property
     def key_store(self) -> str:
@@ -230,6 +244,23 @@ def _path(name: str, raw: str) -> Path:
     return Path(_text(name, raw))
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+def _labels(name: str, raw: str) -> tuple[str, ...]:
+    # Labels are not secret: they name a token in the audit trail (e.g. "ops,ci,oncall").
+    labels = tuple(part.strip() for part in raw.split(","))
+    for position, label in enumerate(labels, start=1):
+        if not _LABEL.fullmatch(label):
+            raise SettingsError(
+                f"{name}: label {position} must be 1-64 letters, digits or . _ @ - "
+                "(starting with a letter or digit)"
+            )
+    if len(set(labels)) != len(labels):
+        raise SettingsError(f"{name}: labels must be distinct")
+    return labels
+
+
 def _secrets(name: str, raw: str) -> tuple[str, ...]:
     values = tuple(item.strip() for item in raw.split(",") if item.strip())
     if not values:
@@ -307,6 +338,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "insecure_skip_signature": _bool,
     "api_keys": _secrets,
     "admin_tokens": _secrets,
+    "admin_token_labels": _labels,
     "token_ttl": _int,
     "log_level": _log_level,
     "keystore": _choice,

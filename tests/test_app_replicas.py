@@ -108,6 +108,29 @@ def test_a_token_of_a_revoked_key_is_not_handed_out_again(
         assert "revoked" in again.json()["detail"]
 
 
+def test_audit_events_name_the_admin_token_by_its_label(
+    make_app: Any, redis_url: str, clock: FakeClock
+) -> None:
+    other = "second-admin-token-0123456789"
+    app = make_app(
+        redis_url,
+        keystore="redis",
+        admin_tokens=(ADMIN_TOKEN, other),
+        admin_token_labels=("ops", "oncall"),
+    )
+    with TestClient(app) as client:
+        clock.advance(PUBLISH_LEAD)
+        rotated = client.post("/admin/keys/rotate", headers=bearer(other))
+        assert rotated.status_code == 200
+        revoked_kid = next(k["kid"] for k in rotated.json()["keys"] if k["state"] == "next")
+        assert admin(client, "POST", f"/admin/keys/{revoked_kid}/revoke").status_code == 200
+        events = admin(client, "GET", "/admin/keys/events").json()["events"]
+    actors = {e["event"]: e["actor"] for e in events if e["actor"].startswith("admin")}
+    assert actors["activated"] == "admin:oncall"
+    assert actors["revoked"] == "admin:ops"
+    assert not any(ADMIN_TOKEN in str(e) or other in str(e) for e in events)
+
+
 def test_forced_rotation_warns(two: tuple[TestClient, TestClient]) -> None:
     a, _ = two
     early = admin(a, "POST", "/admin/keys/rotate")

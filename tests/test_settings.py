@@ -209,3 +209,36 @@ def test_file_keystore_can_be_kept_beside_redis_and_replica_defaults() -> None:
     assert settings.key_store == "file" and settings.key_encryption_keys == ()
     host, _, pid = settings.replica.rpartition(":")
     assert host and pid.isdigit()
+
+
+def test_admin_token_labels_name_each_token_in_order() -> None:
+    other = "b" * 20
+    settings = Settings.from_env(
+        {**JWKS, "HOOK_ADMIN_TOKENS": f"{ADMIN},{other}", "HOOK_ADMIN_TOKEN_LABELS": "ops, ci"}
+    )
+    assert settings.admin_token_labels == ("ops", "ci")
+    assert (settings.admin_actor(0), settings.admin_actor(1)) == ("admin:ops", "admin:ci")
+    unlabelled = Settings.from_env({**JWKS, "HOOK_ADMIN_TOKENS": f"{ADMIN},{other}"})
+    assert unlabelled.admin_actor(1) == "admin token #2"
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("ops", "names 1 tokens but HOOK_ADMIN_TOKENS holds 2"),
+        ("ops,ops", "labels must be distinct"),
+        ("ops,bad label", "label 2 must be"),
+        ("ops,-x", "label 2 must be"),
+        ("ops,a\nforged", "label 2 must be"),
+    ],
+)
+def test_bad_admin_token_labels_are_refused_naming_the_variable(labels: str, message: str) -> None:
+    env = {
+        **JWKS,
+        "HOOK_ADMIN_TOKENS": f"{ADMIN},{'b' * 20}",
+        "HOOK_ADMIN_TOKEN_LABELS": labels,
+    }
+    with pytest.raises(SettingsError, match="HOOK_ADMIN_TOKEN_LABELS") as caught:
+        Settings.from_env(env)
+    assert message in str(caught.value)
+    assert ADMIN not in str(caught.value)

@@ -104,14 +104,11 @@ async def rotate_keys(request: Request) -> Response:
     services: Services = request.app.state.services
     admin = require_bearer(request, services.settings.admin_tokens, "the admin API")
     force = await _force_flag(request)
-    key_set, warning = await services.key_admin.rotate(_actor(admin), force=force)
+    key_set, warning = await services.key_admin.rotate(
+        services.settings.admin_actor(admin), force=force
+    )
     body = key_set.to_json(services.clock())
     return json_response(body | ({"warning": warning} if warning else {}))
-
-
-def _actor(admin: int) -> str:
-    # Which credential acted, for the audit trail: its position, never the token itself.
-    return f"admin token #{admin + 1}"
 
 
 async def _force_flag(request: Request) -> bool:
@@ -135,7 +132,9 @@ async def revoke_key(request: Request) -> Response:
     ``warning`` says that Prelude may still hold it in its 10-minute JWKS cache."""
     services: Services = request.app.state.services
     admin = require_bearer(request, services.settings.admin_tokens, "the admin API")
-    key_set = await services.key_admin.revoke(request.path_params["kid"], _actor(admin))
+    key_set = await services.key_admin.revoke(
+        request.path_params["kid"], services.settings.admin_actor(admin)
+    )
     body = key_set.to_json(services.clock())
     return json_response(body | {"warning": PRELUDE_CACHE_WARNING})
 
