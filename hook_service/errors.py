@@ -104,6 +104,11 @@ class KeyStoreUnavailable(HookError):
     status_code = 503
 
 
+class KeySetChanged(KeyStoreUnavailable):
+    """A claim found the shared key set at a newer version than the one that signed: nothing
+    was claimed; the caller re-reads the key set and signs again."""
+
+
 class InternalError(HookError):
     code = "internal_error"
     status_code = 500

@@ -48,6 +48,9 @@ class KeyStore(Protocol):
 
     stale: str | None
     encrypted: bool
+    version_key: str | None
+    """The Redis key holding the shared key set's version (a claim on the same Redis checks
+    it atomically, :class:`~hook_service.store.KeySetGuard`); None for the file store."""
     new_key: NewKey
 
     def load_or_create(self) -> KeySet: ...

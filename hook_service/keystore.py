@@ -51,6 +51,7 @@ class FileKeyStore:
     host never create two key sets or lose a rotation. Errors name paths, never key bytes."""
 
     encrypted = False
+    version_key: str | None = None
     """Private keys are plain PKCS#8 files guarded by file permissions (no KEK)."""
 
     def __init__(

@@ -67,6 +67,7 @@ class RedisKeyStore:
         self._timeout = timeout
         self.prefix = prefix
         self._redis = KeySetKeys(prefix)
+        self.version_key: str | None = self._redis.version
         self._cached: KeySet | None = None
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._client: AsyncRedis | None = None

@@ -54,20 +54,40 @@ class PendingStep:
             raise ValueError("PendingStep.expires_at must be a finite number")
 
 
+@dataclass(frozen=True, slots=True)
+class KeySetGuard:
+    """A condition on a claim: the Redis key ``redis_key`` (the shared key set's version, see
+    :mod:`hook_service.rediskeystore`) still holds ``version``, the version of the set that
+    signed. Checked in the claim's own script, so no revocation can slip in between."""
+
+    redis_key: str
+    version: int
+
+
 class Store(Protocol):
     """Pending steps and their tokens. Every backend failure raises ``errors.StoreUnavailable``."""
 
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
         """Record ``steps`` all-or-nothing, replacing any older record for each (user_id, key)."""
 
+    checks_key_set: bool
+    """Whether :meth:`claim` honours a :class:`KeySetGuard` (only a store on the key set's
+    own Redis can)."""
+
     async def claim(
-        self, user_id: str, key: str, issued: IssuedToken, now: float
+        self,
+        user_id: str,
+        key: str,
+        issued: IssuedToken,
+        now: float,
+        guard: KeySetGuard | None = None,
     ) -> tuple[IssuedToken, bool]:
         """Consume the pending step for ``issued``; see the module docstring.
 
         Returns ``(issued, True)`` on first use and ``(stored token, False)`` to a retry by the
         same challenge while that token is valid. Raises ``errors.StepAlreadyUsed`` for another
-        challenge or an expired stored token, ``errors.NoPendingStep`` if missing or expired.
+        challenge or an expired stored token, ``errors.NoPendingStep`` if missing or expired,
+        and ``errors.KeySetChanged`` (nothing claimed) when ``guard`` does not hold.
         """
 
     async def ping(self) -> None:
@@ -103,6 +123,8 @@ class MemoryStore:
     """In-process store (the embedded default). Safe for one event loop or several threads:
     every operation runs under a lock without awaiting, so check-and-set is atomic."""
 
+    checks_key_set = False
+
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
         self._records: dict[tuple[str, str], _Record] = {}
@@ -130,8 +152,15 @@ class MemoryStore:
                     self._records.pop((step.user_id, step.key), None)
 
     async def claim(
-        self, user_id: str, key: str, issued: IssuedToken, now: float
+        self,
+        user_id: str,
+        key: str,
+        issued: IssuedToken,
+        now: float,
+        guard: KeySetGuard | None = None,
     ) -> tuple[IssuedToken, bool]:
+        if guard is not None:
+            raise ValueError("the in-memory store cannot check a shared key set")
         _check_issued(user_id, key, issued)
         with self._lock:
             record = self._records.get((user_id, key))
@@ -155,8 +184,10 @@ class MemoryStore:
 # c = challenge_id, t = token, j = jti, k = kid, x = token expiry (s). Expiry is checked against
 # the caller's `now` (ARGV[1], ms) and enforced by a TTL counted from that same `now`.
 # Replies: {0} missing/expired, {1} claimed, {2, t, j, k, x} same-challenge retry,
-# {3} used by another challenge.
+# {3} used by another challenge, {4} the key-set guard (KEYS[2] must hold ARGV[7]) failed:
+# nothing claimed.
 _CLAIM_LUA = """
+if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {4} end
 local r = redis.call('HMGET', KEYS[1], 'e', 'c', 't', 'j', 'k', 'x')
 if not r[1] then return {0} end
 local now = tonumber(ARGV[1])
@@ -189,6 +220,8 @@ class RedisStore:
     ``timeout`` bounds connecting, each reply and waiting for a pooled connection, so an
     unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
     """
+
+    checks_key_set = True
 
     def __init__(
         self,
@@ -280,9 +313,15 @@ class RedisStore:
                 await pipe.execute()
 
     async def claim(
-        self, user_id: str, key: str, issued: IssuedToken, now: float
+        self,
+        user_id: str,
+        key: str,
+        issued: IssuedToken,
+        now: float,
+        guard: KeySetGuard | None = None,
     ) -> tuple[IssuedToken, bool]:
         _check_issued(user_id, key, issued)
+        keys = [self.record_key(user_id, key)]
         args: list[int | str] = [
             math.ceil(now * 1000),  # ceil: at the expiry millisecond a step is already gone
             issued.challenge_id,
@@ -291,9 +330,16 @@ class RedisStore:
             issued.kid,
             issued.expires_at,
         ]
+        if guard is not None:
+            keys.append(guard.redis_key)
+            args.append(guard.version)
         with self._guard("claim"):
-            reply: Any = await self._claim_script(keys=[self.record_key(user_id, key)], args=args)
+            reply: Any = await self._claim_script(keys=keys, args=args)
         status = int(reply[0])
+        if status == 4:
+            raise errors.KeySetChanged(
+                "the signing keys changed while this token was being issued; try again"
+            )
         if status == 1:
             return issued, True
         if status == 2:

@@ -16,6 +16,7 @@ from support import FakeClock
 
 from hook_service import errors
 from hook_service.store import (
+    KeySetGuard,
     MemoryStore,
     PendingStep,
     RedisStore,
@@ -385,6 +386,44 @@ async def test_redis_single_use_holds_across_instances(redis_url: str, clock: Fa
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_redis_claim_checks_the_key_set_version_in_the_same_script(
+    redis_url: str, clock: FakeClock, raw: aredis.Redis
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock)])
+        await raw.set("hook:keys:version", "7")
+        stale = issued(clock)
+        with pytest.raises(errors.KeySetChanged):
+            await store.claim(
+                "usr_1", "kyc_review", stale, clock(), KeySetGuard("hook:keys:version", 6)
+            )
+        # Nothing was claimed: the step still yields its (first) token under the right version.
+        token = issued(clock)
+        got, fresh = await store.claim(
+            "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
+        )
+        assert (got, fresh) == (token, True)
+        # A retry is guarded too: the stored token is not re-sent past a key-set change.
+        await raw.set("hook:keys:version", "8")
+        with pytest.raises(errors.KeySetChanged):
+            await store.claim(
+                "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
+            )
+        with pytest.raises(errors.KeySetChanged):  # no version at all is a change, too
+            await store.claim("usr_1", "kyc_review", token, clock(), KeySetGuard("hook:other", 8))
+    finally:
+        await store.aclose()
+
+
+async def test_memory_store_refuses_a_key_set_guard(clock: FakeClock) -> None:
+    store = MemoryStore(clock)
+    await store.put_pending([pending(clock)])
+    with pytest.raises(ValueError, match="cannot check a shared key set"):
+        await store.claim("usr_1", "kyc_review", issued(clock), clock(), KeySetGuard("k", 1))
+    assert (await claim(store, clock, issued(clock)))[1] is True  # nothing was consumed
 
 
 async def test_redis_put_pending_is_all_or_nothing(
