@@ -438,7 +438,7 @@ async def test_redis_put_pending_is_all_or_nothing(
                 await store.put_pending([pending(clock, key="a", ttl=5), pending(clock, key="b")])
         finally:
             await raw.config_set("maxmemory", 0)
-        # Not even the DEL of "a" ran: MULTI/EXEC was aborted as a whole.
+        # Not even the DEL of "a" ran: the script was refused as a whole.
         clock.advance(10)
         assert (await claim(store, clock, issued(clock, key="a")))[1] is True
         with pytest.raises(errors.NoPendingStep):
