@@ -26,8 +26,9 @@ from .errors import (
     NotFound,
 )
 from .keyadmin import KeyStore
+from .logs import configure_logging
 from .prelude_keys import PreludeKeys
-from .services import build_services, configure_logging
+from .services import build_services
 from .settings import Settings
 from .store import Store
 
@@ -107,5 +108,5 @@ def create_app(
 def create_app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory hook_service.app:create_app_from_env`` (several workers)."""
     settings = Settings.from_env()
-    configure_logging(settings)
+    configure_logging(settings.log_level)
     return create_app(settings)

@@ -22,9 +22,10 @@ from .keyadmin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
 from .keyadmin import KeyAdmin, KeyStore
 from .keys import KeySet
 from .keystore import FileKeyStore
+from .logs import configure_logging
 from .policy import Policy
 from .rediskeystore import RedisKeyStore
-from .services import configure_logging, key_admin, open_key_store
+from .services import key_admin, open_key_store
 from .settings import LOG_LEVELS, Settings
 from .simulator.cli import simulate
 
@@ -75,7 +76,7 @@ def serve(dev: bool, **flags: Any) -> None:
 
     try:
         settings = _dev_settings(flags) if dev else Settings.from_env(**flags)
-        configure_logging(settings)
+        configure_logging(settings.log_level)
         app = create_app(settings)
     except ConfigError as exc:
         _fail(str(exc))

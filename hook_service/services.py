@@ -65,15 +65,6 @@ def _named(variable: str) -> Iterator[None]:
         raise type(exc)(f"{variable}: {exc}") from None
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-
-
-def configure_logging(settings: Settings) -> None:
-    """Root logging at ``HOOK_LOG_LEVEL``; used by ``serve`` and the uvicorn factory alike."""
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
-    logging.getLogger("hook_service").setLevel(settings.log_level)
-
-
 def open_key_store(
     settings: Settings, *, clock: Clock = system_clock, new_key: NewKey = generate_rsa_key
 ) -> KeyStore:

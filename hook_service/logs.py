@@ -1,0 +1,27 @@
+"""Process logging for ``serve`` and the uvicorn factory: one line per record on stderr.
+
+The hook logs one line per decision and the token endpoint one per token (design.md), so
+logging sits on the hot path: the record attributes our format never shows are not
+collected, as the logging HOWTO's "Optimization" section describes. (Writing from a
+background thread was measured and is slower here: the writer thread and the event loop then
+trade the GIL on every record.)
+"""
+
+from __future__ import annotations
+
+import logging
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Root logging on stderr at ``level`` (``HOOK_LOG_LEVEL``); a no-op for the handlers if
+    the root logger already has some (as :func:`logging.basicConfig`)."""
+    # LOG_FORMAT shows none of these; collecting them costs a frame walk, getpid() and a
+    # thread lookup per record (logging HOWTO, "Optimization").
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # documented there: skips sys._getframe() in findCaller
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("hook_service").setLevel(level)
