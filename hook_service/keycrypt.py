@@ -95,12 +95,7 @@ class Keyring:
         configured KEK opens it or the result is not an RSA key."""
         if not isinstance(envelope, dict) or envelope.get("alg") != ALGORITHM:
             raise DecryptError(f"key {kid}: not an {ALGORITHM} envelope")
-        kek = self._find(str(envelope.get("kek")))
-        if kek is None:
-            raise DecryptError(
-                f"key {kid} is encrypted under KEK {envelope.get('kek')!s:.8}, which is not in "
-                f"HOOK_KEY_ENCRYPTION_KEYS (configured: {', '.join(self.fingerprints)})"
-            )
+        kek = self._kek_of(f"key {kid} is encrypted", envelope)
         try:
             nonce = base64.b64decode(str(envelope["nonce"]), validate=True)
             sealed = base64.b64decode(str(envelope["ct"]), validate=True)
@@ -125,18 +120,24 @@ class Keyring:
         :class:`DecryptError` if it is missing, wrong, or under a KEK not configured."""
         if not isinstance(mac, dict) or mac.get("alg") != MAC_ALGORITHM:
             raise DecryptError(f"{what}: no {MAC_ALGORITHM} tag (altered outside the service?)")
-        kek = self._find(str(mac.get("kek")))
-        if kek is None:
-            raise DecryptError(
-                f"{what} is authenticated under KEK {mac.get('kek')!s:.8}, which is not in "
-                f"HOOK_KEY_ENCRYPTION_KEYS (configured: {', '.join(self.fingerprints)})"
-            )
+        kek = self._kek_of(f"{what} is authenticated", mac)
         expected = hmac.digest(_mac_key(kek), data, "sha256")
         if not hmac.compare_digest(_b64(expected), str(mac.get("tag"))):
             raise DecryptError(
                 f"{what}: its tag does not verify under KEK {fingerprint(kek)} (altered outside "
                 "the service, or copied from another key set)"
             )
+
+    def _kek_of(self, what: str, sealed: dict[str, object]) -> bytes:
+        """The configured KEK named by ``sealed["kek"]``; :class:`DecryptError` (``what``
+        "under KEK …, which is not in HOOK_KEY_ENCRYPTION_KEYS") when none is."""
+        kek = self._find(str(sealed.get("kek")))
+        if kek is None:
+            raise DecryptError(
+                f"{what} under KEK {sealed.get('kek')!s:.8}, which is not in "
+                f"HOOK_KEY_ENCRYPTION_KEYS (configured: {', '.join(self.fingerprints)})"
+            )
+        return kek
 
     def _find(self, name: str) -> bytes | None:
         return next((k for k in self.keks if fingerprint(k) == name), None)
