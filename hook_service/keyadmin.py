@@ -51,6 +51,8 @@ class KeyStore(Protocol):
     version_key: str | None
     """The Redis key holding the shared key set's version (a claim on the same Redis checks
     it atomically, :class:`~hook_service.store.KeySetGuard`); None for the file store."""
+    redis_url: str | None
+    """The Redis holding the key set; None for the file store."""
     new_key: NewKey
 
     def load_or_create(self) -> KeySet: ...

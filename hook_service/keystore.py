@@ -52,6 +52,7 @@ class FileKeyStore:
 
     encrypted = False
     version_key: str | None = None
+    redis_url: str | None = None
     """Private keys are plain PKCS#8 files guarded by file permissions (no KEK)."""
 
     def __init__(

@@ -58,6 +58,7 @@ class RedisKeyStore:
         timeout: float = 2.0,
     ) -> None:
         self._url = url
+        self.redis_url: str | None = url
         self._location = redact_url(url)
         self._keyring = keyring
         self._clock = clock

@@ -39,6 +39,9 @@ class Services:
     key_admin: KeyAdmin
     scheduler: RotationScheduler | None
     prelude_keys: PreludeKeys | None
+    claim_guard: str | None = None
+    """The key set's version key when the store's claim script can check it (both on one
+    Redis URL); None when POST /verification-token must re-read the key set instead."""
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
@@ -125,13 +128,19 @@ def build_services(
         )
     if not settings.api_keys:
         logger.warning("HOOK_API_KEYS is unset: POST /verification-token refuses every call")
+    if store is None:
+        store = open_store(settings.redis_url, clock)
     return Services(
         settings=settings,
         clock=clock,
         policy=policy,
-        store=store if store is not None else open_store(settings.redis_url, clock),
+        store=store,
         keys=keys,
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
+        # create_app may be given a store and a key store on different Redis servers or
+        # databases: a guard read on the store's Redis would then never match (every token a
+        # 503) or, worse, match another deployment's version. An equal URL is one Redis.
+        claim_guard=keys.version_key if store.redis_url == keys.redis_url else None,
     )

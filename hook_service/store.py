@@ -70,9 +70,9 @@ class Store(Protocol):
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
         """Record ``steps`` all-or-nothing, replacing any older record for each (user_id, key)."""
 
-    checks_key_set: bool
-    """Whether :meth:`claim` honours a :class:`KeySetGuard` (only a store on the key set's
-    own Redis can)."""
+    redis_url: str | None
+    """The Redis that :meth:`claim` runs on (None for the in-memory store): a
+    :class:`KeySetGuard` only means something for a key set kept on this same Redis."""
 
     async def claim(
         self,
@@ -123,7 +123,7 @@ class MemoryStore:
     """In-process store (the embedded default). Safe for one event loop or several threads:
     every operation runs under a lock without awaiting, so check-and-set is atomic."""
 
-    checks_key_set = False
+    redis_url: str | None = None
 
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
@@ -237,8 +237,6 @@ class RedisStore:
     unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
     """
 
-    checks_key_set = True
-
     def __init__(
         self,
         url: str,
@@ -248,6 +246,7 @@ class RedisStore:
         prefix: str = "hook:",
         max_connections: int = 50,
     ) -> None:
+        self.redis_url: str | None = url
         self._location = redact_url(url)
         self._secrets = _url_secrets(url)
         self._clock = clock

@@ -255,13 +255,15 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
     same keys directory share one key store, as workers on one host share the directory.
     ``make_app(redis_url, keystore="redis")`` also keeps the keys in that Redis (KEK
     ``TEST_KEK``), each app with its own :class:`RedisKeyStore` and replica id, as replicas on
-    several hosts. All the apps of one test share the pre-generated signing keys; running out
-    fails the test."""
+    several hosts; ``store_url=`` then puts the pending steps on another Redis. All the apps
+    of one test share the pre-generated signing keys; running out fails the test."""
     new_key = KeyFactory()
     key_stores: dict[Path, FileKeyStore] = {}
     replicas = iter(range(1, 100))
 
-    def make(redis_url: str | None = None, **changes: Any) -> Starlette:
+    def make(
+        redis_url: str | None = None, *, store_url: str | None = None, **changes: Any
+    ) -> Starlette:
         if changes.get("keystore") == "redis":
             changes.setdefault("redis_url", redis_url)
             changes.setdefault("key_encryption_keys", (TEST_KEK,))
@@ -275,7 +277,8 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
         else:
             keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
             key_stores[app_settings.keys_dir] = keys
-        store: Store = RedisStore(redis_url, clock=clock) if redis_url else MemoryStore(clock=clock)
+        store_url = store_url or redis_url
+        store: Store = RedisStore(store_url, clock=clock) if store_url else MemoryStore(clock=clock)
         return create_app(app_settings, clock=clock, store=store, keys=keys)
 
     yield make

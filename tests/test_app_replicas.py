@@ -257,3 +257,27 @@ def test_start_up_refuses_a_kek_that_cannot_decrypt_the_stored_keys(
 def test_start_up_refuses_the_redis_key_store_without_a_kek(make_app: Any, redis_url: str) -> None:
     with pytest.raises(SettingsError, match="HOOK_KEY_ENCRYPTION_KEYS is required"):
         make_app(redis_url, keystore="redis", key_encryption_keys=())
+
+
+def test_keys_and_steps_on_different_redis_servers_sign_and_honour_a_revoke(
+    make_app: Any, redis_url: str, redis_server_factory: Any
+) -> None:
+    # create_app takes the store and the key store separately: when they are not on one Redis
+    # the claim script cannot see the key set's version, so the endpoint re-reads it instead.
+    keys_url = redis_server_factory().url
+    with ExitStack() as stack:
+        a, b = (
+            stack.enter_context(
+                TestClient(make_app(keys_url, keystore="redis", store_url=redis_url))
+            )
+            for _ in range(2)
+        )
+        status, body = mint_token(b, "usr_before")
+        assert status == 200
+        old = kid_in(body)
+        assert b.portal is not None
+        watched: KeyStore = b.app.state.services.keys  # type: ignore[attr-defined]
+        b.portal.call(watched.aclose)  # B hears of no change: only a re-read can save it
+        assert admin(a, "POST", f"/admin/keys/{old}/revoke").status_code == 200
+        status, body = mint_token(b, "usr_after")
+        assert status == 200 and kid_in(body) != old

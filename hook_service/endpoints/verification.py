@@ -55,7 +55,7 @@ async def _sign_and_claim(
     returned anywhere: with the Redis key store and store on one Redis, the claim's own script
     checks that the key set is still at the version that signed (one round trip); otherwise
     the shared key set is re-read before signing and after claiming."""
-    version_key = services.keys.version_key if services.store.checks_key_set else None
+    version_key = services.claim_guard
     key_set = services.keys.signing_set() if version_key else await services.keys.refresh()
     for _ in range(CLAIM_ATTEMPTS):
         issued = mint_verification_token(
