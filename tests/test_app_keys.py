@@ -6,6 +6,7 @@ import stat
 from typing import Any
 
 import pytest
+from starlette.middleware.cors import CORSMiddleware
 from starlette.testclient import TestClient
 from support import (
     ADMIN_TOKEN,
@@ -96,6 +97,24 @@ def test_a_retired_key_leaves_the_jwks_at_retire_at_without_any_other_change(
     assert old_active not in {key["kid"] for key in gone.json()["keys"]}
     assert gone.headers["etag"] != first.headers["etag"]
     assert gone.headers["content-length"] == str(len(gone.content))
+
+
+def test_jwks_headers_built_once_are_not_grown_by_a_middleware(make_app: Any) -> None:
+    # The header lists are built once per key set and shared by every response: a middleware
+    # adding headers (CORS here) or a HEAD or 304 answer must leave them as built.
+    app = make_app()
+    cors = CORSMiddleware(app, allow_origins=["*"])
+    with TestClient(cors) as client:
+        origin = {"Origin": "https://verifier.example"}
+        first = client.get(JWKS, headers=origin)
+        etag = first.headers["etag"]
+        for headers in (origin, origin | {"If-None-Match": etag}, origin):
+            again = client.request("GET", JWKS, headers=headers)
+            assert again.headers.get_list("access-control-allow-origin") == ["*"]
+        assert client.head(JWKS).headers.get_list("etag") == [etag]
+        document = app.state.jwks_document
+        assert [name for name, _ in document.headers].count(b"access-control-allow-origin") == 0
+        assert len(document.not_modified_headers) == 2
 
 
 def test_rotate_moves_next_to_active(client: TestClient, clock: FakeClock) -> None:
