@@ -97,8 +97,9 @@ def test_keys_list_rotate_revoke(runner: CliRunner, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """``hook-service serve --dev`` in an empty directory with no HOOK_* variables."""
+def dev_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], queue.Queue[str]]]:
+    """``hook-service serve --dev`` in an empty directory with no HOOK_* variables: its URL,
+    the credentials it printed and its further output lines (stdout and stderr)."""
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("HOOK_")}
     process = subprocess.Popen(
@@ -141,16 +142,16 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        yield base, printed
+        yield base, printed, output
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
 def test_serve_dev_works_with_no_configuration(
-    dev_server: tuple[str, dict[str, str]], tmp_path: Path
+    dev_server: tuple[str, dict[str, str], queue.Queue[str]], tmp_path: Path
 ) -> None:
-    base, printed = dev_server
+    base, printed, output = dev_server
     assert (tmp_path / "keys" / "keyset.json").exists()
     body = hook_body(amount="1500")
     decision = httpx.post(
@@ -168,6 +169,17 @@ def test_serve_dev_works_with_no_configuration(
         base + "/admin/keys", headers={"Authorization": f"Bearer {printed['admin_token']}"}
     )
     assert token.json()["kid"] in {key["kid"] for key in keys.json()["keys"]}
+    # The decision and the token are logged at INFO (design.md), the token itself never.
+    logged: list[str] = []
+    while not any("verification token issued" in line for line in logged):
+        try:
+            logged.append(output.get(timeout=20))
+        except queue.Empty:
+            pytest.fail("no log line for the token within 20 s:\n" + "".join(logged))
+    decision_line = next(line for line in logged if " decision status=" in line)
+    assert " INFO hook_service.hook decision status=" in decision_line
+    assert "rule=large-transfer" in decision_line
+    assert token.json()["verification_token"] not in "".join(logged)
 
 
 @pytest.mark.parametrize(
