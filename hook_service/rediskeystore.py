@@ -75,6 +75,7 @@ class RedisKeyStore:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._behind = 0
+        self._lost = False  # Redis went back to an older set: its next set is read, not assumed
         self.stale: str | None = None
         """Why Redis could not be read, while the last good key set serves."""
 
@@ -276,14 +277,18 @@ class RedisKeyStore:
             # older version means Redis lost data or was restored from an old backup.
             self._behind += 1
             if self._behind > 1:
+                self._lost = True
                 raise ValueError(
                     f"Redis holds key set version {remote}, older than {self._version()}; "
                     "not going back to it"
                 )
             return
         self._behind = 0
-        if remote > self._version():
+        # After a loss, changes on the restored set can reach the version served here with
+        # other keys: an equal number then says nothing, so the set itself is read.
+        if remote > self._version() or (self._lost and remote == self._version()):
             self._install(self._decode(await client.get(self._redis.set)))
+            return
         self._ok()
 
     # --- plumbing -----------------------------------------------------------------------
@@ -326,10 +331,12 @@ class RedisKeyStore:
     def _install(self, ks: KeySet) -> None:
         """Apply ``ks`` unless the set in memory is newer (a read that raced a newer write).
         Only a set at least as new ends a stale period: our own write onto an older set that
-        Redis was restored to is not the set this replica serves."""
-        if ks.version > self._version():
+        Redis was restored to is not the set this replica serves. After such a loss a set at
+        the version served replaces it: changes on the restored set reach that number too."""
+        if ks.version > self._version() or (self._lost and ks.version == self._version()):
             self._cached = ks
             self._private = {k.kid: k.private_key for k in ks.keys}
+            self._lost = False
         if ks.version >= self._version():
             self._ok()
 

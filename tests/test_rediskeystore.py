@@ -364,11 +364,9 @@ async def test_a_key_set_lost_from_redis_is_not_followed(
         a.signing_set()
 
 
-async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
-    redis_url: str, clock: FakeClock
-) -> None:
-    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3, 4]), replica="a")
-    old = a.load_or_create()
+async def rotate_twice_then_restore(a: RedisKeyStore, redis_url: str, clock: FakeClock) -> None:
+    """Two rotations through ``a``, then Redis restored to the set before them (an old
+    backup); ``a`` has seen the older version twice, so it is stale."""
     backup = redis.Redis.from_url(redis_url)
     restore = (backup.get("hook:keys:set"), backup.get("hook:keys:version"))
     await admin(a, clock).rotate("t", force=True)
@@ -379,6 +377,14 @@ async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
         with contextlib.suppress(errors.KeyStoreUnavailable):
             await a.refresh()
     assert a.stale is not None
+
+
+async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
+    redis_url: str, clock: FakeClock
+) -> None:
+    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3, 4]), replica="a")
+    old = a.load_or_create()
+    await rotate_twice_then_restore(a, redis_url, clock)
     # An admin change through this replica lands on the restored (older) set in Redis ...
     written = await admin(a, clock).revoke(old.next.kid, "admin token #1")
     assert written.version == 2 and a.current().version == 3
@@ -386,3 +392,22 @@ async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
     assert a.stale is not None
     with pytest.raises(errors.KeyStoreUnavailable):
         a.signing_set()
+
+
+async def test_after_a_restore_a_set_at_the_version_served_is_read_not_assumed(
+    redis_url: str, clock: FakeClock
+) -> None:
+    # Redis is restored to version 1 while replica a serves version 3; changes made since on
+    # the restored set bring Redis back to version 3 with other keys. Equal numbers are not
+    # the same set: a must serve (and sign with) what Redis holds, or the claim's version
+    # check would pass for a set that no longer exists.
+    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3]), replica="a")
+    a.load_or_create()
+    await rotate_twice_then_restore(a, redis_url, clock)
+    b = make_store(redis_url, clock, key_supply([4, 5]), replica="b")
+    b.load()
+    await admin(b, clock).rotate("t", force=True)
+    await admin(b, clock).rotate("t", force=True)
+    assert b.current().version == a.current().version == 3
+    assert (await a.refresh()) == b.current()
+    assert a.signing_set().active.kid == kid_of(4) and a.stale is None
