@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from hook_service.store import PendingStep, RedisStore
+from hook_service.redisstore import RedisStore
+from hook_service.store import PendingStep
 
 from . import prepare
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk

@@ -21,8 +21,9 @@ from .keystore import FileKeyStore
 from .policy import Policy, example_policy_path
 from .prelude_keys import PreludeKeys
 from .rediskeystore import RedisKeyStore
+from .redisstore import RedisStore
 from .settings import Settings
-from .store import Store, open_store
+from .store import MemoryStore, Store
 
 logger = logging.getLogger("hook_service")
 
@@ -92,6 +93,13 @@ def key_admin(settings: Settings, keys: KeyStore, clock: Clock) -> KeyAdmin:
         publish_lead=settings.key_publish_lead,
         replica=settings.replica,
     )
+
+
+def open_store(redis_url: str | None, clock: Clock) -> Store:
+    """The configured store: Redis when ``HOOK_REDIS_URL`` is set, else in-memory."""
+    if redis_url is None:
+        return MemoryStore(clock)
+    return RedisStore(redis_url, clock=clock)
 
 
 def build_services(

@@ -37,9 +37,10 @@ from starlette.testclient import TestClient
 from hook_service.app import create_app
 from hook_service.keyadmin import KeyStore
 from hook_service.keystore import FileKeyStore
+from hook_service.redisstore import RedisStore
 from hook_service.services import open_key_store
 from hook_service.settings import Settings
-from hook_service.store import MemoryStore, RedisStore, Store
+from hook_service.store import MemoryStore, Store
 
 # Before support is first imported: its helpers assert, and their failures should explain.
 pytest.register_assert_rewrite("support")
