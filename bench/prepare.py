@@ -1,5 +1,6 @@
-"""Pure preparation for the benchmark: Prelude-like keys, signed hook requests, challenge
-tokens, generated policies and the request-pool file that wrk's Lua script replays.
+"""Pure preparation for the benchmark: signed hook requests and challenge tokens (made with
+the simulator's Prelude keys, :mod:`hook_service.simulator.prelude`), generated policies and
+the request-pool file that wrk's Lua script replays.
 
 Everything here is plain values and files, no servers, so ``tests/test_bench.py`` can check it.
 The pool format is one request per line, tab-separated: method, path, body, then header name
@@ -9,23 +10,16 @@ base64url signatures, so no escaping is needed.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import jwt
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from hook_service.simulator.prelude import PreludeKeys
 
-PRELUDE_RSA_KID = "bench-prelude-rsa"
-PRELUDE_ED_KID = "bench-prelude-ed"
 HOOK_PATH = "/hooks/stepup"
 TOKEN_PATH = "/verification-token"  # noqa: S105 - a path, not a secret
-# Contract 2.3: Prelude signs hook bodies with RSASSA-PSS SHA-256 (salt length undocumented).
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,65 +64,11 @@ def read_pool(path: Path) -> list[PoolRequest]:
         return [PoolRequest.from_line(line) for line in src if line.strip()]
 
 
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class PreludeKeys:
-    """Keys standing in for Prelude's app keys: RSA signs hooks, Ed25519 signs challenges."""
-
-    rsa_key: rsa.RSAPrivateKey
-    ed_key: ed25519.Ed25519PrivateKey
-
-    @classmethod
-    def generate(cls) -> PreludeKeys:
-        """Fresh keys for one bench run (never written anywhere but the run's temp dir)."""
-        return cls(
-            rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            ed25519.Ed25519PrivateKey.generate(),
-        )
-
-    def jwks(self) -> dict[str, Any]:
-        """Prelude's per-app JWKS (contract 2.3, 6): public parts only."""
-        numbers = self.rsa_key.public_key().public_numbers()
-        ed_raw = self.ed_key.public_key().public_bytes_raw()
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "kid": PRELUDE_RSA_KID,
-                    "use": "sig",
-                    "n": _b64u(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                    "e": _b64u(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-                },
-                {"kty": "OKP", "crv": "Ed25519", "kid": PRELUDE_ED_KID, "x": _b64u(ed_raw)},
-            ]
-        }
-
-    def hook_request(self, body: bytes) -> PoolRequest:
-        """A hook call as Prelude sends it (contract 2.2, 2.3)."""
-        signature = self.rsa_key.sign(body, _PSS, hashes.SHA256())
-        headers = (
-            ("Content-Type", "application/json"),
-            ("User-Agent", "Prelude-SessionStepUpHook/1.0"),
-            ("X-Webhook-Signature", "rsassa-pss-sha256=" + _b64u(signature)),
-            ("X-Webhook-Signature-Key-Id", PRELUDE_RSA_KID),
-        )
-        return PoolRequest("POST", HOOK_PATH, body.decode("utf-8"), headers)
-
-    def challenge_token(self, *, sub: str, challenge_id: str, current_step: str, exp: int) -> str:
-        """A challenge token in Prelude's format (contract 6): EdDSA JWT."""
-        claims = {
-            "sub": sub,
-            "challenge_id": challenge_id,
-            "current_step": current_step,
-            "exp": exp,
-            "jti": f"jti-{challenge_id}",
-            "grant_mode": "single-use",
-        }
-        headers = {"kid": PRELUDE_ED_KID}
-        return jwt.encode(claims, self.ed_key, algorithm="EdDSA", headers=headers)
+def hook_request(keys: PreludeKeys, body: bytes) -> PoolRequest:
+    """A hook call as Prelude sends it (contract 2.2, 2.3), signed by the simulator's Prelude
+    keys (``rsassa-pss-sha256=`` form, 32-byte salt)."""
+    headers = tuple(keys.hook_headers(body, prefix=True, salt="hash").items())
+    return PoolRequest("POST", HOOK_PATH, body.decode("utf-8"), headers)
 
 
 def user_id(index: int) -> str:
@@ -154,14 +94,19 @@ def hook_body(index: int, *, amount: str, scope: str = "transfer:write") -> byte
 def hook_pool(keys: PreludeKeys, size: int, *, amount: str) -> Iterator[PoolRequest]:
     """``size`` signed hook calls from distinct users."""
     for index in range(size):
-        yield keys.hook_request(hook_body(index, amount=amount))
+        yield hook_request(keys, hook_body(index, amount=amount))
 
 
 TokenForm = Literal["fields", "challenge_token"]
 
 
 def token_request(
-    keys: PreludeKeys, index: int, *, api_key: str, exp: int, form: TokenForm = "challenge_token"
+    keys: PreludeKeys,
+    index: int,
+    *,
+    api_key: str,
+    now: float,
+    form: TokenForm = "challenge_token",
 ) -> PoolRequest:
     """``POST /verification-token`` for the pending ``kyc_review`` step of token user ``index``
     (see :func:`token_subject`), in one of design.md's two forms: the explicit ``fields``
@@ -173,7 +118,7 @@ def token_request(
         data = {"user_id": user, "challenge_id": challenge_id, "key": "kyc_review"}
     else:
         token = keys.challenge_token(
-            sub=user, challenge_id=challenge_id, current_step="kyc_review", exp=exp
+            sub=user, challenge_id=challenge_id, current_step="kyc_review", now=now
         )
         data = {"challenge_token": token}
     return PoolRequest("POST", TOKEN_PATH, json.dumps(data, separators=(",", ":")), headers)

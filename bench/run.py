@@ -26,6 +26,7 @@ import httpx
 from redis.asyncio import Redis
 
 from hook_service.redisstore import RedisStore
+from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store import PendingStep
 
 from . import prepare
@@ -56,7 +57,7 @@ class Bench:
         self.connections: int = args.connections
         self.workdir = workdir
         self.procs = Processes(workdir)
-        self.keys = prepare.PreludeKeys.generate()
+        self.keys = PreludeKeys.generate()
         self.api_key = secrets.token_urlsafe(24)
         self.token_index = 0  # token subjects are used once across the whole run
         jwks_file = workdir / "prelude_jwks.json"
@@ -207,12 +208,13 @@ class Bench:
         the request form (design.md: explicit fields, or the frontend's challenge token)."""
         count = int(sign_rate * (os.cpu_count() or 1) * self.duration * 1.2) + 1000
         start, self.token_index = self.token_index, self.token_index + count + WARMUP_REQUESTS
-        exp = int(time.time() + STEP_TTL)
+        # Challenge tokens live 10 minutes (as Prelude's); the pool is used at once.
+        now = time.time()
         users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
         asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
         warmup = [
             prepare.token_request(
-                self.keys, start + count + i, api_key=self.api_key, exp=exp, form=form
+                self.keys, start + count + i, api_key=self.api_key, now=now, form=form
             )
             for i in range(WARMUP_REQUESTS)
         ]
@@ -222,7 +224,7 @@ class Bench:
         pool = self.pool(
             f"tokens_{form}_{server.name}",
             (
-                prepare.token_request(self.keys, i, api_key=self.api_key, exp=exp, form=form)
+                prepare.token_request(self.keys, i, api_key=self.api_key, now=now, form=form)
                 for i in range(start, start + count)
             ),
         )

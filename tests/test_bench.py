@@ -26,11 +26,10 @@ from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.run import record_pending
 from hook_service.hook import parse_hook_request
 from hook_service.policy import Policy
+from hook_service.simulator.prelude import PreludeKeys
 
 # Test keys stand in for the keys a bench run generates (keys are never generated in tests).
-KEYS = prepare.PreludeKeys(
-    rsa_private_key("prelude_rsa.pem"), ed25519_private_key("prelude_ed25519.pem")
-)
+KEYS = PreludeKeys(rsa_private_key("prelude_rsa.pem"), ed25519_private_key("prelude_ed25519.pem"))
 
 
 @pytest.mark.parametrize("count", [1, 10, 100])
@@ -51,7 +50,7 @@ def test_pool_file_round_trips(tmp_path: Path) -> None:
     requests = [
         prepare.PoolRequest("GET", "/", ""),
         *prepare.hook_pool(KEYS, 3, amount="50"),
-        prepare.token_request(KEYS, 7, api_key="k" * 20, exp=2_000_000_000),
+        prepare.token_request(KEYS, 7, api_key="k" * 20, now=1_999_999_000),
     ]
     path = tmp_path / "x.pool"
     assert prepare.write_pool(path, requests) == 5
@@ -109,7 +108,7 @@ def test_pooled_token_request_mints_for_a_step_recorded_like_the_bench(
 ) -> None:
     user, challenge_id = prepare.token_subject(5)
     asyncio.run(record_pending(redis_url, [user]))
-    request = prepare.token_request(KEYS, 5, api_key=API_KEY, exp=int(clock.now) + 600, form=form)
+    request = prepare.token_request(KEYS, 5, api_key=API_KEY, now=clock.now, form=form)
     assert ("challenge_token" in json.loads(request.body)) == (form == "challenge_token")
     with _app_with_bench_keys(make_app, tmp_path, redis_url) as client:
         response = client.post(
