@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from hook_service.redisstore import RedisStore
 from hook_service.simulator.prelude import PreludeKeys
-from hook_service.store import PendingStep
+from hook_service.store.base import PendingStep
+from hook_service.store.redis import RedisStore
 
 from . import prepare
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import endpoints
-from .clock import Clock, system_clock
-from .endpoints.http import json_response
-from .endpoints.keys import JwksDocument
-from .errors import (
+from hook_service import endpoints
+from hook_service.clock import Clock, system_clock
+from hook_service.endpoints.http import json_response
+from hook_service.endpoints.keys import JwksDocument
+from hook_service.errors import (
     HookError,
     InternalError,
     InvalidRequest,
@@ -25,12 +25,12 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
 )
-from .keyadmin import KeyStore
-from .logs import configure_logging
-from .prelude_keys import PreludeKeys
-from .services import build_services
-from .settings import Settings
-from .store import Store
+from hook_service.keys.admin import KeyStore
+from hook_service.logs import configure_logging
+from hook_service.prelude.jwks import PreludeKeys
+from hook_service.services import build_services
+from hook_service.settings import Settings
+from hook_service.store.base import Store
 
 logger = logging.getLogger("hook_service")
 

@@ -16,18 +16,18 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .errors import ConfigError, HookError
-from .hook import parse_hook_request
-from .keyadmin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
-from .keyadmin import KeyAdmin, KeyStore
-from .keys import KeySet
-from .keystore import FileKeyStore
-from .logs import configure_logging
-from .policy import Policy
-from .rediskeystore import RedisKeyStore
-from .services import key_admin, open_key_store
-from .settings import LOG_LEVELS, Settings
-from .simulator.cli import simulate
+from hook_service.errors import ConfigError, HookError
+from hook_service.hook.request import parse_hook_request
+from hook_service.keys.admin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
+from hook_service.keys.admin import KeyAdmin, KeyStore
+from hook_service.keys.backends.file import FileKeyStore
+from hook_service.keys.backends.redis import RedisKeyStore
+from hook_service.keys.lifecycle import KeySet
+from hook_service.logs import configure_logging
+from hook_service.policy.engine import Policy
+from hook_service.services import key_admin, open_key_store
+from hook_service.settings import LOG_LEVELS, Settings
+from hook_service.simulator.cli import simulate
 
 KeyCommand = Callable[[KeyAdmin], Awaitable[Any]]
 
@@ -72,7 +72,7 @@ def serve(dev: bool, **flags: Any) -> None:
     """Run the HTTP service (one process; see the README for several workers)."""
     import uvicorn  # imported here: the other commands must not pay for it
 
-    from .app import create_app
+    from hook_service.app import create_app
 
     try:
         settings = _dev_settings(flags) if dev else Settings.from_env(**flags)

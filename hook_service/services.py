@@ -11,19 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .clock import Clock, system_clock
-from .errors import ConfigError
-from .keyadmin import KeyAdmin, KeyStore
-from .keycrypt import keyring
-from .keys import NewKey, generate_rsa_key
-from .keyscheduler import RotationScheduler
-from .keystore import FileKeyStore
-from .policy import Policy, example_policy_path
-from .prelude_keys import PreludeKeys
-from .rediskeystore import RedisKeyStore
-from .redisstore import RedisStore
-from .settings import Settings
-from .store import MemoryStore, Store
+from hook_service.clock import Clock, system_clock
+from hook_service.errors import ConfigError
+from hook_service.keys.admin import KeyAdmin, KeyStore
+from hook_service.keys.backends.file import FileKeyStore
+from hook_service.keys.backends.keyring import keyring
+from hook_service.keys.backends.redis import RedisKeyStore
+from hook_service.keys.lifecycle import NewKey, generate_rsa_key
+from hook_service.keys.scheduler import RotationScheduler
+from hook_service.policy.engine import Policy, example_policy_path
+from hook_service.prelude.jwks import PreludeKeys
+from hook_service.settings import Settings
+from hook_service.store.base import Store
+from hook_service.store.memory import MemoryStore
+from hook_service.store.redis import RedisStore
 
 logger = logging.getLogger("hook_service")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import SettingsError
-from .keycrypt import KEK_BYTES
+from hook_service.errors import SettingsError
+from hook_service.keys.backends.keyring import KEK_BYTES
 
 PREFIX = "HOOK_"
 TOKEN_TTL_RANGE = (30, 3600)

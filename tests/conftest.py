@@ -35,16 +35,17 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from hook_service.app import create_app
-from hook_service.keyadmin import KeyStore
-from hook_service.keystore import FileKeyStore
-from hook_service.redisstore import RedisStore
+from hook_service.keys.admin import KeyStore
+from hook_service.keys.backends.file import FileKeyStore
 from hook_service.services import open_key_store
 from hook_service.settings import Settings
-from hook_service.store import MemoryStore, Store
+from hook_service.store.base import Store
+from hook_service.store.memory import MemoryStore
+from hook_service.store.redis import RedisStore
 
 # Before support is first imported: its helpers assert, and their failures should explain.
-pytest.register_assert_rewrite("support")
-from support import (  # noqa: E402
+pytest.register_assert_rewrite("tests.support")
+from tests.support import (  # noqa: E402
     ADMIN_TOKEN,
     API_KEY,
     PRELUDE_JWKS_FILE,

@@ -20,7 +20,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet as JoseKeySet
 from starlette.testclient import TestClient
 
-from hook_service import keys
+from hook_service.keys import lifecycle as keys
 
 KEYS_DIR = Path(__file__).parent / "keys"
 PRELUDE_JWKS_FILE = KEYS_DIR / "prelude_jwks.json"

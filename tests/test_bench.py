@@ -10,23 +10,23 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import AppFactory
+from tests.conftest import AppFactory
 from starlette.testclient import TestClient
-from support import (
+
+from bench import prepare
+from bench.prepare import TokenForm
+from bench.report import Figure, markdown_table, replace_block, text_table
+from bench.run import record_pending
+from hook_service.hook.request import parse_hook_request
+from hook_service.policy.engine import Policy
+from hook_service.simulator.prelude import PreludeKeys
+from tests.support import (
     API_KEY,
     FakeClock,
     ed25519_private_key,
     rsa_private_key,
     verify_like_prelude,
 )
-
-from bench import prepare
-from bench.prepare import TokenForm
-from bench.report import Figure, markdown_table, replace_block, text_table
-from bench.run import record_pending
-from hook_service.hook import parse_hook_request
-from hook_service.policy import Policy
-from hook_service.simulator.prelude import PreludeKeys
 
 # Test keys stand in for the keys a bench run generates (keys are never generated in tests).
 KEYS = PreludeKeys(rsa_private_key("prelude_rsa.pem"), ed25519_private_key("prelude_ed25519.pem"))

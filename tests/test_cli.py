@@ -18,11 +18,11 @@ import httpx
 import pytest
 import redis
 from click.testing import CliRunner
-from support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply, kid_of
 
 from hook_service.cli import cli
-from hook_service.keystore import FileKeyStore
-from hook_service.policy import example_policy_path
+from hook_service.keys.backends.file import FileKeyStore
+from hook_service.policy.engine import example_policy_path
+from tests.support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply, kid_of
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .health import healthz, openapi, readyz
-from .keys import jwks, key_events, list_keys, revoke_key, rotate_keys
-from .stepup import stepup_hook
-from .verification import verification_token
+from hook_service.endpoints.health import healthz, openapi, readyz
+from hook_service.endpoints.keys import jwks, key_events, list_keys, revoke_key, rotate_keys
+from hook_service.endpoints.stepup import stepup_hook
+from hook_service.endpoints.verification import verification_token
 
 __all__ = [
     "healthz",

@@ -7,10 +7,10 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import HookError, NotReady
-from ..openapi import openapi_document
-from ..services import Services
-from .http import json_response
+from hook_service.endpoints.http import json_response
+from hook_service.endpoints.openapi import openapi_document
+from hook_service.errors import HookError, NotReady
+from hook_service.services import Services
 
 READY_TIMEOUT = 1.0
 

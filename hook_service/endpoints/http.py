@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from ..errors import InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from ..hook import load_json
+from hook_service.errors import InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from hook_service.hook.request import load_json
 
 # Prelude keeps hook bodies small (contract 2.1: metadata is at most 5 short entries); 64 KiB
 # leaves room for new fields while bounding what an unauthenticated caller can make us buffer.

@@ -10,11 +10,16 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import InvalidRequest
-from ..keyadmin import PRELUDE_CACHE_WARNING
-from ..keys import KeySet
-from ..services import Services
-from .http import json_response, parse_json_object, read_json_body, require_bearer
+from hook_service.endpoints.http import (
+    json_response,
+    parse_json_object,
+    read_json_body,
+    require_bearer,
+)
+from hook_service.errors import InvalidRequest
+from hook_service.keys.admin import PRELUDE_CACHE_WARNING
+from hook_service.keys.lifecycle import KeySet
+from hook_service.services import Services
 
 # Prelude caches our JWKS for 10 minutes anyway (contract 5); 5 minutes keeps other verifiers
 # close behind a rotation while sparing the endpoint.

@@ -8,12 +8,17 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import HookError, InvalidSignature
-from ..hook import HookRequest, parse_hook_request, parse_signature_header, verify_signature
-from ..policy import Decision
-from ..services import Services
-from ..store import PendingStep
-from .http import json_response, read_json_body
+from hook_service.endpoints.http import json_response, read_json_body
+from hook_service.errors import HookError, InvalidSignature
+from hook_service.hook.request import (
+    HookRequest,
+    parse_hook_request,
+    parse_signature_header,
+    verify_signature,
+)
+from hook_service.policy.engine import Decision
+from hook_service.services import Services
+from hook_service.store.base import PendingStep
 
 logger = logging.getLogger("hook_service.hook")
 

@@ -8,16 +8,21 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import InvalidRequest, KeySetChanged, NoPendingStep, StepAlreadyUsed
-from ..services import Services
-from ..store import KeySetGuard
-from ..tokens import (
+from hook_service.endpoints.http import (
+    json_response,
+    parse_json_object,
+    read_json_body,
+    require_bearer,
+)
+from hook_service.errors import InvalidRequest, KeySetChanged, NoPendingStep, StepAlreadyUsed
+from hook_service.services import Services
+from hook_service.store.base import KeySetGuard
+from hook_service.tokens.jwt import (
     IssuedToken,
     mint_verification_token,
     read_challenge_kid,
     verify_challenge_token,
 )
-from .http import json_response, parse_json_object, read_json_body, require_bearer
 
 logger = logging.getLogger("hook_service.tokens")
 

@@ -1,0 +1,272 @@
+"""The decision policy: YAML rules with CEL conditions (design.md "Policy file").
+
+Pure: takes a parsed :class:`~hook_service.hook.HookRequest`, returns a :class:`Decision`; no
+HTTP, no store. The whole file is validated and every ``when`` is compiled once, at load
+(:mod:`hook_service.policy_schema`), so deciding only evaluates.
+
+Semantics: per scope, the first matching rule wins (a rule without ``when`` always matches);
+unlisted scopes, and listed scopes whose rules all miss, get ``default``. ``metadata`` is
+attacker-controlled: a ``when`` that fails to evaluate or does not yield a bool stops the
+evaluation and answers ``on_error``; it never falls through to a later, weaker rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+from cel_expr_python import cel
+
+from hook_service.hook.request import HookRequest
+from hook_service.policy.schema import (
+    GRANT_MODES,
+    MANAGED_STEPS,
+    OTP,
+    OutcomeSpec,
+    RuleSpec,
+    new_env,
+    parse,
+    read_file,
+)
+
+__all__ = [
+    "GRANT_MODES",
+    "MANAGED_STEPS",
+    "Decision",
+    "Policy",
+    "Step",
+    "example_policy_path",
+]
+
+_log = logging.getLogger("hook_service.policy")
+_ERROR: Final = cel.Type.ERROR
+# One CEL call costs ~1 µs of binding overhead whatever the expression, so up to this many
+# rules are folded into one program (see _chain); CEL's nesting limit (32) caps it anyway.
+_CHAIN_LENGTH: Final = 16
+_MAX_ERROR_CHARS: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a ``review`` decision (contract 3: ``steps[]``)."""
+
+    order: int
+    key: str
+    expiration_duration: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``steps[]`` entry of the hook response."""
+        return {
+            "order": self.order,
+            "key": self.key,
+            "expiration_duration": self.expiration_duration,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
+    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered.
+
+    Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
+    with orders 1..n for ``review`` and empty otherwise."""
+
+    status: str
+    grant_mode: str
+    granted_for: int
+    steps: tuple[Step, ...]
+    rule: str
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The hook response body, exactly ``{status, grant_mode, granted_for, steps}``."""
+        return {
+            "status": self.status,
+            "grant_mode": self.grant_mode,
+            "granted_for": self.granted_for,
+            "steps": [step.to_json() for step in self.steps],
+        }
+
+    def custom_steps(self, custom: frozenset[str]) -> tuple[Step, ...]:
+        """The steps whose key is in ``custom`` (ours to complete with a verification token)."""
+        return tuple(step for step in self.steps if step.key in custom)
+
+    @property
+    def total_duration(self) -> int:
+        """Sum of the steps' ``expiration_duration``: the longest the challenge can take."""
+        return sum(step.expiration_duration for step in self.steps)
+
+
+# Both resolutions of `otp` are built at load, indexed by HookRequest.has_phone, so deciding
+# allocates nothing.
+_Variants = tuple[Decision, Decision]
+
+
+def _variants(outcome: OutcomeSpec, rule: str) -> _Variants:
+    def resolve(otp: str) -> Decision:
+        steps = tuple(
+            Step(order, otp if spec.key == OTP else spec.key, spec.expiration_duration)
+            for order, spec in enumerate(outcome.steps, start=1)
+        )
+        return Decision(outcome.status, outcome.grant_mode, outcome.granted_for, steps, rule)
+
+    # design.md: otp is verify_sms when the user has a phone number, else verify_email.
+    return resolve("verify_email"), resolve("verify_sms")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    name: str
+    program: Any  # compiled `when`; None matches always
+    decisions: _Variants
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    rules: tuple[_Rule, ...]
+    # `w0 ? 0 : (w1 ? 1 : (... : -1))`: the index of the first match, -1 for none, or a CEL
+    # error if a condition fails or is not a bool (CEL's ternary does not swallow errors in
+    # its condition). None when it does not compile (nesting limit): rules are tried singly.
+    program: Any
+
+
+class _RuleFailed(Exception):
+    """A ``when`` failed to evaluate or did not yield a bool."""
+
+
+def _clean(message: str) -> str:
+    # CEL messages may be multi-line and quote request data: one bounded line in logs.
+    return " ".join(message.split())[:_MAX_ERROR_CHARS]
+
+
+def _compile_chain(env: Any, specs: Sequence[RuleSpec]) -> Any:
+    expr = "-1"
+    for index in range(len(specs) - 1, -1, -1):
+        when = specs[index].when
+        # Newlines so that a `//` comment inside `when` cannot swallow the rest of the chain.
+        cond = "true" if when is None else f"(\n{when}\n)"
+        expr = f"{cond} ? {index} : ({expr})"
+    try:
+        return env.compile(expr)
+    except RuntimeError:
+        return None
+
+
+def _chains(env: Any, specs: tuple[RuleSpec, ...]) -> tuple[_Chain, ...]:
+    chains: list[_Chain] = []
+    start = 0
+    while start < len(specs):
+        size = min(_CHAIN_LENGTH, len(specs) - start)
+        program = _compile_chain(env, specs[start : start + size])
+        while program is None and size > 1:  # too deep for CEL: halve until it fits
+            size //= 2
+            program = _compile_chain(env, specs[start : start + size])
+        rules = tuple(
+            _Rule(spec.name, spec.program, _variants(spec.outcome, spec.name))
+            for spec in specs[start : start + size]
+        )
+        chains.append(_Chain(rules, program))
+        start += size
+    return tuple(chains)
+
+
+def _first_match(chains: tuple[_Chain, ...], activation: Any) -> _Rule | None:
+    for chain in chains:
+        if chain.program is not None:
+            index = chain.program.eval(activation).value()
+            if type(index) is int:
+                if index >= 0:
+                    return chain.rules[index]
+                continue
+        # Error, or no chain program: rule by rule, which names the failing rule. This is the
+        # reference semantics; the chain is only a faster way to reach the same answer.
+        for rule in chain.rules:
+            if rule.program is None:
+                return rule
+            value = rule.program.eval(activation)
+            result = value.value()
+            if result is True:
+                return rule
+            if result is not False:
+                kind = value.type()
+                message = str(result) if kind == _ERROR else f"returned {kind.name().lower()}"
+                raise _RuleFailed(f"rule {rule.name}: {_clean(message)}")
+    return None
+
+
+class Policy:
+    """A loaded, validated policy. Build it with :meth:`load` or :meth:`from_mapping`.
+
+    ``custom_steps`` are the declared custom step keys; ``on_error`` is the ``on_error``
+    decision for a user without a phone number (``otp`` as ``verify_email``); with a request at
+    hand use :meth:`on_error_decision`. ``source`` names the file in messages.
+    """
+
+    __slots__ = ("_default", "_env", "_on_error", "_scopes", "custom_steps", "on_error", "source")
+
+    def __init__(self, data: Any, source: str = "<policy>") -> None:
+        env = new_env()
+        spec = parse(data, source, env)
+        self.source = source
+        self.custom_steps: frozenset[str] = spec.custom_steps
+        self._env = env  # owns the compiled programs' declarations: keep it alive
+        self._scopes = {scope: _chains(env, rules) for scope, rules in spec.scopes.items()}
+        self._default = _variants(spec.default, "default")
+        self._on_error = _variants(spec.on_error, "on_error")
+        self.on_error: Decision = self._on_error[False]
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        """Read, validate and compile the YAML policy at ``path``.
+
+        Raises :class:`~hook_service.errors.PolicyError` naming the file, the place and the
+        reason, e.g. ``policy.yaml: scopes."transfer:write".rules[1] (large-transfer):
+        granted_for must be an integer from 1 to 86400, got 0``."""
+        return cls(read_file(path), str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
+        """Validate and compile an already parsed policy document (``source`` names it)."""
+        return cls(data, source)
+
+    def decide(self, request: HookRequest) -> Decision:
+        """The decision for ``request``; ``on_error`` if a ``when`` fails (never a weaker rule)."""
+        chains = self._scopes.get(request.scope_requested)
+        if chains is None:
+            decision = self._default[request.has_phone]
+        else:
+            try:
+                # One activation per request, shared by every rule (the hot path).
+                rule = _first_match(chains, self._env.Activation(request.cel_context()))
+            except _RuleFailed as exc:
+                return self._failed(request, str(exc))
+            except Exception as exc:  # a binding or context bug must fail closed, too
+                return self._failed(request, f"evaluation failed: {_clean(str(exc))}")
+            variants = self._default if rule is None else rule.decisions
+            decision = variants[request.has_phone]
+        _log.debug(
+            "scope %s: rule %s decided %s", request.scope_requested, decision.rule, decision.status
+        )
+        return decision
+
+    def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
+        """The ``on_error`` decision (rule ``on_error``) for ``request``, ``error`` = ``reason``."""
+        return replace(self._on_error[request.has_phone], error=reason)
+
+    def _failed(self, request: HookRequest, reason: str) -> Decision:
+        decision = self.on_error_decision(request, reason)
+        _log.warning(
+            "scope %s: %s; answering on_error (%s)",
+            request.scope_requested,
+            reason,
+            decision.status,
+        )
+        return decision
+
+
+def example_policy_path() -> Path:
+    """The bundled example policy, used when ``HOOK_POLICY_FILE`` is unset."""
+    return Path(__file__).parents[1] / "policies" / "example.yaml"

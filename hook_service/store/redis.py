@@ -1,0 +1,227 @@
+"""The Redis store: pending steps shared by every process and host through one Redis server.
+
+Same semantics as :class:`~hook_service.store.MemoryStore` (see :mod:`hook_service.store`):
+``claim`` is one Lua script, so single use holds across instances, and ``put_pending`` another,
+so a decision's steps land together or not at all. With :mod:`hook_service.rediskeystore` and
+:mod:`hook_service.rediskeyprotocol`, the only modules that know Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from base64 import urlsafe_b64encode
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from hook_service import errors
+from hook_service.clock import Clock, system_clock
+from hook_service.settings import redact_url
+from hook_service.store.base import ALREADY_USED, NO_PENDING, KeySetGuard, PendingStep, check_issued
+from hook_service.tokens.jwt import IssuedToken
+
+logger = logging.getLogger(__name__)
+
+# put_pending: per step KEYS[i] and ARGV ttl_ms, expires_ms, scope. One script in one round
+# trip (about a third less client CPU than MULTI/EXEC through redis-py); ttl <= 0 (already
+# expired) only removes the old record. The "#!lua" shebang (Redis 7) makes Redis check memory
+# before the script runs: under OOM it is refused whole, where a script without it would run
+# its DELs and then be allowed to finish its writes.
+_PUT_LUA = """#!lua
+for i = 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+  local ttl = tonumber(ARGV[3 * i - 2])
+  if ttl > 0 then
+    redis.call('HSET', KEYS[i], 'e', ARGV[3 * i - 1], 's', ARGV[3 * i])
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return #KEYS
+"""
+# One hash per (user_id, key): e = pending expiry (ms), s = scope; after claim also
+# c = challenge_id, t = token, j = jti, k = kid, x = token expiry (s). Expiry is checked against
+# the caller's `now` (ARGV[1], ms) and enforced by a TTL counted from that same `now`.
+# Replies: {0} missing/expired, {1} claimed, {2, t, j, k, x} same-challenge retry,
+# {3} used by another challenge, {4} the key-set guard (KEYS[2] must hold ARGV[7]) failed:
+# nothing claimed.
+_CLAIM_LUA = """
+if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {4} end
+local r = redis.call('HMGET', KEYS[1], 'e', 'c', 't', 'j', 'k', 'x')
+if not r[1] then return {0} end
+local now = tonumber(ARGV[1])
+local e = tonumber(r[1])
+if r[2] then
+  local x = tonumber(r[6]) * 1000
+  if now >= math.max(e, x) then return {0} end
+  if r[2] == ARGV[2] and now < x then return {2, r[3], r[4], r[5], r[6]} end
+  return {3}
+end
+if now >= e then return {0} end
+redis.call('HSET', KEYS[1], 'c', ARGV[2], 't', ARGV[3], 'j', ARGV[4], 'k', ARGV[5], 'x', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(e, tonumber(ARGV[6]) * 1000) - now))
+return {1}
+"""
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    except ValueError:
+        return ()
+    return tuple({s for v in found if v for s in (v, unquote(v))})
+
+
+class RedisStore:
+    """Store shared by every app instance through one Redis server (redis.asyncio + hiredis).
+
+    ``timeout`` bounds connecting, each reply and waiting for a pooled connection, so an
+    unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = system_clock,
+        timeout: float = 0.5,
+        prefix: str = "hook:",
+        max_connections: int = 50,
+    ) -> None:
+        self.redis_url: str | None = url
+        self._location = redact_url(url)
+        self._secrets = _url_secrets(url)
+        self._clock = clock
+        self._prefix = prefix
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # No retries: each call fails within ~timeout, and a retried claim could run the
+                # script twice. Stale pooled sockets are already replaced on checkout by redis-py;
+                # clients retry with the same challenge_id and get the same token.
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+                # Lone surrogates (legal in JSON strings) must round-trip, not crash the encoder.
+                encoding_errors="surrogatepass",
+            )
+        except ValueError as exc:
+            # `from None`: the original may quote parts of the URL; the message is scrubbed.
+            raise errors.ConfigError(
+                f"invalid redis URL {self._location}: {self._scrub(str(exc))}"
+            ) from None
+        self._redis = Redis.from_pool(pool)
+        self._claim_script = self._redis.register_script(_CLAIM_LUA)
+        self._put_script = self._redis.register_script(_PUT_LUA)
+
+    def __repr__(self) -> str:
+        return f"RedisStore(url={self._location!r}, prefix={self._prefix!r})"
+
+    def record_key(self, user_id: str, key: str) -> str:
+        """Redis key of the record for (user_id, key): prefix + "s:" + 128-bit hash.
+
+        User-controlled strings never appear raw: the pair is length-prefixed (unambiguous for
+        any strings, incl. separators and lone surrogates) and hashed, so keys are short and of
+        fixed size (memory budget: <= 300 bytes per pending step) and cannot collide by design.
+        """
+        user = user_id.encode("utf-8", "surrogatepass")
+        data = b"%d:" % len(user) + user + key.encode("utf-8", "surrogatepass")
+        digest = hashlib.blake2b(data, digest_size=16, person=b"hook-step").digest()
+        return self._prefix + "s:" + urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def _scrub(self, message: str) -> str:
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
+
+    @contextmanager
+    def _guard(self, operation: str) -> Iterator[None]:
+        """Map every Redis/socket failure (incl. timeouts) to ``errors.StoreUnavailable``."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            name = type(exc).__name__
+            # Logged for operators (location without password); the detail is client-facing
+            # and names only the error class, never the URL.
+            msg = self._scrub(str(exc))
+            logger.warning("redis %s failed at %s: %s: %s", operation, self._location, name, msg)
+            raise errors.StoreUnavailable(f"the store is unavailable ({name})") from exc
+
+    async def put_pending(self, steps: Sequence[PendingStep]) -> None:
+        if not steps:
+            return
+        now = self._clock()
+        keys: list[str] = []
+        args: list[int | str] = []
+        for step in steps:
+            keys.append(self.record_key(step.user_id, step.key))
+            # TTL relative to the injected clock, not PEXPIREAT: Redis then expires the record
+            # in the same time domain as the `now` checked by claim (robust to app/Redis clock
+            # skew and to fake clocks). Floor: never outlive expires_at.
+            ttl_ms = math.floor((step.expires_at - now) * 1000)
+            args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope]
+        with self._guard("put_pending"):
+            await self._put_script(keys=keys, args=args)
+
+    async def claim(
+        self,
+        user_id: str,
+        key: str,
+        issued: IssuedToken,
+        now: float,
+        guard: KeySetGuard | None = None,
+    ) -> tuple[IssuedToken, bool]:
+        check_issued(user_id, key, issued)
+        keys = [self.record_key(user_id, key)]
+        args: list[int | str] = [
+            math.ceil(now * 1000),  # ceil: at the expiry millisecond a step is already gone
+            issued.challenge_id,
+            issued.token,
+            issued.jti,
+            issued.kid,
+            issued.expires_at,
+        ]
+        if guard is not None:
+            keys.append(guard.redis_key)
+            args.append(guard.version)
+        with self._guard("claim"):
+            reply: Any = await self._claim_script(keys=keys, args=args)
+        status = int(reply[0])
+        if status == 4:
+            raise errors.KeySetChanged(
+                "the signing keys changed while this token was being issued; try again"
+            )
+        if status == 1:
+            return issued, True
+        if status == 2:
+            stored = IssuedToken(
+                token=str(reply[1]),
+                jti=str(reply[2]),
+                kid=str(reply[3]),
+                expires_at=int(reply[4]),
+                challenge_id=issued.challenge_id,
+                user_id=user_id,
+                key=key,
+            )
+            return stored, False
+        if status == 3:
+            raise errors.StepAlreadyUsed(ALREADY_USED)
+        raise errors.NoPendingStep(NO_PENDING)
+
+    async def ping(self) -> None:
+        with self._guard("ping"):
+            await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

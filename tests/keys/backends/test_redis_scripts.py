@@ -1,0 +1,72 @@
+"""The Redis layout and Lua scripts of the shared key set, on a real private redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from redis.asyncio import Redis as AsyncRedis
+
+from hook_service import errors
+from hook_service.keys.backends.redis_scripts import KeySetKeys
+from hook_service.keys.events import KeyEvent
+
+pytestmark = pytest.mark.anyio
+
+KEYS = KeySetKeys("t:keys:")
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[AsyncRedis]:
+    redis = AsyncRedis.from_url(redis_url, decode_responses=True)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def event(version: int) -> KeyEvent:
+    return KeyEvent("created", "k" * 43, 1000, "cli", "r1", version)
+
+
+async def test_a_write_is_compare_and_set_on_the_version(client: AsyncRedis) -> None:
+    pubsub = client.pubsub()
+    await pubsub.subscribe(KEYS.channel)
+    first = await KEYS.write(client, KEYS.write_args(0, 1, "one", [event(1)], None))
+    assert first is not None and first.version == 1 and len(first.event_ids) == 1
+    assert await KEYS.write(client, KEYS.write_args(0, 2, "lost", [event(2)], None)) is None
+    assert (await client.get(KEYS.set), await client.get(KEYS.version)) == ("one", "1")
+    assert await client.xlen("t:keys:events") == 1  # the losing write appended nothing
+    messages: list[dict[str, Any]] = []
+    with anyio.fail_after(5):  # guards a hang
+        while len(messages) < 2:  # the subscription's confirmation, then the change
+            message = await pubsub.get_message(timeout=1)
+            messages += [message] if message else []
+    assert messages[1]["data"] == "1"  # the new version
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_a_stale_fencing_token_cannot_write_and_cannot_unlock(client: AsyncRedis) -> None:
+    old = await KEYS.acquire_lock(client, 10)
+    assert old is not None and await KEYS.acquire_lock(client, 10) is None
+    await client.delete("t:keys:lock")  # the holder stalled past its TTL
+    new = await KEYS.acquire_lock(client, 10)
+    assert new is not None and new > old
+    with pytest.raises(errors.LockLost):
+        await KEYS.write(client, KEYS.write_args(0, 1, "stale", [], old))
+    assert await client.get(KEYS.set) is None
+    await KEYS.release_lock(client, old)
+    assert await client.get("t:keys:lock") == str(new)  # still the new holder's
+    assert await KEYS.write(client, KEYS.write_args(0, 1, "fresh", [], new)) is not None
+    await KEYS.release_lock(client, new)
+    assert await client.get("t:keys:lock") is None
+
+
+@pytest.mark.parametrize("after", ["x", "1-", "-1", "99999999999999999999-0", "1-2-3"])
+async def test_an_event_cursor_redis_would_refuse_is_invalid_request(
+    client: AsyncRedis, after: str
+) -> None:
+    with pytest.raises(errors.InvalidRequest):
+        await KEYS.read_events(client, after, 10)

@@ -1,0 +1,287 @@
+"""What only the Redis store does: its record layout and memory, TTLs in the injected clock's
+time domain, single use across instances, the key-set guard, all-or-nothing writes, and how it
+fails (stopped or hung server, bad URL) without leaking a password or a token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import anyio
+import pytest
+import redis.asyncio as aredis
+
+from hook_service import errors
+from hook_service.store.base import KeySetGuard
+from hook_service.store.redis import RedisStore
+from tests.store.support import RedisServer, claim, issued, pending
+from tests.support import FakeClock
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """A plain client to inspect what RedisStore wrote (a real server, not a mock)."""
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_redis_keys_are_short_prefixed_and_hide_user_ids(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock, prefix="t1:")
+    try:
+        long_id = "usr_alice@example.com" + "x" * 5000
+        await store.put_pending([pending(clock, user_id=long_id)])
+        keys = cast(list[str], await raw.keys("*"))  # decode_responses=True
+        assert keys == [store.record_key(long_id, "kyc_review")]
+        assert keys[0].startswith("t1:s:") and len(keys[0]) == len("t1:s:") + 22
+        assert "alice" not in keys[0] and "kyc" not in keys[0]
+    finally:
+        await store.aclose()
+
+
+async def test_redis_pending_step_memory_is_small(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        step = pending(clock, user_id="usr_01JC6ZQ9F4N8T3V7X2B5K0M1RD", ttl=86400)
+        await store.put_pending([step])
+        usage = await raw.memory_usage(store.record_key(step.user_id, step.key), samples=0)
+        assert usage is not None and usage <= 300  # budget for 100,000 pending steps
+    finally:
+        await store.aclose()
+
+
+async def test_redis_ttl_follows_pending_then_token_expiry(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock, key="a", ttl=600), pending(clock, key="b")])
+        key_a, key_b = store.record_key("usr_1", "a"), store.record_key("usr_1", "b")
+        assert 599_000 < await raw.pttl(key_a) <= 600_000
+        clock.advance(100)
+        await claim(store, clock, issued(clock, key="a", ttl=900))  # lives until the token dies
+        assert 899_000 < await raw.pttl(key_a) <= 900_000
+        await claim(store, clock, issued(clock, key="b", ttl=300))  # token dies first
+        assert 499_000 < await raw.pttl(key_b) <= 500_000
+    finally:
+        await store.aclose()
+
+
+async def test_redis_ttl_drops_a_record_even_when_now_says_valid(
+    redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock, ttl=0.2)])
+        await asyncio.sleep(0.4)  # real time passes, the fake clock does not
+        with pytest.raises(errors.NoPendingStep):  # `now` is before expires_at: Redis TTL did it
+            await claim(store, clock, issued(clock))
+    finally:
+        await store.aclose()
+
+
+async def test_redis_single_use_holds_across_instances(redis_url: str, clock: FakeClock) -> None:
+    stores = [RedisStore(redis_url, clock=clock), RedisStore(redis_url, clock=clock)]
+    try:
+        await stores[0].put_pending([pending(clock, key="same"), pending(clock, key="diff")])
+        same = [issued(clock, key="same") for _ in range(20)]
+        results = await asyncio.gather(
+            *(claim(stores[i % 2], clock, t) for i, t in enumerate(same))
+        )
+        assert sum(fresh for _, fresh in results) == 1
+        assert len({t.token for t, _ in results}) == 1
+        diff = [issued(clock, key="diff", challenge_id=f"chl_{i}") for i in range(20)]
+        outcomes = await asyncio.gather(
+            *(claim(stores[i % 2], clock, t) for i, t in enumerate(diff)), return_exceptions=True
+        )
+        assert sum(isinstance(o, tuple) for o in outcomes) == 1
+        assert sum(isinstance(o, errors.StepAlreadyUsed) for o in outcomes) == 19
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_redis_claim_checks_the_key_set_version_in_the_same_script(
+    redis_url: str, clock: FakeClock, raw: aredis.Redis
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock)])
+        await raw.set("hook:keys:version", "7")
+        stale = issued(clock)
+        with pytest.raises(errors.KeySetChanged):
+            await store.claim(
+                "usr_1", "kyc_review", stale, clock(), KeySetGuard("hook:keys:version", 6)
+            )
+        # Nothing was claimed: the step still yields its (first) token under the right version.
+        token = issued(clock)
+        got, fresh = await store.claim(
+            "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
+        )
+        assert (got, fresh) == (token, True)
+        # A retry is guarded too: the stored token is not re-sent past a key-set change.
+        await raw.set("hook:keys:version", "8")
+        with pytest.raises(errors.KeySetChanged):
+            await store.claim(
+                "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
+            )
+        with pytest.raises(errors.KeySetChanged):  # no version at all is a change, too
+            await store.claim("usr_1", "kyc_review", token, clock(), KeySetGuard("hook:other", 8))
+    finally:
+        await store.aclose()
+
+
+async def test_redis_put_pending_is_all_or_nothing(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock, key="a")])
+        await raw.config_set("maxmemory", 1)  # every write command is refused (OOM)
+        try:
+            with pytest.raises(errors.StoreUnavailable):
+                await store.put_pending([pending(clock, key="a", ttl=5), pending(clock, key="b")])
+        finally:
+            await raw.config_set("maxmemory", 0)
+        # Not even the DEL of "a" ran: the script was refused as a whole.
+        clock.advance(10)
+        assert (await claim(store, clock, issued(clock, key="a")))[1] is True
+        with pytest.raises(errors.NoPendingStep):
+            await claim(store, clock, issued(clock, key="b"))
+    finally:
+        await store.aclose()
+
+
+async def test_redis_claim_failure_does_not_leak_the_token(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    token = issued(clock)
+    try:
+        await store.put_pending([pending(clock)])
+        await raw.config_set("maxmemory", 1)  # the script's HSET is refused
+        try:
+            with pytest.raises(errors.StoreUnavailable) as info:
+                await claim(store, clock, token)
+        finally:
+            await raw.config_set("maxmemory", 0)
+        assert "OOM" in caplog.text or "maxmemory" in caplog.text  # the cause is logged
+        assert token.token not in caplog.text and token.token not in str(info.value)
+        assert (await claim(store, clock, token))[1] is True  # the failed claim consumed nothing
+    finally:
+        await store.aclose()
+
+
+Op = Callable[[], Awaitable[Any]]
+
+
+def operations(store: RedisStore, clock: FakeClock) -> list[Op]:
+    return [
+        lambda: store.put_pending([pending(clock, key="during-fault")]),
+        lambda: claim(store, clock, issued(clock)),
+        store.ping,
+    ]
+
+
+async def assert_unavailable_fast(ops: list[Op], limit: float, secret: str = "") -> None:
+    for op in ops:
+        started = time.monotonic()
+        with pytest.raises(errors.StoreUnavailable) as info, anyio.fail_after(limit + 2):
+            await op()  # fail_after: a missing socket timeout fails the test instead of hanging
+        assert time.monotonic() - started < limit
+        assert info.value.code == "store_unavailable"
+        if secret:
+            assert secret not in info.value.detail and secret not in str(info.value)
+
+
+async def test_redis_stopped_server_fails_fast_then_recovers(
+    redis_server: RedisServer, redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        await store.put_pending([pending(clock)])
+        await claim(store, clock, issued(clock))  # pooled connection + cached script
+        redis_server.stop()
+        try:
+            await assert_unavailable_fast(operations(store, clock), limit=1.0)
+        finally:
+            redis_server.start()
+        # Same instance: stale pooled connections and the lost script cache are handled.
+        await store.ping()
+        await store.put_pending([pending(clock, key="after")])
+        assert (await claim(store, clock, issued(clock, key="after")))[1] is True
+    finally:
+        await store.aclose()
+
+
+async def test_redis_hung_server_times_out(
+    redis_server: RedisServer, redis_url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock, timeout=0.2)
+    try:
+        await store.ping()
+        redis_server.pause()
+        try:
+            await assert_unavailable_fast(operations(store, clock), limit=1.0)
+        finally:
+            redis_server.resume()
+        await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_redis_password_stays_out_of_errors_logs_and_repr(
+    redis_server_factory: Callable[..., RedisServer],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = redis_server_factory(password="s3cret-pw")
+    good = RedisStore(server.url, clock=clock)
+    wrong = RedisStore(f"redis://:wr0ng-pw@127.0.0.1:{server.port}/0", clock=clock)
+    query = RedisStore(f"redis://127.0.0.1:{server.port}/0?password=s3cret-pw", clock=clock)
+    try:
+        await good.put_pending([pending(clock)])
+        assert (await claim(good, clock, issued(clock)))[1] is True
+        await query.ping()
+        await assert_unavailable_fast(operations(wrong, clock), limit=1.0, secret="wr0ng-pw")
+        server.stop()
+        for store in (good, query):
+            await assert_unavailable_fast(operations(store, clock), limit=1.0, secret="s3cret-pw")
+        assert f"127.0.0.1:{server.port}" in caplog.text  # operators see where, not the secret
+        for store in (good, wrong, query):
+            assert "s3cret-pw" not in repr(store) and "wr0ng-pw" not in repr(store)
+        assert "s3cret-pw" not in caplog.text and "wr0ng-pw" not in caplog.text
+    finally:
+        for s in (good, wrong, query):
+            await s.aclose()
+
+
+def test_redis_bad_url_is_a_config_error_without_the_password() -> None:
+    with pytest.raises(errors.ConfigError, match="invalid redis URL") as info:
+        RedisStore("http://:s3cret-pw@127.0.0.1:6379/0")
+    assert "s3cret-pw" not in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_redis_record_holds_the_scope_and_expiry(
+    redis_url: str, raw: aredis.Redis, clock: FakeClock
+) -> None:
+    store = RedisStore(redis_url, clock=clock)
+    try:
+        step = pending(clock, ttl=86_400 + 600)
+        await store.put_pending([step])
+        record = await raw.hgetall(store.record_key(step.user_id, step.key))
+    finally:
+        await store.aclose()
+    assert record["s"] == "transfer:write"
+    assert int(record["e"]) == int((clock() + 86_400 + 600) * 1000)
