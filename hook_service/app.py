@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hook_service import endpoints
+from hook_service import endpoints, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.endpoints.http import json_response
 from hook_service.endpoints.keys import JwksDocument
@@ -32,7 +32,7 @@ from hook_service.services import build_services
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 
-logger = logging.getLogger("hook_service")
+logger = logging.getLogger(logs.SERVICE)
 
 routes = [
     Route("/hooks/stepup", endpoints.stepup_hook, methods=["POST"]),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from hook_service import logs
 from hook_service.clock import Clock, system_clock
 from hook_service.errors import ConfigError
 from hook_service.keys.admin import KeyAdmin, KeyStore
@@ -26,7 +27,7 @@ from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
 
-logger = logging.getLogger("hook_service")
+logger = logging.getLogger(logs.SERVICE)
 
 
 @dataclass(slots=True)

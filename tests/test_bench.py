@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import AppFactory
 from starlette.testclient import TestClient
 
 from bench import prepare
@@ -20,6 +19,7 @@ from bench.run import record_pending
 from hook_service.hook.request import parse_hook_request
 from hook_service.policy.engine import Policy
 from hook_service.simulator.prelude import PreludeKeys
+from tests.conftest import AppFactory
 from tests.support import (
     API_KEY,
     FakeClock,

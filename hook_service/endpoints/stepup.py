@@ -8,6 +8,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hook_service import logs
 from hook_service.endpoints.http import json_response, read_json_body
 from hook_service.errors import HookError, InvalidSignature
 from hook_service.hook.request import (
@@ -20,7 +21,7 @@ from hook_service.policy.engine import Decision
 from hook_service.services import Services
 from hook_service.store.base import PendingStep
 
-logger = logging.getLogger("hook_service.hook")
+logger = logging.getLogger(logs.HOOK)
 
 SIGNATURE_HEADER = "x-webhook-signature"
 KEY_ID_HEADER = "x-webhook-signature-key-id"

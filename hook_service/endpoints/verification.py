@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hook_service import logs
 from hook_service.endpoints.http import (
     json_response,
     parse_json_object,
@@ -24,7 +25,7 @@ from hook_service.tokens.jwt import (
     verify_challenge_token,
 )
 
-logger = logging.getLogger("hook_service.tokens")
+logger = logging.getLogger(logs.TOKENS)
 
 _FIELDS = ("user_id", "challenge_id", "key")
 # A claim that finds the key set changed is retried with the new set; more than a few changes

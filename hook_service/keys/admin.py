@@ -14,7 +14,7 @@ from typing import Protocol
 from anyio import to_thread
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hook_service import errors
+from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends.file import Change, Describe
 from hook_service.keys.events import KeyEvent, diff, log_events, rewrapped
@@ -29,7 +29,7 @@ from hook_service.keys.lifecycle import (
     with_next,
 )
 
-log = logging.getLogger("hook_service.keys")
+log = logging.getLogger(logs.KEYS)
 
 PRELUDE_CACHE_WARNING = (
     "Prelude may keep this key in its cached copy of our JWKS for up to 10 minutes"

@@ -13,9 +13,10 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from hook_service import logs
 from hook_service.keys.lifecycle import KeySet
 
-log = logging.getLogger("hook_service.keys")
+log = logging.getLogger(logs.KEYS)
 
 EventKind = Literal["created", "activated", "retired", "revoked", "expired", "rewrapped"]
 EVENT_KINDS: tuple[str, ...] = (

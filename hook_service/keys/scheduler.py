@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import logging
 
+from hook_service import logs
 from hook_service.errors import ConfigError, HookError
 from hook_service.keys.admin import KeyAdmin
 
-log = logging.getLogger("hook_service.keys")
+log = logging.getLogger(logs.KEYS)
 
 LOCK_TTL = 30.0  # seconds; a rotation (key generation + one write) takes well under one
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from cel_expr_python import cel
 
+from hook_service import logs
 from hook_service.hook.request import HookRequest
 from hook_service.policy.schema import (
     GRANT_MODES,
@@ -41,7 +42,7 @@ __all__ = [
     "example_policy_path",
 ]
 
-_log = logging.getLogger("hook_service.policy")
+_log = logging.getLogger(logs.POLICY)
 _ERROR: Final = cel.Type.ERROR
 # One CEL call costs ~1 µs of binding overhead whatever the expression, so up to this many
 # rules are folded into one program (see _chain); CEL's nesting limit (32) caps it anyway.

@@ -21,11 +21,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
-from hook_service import errors
+from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.settings import redact_url
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(logs.PRELUDE)
 
 MAX_JWKS_BYTES: Final = 1 << 20  # a JWKS is a few KiB; refuse to buffer a runaway response
 MIN_RSA_BITS: Final = 2048  # contract 5 asks RSA >= 2048 of us; expect no less of Prelude

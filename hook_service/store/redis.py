@@ -22,13 +22,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from hook_service import errors
+from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.settings import redact_url
 from hook_service.store.base import ALREADY_USED, NO_PENDING, KeySetGuard, PendingStep, check_issued
 from hook_service.tokens.jwt import IssuedToken
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(logs.STORE)
 
 # put_pending: per step KEYS[i] and ARGV ttl_ms, expires_ms, scope. One script in one round
 # trip (about a third less client CPU than MULTI/EXEC through redis-py); ttl <= 0 (already

@@ -30,7 +30,7 @@ from tests.support import (
 )
 
 JWKS: dict[str, Any] = json.loads(PRELUDE_JWKS_FILE.read_text())
-LOGGER = "hook_service.prelude_keys"
+LOGGER = "hook_service.prelude"
 SECRET_URL = "http://user:hunter2@prelude.test/.well-known/jwks.json?token=s3cr3t"
 
 

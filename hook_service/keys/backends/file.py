@@ -22,7 +22,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hook_service import errors
+from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends.permissions import check_directory, check_key_file, hand_over
 from hook_service.keys.events import KeyEvent
@@ -41,7 +41,7 @@ Change = Callable[[KeySet, int], KeySet]
 Describe = Callable[[KeySet, KeySet, int], list[KeyEvent]]
 """``(before, after, now) -> audit events`` of a change."""
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(logs.KEYSTORE)
 
 
 class FileKeyStore:

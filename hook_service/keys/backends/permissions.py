@@ -12,9 +12,9 @@ import os
 import stat
 from pathlib import Path
 
-from hook_service import errors
+from hook_service import errors, logs
 
-log = logging.getLogger("hook_service.keystore")
+log = logging.getLogger(logs.KEYSTORE)
 
 
 def _trusted_owner(uid: int) -> bool:

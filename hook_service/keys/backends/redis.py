@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from hook_service import errors
+from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.file import Change, Describe
@@ -36,7 +36,7 @@ from hook_service.keys.events import KeyEvent, diff, log_events
 from hook_service.keys.lifecycle import KeySet, NewKey, generate_rsa_key, initial_key_set
 from hook_service.settings import redact_url
 
-log = logging.getLogger("hook_service.keystore")
+log = logging.getLogger(logs.KEYSTORE)
 
 _CAS_ATTEMPTS = 5
 
