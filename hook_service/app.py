@@ -27,7 +27,7 @@ from hook_service.errors import (
 )
 from hook_service.keys.admin import KeyStore
 from hook_service.logs import configure_logging
-from hook_service.prelude.jwks import PreludeKeys
+from hook_service.prelude.jwks import PreludeJwks
 from hook_service.services import build_services
 from hook_service.settings import Settings
 from hook_service.store.base import Store
@@ -75,7 +75,7 @@ def create_app(
     clock: Clock = system_clock,
     store: Store | None = None,
     keys: KeyStore | None = None,
-    prelude_keys: PreludeKeys | None = None,
+    prelude_keys: PreludeJwks | None = None,
 ) -> Starlette:
     """Build the ASGI app. Invalid configuration raises :class:`ConfigError` here, at start-up."""
     services = build_services(

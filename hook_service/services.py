@@ -21,7 +21,7 @@ from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.keys.lifecycle import NewKey, generate_rsa_key
 from hook_service.keys.scheduler import RotationScheduler
 from hook_service.policy.engine import Policy, example_policy_path
-from hook_service.prelude.jwks import PreludeKeys
+from hook_service.prelude.jwks import PreludeJwks
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
@@ -41,7 +41,7 @@ class Services:
     keys: KeyStore
     key_admin: KeyAdmin
     scheduler: RotationScheduler | None
-    prelude_keys: PreludeKeys | None
+    prelude_keys: PreludeJwks | None
     claim_guard: str | None = None
     """The key set's version key when the store's claim script can check it (both on one
     Redis URL); None when POST /verification-token must re-read the key set instead."""
@@ -110,7 +110,7 @@ def build_services(
     clock: Clock = system_clock,
     store: Store | None = None,
     keys: KeyStore | None = None,
-    prelude_keys: PreludeKeys | None = None,
+    prelude_keys: PreludeJwks | None = None,
 ) -> Services:
     """Load the policy and keys and open the store; any of them may be injected (tests)."""
     with _named("HOOK_POLICY_FILE"):
@@ -126,7 +126,7 @@ def build_services(
     interval = settings.key_rotation_interval
     scheduler = RotationScheduler(admin, interval) if interval else None
     if prelude_keys is None and settings.signature_source:
-        prelude_keys = PreludeKeys(
+        prelude_keys = PreludeJwks(
             url=settings.prelude_jwks_url, file=settings.prelude_jwks_file, clock=clock
         )
     if prelude_keys is not None:

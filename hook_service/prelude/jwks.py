@@ -98,8 +98,9 @@ def _parse_jwks(raw: bytes) -> _KeySet:
     return _KeySet(rsa=rsa, ed25519=ed25519, kids=frozenset(kids))
 
 
-class PreludeKeys:
-    """Prelude's app JWKS from exactly one of ``url`` or ``file``, cached in memory.
+class PreludeJwks:
+    """Prelude's app JWKS cache (:class:`~hook_service.prelude.base.AppJwks`), read from exactly
+    one of ``url`` or ``file`` and kept in memory.
 
     An unknown kid triggers at most one refetch per ``refetch_interval`` seconds, and concurrent
     misses wait for the same in-flight refetch. After ``max_age`` seconds (``None``: never) the

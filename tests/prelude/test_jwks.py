@@ -1,4 +1,4 @@
-"""prelude_keys.py: Prelude's app JWKS, cached, from a file or over HTTP (contract 2.3 step 4)."""
+"""prelude/jwks.py: Prelude's app JWKS, cached, from a file or over HTTP (contract 2.3 step 4)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from hook_service import errors
-from hook_service.prelude.jwks import PreludeKeys
+from hook_service.prelude.jwks import PreludeJwks
 from tests.support import (
     PRELUDE_JWKS_FILE,
     FakeClock,
@@ -72,10 +72,10 @@ class FakePrelude:
             return answer
         return await answer()
 
-    def keys(self, **kwargs: Any) -> PreludeKeys:
+    def keys(self, **kwargs: Any) -> PreludeJwks:
         client = httpx.AsyncClient(transport=httpx.MockTransport(self))
         kwargs.setdefault("url", "https://app.session.prelude.test/.well-known/jwks.json")
-        return PreludeKeys(client=client, **kwargs)
+        return PreludeJwks(client=client, **kwargs)
 
 
 def same_rsa(a: Any, b: RSAPrivateKey) -> bool:
@@ -87,7 +87,7 @@ def same_rsa(a: Any, b: RSAPrivateKey) -> bool:
 
 @pytest.mark.anyio
 async def test_file_source_selects_keys_by_kid_and_type() -> None:
-    keys = PreludeKeys(file=PRELUDE_JWKS_FILE)
+    keys = PreludeJwks(file=PRELUDE_JWKS_FILE)
     assert not keys.loaded
     await keys.load()
     assert keys.loaded
@@ -121,7 +121,7 @@ async def test_bad_file_at_load_is_a_config_error_naming_it(
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(errors.ConfigError) as caught:
-        await PreludeKeys(file=path).load()
+        await PreludeJwks(file=path).load()
     assert str(path) in str(caught.value) and reason in str(caught.value)
 
 
@@ -130,7 +130,7 @@ async def test_file_is_reread_on_refetch(tmp_path: Path) -> None:
     path = tmp_path / "jwks.json"
     path.write_bytes(jwks_bytes(JWKS))
     clock = FakeClock()
-    keys = PreludeKeys(file=path, clock=clock)
+    keys = PreludeJwks(file=path, clock=clock)
     await keys.load()
     path.write_bytes(jwks_bytes(ROTATED))
     assert same_rsa(await keys.rsa_key("prelude-rsa-2"), OTHER_RSA)
@@ -451,17 +451,17 @@ async def test_known_kid_is_served_from_cache_while_a_stale_refresh_runs() -> No
 )
 def test_invalid_source_is_a_config_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(errors.ConfigError, match="HOOK_PRELUDE_JWKS"):
-        PreludeKeys(**kwargs)
+        PreludeJwks(**kwargs)
 
 
 def test_source_hides_url_credentials_and_query() -> None:
-    assert PreludeKeys(url=SECRET_URL).source == "http://prelude.test/.well-known/jwks.json"
+    assert PreludeJwks(url=SECRET_URL).source == "http://prelude.test/.well-known/jwks.json"
 
 
 @pytest.mark.anyio
 async def test_aclose_leaves_an_injected_client_open() -> None:
     client = httpx.AsyncClient(transport=httpx.MockTransport(FakePrelude([b"{}"])))
-    keys = PreludeKeys(url="https://a.test/jwks", client=client)
+    keys = PreludeJwks(url="https://a.test/jwks", client=client)
     await keys.aclose()
     assert not client.is_closed
     await client.aclose()
@@ -521,7 +521,7 @@ def server() -> Iterator[TinyServer]:
 
 @pytest.mark.anyio
 async def test_real_http_fetch_refetch_and_server_error(server: TinyServer) -> None:
-    keys = PreludeKeys(url=server.url, refetch_interval=0)
+    keys = PreludeJwks(url=server.url, refetch_interval=0)
     try:
         await keys.load()
         assert keys.loaded and server.requests == 1
@@ -542,7 +542,7 @@ async def test_real_http_timeout_is_logged_not_fatal(
     server: TinyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.delay = 5.0
-    keys = PreludeKeys(url=server.url, timeout=0.2)
+    keys = PreludeJwks(url=server.url, timeout=0.2)
     start = time.monotonic()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         await keys.load()
@@ -557,7 +557,7 @@ async def test_real_connection_refused_at_load_is_logged_not_fatal(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()  # nobody listens on it any more
-    keys = PreludeKeys(url=f"http://127.0.0.1:{port}/jwks.json")
+    keys = PreludeJwks(url=f"http://127.0.0.1:{port}/jwks.json")
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         await keys.load()
     await keys.aclose()
@@ -569,7 +569,7 @@ async def test_real_connection_refused_at_load_is_logged_not_fatal(
 async def test_real_connection_refused_on_refetch_keeps_cached_keys(
     server: TinyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    keys = PreludeKeys(url=server.url, refetch_interval=0)
+    keys = PreludeJwks(url=server.url, refetch_interval=0)
     try:
         await keys.load()
         server.stop()  # Prelude's JWKS endpoint goes away: connections are refused
