@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service.errors import ConfigError, HookError
-from hook_service.hook.request import parse_hook_request
+from hook_service.hook.parse import parse_hook_request
 from hook_service.keys.admin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
 from hook_service.keys.admin import KeyAdmin, KeyStore
 from hook_service.keys.backends.file import FileKeyStore

@@ -16,7 +16,7 @@ from bench import prepare
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.run import record_pending
-from hook_service.hook.request import parse_hook_request
+from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy
 from hook_service.simulator.prelude import PreludeKeys
 from tests.conftest import AppFactory

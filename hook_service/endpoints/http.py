@@ -8,8 +8,17 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from hook_service._json import parse_json_object
 from hook_service.errors import InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from hook_service.hook.request import load_json
+
+# The handlers decode their JSON bodies with the one strict decoder the hook uses too.
+__all__ = [
+    "MAX_BODY_BYTES",
+    "json_response",
+    "parse_json_object",
+    "read_json_body",
+    "require_bearer",
+]
 
 # Prelude keeps hook bodies small (contract 2.1: metadata is at most 5 short entries); 64 KiB
 # leaves room for new fields while bounding what an unauthenticated caller can make us buffer.
@@ -41,15 +50,6 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes
         # The caller is gone; nothing will read the answer, but it must not log a traceback.
         raise InvalidRequest("the client disconnected before sending the whole body") from None
     return b"".join(chunks)
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object (with :func:`~hook_service.hook.load_json`'s hardening), or raise
-    :class:`InvalidRequest`."""
-    data = load_json(body)
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return data
 
 
 def require_bearer(request: Request, accepted: tuple[str, ...], what: str) -> int:

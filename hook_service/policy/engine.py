@@ -21,7 +21,7 @@ from typing import Any, Final
 from cel_expr_python import cel
 
 from hook_service import logs
-from hook_service.hook.request import HookRequest
+from hook_service.hook.base import HookRequest
 from hook_service.policy.schema import (
     GRANT_MODES,
     MANAGED_STEPS,

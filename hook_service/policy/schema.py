@@ -19,7 +19,7 @@ import yaml
 from cel_expr_python import cel
 
 from hook_service.errors import PolicyError
-from hook_service.hook.request import SCOPE_PATTERN
+from hook_service.hook.base import SCOPE_PATTERN
 
 STATUSES: Final = ("continue", "review", "block")
 GRANT_MODES: Final = ("single-use", "session-bound", "profile-bound")

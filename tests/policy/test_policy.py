@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hook_service.errors import PolicyError
-from hook_service.hook.request import HookRequest, Identifier
+from hook_service.hook.base import HookRequest, Identifier
 from hook_service.policy.engine import (
     GRANT_MODES,
     MANAGED_STEPS,
