@@ -14,7 +14,7 @@ from hook_service.errors import HookError, InvalidSignature
 from hook_service.hook.base import HookRequest
 from hook_service.hook.parse import parse_hook_request
 from hook_service.hook.signature import parse_signature_header, verify_signature
-from hook_service.policy.engine import Decision
+from hook_service.policy.base import Decision
 from hook_service.services import Services
 from hook_service.store.base import PendingStep
 

@@ -1,8 +1,9 @@
 """The decision policy: YAML rules with CEL conditions (design.md "Policy file").
 
-Pure: takes a parsed :class:`~hook_service.hook.HookRequest`, returns a :class:`Decision`; no
-HTTP, no store. The whole file is validated and every ``when`` is compiled once, at load
-(:mod:`hook_service.policy_schema`), so deciding only evaluates.
+Pure: takes a parsed :class:`~hook_service.hook.base.HookRequest`, returns a
+:class:`~hook_service.policy.base.Decision`; no HTTP, no store. The whole file is validated and
+every ``when`` is compiled once, at load (:mod:`hook_service.policy.schema`), so deciding only
+evaluates.
 
 Semantics: per scope, the first matching rule wins (a rule without ``when`` always matches);
 unlisted scopes, and listed scopes whose rules all miss, get ``default``. ``metadata`` is
@@ -22,6 +23,7 @@ from cel_expr_python import cel
 
 from hook_service import logs
 from hook_service.hook.base import HookRequest
+from hook_service.policy.base import Decision, Step
 from hook_service.policy.schema import (
     GRANT_MODES,
     MANAGED_STEPS,
@@ -36,9 +38,7 @@ from hook_service.policy.schema import (
 __all__ = [
     "GRANT_MODES",
     "MANAGED_STEPS",
-    "Decision",
     "Policy",
-    "Step",
     "example_policy_path",
 ]
 
@@ -48,57 +48,6 @@ _ERROR: Final = cel.Type.ERROR
 # rules are folded into one program (see _chain); CEL's nesting limit (32) caps it anyway.
 _CHAIN_LENGTH: Final = 16
 _MAX_ERROR_CHARS: Final = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One step of a ``review`` decision (contract 3: ``steps[]``)."""
-
-    order: int
-    key: str
-    expiration_duration: int
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``steps[]`` entry of the hook response."""
-        return {
-            "order": self.order,
-            "key": self.key,
-            "expiration_duration": self.expiration_duration,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
-    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered.
-
-    Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
-    with orders 1..n for ``review`` and empty otherwise."""
-
-    status: str
-    grant_mode: str
-    granted_for: int
-    steps: tuple[Step, ...]
-    rule: str
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The hook response body, exactly ``{status, grant_mode, granted_for, steps}``."""
-        return {
-            "status": self.status,
-            "grant_mode": self.grant_mode,
-            "granted_for": self.granted_for,
-            "steps": [step.to_json() for step in self.steps],
-        }
-
-    def custom_steps(self, custom: frozenset[str]) -> tuple[Step, ...]:
-        """The steps whose key is in ``custom`` (ours to complete with a verification token)."""
-        return tuple(step for step in self.steps if step.key in custom)
-
-    @property
-    def total_duration(self) -> int:
-        """Sum of the steps' ``expiration_duration``: the longest the challenge can take."""
-        return sum(step.expiration_duration for step in self.steps)
 
 
 # Both resolutions of `otp` are built at load, indexed by HookRequest.has_phone, so deciding

@@ -14,12 +14,11 @@ import pytest
 
 from hook_service.errors import PolicyError
 from hook_service.hook.base import HookRequest, Identifier
+from hook_service.policy.base import Step
 from hook_service.policy.engine import (
     GRANT_MODES,
     MANAGED_STEPS,
-    Decision,
     Policy,
-    Step,
     example_policy_path,
 )
 
@@ -307,16 +306,6 @@ def test_defaults_and_rule_overrides_apply() -> None:
     custom = policy.decide(request("s", phone=False))
     assert (custom.grant_mode, custom.granted_for) == ("profile-bound", 86400)
     assert custom.steps == (Step(1, "verify_email", 1), Step(2, "kyc", 77))
-
-
-def test_decision_custom_steps_and_total_duration() -> None:
-    decision = Decision(
-        "review", "single-use", 300, (Step(1, "verify_sms", 600), Step(2, "kyc", 3600)), "r"
-    )
-    assert decision.custom_steps(frozenset({"kyc"})) == (Step(2, "kyc", 3600),)
-    assert decision.custom_steps(frozenset()) == ()
-    assert decision.total_duration == 4200
-    assert Step(2, "kyc", 3600).to_json() == {"order": 2, "key": "kyc", "expiration_duration": 3600}
 
 
 # --- many rules (one CEL program per chain of rules) ----------------------------------------

@@ -1,0 +1,79 @@
+"""The policy's interface: the answers it gives (:class:`Step`, :class:`Decision`) and what the
+decision step needs of a policy (:class:`DecisionPolicy`).
+:class:`~hook_service.policy.engine.Policy` implements it (YAML rules with CEL conditions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hook_service.hook.base import HookRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a ``review`` decision (contract 3: ``steps[]``)."""
+
+    order: int
+    key: str
+    expiration_duration: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``steps[]`` entry of the hook response."""
+        return {
+            "order": self.order,
+            "key": self.key,
+            "expiration_duration": self.expiration_duration,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
+    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered.
+
+    Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
+    with orders 1..n for ``review`` and empty otherwise."""
+
+    status: str
+    grant_mode: str
+    granted_for: int
+    steps: tuple[Step, ...]
+    rule: str
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The hook response body, exactly ``{status, grant_mode, granted_for, steps}``."""
+        return {
+            "status": self.status,
+            "grant_mode": self.grant_mode,
+            "granted_for": self.granted_for,
+            "steps": [step.to_json() for step in self.steps],
+        }
+
+    def custom_steps(self, custom: frozenset[str]) -> tuple[Step, ...]:
+        """The steps whose key is in ``custom`` (ours to complete with a verification token)."""
+        return tuple(step for step in self.steps if step.key in custom)
+
+    @property
+    def total_duration(self) -> int:
+        """Sum of the steps' ``expiration_duration``: the longest the challenge can take."""
+        return sum(step.expiration_duration for step in self.steps)
+
+
+class DecisionPolicy(Protocol):
+    """What the hook's decision step (:class:`~hook_service.hook.decider.HookDecider`) uses
+    of a policy."""
+
+    @property
+    def custom_steps(self) -> frozenset[str]:
+        """The declared custom step keys (completed with a verification token)."""
+        ...
+
+    def decide(self, request: HookRequest) -> Decision:
+        """The decision for ``request``; ``on_error`` if a rule fails, never a weaker rule."""
+        ...
+
+    def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
+        """The ``on_error`` decision for ``request``, with ``error`` = ``reason``."""
+        ...

@@ -1,0 +1,26 @@
+"""hook_service.policy.base: the policy's answers (contract 3: the hook response)."""
+
+from __future__ import annotations
+
+from hook_service.policy.base import Decision, Step
+
+
+def test_decision_custom_steps_and_total_duration() -> None:
+    decision = Decision(
+        "review", "single-use", 300, (Step(1, "verify_sms", 600), Step(2, "kyc", 3600)), "r"
+    )
+    assert decision.custom_steps(frozenset({"kyc"})) == (Step(2, "kyc", 3600),)
+    assert decision.custom_steps(frozenset()) == ()
+    assert decision.total_duration == 4200
+    assert Step(2, "kyc", 3600).to_json() == {"order": 2, "key": "kyc", "expiration_duration": 3600}
+
+
+def test_decision_json_is_exactly_the_hook_response() -> None:
+    decision = Decision("block", "session-bound", 60, (), "on_error", error="store timed out")
+    # `rule` travels in X-Hook-Rule and `error` only in the log: neither is in the body.
+    assert decision.to_json() == {
+        "status": "block",
+        "grant_mode": "session-bound",
+        "granted_for": 60,
+        "steps": [],
+    }
