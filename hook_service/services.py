@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from hook_service import logs
 from hook_service.clock import Clock, system_clock
 from hook_service.errors import ConfigError
+from hook_service.hook.decider import HookDecider
+from hook_service.hook.signature import SignatureCheck
+from hook_service.hook.stepup import StepUpHook
 from hook_service.keys.admin import KeyAdmin, KeyStore
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.backends.keyring import keyring
@@ -42,6 +45,8 @@ class Services:
     key_admin: KeyAdmin
     scheduler: RotationScheduler | None
     prelude_keys: PreludeJwks | None
+    hook: StepUpHook
+    """POST /hooks/stepup: signature check, parsing and the decision step."""
     claim_guard: str | None = None
     """The key set's version key when the store's claim script can check it (both on one
     Redis URL); None when POST /verification-token must re-read the key set instead."""
@@ -140,6 +145,7 @@ def build_services(
         logger.warning("HOOK_API_KEYS is unset: POST /verification-token refuses every call")
     if store is None:
         store = open_store(settings.redis_url, clock)
+    signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     return Services(
         settings=settings,
         clock=clock,
@@ -149,6 +155,7 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
+        hook=StepUpHook(HookDecider(policy, store, clock), signatures),
         # create_app may be given a store and a key store on different Redis servers or
         # databases: a guard read on the store's Redis would then never match (every token a
         # 503) or, worse, match another deployment's version. An equal URL is one Redis.
