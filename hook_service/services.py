@@ -6,6 +6,7 @@ directory), so everything here is loaded eagerly and raises :class:`ConfigError`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from hook_service import logs
 from hook_service.clock import Clock, system_clock
-from hook_service.errors import ConfigError
+from hook_service.errors import ConfigError, HookError
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
@@ -31,6 +32,9 @@ from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
 
 logger = logging.getLogger(logs.SERVICE)
+
+# /readyz answers within this even when the store hangs.
+READY_TIMEOUT = 1.0
 
 
 @dataclass(slots=True)
@@ -57,6 +61,26 @@ class Services:
         await self.keys.start()
         if self.scheduler is not None:
             self.scheduler.start()
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state for ``/readyz``: ``ok``, ``skipped`` or why it is not ready.
+
+        The store answers (within :data:`READY_TIMEOUT`), the key set is readable and, when
+        signatures are checked, Prelude's JWKS has been loaded at least once. The policy and an
+        active key are loaded before the app serves at all (start-up fails otherwise)."""
+        self.keys.current()  # notices a key set changed on disk by another worker or the CLI
+        checks: dict[str, str] = {"policy": "ok", "keys": "stale" if self.keys.stale else "ok"}
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self.store.ping()
+            checks["store"] = "ok"
+        except (HookError, TimeoutError):
+            checks["store"] = "unreachable"
+        if self.prelude_keys is None:
+            checks["prelude_jwks"] = "skipped"
+        else:
+            checks["prelude_jwks"] = "ok" if self.prelude_keys.loaded else "not loaded"
+        return checks
 
     async def aclose(self) -> None:
         if self.scheduler is not None:
