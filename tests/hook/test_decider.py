@@ -14,8 +14,8 @@ from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.decider import RECORD_TIMEOUT, HookDecider
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
+from hook_service.services import open_store
 from hook_service.store.base import Store
-from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
 from tests.store.support import RedisServer, claim, issued
 from tests.support import USER_ID, FakeClock, free_port, hook_body
@@ -35,14 +35,11 @@ def policy() -> Policy:
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        instance: Store = MemoryStore(clock)
-    else:
-        instance = RedisStore(request.getfixturevalue("redis_url"), clock=clock)
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
+    # The service's own choice: a RedisStore on the test server's URL, else a MemoryStore.
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    instance = open_store(url, clock)
+    yield instance
+    await instance.aclose()
 
 
 def large_transfer(user_id: str = USER_ID) -> HookRequest:
