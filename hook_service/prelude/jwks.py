@@ -99,8 +99,7 @@ def _parse_jwks(raw: bytes) -> _KeySet:
 
 
 class PreludeJwks:
-    """Prelude's app JWKS cache (:class:`~hook_service.prelude.base.AppJwks`), read from exactly
-    one of ``url`` or ``file`` and kept in memory.
+    """Prelude's app JWKS cache (an ``AppJwks``), from exactly one of ``url`` or ``file``.
 
     An unknown kid triggers at most one refetch per ``refetch_interval`` seconds, and concurrent
     misses wait for the same in-flight refetch. After ``max_age`` seconds (``None``: never) the
