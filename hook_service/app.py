@@ -20,17 +20,17 @@ from hook_service.errors import (
     HookError,
     InternalError,
     InvalidRequest,
-    KeyStoreError,
-    KeyStoreUnavailable,
+    KeyStoreFailure,
     MethodNotAllowed,
     NotFound,
 )
-from hook_service.keys.admin import KeyStore
+from hook_service.keys.backends.base import KeyStore
 from hook_service.logs import configure_logging
 from hook_service.prelude.jwks import PreludeJwks
 from hook_service.services import build_services
 from hook_service.settings import Settings
 from hook_service.store.base import Store
+from hook_service.tokens.base import ClaimGuard
 
 logger = logging.getLogger(logs.SERVICE)
 
@@ -50,15 +50,15 @@ routes = [
 
 def _as_hook_error(exc: Exception) -> HookError:
     """Every failure as a :class:`HookError`, so one renderer gives every error one shape."""
+    if isinstance(exc, KeyStoreFailure):
+        # The path and reason go to the log; the caller learns only that keys are unavailable.
+        logger.error("key store failure: %s", exc.reason)
+        return exc
     if isinstance(exc, HookError):
         return exc
     if isinstance(exc, HTTPException):  # routing: unknown path or method
         kind = {404: NotFound, 405: MethodNotAllowed}.get(exc.status_code, InvalidRequest)
         return kind(str(exc.detail))
-    if isinstance(exc, KeyStoreError):
-        # The path and reason go to the log; the caller learns only that keys are unavailable.
-        logger.error("key store failure: %s", exc)
-        return KeyStoreUnavailable("the signing keys cannot be read or written right now")
     # Starlette re-raises after this handler, so the server logs the traceback once.
     return InternalError("internal error; see the service log")
 
@@ -76,10 +76,14 @@ def create_app(
     store: Store | None = None,
     keys: KeyStore | None = None,
     prelude_keys: PreludeJwks | None = None,
+    guard: ClaimGuard | None = None,
 ) -> Starlette:
-    """Build the ASGI app. Invalid configuration raises :class:`ConfigError` here, at start-up."""
+    """Build the ASGI app. Invalid configuration raises :class:`ConfigError` here, at start-up.
+
+    ``store``, ``keys``, ``prelude_keys`` and the token issuer's claim ``guard`` may be
+    injected (tests); see :func:`~hook_service.services.build_services`."""
     services = build_services(
-        settings, clock=clock, store=store, keys=keys, prelude_keys=prelude_keys
+        settings, clock=clock, store=store, keys=keys, prelude_keys=prelude_keys, guard=guard
     )
 
     @asynccontextmanager
@@ -96,7 +100,6 @@ def create_app(
         exception_handlers={
             HookError: _render_error,
             HTTPException: _render_error,
-            KeyStoreError: _render_error,
             Exception: _render_error,
         },
     )

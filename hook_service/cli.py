@@ -16,12 +16,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hook_service.errors import ConfigError, HookError
+from hook_service.errors import ConfigError, HookError, KeyStoreFailure
 from hook_service.hook.parse import parse_hook_request
 from hook_service.keys.admin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
-from hook_service.keys.admin import KeyAdmin, KeyStore
+from hook_service.keys.admin import KeyAdmin
+from hook_service.keys.backends.base import KeyStore, SeedableKeyStore, key_problem
 from hook_service.keys.backends.file import FileKeyStore
-from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.keys.lifecycle import KeySet
 from hook_service.logs import configure_logging
 from hook_service.policy.engine import Policy
@@ -134,6 +134,8 @@ def _run_keys(keys_dir: Path | None, command: KeyCommand) -> Any:
         return asyncio.run(run())
     except ConfigError as exc:
         _fail(str(exc))
+    except KeyStoreFailure as exc:  # the operator sees the path and the reason
+        _fail(exc.reason)
     except HookError as exc:
         _fail(exc.detail)
 
@@ -209,7 +211,7 @@ def keys_import(file: Path | None, from_dir: Path | None, replace: bool) -> None
     try:
         source = FileKeyStore(from_dir).load()
         _, store = _open_keys(None)
-        if not isinstance(store, RedisKeyStore):
+        if not isinstance(store, SeedableKeyStore):
             _fail("--from-dir copies into the Redis key store: set HOOK_REDIS_URL")
         if not replace:
             _print_set(store.create_from(source, CLI_ACTOR))
@@ -226,8 +228,9 @@ def _read_private_key(file: Path) -> rsa.RSAPrivateKey:
         _fail(f"{file}: {exc.strerror}")
     except (ValueError, TypeError, UnsupportedAlgorithm):
         _fail(f"{file}: not an unencrypted PEM private key")
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
-        _fail(f"{file}: not an RSA key of at least 2048 bits")
+    problem = key_problem(key)
+    if problem is not None or not isinstance(key, rsa.RSAPrivateKey):
+        _fail(f"{file}: {problem}")
     return key
 
 

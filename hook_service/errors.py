@@ -5,8 +5,37 @@ Every error a client can see is a :class:`HookError` subclass with a stable ``co
 ``{"error": code, "detail": message}``. ``detail`` is a human sentence and never carries secret
 material (keys, tokens, signatures).
 
-:class:`ConfigError` is separate: it is raised at start-up (settings, policy file, key
-directory) and stops the process with a message naming the variable or file.
+:class:`ConfigError` is separate: it is raised at start-up (settings, policy file, key store)
+and stops the process with a message naming the variable or file. Nothing raised while serving
+is a ``ConfigError``.
+
+The tree (status in brackets)::
+
+    Exception
+    ├── HookError [500] ·························· rendered to the client
+    │   ├── InvalidRequest [400]
+    │   ├── InvalidSignature [401]
+    │   ├── Unauthorized [401]
+    │   ├── NotFound [404]
+    │   ├── NoPendingStep [404]
+    │   ├── UnknownKey [404]
+    │   ├── EventsUnavailable [404] ·············· the key store keeps no event stream
+    │   ├── MethodNotAllowed [405]
+    │   ├── StepAlreadyUsed [409]
+    │   ├── RotationTooEarly [409]
+    │   ├── LockLost [409] ······················· a fenced key-set write came too late
+    │   ├── PayloadTooLarge [413]
+    │   ├── UnsupportedMediaType [415]
+    │   ├── StoreUnavailable [503] ··············· the pending-step store cannot be reached
+    │   ├── KeyStoreUnavailable [503] ············ the key set cannot be read right now
+    │   │   ├── KeyStoreFailure [503] ············ a read or write failed while serving
+    │   │   └── KeySetChanged [503] ·············· it kept changing while a token was issued
+    │   ├── InternalError [500]
+    │   └── NotReady [503]
+    └── ConfigError ······························ start-up only; names the variable or file
+        ├── SettingsError
+        ├── PolicyError
+        └── KeyStoreError ························ the key set cannot be loaded at start-up
 """
 
 from __future__ import annotations
@@ -104,9 +133,23 @@ class KeyStoreUnavailable(HookError):
     status_code = 503
 
 
+class KeyStoreFailure(KeyStoreUnavailable):
+    """Reading or writing the key set failed while serving (a full disk, a PEM gone missing).
+
+    ``reason`` (paths and the OS error, never key bytes) is for the log, the CLI and
+    ``str()``; the client gets only the generic ``detail``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the signing keys cannot be read or written right now")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 class KeySetChanged(KeyStoreUnavailable):
-    """A claim found the shared key set at a newer version than the one that signed: nothing
-    was claimed; the caller re-reads the key set and signs again."""
+    """The shared key set kept changing while a token was being issued (the issuer signs
+    again after each change, a few times): nothing was claimed; the client retries."""
 
 
 class InternalError(HookError):
@@ -132,4 +175,5 @@ class PolicyError(ConfigError):
 
 
 class KeyStoreError(ConfigError):
-    """The key directory cannot be read or written, or holds inconsistent material."""
+    """At start-up (or in the keys CLI): the key set cannot be loaded or created, or holds
+    inconsistent material. While serving, the same causes raise :class:`KeyStoreFailure`."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from hook_service import logs
@@ -18,7 +18,8 @@ from hook_service.errors import ConfigError, HookError
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
-from hook_service.keys.admin import KeyAdmin, KeyStore
+from hook_service.keys.admin import KeyAdmin
+from hook_service.keys.backends.base import KeyStore, VersionedKeyStore
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.backends.keyring import keyring
 from hook_service.keys.backends.redis import RedisKeyStore
@@ -30,6 +31,9 @@ from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
+from hook_service.tokens.base import ClaimGuard
+from hook_service.tokens.guards import RereadKeySet, VersionInClaim
+from hook_service.tokens.issuer import TokenIssuer
 
 logger = logging.getLogger(logs.SERVICE)
 
@@ -51,9 +55,8 @@ class Services:
     prelude_keys: PreludeJwks | None
     hook: StepUpHook
     """POST /hooks/stepup: signature check, parsing and the decision step."""
-    claim_guard: str | None = None
-    """The key set's version key when the store's claim script can check it (both on one
-    Redis URL); None when POST /verification-token must re-read the key set instead."""
+    issuer: TokenIssuer
+    """POST /verification-token: sign, claim once, refuse a revoked key."""
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
@@ -126,6 +129,16 @@ def key_admin(settings: Settings, keys: KeyStore, clock: Clock) -> KeyAdmin:
     )
 
 
+def claim_guard(keys: KeyStore, *, same_redis: bool) -> ClaimGuard:
+    """The issuer's claim guard: the claim checks the key set's version itself when the key
+    set is on the Redis where the steps are claimed (``same_redis``), else the key set is
+    re-read around the claim. (A guard read on another Redis would never match, every token
+    a 503, or worse match another deployment's version.)"""
+    if same_redis and isinstance(keys, VersionedKeyStore):
+        return VersionInClaim(keys)
+    return RereadKeySet(keys)
+
+
 def open_store(redis_url: str | None, clock: Clock) -> Store:
     """The configured store: Redis when ``HOOK_REDIS_URL`` is set, else in-memory."""
     if redis_url is None:
@@ -140,16 +153,20 @@ def build_services(
     store: Store | None = None,
     keys: KeyStore | None = None,
     prelude_keys: PreludeJwks | None = None,
+    guard: ClaimGuard | None = None,
 ) -> Services:
-    """Load the policy and keys and open the store; any of them may be injected (tests)."""
+    """Load the policy and keys and open the store; any of them may be injected (tests).
+
+    Stores built here from the settings share one Redis exactly when both are on
+    ``HOOK_REDIS_URL``; whoever injects a store and a key store knows whether they do, and
+    passes the claim ``guard`` (by default the key set is re-read around each claim)."""
     with _named("HOOK_POLICY_FILE"):
         policy = Policy.load(settings.policy_file or example_policy_path())
+    same_redis = store is None and keys is None and settings.key_store == "redis"
     if keys is None:
         keys = open_key_store(settings, clock=clock)
-    if isinstance(keys, FileKeyStore):
-        with _named("HOOK_KEYS_DIR"):
-            keys.load_or_create()
-    else:  # the Redis store's errors already name HOOK_REDIS_URL or HOOK_KEY_ENCRYPTION_KEYS
+    # The Redis store's errors already name HOOK_REDIS_URL or HOOK_KEY_ENCRYPTION_KEYS.
+    with _named("HOOK_KEYS_DIR") if settings.key_store == "file" else nullcontext():
         keys.load_or_create()
     admin = key_admin(settings, keys, clock)
     interval = settings.key_rotation_interval
@@ -170,6 +187,12 @@ def build_services(
     if store is None:
         store = open_store(settings.redis_url, clock)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
+    issuer = TokenIssuer(
+        store,
+        guard or claim_guard(keys, same_redis=same_redis),
+        custom_steps=policy.custom_steps,
+        ttl=settings.token_ttl,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -180,8 +203,5 @@ def build_services(
         scheduler=scheduler,
         prelude_keys=prelude_keys,
         hook=StepUpHook(HookDecider(policy, store, clock), signatures),
-        # create_app may be given a store and a key store on different Redis servers or
-        # databases: a guard read on the store's Redis would then never match (every token a
-        # 503) or, worse, match another deployment's version. An equal URL is one Redis.
-        claim_guard=keys.version_key if store.redis_url == keys.redis_url else None,
+        issuer=issuer,
     )

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hook_service.errors import SettingsError
-from hook_service.keys.backends.keyring import KEK_BYTES
+from hook_service.keys.backends.keyring import KEK_BYTES, wrong_length
+from hook_service.keys.lifecycle import PUBLISH_LEAD
 
 PREFIX = "HOOK_"
 TOKEN_TTL_RANGE = (30, 3600)
@@ -28,8 +29,6 @@ TOKEN_TTL_RANGE = (30, 3600)
 MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 KEYSTORES = ("file", "redis")
-# Prelude's 10-minute JWKS cache plus one minute of skew (contract sec. 5; keys.PUBLISH_LEAD).
-DEFAULT_PUBLISH_LEAD = 660
 MAX_DURATION = 366 * 86400
 # ASCII digits, few of them: \d also matches other scripts' digits, and int() refuses over
 # 4300 of them with a ValueError that would not name the variable.
@@ -61,7 +60,7 @@ class Settings:
     log_level: str = "INFO"
     keystore: str | None = None
     key_encryption_keys: tuple[bytes, ...] = field(default=(), repr=False)
-    key_publish_lead: int = DEFAULT_PUBLISH_LEAD
+    key_publish_lead: int = PUBLISH_LEAD  # Prelude's JWKS cache plus skew (contract sec. 5)
     key_rotation_interval: int | None = None
     replica_id: str | None = None
 
@@ -130,9 +129,9 @@ class Settings:
                     "keys are only ever stored there encrypted (see the README, 'Key "
                     "management in production')"
                 )
-        for position, kek in enumerate(self.key_encryption_keys, start=1):
-            if len(kek) != KEK_BYTES:  # never echo the value
-                raise SettingsError(_kek_error(position))
+        position = wrong_length(self.key_encryption_keys)
+        if position is not None:  # never echo the value
+            raise SettingsError(_kek_error(position))
         if self.replica_id is not None and not REPLICA_ID.fullmatch(self.replica_id):
             raise SettingsError(
                 "HOOK_REPLICA_ID must be 1 to 64 letters, digits or . _ : @ - (it names this "
@@ -282,9 +281,7 @@ def _keks(name: str, raw: str) -> tuple[bytes, ...]:
             value = base64.b64decode(item.replace("-", "+").replace("_", "/"), validate=True)
         except (binascii.Error, ValueError):
             raise SettingsError(_kek_error(position)) from None
-        if len(value) != KEK_BYTES:
-            raise SettingsError(_kek_error(position))
-        decoded.append(value)
+        decoded.append(value)  # its length is checked with the others' in Settings.validated
     if len(set(decoded)) != len(decoded):
         raise SettingsError(f"{name}: the same key is listed twice")
     return tuple(decoded)

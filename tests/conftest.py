@@ -35,9 +35,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from hook_service.app import create_app
-from hook_service.keys.admin import KeyStore
+from hook_service.keys.backends.base import KeyStore
 from hook_service.keys.backends.file import FileKeyStore
-from hook_service.services import open_key_store
+from hook_service.services import claim_guard, open_key_store
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
@@ -257,7 +257,8 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
     same keys directory share one key store, as workers on one host share the directory.
     ``make_app(redis_url, keystore="redis")`` also keeps the keys in that Redis (KEK
     ``TEST_KEK``), each app with its own :class:`RedisKeyStore` and replica id, as replicas on
-    several hosts; ``store_url=`` then puts the pending steps on another Redis. All the apps
+    several hosts; ``store_url=`` then puts the pending steps on another Redis (and the token
+    issuer re-reads the key set around each claim instead of checking it there). All the apps
     of one test share the pre-generated signing keys; running out fails the test."""
     new_key = KeyFactory()
     key_stores: dict[Path, FileKeyStore] = {}
@@ -281,7 +282,10 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
             key_stores[app_settings.keys_dir] = keys
         store_url = store_url or redis_url
         store: Store = RedisStore(store_url, clock=clock) if store_url else MemoryStore(clock=clock)
-        return create_app(app_settings, clock=clock, store=store, keys=keys)
+        # This wiring knows whether the key set is on the Redis where steps are claimed.
+        same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
+        guard = claim_guard(keys, same_redis=same_redis)
+        return create_app(app_settings, clock=clock, store=store, keys=keys, guard=guard)
 
     yield make
     new_key.check()

@@ -162,5 +162,5 @@ async def key_events(request: Request) -> Response:
     if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_EVENTS_PAGE:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_EVENTS_PAGE}")
     after = params.get("after") or None
-    events, cursor = await services.keys.events(after, int(raw_limit))
+    events, cursor = await services.key_admin.events(after, int(raw_limit))
     return json_response({"events": [e.to_json() for e in events], "next": cursor})

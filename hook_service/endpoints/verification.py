@@ -1,36 +1,28 @@
-"""``POST /verification-token``: the company backend asks for a custom step's token (design.md)."""
+"""``POST /verification-token``: the company backend asks for a custom step's token (design.md).
+
+The handler reads the request (the API key, the body, the subject from explicit fields or a
+Prelude challenge token) and renders the answer; signing, claiming and the revocation check
+are :class:`~hook_service.tokens.issuer.TokenIssuer`'s.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hook_service import logs
 from hook_service.endpoints.http import (
     json_response,
     parse_json_object,
     read_json_body,
     require_bearer,
 )
-from hook_service.errors import InvalidRequest, KeySetChanged, NoPendingStep, StepAlreadyUsed
+from hook_service.errors import InvalidRequest
 from hook_service.services import Services
-from hook_service.store.base import KeySetGuard
-from hook_service.tokens.jwt import (
-    IssuedToken,
-    mint_verification_token,
-    read_challenge_kid,
-    verify_challenge_token,
-)
-
-logger = logging.getLogger(logs.TOKENS)
+from hook_service.tokens.jwt import read_challenge_kid, verify_challenge_token
 
 _FIELDS = ("user_id", "challenge_id", "key")
-# A claim that finds the key set changed is retried with the new set; more than a few changes
-# during one request means something is churning the keys.
-CLAIM_ATTEMPTS = 3
 
 
 async def verification_token(request: Request) -> Response:
@@ -39,57 +31,8 @@ async def verification_token(request: Request) -> Response:
     require_bearer(request, services.settings.api_keys, "POST /verification-token")
     data = parse_json_object(await read_json_body(request))
     user_id, challenge_id, key = await _subject(services, data)
-    if key not in services.policy.custom_steps:
-        raise NoPendingStep(f"{key!r} is not a custom step of the policy")
-    now = int(services.clock())
-    result, fresh = await _sign_and_claim(services, user_id, challenge_id, key, now)
-    logger.info(
-        "verification token %s jti=%s kid=%s user_id=%s key=%s",
-        "issued" if fresh else "re-sent",
-        result.jti,
-        result.kid,
-        user_id,
-        key,
-    )
-    return json_response(result.to_json())
-
-
-async def _sign_and_claim(
-    services: Services, user_id: str, challenge_id: str, key: str, now: int
-) -> tuple[IssuedToken, bool]:
-    """Sign with the active key and claim the pending step, never past a revocation that
-    returned anywhere: with the Redis key store and store on one Redis, the claim's own script
-    checks that the key set is still at the version that signed (one round trip); otherwise
-    the shared key set is re-read before signing and after claiming."""
-    version_key = services.claim_guard
-    key_set = services.keys.signing_set() if version_key else await services.keys.refresh()
-    for _ in range(CLAIM_ATTEMPTS):
-        issued = mint_verification_token(
-            key_set.active,
-            user_id=user_id,
-            challenge_id=challenge_id,
-            key=key,
-            now=now,
-            ttl=services.settings.token_ttl,
-        )
-        guard = None if version_key is None else KeySetGuard(version_key, key_set.version)
-        try:
-            result, fresh = await services.store.claim(user_id, key, issued, now, guard)
-            break
-        except KeySetChanged:  # another replica changed the keys: nothing was claimed
-            key_set = await services.keys.refresh()
-    else:
-        raise KeySetChanged("the signing keys kept changing while issuing a token; try again")
-    # A retry gets the token stored at its first claim: its key may have been revoked since.
-    latest = services.keys.current() if version_key else await services.keys.refresh()
-    if all(k.kid != result.kid for k in latest.published(now)):
-        # Never hand out a token Prelude can no longer verify, nor keep a revoked key's
-        # signature in circulation.
-        raise StepAlreadyUsed(
-            "the token for this challenge was signed by a key that has since been revoked; "
-            "start a new step-up"
-        )
-    return result, fresh
+    issued = await services.issuer.issue(user_id, challenge_id, key, int(services.clock()))
+    return json_response(issued.to_json())
 
 
 async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, str]:

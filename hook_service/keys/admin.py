@@ -1,22 +1,28 @@
 """Key operations shared by the admin API, the CLI and the rotation scheduler.
 
-:class:`KeyAdmin` composes the pure life cycle (:mod:`hook_service.keys`) with a
-:class:`KeyStore` (the file store for one host, the Redis store for several replicas), generates
-keys off the event loop, and turns every change into audit events (:mod:`hook_service.keyevents`)
-that the store records and this module logs. It knows neither HTTP nor Redis.
+:class:`KeyAdmin` composes the pure life cycle (:mod:`hook_service.keys.lifecycle`) with a
+:class:`~hook_service.keys.backends.base.KeyStore` (the file store for one host, the Redis
+store for several replicas), generates keys off the event loop, and turns every change into
+audit events (:mod:`hook_service.keys.events`) that the store records and this module logs.
+What only some stores can do (rewrap, the event stream) it asks of the store's capabilities.
+It knows neither HTTP nor Redis.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 from anyio import to_thread
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
-from hook_service.keys.backends.file import Change, Describe
+from hook_service.keys.backends.base import (
+    Change,
+    EventedKeyStore,
+    KeyStore,
+    SealedKeyStore,
+)
 from hook_service.keys.events import KeyEvent, diff, log_events, rewrapped
 from hook_service.keys.lifecycle import (
     PUBLISH_LEAD,
@@ -39,47 +45,6 @@ FORCE_WARNING = (
     "verifiers holding an older cached JWKS will meet an unknown kid and must refetch "
     "(Prelude does)"
 )
-
-
-class KeyStore(Protocol):
-    """Where the key set lives (:class:`~hook_service.keystore.FileKeyStore`,
-    :class:`~hook_service.rediskeystore.RedisKeyStore`). Reads are synchronous and served from
-    memory; changes are async and atomic."""
-
-    stale: str | None
-    encrypted: bool
-    version_key: str | None
-    """The Redis key holding the shared key set's version (a claim on the same Redis checks
-    it atomically, :class:`~hook_service.store.KeySetGuard`); None for the file store."""
-    redis_url: str | None
-    """The Redis holding the key set; None for the file store."""
-    new_key: NewKey
-
-    def load_or_create(self) -> KeySet: ...
-
-    def load(self) -> KeySet: ...
-
-    def current(self) -> KeySet: ...
-
-    def signing_set(self) -> KeySet: ...
-
-    async def refresh(self) -> KeySet:
-        """The signing set after checking the shared copy now (a revocation elsewhere)."""
-        ...
-
-    async def change(
-        self, change: Change, describe: Describe, *, fence: int | None = None
-    ) -> tuple[KeySet, list[KeyEvent]]: ...
-
-    async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]: ...
-
-    async def acquire_lock(self, ttl: float) -> int | None: ...
-
-    async def release_lock(self, token: int) -> None: ...
-
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 class _Prepared:
@@ -170,12 +135,22 @@ class KeyAdmin:
     async def rewrap(self, actor: str) -> list[KeyEvent]:
         """Re-encrypt every private key under the first KEK (the Redis store seals under it on
         every write; this write changes nothing else)."""
-        if not self.store.encrypted:
+        if not isinstance(self.store, SealedKeyStore):
             raise errors.InvalidRequest("keys rewrap applies to the Redis key store only")
         _, events = await self._apply(
             lambda current, now: KeySet(current.keys, current.version + 1), actor, rewrap=True
         )
         return events
+
+    async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]:
+        """Up to ``limit`` audit events after ``after`` and the next cursor, from a store that
+        keeps them (:class:`errors.EventsUnavailable` otherwise: they are in the log)."""
+        if not isinstance(self.store, EventedKeyStore):
+            raise errors.EventsUnavailable(
+                "the file key store writes key events to the service log only; the event "
+                "stream needs HOOK_KEYSTORE=redis"
+            )
+        return await self.store.events(after, limit)
 
     async def import_next(self, private_key: rsa.RSAPrivateKey, actor: str) -> KeySet:
         """Install ``private_key`` as the next key (it waits for the publish lead)."""

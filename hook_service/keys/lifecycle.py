@@ -2,7 +2,7 @@
 
 ``next`` (published, not signing) -> ``active`` (signing) -> ``retired`` (published until
 ``retire_at``) -> removed. The pure functions take ``now`` and a ``new_key`` factory, so tests
-inject time and pre-generated keys. Storage lives in :mod:`hook_service.keystore`.
+inject time and pre-generated keys. Storage lives in :mod:`hook_service.keys.backends`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -88,11 +88,12 @@ class SigningKey:
     @classmethod
     def from_record(cls, entry: Any, private_key: Callable[[str], rsa.RSAPrivateKey]) -> SigningKey:
         """Inverse of :meth:`record`, with the private key from ``private_key(kid)``; raises
-        ``ValueError`` (naming the kid at most) on a malformed entry. ``kid`` must already be
-        checked by the caller's loader, which uses it to find the key."""
-        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+        ``ValueError`` (naming the kid at most) on a malformed entry; the kid is checked
+        before ``private_key`` sees it (a loader uses it to find the key)."""
+        kid = entry.get("kid") if isinstance(entry, dict) else None
+        if not isinstance(kid, str) or not KID.fullmatch(kid):
             raise ValueError("key entry without a valid kid")
-        kid, state = cast(str, entry["kid"]), entry.get("state")
+        state = entry.get("state")
         times = [entry.get(n) for n in TIME_FIELDS]
         if state not in _STATES or type(times[0]) is not int:
             raise ValueError(f"key {kid}: invalid state or created_at")

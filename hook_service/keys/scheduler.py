@@ -6,7 +6,9 @@ takes the store's rotation lock, which comes with a fencing token, and rotates o
 freshly read set is still due. The Redis store's write refuses a fencing token older than the
 last one issued, so a replica that stalls past its lock (a GC pause, a frozen VM) cannot rotate
 when it wakes up; the compare-and-set on the version means the winner's rotation is seen by
-everyone else's due check. The file store's lock is its ``flock`` (one host).
+everyone else's due check. A store without a rotation lock (not a
+:class:`~hook_service.keys.backends.base.LockingKeyStore`: the file store) makes each change
+exclusive by itself (its ``flock``, one host), and the due check is repeated inside it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 from hook_service import logs
 from hook_service.errors import ConfigError, HookError
 from hook_service.keys.admin import KeyAdmin
+from hook_service.keys.backends.base import LockingKeyStore
 
 log = logging.getLogger(logs.KEYS)
 
@@ -70,13 +73,16 @@ class RotationScheduler:
         if not self.admin.due(self.interval):
             return False
         store = self.admin.store
-        token = await store.acquire_lock(self.lock_ttl)
-        if token is None:  # another replica is rotating; its write will reach us
-            return False
-        try:
-            rotated = await self.admin.rotate_if_due(self.interval, fence=token)
-        finally:
-            await store.release_lock(token)
+        if not isinstance(store, LockingKeyStore):
+            rotated = await self.admin.rotate_if_due(self.interval)
+        else:
+            token = await store.acquire_lock(self.lock_ttl)
+            if token is None:  # another replica is rotating; its write will reach us
+                return False
+            try:
+                rotated = await self.admin.rotate_if_due(self.interval, fence=token)
+            finally:
+                await store.release_lock(token)
         if rotated is None:
             return False
         self.rotations += 1

@@ -17,7 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hook_service.tokens.jwt import IssuedToken
+from hook_service.tokens.base import IssuedToken
+
+Claimed = tuple[IssuedToken, bool]
+"""What a claim gives: the token to hand out and whether this call stored it (True) or a retry
+of the same challenge got the stored one back (False)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,10 @@ class PendingStep:
 @dataclass(frozen=True, slots=True)
 class KeySetGuard:
     """A condition on a claim: the Redis key ``redis_key`` (the shared key set's version, see
-    :mod:`hook_service.rediskeystore`) still holds ``version``, the version of the set that
-    signed. Checked in the claim's own script, so no revocation can slip in between."""
+    :class:`~hook_service.keys.backends.base.VersionedKeyStore`) still holds ``version``, the
+    version of the set that signed. Checked in the claim's own script, so no revocation can
+    slip in between. Only :class:`~hook_service.tokens.guards.VersionInClaim`, the issuer's
+    claim guard for a key set on the store's own Redis, asks for it."""
 
     redis_key: str
     version: int
@@ -52,10 +58,6 @@ class Store(Protocol):
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
         """Record ``steps`` all-or-nothing, replacing any older record for each (user_id, key)."""
 
-    redis_url: str | None
-    """The Redis that :meth:`claim` runs on (None for the in-memory store): a
-    :class:`KeySetGuard` only means something for a key set kept on this same Redis."""
-
     async def claim(
         self,
         user_id: str,
@@ -63,13 +65,15 @@ class Store(Protocol):
         issued: IssuedToken,
         now: float,
         guard: KeySetGuard | None = None,
-    ) -> tuple[IssuedToken, bool]:
+    ) -> Claimed | None:
         """Consume the pending step for ``issued``; see the module docstring.
 
         Returns ``(issued, True)`` on first use and ``(stored token, False)`` to a retry by the
-        same challenge while that token is valid. Raises ``errors.StepAlreadyUsed`` for another
-        challenge or an expired stored token, ``errors.NoPendingStep`` if missing or expired,
-        and ``errors.KeySetChanged`` (nothing claimed) when ``guard`` does not hold.
+        same challenge while that token is valid, and None (nothing claimed) when ``guard``
+        does not hold: the key set changed, so the caller signs again. Raises
+        ``errors.StepAlreadyUsed`` for another challenge or an expired stored token and
+        ``errors.NoPendingStep`` if missing or expired. A store that cannot check a guard
+        (the in-memory one) raises ``ValueError`` when given one.
         """
 
     async def ping(self) -> None:

@@ -11,11 +11,12 @@ from hook_service.clock import Clock, system_clock
 from hook_service.store.base import (
     ALREADY_USED,
     NO_PENDING,
+    Claimed,
     KeySetGuard,
     PendingStep,
     check_issued,
 )
-from hook_service.tokens.jwt import IssuedToken
+from hook_service.tokens.base import IssuedToken
 
 _SWEEP_INTERVAL = 60.0  # seconds between MemoryStore sweeps of dead records
 
@@ -35,8 +36,6 @@ class _Record:
 class MemoryStore:
     """In-process store (the embedded default). Safe for one event loop or several threads:
     every operation runs under a lock without awaiting, so check-and-set is atomic."""
-
-    redis_url: str | None = None
 
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
@@ -71,7 +70,7 @@ class MemoryStore:
         issued: IssuedToken,
         now: float,
         guard: KeySetGuard | None = None,
-    ) -> tuple[IssuedToken, bool]:
+    ) -> Claimed | None:
         if guard is not None:
             raise ValueError("the in-memory store cannot check a shared key set")
         check_issued(user_id, key, issued)

@@ -1,9 +1,9 @@
 """The Redis store: pending steps shared by every process and host through one Redis server.
 
-Same semantics as :class:`~hook_service.store.MemoryStore` (see :mod:`hook_service.store`):
-``claim`` is one Lua script, so single use holds across instances, and ``put_pending`` another,
-so a decision's steps land together or not at all. With :mod:`hook_service.rediskeystore` and
-:mod:`hook_service.rediskeyprotocol`, the only modules that know Redis.
+Same semantics as :class:`~hook_service.store.memory.MemoryStore` (see
+:mod:`hook_service.store.base`): ``claim`` is one Lua script, so single use holds across
+instances, and ``put_pending`` another, so a decision's steps land together or not at all. The
+client and the error guard are :mod:`hook_service._redis`'s, shared with the Redis key store.
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ import hashlib
 import logging
 import math
 from base64 import urlsafe_b64encode
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from hook_service import errors, logs
+from hook_service._redis import RedisSite
 from hook_service.clock import Clock, system_clock
-from hook_service.settings import redact_url
-from hook_service.store.base import ALREADY_USED, NO_PENDING, KeySetGuard, PendingStep, check_issued
-from hook_service.tokens.jwt import IssuedToken
+from hook_service.store.base import (
+    ALREADY_USED,
+    NO_PENDING,
+    Claimed,
+    KeySetGuard,
+    PendingStep,
+    check_issued,
+)
+from hook_service.tokens.base import IssuedToken
 
 logger = logging.getLogger(logs.STORE)
 
@@ -71,13 +71,9 @@ return {1}
 """
 
 
-def _url_secrets(url: str) -> tuple[str, ...]:
-    try:
-        parts = urlsplit(url)
-        found = [parts.password or "", *parse_qs(parts.query).get("password", [])]
-    except ValueError:
-        return ()
-    return tuple({s for v in found if v for s in (v, unquote(v))})
+def _unavailable(name: str) -> errors.StoreUnavailable:
+    # The detail is client-facing and names only the error class, never the URL.
+    return errors.StoreUnavailable(f"the store is unavailable ({name})")
 
 
 class RedisStore:
@@ -96,37 +92,16 @@ class RedisStore:
         prefix: str = "hook:",
         max_connections: int = 50,
     ) -> None:
-        self.redis_url: str | None = url
-        self._location = redact_url(url)
-        self._secrets = _url_secrets(url)
+        self._site = RedisSite(url)
         self._clock = clock
         self._prefix = prefix
-        try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                # No retries: each call fails within ~timeout, and a retried claim could run the
-                # script twice. Stale pooled sockets are already replaced on checkout by redis-py;
-                # clients retry with the same challenge_id and get the same token.
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-                # Lone surrogates (legal in JSON strings) must round-trip, not crash the encoder.
-                encoding_errors="surrogatepass",
-            )
-        except ValueError as exc:
-            # `from None`: the original may quote parts of the URL; the message is scrubbed.
-            raise errors.ConfigError(
-                f"invalid redis URL {self._location}: {self._scrub(str(exc))}"
-            ) from None
-        self._redis = Redis.from_pool(pool)
+        # A client that retries gets the same token (same challenge_id): no Redis retries.
+        self._redis = self._site.client(timeout=timeout, max_connections=max_connections)
         self._claim_script = self._redis.register_script(_CLAIM_LUA)
         self._put_script = self._redis.register_script(_PUT_LUA)
 
     def __repr__(self) -> str:
-        return f"RedisStore(url={self._location!r}, prefix={self._prefix!r})"
+        return f"RedisStore(url={self._site.location!r}, prefix={self._prefix!r})"
 
     def record_key(self, user_id: str, key: str) -> str:
         """Redis key of the record for (user_id, key): prefix + "s:" + 128-bit hash.
@@ -139,24 +114,6 @@ class RedisStore:
         data = b"%d:" % len(user) + user + key.encode("utf-8", "surrogatepass")
         digest = hashlib.blake2b(data, digest_size=16, person=b"hook-step").digest()
         return self._prefix + "s:" + urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-    def _scrub(self, message: str) -> str:
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return message
-
-    @contextmanager
-    def _guard(self, operation: str) -> Iterator[None]:
-        """Map every Redis/socket failure (incl. timeouts) to ``errors.StoreUnavailable``."""
-        try:
-            yield
-        except (RedisError, OSError) as exc:
-            name = type(exc).__name__
-            # Logged for operators (location without password); the detail is client-facing
-            # and names only the error class, never the URL.
-            msg = self._scrub(str(exc))
-            logger.warning("redis %s failed at %s: %s: %s", operation, self._location, name, msg)
-            raise errors.StoreUnavailable(f"the store is unavailable ({name})") from exc
 
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
         if not steps:
@@ -171,7 +128,7 @@ class RedisStore:
             # skew and to fake clocks). Floor: never outlive expires_at.
             ttl_ms = math.floor((step.expires_at - now) * 1000)
             args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope]
-        with self._guard("put_pending"):
+        with self._site.guard("put_pending", _unavailable, log=logger):
             await self._put_script(keys=keys, args=args)
 
     async def claim(
@@ -181,7 +138,7 @@ class RedisStore:
         issued: IssuedToken,
         now: float,
         guard: KeySetGuard | None = None,
-    ) -> tuple[IssuedToken, bool]:
+    ) -> Claimed | None:
         check_issued(user_id, key, issued)
         keys = [self.record_key(user_id, key)]
         args: list[int | str] = [
@@ -195,13 +152,11 @@ class RedisStore:
         if guard is not None:
             keys.append(guard.redis_key)
             args.append(guard.version)
-        with self._guard("claim"):
+        with self._site.guard("claim", _unavailable, log=logger):
             reply: Any = await self._claim_script(keys=keys, args=args)
         status = int(reply[0])
         if status == 4:
-            raise errors.KeySetChanged(
-                "the signing keys changed while this token was being issued; try again"
-            )
+            return None  # the guard did not hold; nothing was claimed
         if status == 1:
             return issued, True
         if status == 2:
@@ -220,7 +175,7 @@ class RedisStore:
         raise errors.NoPendingStep(NO_PENDING)
 
     async def ping(self) -> None:
-        with self._guard("ping"):
+        with self._site.guard("ping", _unavailable, log=logger):
             await self._redis.ping()
 
     async def aclose(self) -> None:

@@ -1,10 +1,12 @@
-"""Verification tokens (RS256, contract sec. 4) and Prelude challenge tokens (EdDSA, sec. 6)."""
+"""Verification tokens (RS256, contract sec. 4) and Prelude challenge tokens (EdDSA, sec. 6).
+
+Pure JWT work on plain values; the value types are in :mod:`hook_service.tokens.base`.
+"""
 
 from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -12,28 +14,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hook_service import errors
 from hook_service.keys.lifecycle import SigningKey
+from hook_service.tokens.base import ChallengeClaims, IssuedToken
 
-
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    """A minted verification token and what it is bound to. ``token`` is a bearer secret."""
-
-    token: str = field(repr=False)
-    jti: str
-    kid: str
-    expires_at: int
-    challenge_id: str
-    user_id: str
-    key: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``POST /verification-token`` response body (design.md)."""
-        return {
-            "verification_token": self.token,
-            "jti": self.jti,
-            "kid": self.kid,
-            "expires_at": self.expires_at,
-        }
+__all__ = [
+    "ChallengeClaims",
+    "IssuedToken",
+    "mint_verification_token",
+    "read_challenge_kid",
+    "verify_challenge_token",
+]
 
 
 def mint_verification_token(
@@ -71,15 +60,6 @@ def mint_verification_token(
         user_id=user_id,
         key=key,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeClaims:
-    """What a verified Prelude challenge token tells us (contract sec. 6)."""
-
-    sub: str
-    challenge_id: str
-    current_step: str
 
 
 def read_challenge_kid(token: str) -> str:

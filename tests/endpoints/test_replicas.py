@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from hook_service.errors import KeyStoreError, SettingsError
-from hook_service.keys.admin import KeyStore
+from hook_service.keys.backends.base import KeyStore
 from hook_service.keys.backends.keyring import fingerprint
 from hook_service.keys.lifecycle import PUBLISH_LEAD
 from tests.support import ADMIN_TOKEN, API_KEY, TEST_KEK, FakeClock, bearer, mint_token, wait_for

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Protocol
 
-from hook_service.store.base import PendingStep, Store
-from hook_service.tokens.jwt import IssuedToken
+from hook_service.store.base import Claimed, PendingStep, Store
+from hook_service.tokens.base import IssuedToken
 from tests.support import FakeClock
 
 
@@ -48,5 +48,7 @@ def issued(
     )
 
 
-async def claim(store: Store, clock: FakeClock, token: IssuedToken) -> tuple[IssuedToken, bool]:
-    return await store.claim(token.user_id, token.key, token, clock())
+async def claim(store: Store, clock: FakeClock, token: IssuedToken) -> Claimed:
+    claimed = await store.claim(token.user_id, token.key, token, clock())
+    assert claimed is not None  # None only answers a key-set guard, and none was given
+    return claimed

@@ -119,24 +119,28 @@ async def test_redis_claim_checks_the_key_set_version_in_the_same_script(
         await store.put_pending([pending(clock)])
         await raw.set("hook:keys:version", "7")
         stale = issued(clock)
-        with pytest.raises(errors.KeySetChanged):
-            await store.claim(
-                "usr_1", "kyc_review", stale, clock(), KeySetGuard("hook:keys:version", 6)
-            )
+        # None: the guard did not hold (a result, not a 503 to catch).
+        changed = await store.claim(
+            "usr_1", "kyc_review", stale, clock(), KeySetGuard("hook:keys:version", 6)
+        )
+        assert changed is None
         # Nothing was claimed: the step still yields its (first) token under the right version.
         token = issued(clock)
-        got, fresh = await store.claim(
+        claimed = await store.claim(
             "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
         )
-        assert (got, fresh) == (token, True)
+        assert claimed == (token, True)
         # A retry is guarded too: the stored token is not re-sent past a key-set change.
         await raw.set("hook:keys:version", "8")
-        with pytest.raises(errors.KeySetChanged):
-            await store.claim(
-                "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
-            )
-        with pytest.raises(errors.KeySetChanged):  # no version at all is a change, too
-            await store.claim("usr_1", "kyc_review", token, clock(), KeySetGuard("hook:other", 8))
+        retried = await store.claim(
+            "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
+        )
+        assert retried is None
+        # No version at all is a change, too.
+        unversioned = await store.claim(
+            "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:other", 8)
+        )
+        assert unversioned is None
     finally:
         await store.aclose()
 

@@ -1,7 +1,14 @@
 """Where the key set lives: :class:`FileKeyStore`, a directory shared by the workers of one host.
 
-The life cycle itself is pure and lives in :mod:`hook_service.keys`; this module only reads and
-writes it, atomically and under a file lock.
+The life cycle itself is pure and lives in :mod:`hook_service.keys.lifecycle`; this module only
+reads and writes it, atomically and under a file lock. It implements the core
+:class:`~hook_service.keys.backends.base.KeyStore` and no capability: the ``flock`` makes each
+change exclusive (no rotation lock needed), key events go to the log, keys are plain PKCS#8
+files guarded by file permissions (no KEK).
+
+Failures raise :class:`errors.KeyStoreFailure` (a 503 while serving); :meth:`load` and
+:meth:`load_or_create`, which run at start-up and in the CLI, raise
+:class:`errors.KeyStoreError` (a ConfigError) instead.
 """
 
 from __future__ import annotations
@@ -13,9 +20,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from anyio import to_thread
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,36 +30,28 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service import errors, logs
 from hook_service.clock import Clock, system_clock
+from hook_service.keys.backends.base import (
+    Change,
+    Describe,
+    LastGoodSet,
+    key_problem,
+    key_set_from,
+    parse_key_set,
+)
 from hook_service.keys.backends.permissions import check_directory, check_key_file, hand_over
 from hook_service.keys.events import KeyEvent
-from hook_service.keys.lifecycle import (
-    KID,
-    KeySet,
-    NewKey,
-    SigningKey,
-    generate_rsa_key,
-    initial_key_set,
-    thumbprint,
-)
-
-Change = Callable[[KeySet, int], KeySet]
-"""``(current key set, now) -> new key set``; raising leaves the store unchanged."""
-Describe = Callable[[KeySet, KeySet, int], list[KeyEvent]]
-"""``(before, after, now) -> audit events`` of a change."""
+from hook_service.keys.lifecycle import KID, KeySet, NewKey, generate_rsa_key, initial_key_set
 
 log = logging.getLogger(logs.KEYSTORE)
 
 
-class FileKeyStore:
+class FileKeyStore(LastGoodSet):
     """The key set in a directory: ``keyset.json`` (metadata, version) and ``<kid>.pem``
     (PKCS#8, mode 0600). Writes are atomic (temp file + fsync + rename) and every
     read-modify-write holds an exclusive ``flock`` on ``<dir>/.lock``, so several workers on one
     host never create two key sets or lose a rotation. Errors name paths, never key bytes."""
 
-    encrypted = False
-    version_key: str | None = None
-    redis_url: str | None = None
-    """Private keys are plain PKCS#8 files guarded by file permissions (no KEK)."""
+    not_signing = "the key set changed on disk but cannot be read; not signing until it can"
 
     def __init__(
         self,
@@ -73,19 +71,22 @@ class FileKeyStore:
 
     def load_or_create(self) -> KeySet:
         """Load the key set; on first start create an active and a next key."""
-        try:  # mode applies to a directory we create (design: 0700); an existing one is kept
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise errors.KeyStoreError(f"{self.directory}: cannot create: {exc.strerror}") from None
-        check_directory(self.directory)
-        if self._meta.exists():  # the usual start; also works on a read-only mount
-            return self.load()
-        with self._lock():
-            if self._meta.exists():  # another worker may have won the race: use its set
-                return self._read()
-            ks = initial_key_set(int(self._clock()), self.new_key)
-            self._write(ks)
-            return ks
+        with _starting():
+            try:  # mode applies to a directory we create (design: 0700); an existing one is kept
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise errors.KeyStoreError(
+                    f"{self.directory}: cannot create: {exc.strerror}"
+                ) from None
+            check_directory(self.directory)
+            if self._meta.exists():  # the usual start; also works on a read-only mount
+                return self.load()
+            with self._lock():
+                if self._meta.exists():  # another worker may have won the race: use its set
+                    return self._read()
+                ks = initial_key_set(int(self._clock()), self.new_key)
+                self._write(ks)
+                return ks
 
     def current(self) -> KeySet:
         """The key set, re-read only when ``keyset.json`` changed (another worker rotated).
@@ -103,20 +104,11 @@ class FileKeyStore:
                 return cached[1]  # unchanged, or the same unreadable file as last time
             with self._lock(exclusive=False):
                 ks = self._read()
-        except errors.KeyStoreError as exc:
+        except errors.KeyStoreFailure as exc:
             if self.stale is None:
                 log.error("%s; still publishing key set version %d", exc, cached[1].version)
             self.stale, self._failed_stat = str(exc), stat_key
             return cached[1]
-        return ks
-
-    def signing_set(self) -> KeySet:
-        """:meth:`current`, unless it is stale: then :class:`errors.KeyStoreUnavailable`."""
-        ks = self.current()
-        if self.stale is not None:
-            raise errors.KeyStoreUnavailable(
-                "the key set changed on disk but cannot be read; not signing until it can"
-            )
         return ks
 
     def load(self) -> KeySet:
@@ -124,11 +116,14 @@ class FileKeyStore:
         mistyped directory must not silently get a new key set)."""
         if not os.path.isdir(self.directory):
             raise errors.KeyStoreError(f"{self.directory}: no key set here (no such directory)")
-        check_directory(self.directory)
-        if not self._meta.exists():
-            raise errors.KeyStoreError(f"{self._meta}: no key set here (the service creates one)")
-        with self._lock(exclusive=False):
-            return self._read()
+        with _starting():
+            check_directory(self.directory)
+            if not self._meta.exists():
+                raise errors.KeyStoreError(
+                    f"{self._meta}: no key set here (the service creates one)"
+                )
+            with self._lock(exclusive=False):
+                return self._read()
 
     def update(self, change: Change) -> KeySet:
         """Read, ``change(key_set, now)`` and write, all under the exclusive lock (the life
@@ -143,7 +138,7 @@ class FileKeyStore:
             self._write(after)
             return after, describe(before, after, now)
 
-    # --- the KeyStore protocol (hook_service.keyadmin) -------------------------------------
+    # --- the rest of the KeyStore protocol (hook_service.keys.backends.base) ----------------
 
     async def refresh(self) -> KeySet:
         """:meth:`signing_set`: its ``stat`` already sees every change committed on this host."""
@@ -156,21 +151,8 @@ class FileKeyStore:
         each change exclusive on this host, and the change re-checks the set it read."""
         return await to_thread.run_sync(self._change, change, describe)
 
-    async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]:
-        """The file store writes key events to the service log only."""
-        raise errors.EventsUnavailable(
-            "the file key store writes key events to the service log only; the event stream "
-            "needs HOOK_KEYSTORE=redis"
-        )
-
-    async def acquire_lock(self, ttl: float) -> int | None:
-        """Always granted: every change holds the directory's ``flock`` (see :meth:`change`)."""
-        return 0
-
-    async def release_lock(self, token: int) -> None:
-        return None
-
     async def start(self) -> None:
+        """Nothing to follow: :meth:`current` sees another worker's change by its ``stat``."""
         return None
 
     async def aclose(self) -> None:
@@ -186,7 +168,7 @@ class FileKeyStore:
                 # A read-only mount (a secret volume) has no writer to wait for.
                 yield
                 return
-            raise errors.KeyStoreError(f"{path}: cannot open lock file: {exc.strerror}") from None
+            raise errors.KeyStoreFailure(f"{path}: cannot open lock file: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -198,32 +180,21 @@ class FileKeyStore:
         try:
             st = os.stat(self._meta)
         except OSError as exc:
-            raise errors.KeyStoreError(f"{self._meta}: cannot stat: {exc.strerror}") from None
+            raise errors.KeyStoreFailure(f"{self._meta}: cannot stat: {exc.strerror}") from None
         return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
     def _read(self) -> KeySet:
         path = self._meta
         stat_key = self._stat_key()  # under the lock, so it matches the bytes read below
         try:
-            data = json.loads(path.read_bytes())
-            entries, version = data["keys"], data["version"]
-            if not isinstance(entries, list) or type(version) is not int:
-                raise TypeError
+            _, entries, version = parse_key_set(path.read_bytes(), "key set file")
+            ks = key_set_from(entries, version, self._load_pem)
         except OSError as exc:
-            raise errors.KeyStoreError(f"{path}: cannot read: {exc.strerror}") from None
-        except (ValueError, TypeError, KeyError, RecursionError):
-            raise errors.KeyStoreError(f"{path}: not a valid key set file") from None
-        try:
-            ks = KeySet(tuple(self._entry(e) for e in entries), version)
+            raise errors.KeyStoreFailure(f"{path}: cannot read: {exc.strerror}") from None
         except ValueError as exc:
-            raise errors.KeyStoreError(f"{path}: {exc}") from None
+            raise errors.KeyStoreFailure(f"{path}: {exc}") from None
         self._install(stat_key, ks)
         return ks
-
-    def _entry(self, entry: Any) -> SigningKey:
-        if not isinstance(entry, dict) or not KID.fullmatch(str(entry.get("kid"))):
-            raise ValueError("key entry without a valid kid")
-        return SigningKey.from_record(entry, self._load_pem)
 
     def _load_pem(self, kid: str) -> rsa.RSAPrivateKey:
         path = self.directory / f"{kid}.pem"
@@ -234,15 +205,15 @@ class FileKeyStore:
                 data = file.read()
         except OSError as exc:
             msg = f"{path}: listed in {self._meta.name} but cannot be read: {exc.strerror}"
-            raise errors.KeyStoreError(msg) from None
+            raise errors.KeyStoreFailure(msg) from None
         try:  # the parser's message could quote input; say only what is wrong
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise errors.KeyStoreError(f"{path}: not an unencrypted PEM private key") from None
-        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
-            raise errors.KeyStoreError(f"{path}: not an RSA key of at least 2048 bits")
-        if thumbprint(key.public_key()) != kid:
-            raise errors.KeyStoreError(f"{path}: key thumbprint does not match kid {kid}")
+            raise errors.KeyStoreFailure(f"{path}: not an unencrypted PEM private key") from None
+        problem = key_problem(key, kid)
+        if problem is not None:
+            raise errors.KeyStoreFailure(f"{path}: {problem}")
+        assert isinstance(key, rsa.RSAPrivateKey)  # key_problem checked it
         return key
 
     def _install(self, stat_key: tuple[int, ...], ks: KeySet) -> None:
@@ -264,7 +235,7 @@ class FileKeyStore:
                     self._atomic_write(pem_path, pem)
                     created.append(pem_path)
             self._atomic_write(self._meta, json.dumps(meta, indent=2).encode())
-        except errors.KeyStoreError:
+        except errors.KeyStoreFailure:
             for path in created:  # not committed: no unlisted private key stays behind
                 with contextlib.suppress(OSError):
                     path.unlink()
@@ -301,4 +272,13 @@ class FileKeyStore:
             if tmp is not None:  # never leave a copy of key material behind
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            raise errors.KeyStoreError(f"{path}: cannot write: {exc.strerror}") from None
+            raise errors.KeyStoreFailure(f"{path}: cannot write: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def _starting() -> Iterator[None]:
+    """At start-up (and in the CLI) a failure is invalid configuration, not a 503."""
+    try:
+        yield
+    except errors.KeyStoreFailure as exc:
+        raise errors.KeyStoreError(exc.reason) from None

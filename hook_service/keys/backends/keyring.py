@@ -44,6 +44,12 @@ def fingerprint(kek: bytes) -> str:
     return hashlib.sha256(b"prelude-stepup-hook KEK\x00" + kek).hexdigest()[:8]
 
 
+def wrong_length(keks: Sequence[bytes]) -> int | None:
+    """The position (from 1) of the first KEK that is not :data:`KEK_BYTES` long, or None:
+    AES-256 takes exactly 32 bytes. Positions, never values, go into messages."""
+    return next((i for i, kek in enumerate(keks, start=1) if len(kek) != KEK_BYTES), None)
+
+
 def _mac_key(kek: bytes) -> bytes:
     # RFC 5869: a separate key for the MAC, so no KEK ever serves two algorithms.
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(kek)
@@ -62,9 +68,9 @@ class Keyring:
     def __post_init__(self) -> None:
         if not self.keks:
             raise ValueError("a keyring needs at least one key-encryption key")
-        for position, kek in enumerate(self.keks, start=1):
-            if len(kek) != KEK_BYTES:
-                raise ValueError(f"key-encryption key {position} is not {KEK_BYTES} bytes")
+        position = wrong_length(self.keks)
+        if position is not None:
+            raise ValueError(f"key-encryption key {position} is not {KEK_BYTES} bytes")
 
     def __repr__(self) -> str:
         return f"Keyring(fingerprints={self.fingerprints})"

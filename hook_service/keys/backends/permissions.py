@@ -2,7 +2,8 @@
 
 Whoever can write the key directory can plant a key set naming their own private key, which
 the service would then sign with and publish. These checks decide which ownership and modes
-are trustworthy; :mod:`hook_service.keystore` applies them. Errors name paths, never contents.
+are trustworthy; :mod:`hook_service.keys.backends.file` applies them. Errors name paths, never
+contents.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ def check_directory(directory: Path) -> None:
     try:
         st = os.stat(directory)
     except OSError as exc:
-        raise errors.KeyStoreError(f"{directory}: cannot stat: {exc.strerror}") from None
+        raise errors.KeyStoreFailure(f"{directory}: cannot stat: {exc.strerror}") from None
     if not os.access(directory, os.R_OK | os.X_OK):
-        raise errors.KeyStoreError(f"{directory}: this user cannot read it")
+        raise errors.KeyStoreFailure(f"{directory}: this user cannot read it")
     if not _trusted_owner(st.st_uid):
-        raise errors.KeyStoreError(
+        raise errors.KeyStoreFailure(
             f"{directory}: owned by uid {st.st_uid}, neither this user nor root"
         )
     if _read_only(directory):
@@ -59,13 +60,13 @@ def check_directory(directory: Path) -> None:
         return
     shown = stat.filemode(st.st_mode)
     if st.st_uid != os.geteuid():
-        raise errors.KeyStoreError(
+        raise errors.KeyStoreFailure(
             f"{directory}: {shown} lets other users write it; remove their write access"
         )
     try:
         os.chmod(directory, stat.S_IMODE(st.st_mode) & ~unsafe)
     except OSError as exc:
-        raise errors.KeyStoreError(f"{directory}: {shown} is too open: {exc.strerror}") from None
+        raise errors.KeyStoreFailure(f"{directory}: {shown} is too open: {exc.strerror}") from None
     log.warning("%s: %s let other users write it; removed their write access", directory, shown)
 
 
@@ -73,7 +74,9 @@ def check_key_file(path: Path, fd: int) -> None:
     """A private key file must belong to a trusted owner and be readable by its owner only."""
     st = os.fstat(fd)
     if not _trusted_owner(st.st_uid):
-        raise errors.KeyStoreError(f"{path}: owned by uid {st.st_uid}, neither this user nor root")
+        raise errors.KeyStoreFailure(
+            f"{path}: owned by uid {st.st_uid}, neither this user nor root"
+        )
     mode = stat.S_IMODE(st.st_mode)
     if not mode & 0o077:
         return
@@ -81,7 +84,7 @@ def check_key_file(path: Path, fd: int) -> None:
         os.fchmod(fd, 0o600)
     except OSError as exc:
         msg = f"{path}: mode {mode:o} is too open and cannot be set to 600: {exc.strerror}"
-        raise errors.KeyStoreError(msg) from None
+        raise errors.KeyStoreFailure(msg) from None
     log.warning("%s: mode %o was too open, changed to 600", path, mode)
 
 

@@ -1,8 +1,10 @@
 """The key set shared by every replica through Redis (``HOOK_KEYSTORE=redis``).
 
 Redis holds the key set as one sealed document (private keys encrypted, the whole tagged under
-the KEK: :mod:`hook_service.keydoc`); its layout and the Lua scripts that change it are in
-:mod:`hook_service.rediskeyprotocol`. This module keeps one replica's view of it.
+the KEK: :mod:`hook_service.keys.backends.sealed`); its layout and the Lua scripts that change
+it are in :mod:`hook_service.keys.backends.redis_scripts`. This module keeps one replica's view
+of it. Besides the core :class:`~hook_service.keys.backends.base.KeyStore` it has every
+capability: a rotation lock, the event stream, sealed keys, seeding, a version key.
 
 Each replica keeps the decrypted set in memory (``current()``/``signing_set()`` stay cheap and
 synchronous), applies a change when the message arrives, and also polls the version every
@@ -18,33 +20,28 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
-from hook_service import errors, logs
+from hook_service import _redis, errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends import sealed as keydoc
-from hook_service.keys.backends.file import Change, Describe
+from hook_service.keys.backends.base import Change, Describe, LastGoodSet
 from hook_service.keys.backends.keyring import DecryptError, Keyring
 from hook_service.keys.backends.redis_scripts import KeySetKeys, Written
 from hook_service.keys.events import KeyEvent, diff, log_events
 from hook_service.keys.lifecycle import KeySet, NewKey, generate_rsa_key, initial_key_set
-from hook_service.settings import redact_url
 
 log = logging.getLogger(logs.KEYSTORE)
 
 _CAS_ATTEMPTS = 5
 
 
-class RedisKeyStore:
+class RedisKeyStore(LastGoodSet):
     """See the module docstring. ``replica`` names this process in the audit events."""
 
-    encrypted = True
+    not_signing = "the shared key set cannot be read right now; not signing until it can"
 
     def __init__(
         self,
@@ -58,9 +55,7 @@ class RedisKeyStore:
         poll_interval: float = 0.5,
         timeout: float = 2.0,
     ) -> None:
-        self._url = url
-        self.redis_url: str | None = url
-        self._location = redact_url(url)
+        self._site = _redis.RedisSite(url)
         self._keyring = keyring
         self._clock = clock
         self.replica = replica
@@ -69,7 +64,6 @@ class RedisKeyStore:
         self._timeout = timeout
         self.prefix = prefix
         self._redis = KeySetKeys(prefix)
-        self.version_key: str | None = self._redis.version
         self._cached: KeySet | None = None
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._client: AsyncRedis | None = None
@@ -81,7 +75,17 @@ class RedisKeyStore:
         """Why Redis could not be read, while the last good key set serves."""
 
     def __repr__(self) -> str:
-        return f"RedisKeyStore(url={self._location!r}, keyring={self._keyring!r})"
+        return f"RedisKeyStore(url={self._site.location!r}, keyring={self._keyring!r})"
+
+    @property
+    def keyring(self) -> Keyring:
+        """The KEKs the keys are sealed under (every write seals under the first)."""
+        return self._keyring
+
+    @property
+    def version_key(self) -> str:
+        """The Redis key holding the set's version (a claim on this Redis may check it)."""
+        return self._redis.version
 
     # --- start-up and the CLI: synchronous ----------------------------------------------
 
@@ -108,31 +112,32 @@ class RedisKeyStore:
     def _load_sync(
         self, *, create: bool, initial: KeySet | None = None, actor: str = "startup"
     ) -> KeySet:
-        client = redis.Redis.from_url(
-            self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
-        )
+        client = self._site.sync_client(timeout=self._timeout)
+
+        def failed(name: str) -> errors.KeyStoreError:
+            return errors.KeyStoreError(
+                f"HOOK_REDIS_URL: cannot load the key set from {self._site.location}: {name}"
+            )
+
         try:
-            raw = client.get(self._redis.set)
-            if raw is None and create:
-                now = int(self._clock())
-                ks = initial or initial_key_set(now, self.new_key)
-                events = diff(None, ks, now=now, actor=actor, replica=self.replica)
-                written = self._redis.write_sync(client, self._write_args(0, ks, events, None))
-                if written is not None:
-                    log_events(events)
-                    return self._committed(ks, events, written)
+            with self._site.guard("load", failed):
                 raw = client.get(self._redis.set)
-        except (RedisError, OSError) as exc:
-            raise errors.KeyStoreError(
-                f"HOOK_REDIS_URL: cannot load the key set from {self._location}: "
-                f"{type(exc).__name__}"
-            ) from None
+                if raw is None and create:
+                    now = int(self._clock())
+                    ks = initial or initial_key_set(now, self.new_key)
+                    events = diff(None, ks, now=now, actor=actor, replica=self.replica)
+                    args = self._write_args(0, ks, events, None)
+                    written = self._redis.write_sync(client, args)
+                    if written is not None:
+                        log_events(events)
+                        return self._committed(ks, events, written)
+                    raw = client.get(self._redis.set)
         finally:
             client.close()
         if raw is None:
             raise errors.KeyStoreError(
-                f"no key set in Redis at {self._location} under {self.prefix!r} (the service "
-                "creates one on first start)"
+                f"no key set in Redis at {self._site.location} under {self.prefix!r} (the "
+                "service creates one on first start)"
             )
         try:
             ks = self._decode(raw)
@@ -152,15 +157,6 @@ class RedisKeyStore:
         if self._cached is None:
             return self.load_or_create()
         return self._cached
-
-    def signing_set(self) -> KeySet:
-        """:meth:`current`, unless it is stale: then :class:`errors.KeyStoreUnavailable`."""
-        ks = self.current()
-        if self.stale is not None:
-            raise errors.KeyStoreUnavailable(
-                "the shared key set cannot be read right now; not signing until it can"
-            )
-        return ks
 
     async def refresh(self) -> KeySet:
         """Check the version in Redis now and apply a newer set (one GET when unchanged), so a
@@ -196,12 +192,15 @@ class RedisKeyStore:
     async def events(self, after: str | None, limit: int) -> tuple[list[KeyEvent], str | None]:
         """Up to ``limit`` audit events after stream id ``after`` (oldest first) and the cursor
         for the next page, or None when there is no more."""
-        try:  # the audit trail, not the key set: a failure here must not stop signing
+
+        def failed(name: str) -> errors.KeyStoreUnavailable:
+            return errors.KeyStoreUnavailable(
+                f"the key event stream cannot be read right now: {name}"
+            )
+
+        # The audit trail, not the key set: a failure here must not stop signing (no stale).
+        with self._site.guard("events", failed):
             entries = await self._redis.read_events(self._async(), after, limit)
-        except (RedisError, OSError) as exc:
-            raise errors.KeyStoreUnavailable(
-                f"the key event stream cannot be read right now: {type(exc).__name__}"
-            ) from None
         out = []
         for entry_id, fields in entries[:limit]:
             try:
@@ -251,9 +250,9 @@ class RedisKeyStore:
                     await pubsub.subscribe(self._redis.channel)
                 # Returns on a change message or after the poll interval, whichever is first.
                 await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll)
-            except (RedisError, OSError):
+            except _redis.ERRORS:
                 if pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
+                    with contextlib.suppress(*_redis.ERRORS):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
                 pubsub = None
                 await asyncio.sleep(self._poll)
@@ -266,7 +265,7 @@ class RedisKeyStore:
                 self.stale = "key set poll failed unexpectedly (see the log)"
                 await asyncio.sleep(self._poll)
         if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*_redis.ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _check(self) -> None:
@@ -296,30 +295,24 @@ class RedisKeyStore:
 
     def _async(self) -> AsyncRedis:
         if self._client is None:
-            self._client = AsyncRedis.from_url(
-                self._url,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            )
+            self._client = self._site.client(timeout=self._timeout)
         return self._client
 
     @contextlib.contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
         """Redis and decryption failures become ``stale`` plus :class:`KeyStoreUnavailable`."""
         try:
-            yield
-        except (RedisError, OSError, DecryptError, ValueError) as exc:
-            reason = f"key set {operation} failed: {type(exc).__name__}"
-            if isinstance(exc, (DecryptError, ValueError)):
-                reason = f"key set {operation} failed: {exc}"
-            if self.stale is None and self._cached is not None:
-                log.error("%s; still publishing key set version %d", reason, self._cached.version)
-            self.stale = reason
-            raise errors.KeyStoreUnavailable(
-                "the shared key set cannot be read right now"
-            ) from None
+            with self._site.guard(operation, lambda name: self._unreadable(operation, name)):
+                yield
+        except (DecryptError, ValueError) as exc:
+            raise self._unreadable(operation, str(exc)) from None
+
+    def _unreadable(self, operation: str, why: str) -> errors.KeyStoreUnavailable:
+        reason = f"key set {operation} failed: {why}"
+        if self.stale is None and self._cached is not None:
+            log.error("%s; still publishing key set version %d", reason, self._cached.version)
+        self.stale = reason
+        return errors.KeyStoreUnavailable("the shared key set cannot be read right now")
 
     def _ok(self) -> None:
         if self.stale is not None:

@@ -2,13 +2,13 @@
 
 ``{"format": 1, "version": N, "keys": [{kid, state, created_at, activated_at, retire_at,
 "private_key": <envelope>}], "mac": <tag>}``: metadata in clear, each private key sealed by
-:class:`~hook_service.keycrypt.Keyring` (AES-256-GCM, kid as associated data), and the whole
-document, with the name of the key set it belongs to, tagged under the KEK. So whoever can
-write to Redis but holds no KEK can neither read a key nor change which keys are published or
-sign: a revoked key put back, a retired one kept, a next key promoted early, a document copied
-from another key set all fail the tag. (Replaying an older document whole still verifies; a
-running replica refuses to go back to a lower version.) Every encoding seals and tags under the
-keyring's first KEK, so any write also moves the set onto it.
+:class:`~hook_service.keys.backends.keyring.Keyring` (AES-256-GCM, kid as associated data), and
+the whole document, with the name of the key set it belongs to, tagged under the KEK. So
+whoever can write to Redis but holds no KEK can neither read a key nor change which keys are
+published or sign: a revoked key put back, a retired one kept, a next key promoted early, a
+document copied from another key set all fail the tag. (Replaying an older document whole still
+verifies; a running replica refuses to go back to a lower version.) Every encoding seals and
+tags under the keyring's first KEK, so any write also moves the set onto it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from hook_service.keys.backends.base import key_problem, key_set_from, parse_key_set
 from hook_service.keys.backends.keyring import DecryptError, Keyring
-from hook_service.keys.lifecycle import KID, KeySet, SigningKey, thumbprint
+from hook_service.keys.lifecycle import KeySet
 
 FORMAT = 1
 
@@ -51,13 +52,7 @@ def decode(
     configured KEK opens."""
     if raw is None:
         raise ValueError("the key set is missing")
-    try:
-        data = json.loads(raw)
-        entries, version = data["keys"], data["version"]
-        if not isinstance(entries, list) or type(version) is not int:
-            raise TypeError
-    except (ValueError, TypeError, KeyError, RecursionError):
-        raise ValueError("not a valid key set document") from None
+    data, entries, version = parse_key_set(raw, "key set document")
     keyring.verify("the key set document", data.get("mac"), _tagged(data, name))
     sealed = {e.get("kid"): e.get("private_key") for e in entries if isinstance(e, dict)}
 
@@ -65,13 +60,9 @@ def decode(
         if kid in known:
             return known[kid]
         key = keyring.open(kid, sealed.get(kid))
-        if thumbprint(key.public_key()) != kid or key.key_size < 2048:
-            raise DecryptError(f"key {kid}: not the RSA key of at least 2048 bits it names")
+        problem = key_problem(key, kid)
+        if problem is not None:
+            raise DecryptError(f"key {kid}: {problem}")
         return key
 
-    keys = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not KID.fullmatch(str(entry.get("kid"))):
-            raise ValueError("key entry without a valid kid")
-        keys.append(SigningKey.from_record(entry, private_key))
-    return KeySet(tuple(keys), version)
+    return key_set_from(entries, version, private_key)

@@ -494,7 +494,7 @@ def test_a_failed_write_leaves_the_old_set(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crash_on_commit)
-    with pytest.raises(errors.KeyStoreError, match="No space left"):
+    with pytest.raises(errors.KeyStoreFailure, match="No space left"):  # a 503 while serving
         rotate(store, TTL, force=True)
     monkeypatch.undo()
     assert FileKeyStore(tmp_path, new_key=no_new_key).load() == before

@@ -1,0 +1,92 @@
+"""``TokenIssuer``: sign, claim, check for revocation (design.md "POST /verification-token").
+
+The one core object behind ``POST /verification-token``: given the subject the endpoint read
+from the request, it signs a verification token with the active key, claims the pending step
+(one step, one token; a retry of the same challenge gets the stored token), and refuses to
+hand out a token whose key has since been revoked. Its :class:`~hook_service.tokens.base.
+ClaimGuard` keeps the claim from passing a change of the key set. No HTTP, no Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from hook_service import errors, logs
+from hook_service.keys.lifecycle import KeySet
+from hook_service.store.base import Claimed, Store
+from hook_service.tokens.base import ClaimGuard, IssuedToken
+from hook_service.tokens.jwt import mint_verification_token
+
+logger = logging.getLogger(logs.TOKENS)
+
+# A claim that finds the key set changed is retried with the new set; more than a few changes
+# during one request means something is churning the keys.
+CLAIM_ATTEMPTS = 3
+
+
+class TokenIssuer:
+    """Issue verification tokens for the pending custom steps in ``store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        guard: ClaimGuard,
+        *,
+        custom_steps: Collection[str],
+        ttl: int,
+        attempts: int = CLAIM_ATTEMPTS,
+    ) -> None:
+        self.store = store
+        self.guard = guard
+        self.custom_steps = custom_steps
+        self.ttl = ttl
+        self.attempts = attempts
+
+    async def issue(self, user_id: str, challenge_id: str, key: str, now: int) -> IssuedToken:
+        """The token for ``(user_id, key)``'s pending step, bound to ``challenge_id``.
+
+        Raises :class:`errors.NoPendingStep` (no such custom step, or nothing pending),
+        :class:`errors.StepAlreadyUsed` (another challenge got it, or its token's key has been
+        revoked since), :class:`errors.KeySetChanged` when the key set kept changing, and the
+        stores' own unavailability errors."""
+        if key not in self.custom_steps:
+            raise errors.NoPendingStep(f"{key!r} is not a custom step of the policy")
+        result, fresh = await self._sign_and_claim(user_id, challenge_id, key, now)
+        latest = await self.guard.latest()
+        if all(k.kid != result.kid for k in latest.published(now)):
+            # A retry gets the token stored at its first claim: its key may have been revoked
+            # since. Never hand out a token Prelude can no longer verify, nor keep a revoked
+            # key's signature in circulation.
+            raise errors.StepAlreadyUsed(
+                "the token for this challenge was signed by a key that has since been revoked; "
+                "start a new step-up"
+            )
+        logger.info(
+            "verification token %s jti=%s kid=%s user_id=%s key=%s",
+            "issued" if fresh else "re-sent",
+            result.jti,
+            result.kid,
+            user_id,
+            key,
+        )
+        return result
+
+    async def _sign_and_claim(self, user_id: str, challenge_id: str, key: str, now: int) -> Claimed:
+        key_set: KeySet = await self.guard.signing_set()
+        for _ in range(self.attempts):
+            issued = mint_verification_token(
+                key_set.active,
+                user_id=user_id,
+                challenge_id=challenge_id,
+                key=key,
+                now=now,
+                ttl=self.ttl,
+            )
+            claimed = await self.guard.claim(self.store, issued, now, key_set)
+            if claimed is not None:
+                return claimed
+            key_set = await self.guard.changed()  # another replica changed the keys
+        raise errors.KeySetChanged(
+            "the signing keys kept changing while issuing a token; try again"
+        )
