@@ -26,7 +26,7 @@ from hook_service.keys.lifecycle import KeySet
 from hook_service.logs import configure_logging
 from hook_service.policy.engine import Policy
 from hook_service.services import key_admin, open_key_store
-from hook_service.settings import LOG_LEVELS, Settings
+from hook_service.settings import KEYSTORES, LOG_LEVELS, Settings, parse_variable
 from hook_service.simulator.cli import simulate
 
 KeyCommand = Callable[[KeyAdmin], Awaitable[Any]]
@@ -43,14 +43,35 @@ def cli() -> None:
     """Backend for Prelude step-up authentication."""
 
 
-# Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, a password in HOOK_REDIS_URL) have no flags on
-# purpose: a command line is visible to every user of the host through ps and /proc.
+def _variable(name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    """A flag callback parsing the flag's text as the variable ``name`` is parsed, so that
+    ``--key-publish-lead 11m`` means what ``HOOK_KEY_PUBLISH_LEAD=11m`` does; a bad value is a
+    usage error naming the flag and the variable."""
+
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_variable(name, value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return parse
+
+
+# Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, a password in
+# HOOK_REDIS_URL) have no flags on purpose: a command line is visible to every user of the
+# host through ps and /proc. Every other variable has one.
 @cli.command()
 @click.option("--host", help="Listen address [HOOK_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
-@click.option("--prelude-jwks-url", help="Prelude app JWKS URL [HOOK_PRELUDE_JWKS_URL].")
+@click.option(
+    "--prelude-jwks-url",
+    callback=_variable("HOOK_PRELUDE_JWKS_URL"),
+    help="Prelude app JWKS URL [HOOK_PRELUDE_JWKS_URL].",
+)
 @click.option(
     "--prelude-jwks-file", type=click.Path(path_type=Path), help="[HOOK_PRELUDE_JWKS_FILE]."
 )
@@ -62,6 +83,31 @@ def cli() -> None:
 )
 @click.option("--token-ttl", type=int, help="Verification-token lifetime [HOOK_TOKEN_TTL].")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="[HOOK_LOG_LEVEL, INFO].")
+@click.option(
+    "--admin-token-labels",
+    callback=_variable("HOOK_ADMIN_TOKEN_LABELS"),
+    help="Names of the admin tokens, same order, e.g. ops,ci [HOOK_ADMIN_TOKEN_LABELS].",
+)
+@click.option(
+    "--keystore",
+    type=click.Choice(KEYSTORES),
+    help="Where the signing keys live [HOOK_KEYSTORE, redis with HOOK_REDIS_URL, else file].",
+)
+@click.option(
+    "--key-publish-lead",
+    callback=_variable("HOOK_KEY_PUBLISH_LEAD"),
+    help="How long a next key is published before it may sign, e.g. 11m "
+    "[HOOK_KEY_PUBLISH_LEAD, 11m].",
+)
+@click.option(
+    "--key-rotation-interval",
+    callback=_variable("HOOK_KEY_ROTATION_INTERVAL"),
+    help="Automatic rotation, e.g. 30d [HOOK_KEY_ROTATION_INTERVAL, off].",
+)
+@click.option(
+    "--replica-id",
+    help="This instance in the key audit events [HOOK_REPLICA_ID, <hostname>:<pid>].",
+)
 @click.option(
     "--dev",
     is_flag=True,

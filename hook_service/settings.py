@@ -194,6 +194,13 @@ def _check_names(env: Mapping[str, str]) -> None:
             raise SettingsError(f"{name} is not a setting of this service{hint}")
 
 
+def parse_variable(name: str, raw: str) -> Any:
+    """The typed value of the variable ``name`` (``HOOK_…``) from its text ``raw``, parsed and
+    checked as :meth:`Settings.from_env` reads it; :class:`SettingsError` names ``name``. For
+    CLI flags that take a variable's text form (``--key-publish-lead 11m``)."""
+    return _PARSERS[name.removeprefix(PREFIX).lower()](name, raw)
+
+
 def redact_url(url: str) -> str:
     """``url`` without user info, query or fragment (any of them may carry a secret), for
     logs and error messages."""
