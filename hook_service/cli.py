@@ -115,7 +115,7 @@ def _variable(name: str) -> Callable[[click.Context, click.Parameter, str | None
     "and admin token printed once, signature check off unless a Prelude JWKS is given.",
 )
 def serve(dev: bool, **flags: Any) -> None:
-    """Run the HTTP service (one process; see the README for several workers)."""
+    """Run the HTTP service (one process; see docs/deploying.md for several workers)."""
     import uvicorn  # imported here: the other commands must not pay for it
 
     from hook_service.app import create_app

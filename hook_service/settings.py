@@ -127,7 +127,7 @@ class Settings:
             if not self.key_encryption_keys:
                 raise SettingsError(
                     "HOOK_KEY_ENCRYPTION_KEYS is required with the Redis key store: private "
-                    "keys are only ever stored there encrypted (see the README, 'Key "
+                    "keys are only ever stored there encrypted (see docs/keys.md, 'Key "
                     "management in production')"
                 )
         for position, kek in enumerate(self.key_encryption_keys, start=1):
