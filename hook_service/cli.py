@@ -43,10 +43,12 @@ def cli() -> None:
     """Backend for Prelude step-up authentication."""
 
 
-def _variable(name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
-    """A flag callback parsing the flag's text as the variable ``name`` is parsed, so that
-    ``--key-publish-lead 11m`` means what ``HOOK_KEY_PUBLISH_LEAD=11m`` does; a bad value is a
-    usage error naming the flag and the variable."""
+def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any]:
+    """A ``serve`` flag taking the text of its variable (``--key-publish-lead`` for
+    ``HOOK_KEY_PUBLISH_LEAD``), parsed as the variable is, so that ``--key-publish-lead 11m``
+    means what ``HOOK_KEY_PUBLISH_LEAD=11m`` does; a bad value is a usage error naming the flag
+    and the variable."""
+    name = "HOOK_" + flag.removeprefix("--").replace("-", "_").upper()
 
     def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
         if value is None:
@@ -56,7 +58,7 @@ def _variable(name: str) -> Callable[[click.Context, click.Parameter, str | None
         except ConfigError as exc:
             raise click.BadParameter(str(exc)) from None
 
-    return parse
+    return click.option(flag, callback=parse, help=f"{help} [{name}]")
 
 
 # Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, a password in
@@ -67,11 +69,7 @@ def _variable(name: str) -> Callable[[click.Context, click.Parameter, str | None
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
-@click.option(
-    "--prelude-jwks-url",
-    callback=_variable("HOOK_PRELUDE_JWKS_URL"),
-    help="Prelude app JWKS URL [HOOK_PRELUDE_JWKS_URL].",
-)
+@_variable_option("--prelude-jwks-url", "Prelude app JWKS URL.")
 @click.option(
     "--prelude-jwks-file", type=click.Path(path_type=Path), help="[HOOK_PRELUDE_JWKS_FILE]."
 )
@@ -83,27 +81,16 @@ def _variable(name: str) -> Callable[[click.Context, click.Parameter, str | None
 )
 @click.option("--token-ttl", type=int, help="Verification-token lifetime [HOOK_TOKEN_TTL].")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="[HOOK_LOG_LEVEL, INFO].")
-@click.option(
-    "--admin-token-labels",
-    callback=_variable("HOOK_ADMIN_TOKEN_LABELS"),
-    help="Names of the admin tokens, same order, e.g. ops,ci [HOOK_ADMIN_TOKEN_LABELS].",
-)
+@_variable_option("--admin-token-labels", "Names of the admin tokens, same order, e.g. ops,ci.")
 @click.option(
     "--keystore",
     type=click.Choice(KEYSTORES),
     help="Where the signing keys live [HOOK_KEYSTORE, redis with HOOK_REDIS_URL, else file].",
 )
-@click.option(
-    "--key-publish-lead",
-    callback=_variable("HOOK_KEY_PUBLISH_LEAD"),
-    help="How long a next key is published before it may sign, e.g. 11m "
-    "[HOOK_KEY_PUBLISH_LEAD, 11m].",
+@_variable_option(
+    "--key-publish-lead", "How long a next key is published before it may sign (11m)."
 )
-@click.option(
-    "--key-rotation-interval",
-    callback=_variable("HOOK_KEY_ROTATION_INTERVAL"),
-    help="Automatic rotation, e.g. 30d [HOOK_KEY_ROTATION_INTERVAL, off].",
-)
+@_variable_option("--key-rotation-interval", "Automatic rotation, e.g. 30d (default off).")
 @click.option(
     "--replica-id",
     help="This instance in the key audit events [HOOK_REPLICA_ID, <hostname>:<pid>].",
