@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean redis-server wrk bench
+.PHONY: run cli test lint clean redis-server wrk bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/hook-service serve --dev
+
+# Any hook-service command without activating the venv: make cli ARGS="keys list"
+# (the same as .venv/bin/hook-service keys list; the venv is not on PATH).
+cli: $(STAMP)
+	$(BIN)/hook-service $(ARGS)
 
 test: $(STAMP) redis-server
 	$(BIN)/python -m pytest
@@ -28,7 +33,7 @@ redis-server:
 	    echo "redis-server is required by the tests: install Redis 7 (e.g. apt-get install redis-server)" >&2; exit 1; \
 	  fi; }
 
-# Benchmarks (README "Benchmarks"): BENCH_ARGS=--quick for a 2 s smoke run.
+# Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run.
 bench: $(STAMP) redis-server wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -1,1 +1,1 @@
-"""Benchmarks for prelude-stepup-hook: ``make bench`` runs :mod:`bench.run` (see README)."""
+"""Benchmarks for prelude-stepup-hook: ``make bench`` runs :mod:`bench.run` (docs/benchmarks.md)."""

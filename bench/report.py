@@ -92,7 +92,7 @@ def text_table(figures: list[Figure]) -> str:
 
 
 def markdown_table(figures: list[Figure], meta: dict[str, Any]) -> str:
-    """The README's table, with the date and core count of the run."""
+    """docs/benchmarks.md's table, with the date and core count of the run."""
     lines = [
         f"Last run: {meta['date']}, {meta['nproc']} cores ({meta['machine']}), Python "
         f"{meta['python']}, {meta['duration_s']:g} s per load run, {meta['connections']} "
@@ -110,7 +110,8 @@ END = "<!-- bench:end -->"
 
 
 def replace_block(text: str, table: str) -> str:
-    """``text`` (the README) with the lines between its bench markers replaced by ``table``."""
+    """``text`` (docs/benchmarks.md) with the lines between its bench markers replaced by
+    ``table``."""
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
         raise ValueError(f"no {BEGIN} ... {END} block to replace")

@@ -26,7 +26,7 @@ from hook_service.keys.lifecycle import KeySet
 from hook_service.logs import configure_logging
 from hook_service.policy.engine import Policy
 from hook_service.services import key_admin, open_key_store
-from hook_service.settings import LOG_LEVELS, Settings
+from hook_service.settings import KEYSTORES, LOG_LEVELS, Settings, parse_variable
 from hook_service.simulator.cli import simulate
 
 KeyCommand = Callable[[KeyAdmin], Awaitable[Any]]
@@ -43,14 +43,33 @@ def cli() -> None:
     """Backend for Prelude step-up authentication."""
 
 
-# Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, a password in HOOK_REDIS_URL) have no flags on
-# purpose: a command line is visible to every user of the host through ps and /proc.
+def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any]:
+    """A ``serve`` flag taking the text of its variable (``--key-publish-lead`` for
+    ``HOOK_KEY_PUBLISH_LEAD``), parsed as the variable is, so that ``--key-publish-lead 11m``
+    means what ``HOOK_KEY_PUBLISH_LEAD=11m`` does; a bad value is a usage error naming the flag
+    and the variable."""
+    name = "HOOK_" + flag.removeprefix("--").replace("-", "_").upper()
+
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_variable(name, value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(flag, callback=parse, help=f"{help} [{name}]")
+
+
+# Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, a password in
+# HOOK_REDIS_URL) have no flags on purpose: a command line is visible to every user of the
+# host through ps and /proc. Every other variable has one.
 @cli.command()
 @click.option("--host", help="Listen address [HOOK_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
-@click.option("--prelude-jwks-url", help="Prelude app JWKS URL [HOOK_PRELUDE_JWKS_URL].")
+@_variable_option("--prelude-jwks-url", "Prelude app JWKS URL.")
 @click.option(
     "--prelude-jwks-file", type=click.Path(path_type=Path), help="[HOOK_PRELUDE_JWKS_FILE]."
 )
@@ -62,6 +81,20 @@ def cli() -> None:
 )
 @click.option("--token-ttl", type=int, help="Verification-token lifetime [HOOK_TOKEN_TTL].")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="[HOOK_LOG_LEVEL, INFO].")
+@_variable_option("--admin-token-labels", "Names of the admin tokens, same order, e.g. ops,ci.")
+@click.option(
+    "--keystore",
+    type=click.Choice(KEYSTORES),
+    help="Where the signing keys live [HOOK_KEYSTORE, redis with HOOK_REDIS_URL, else file].",
+)
+@_variable_option(
+    "--key-publish-lead", "How long a next key is published before it may sign (11m)."
+)
+@_variable_option("--key-rotation-interval", "Automatic rotation, e.g. 30d (default off).")
+@click.option(
+    "--replica-id",
+    help="This instance in the key audit events [HOOK_REPLICA_ID, <hostname>:<pid>].",
+)
 @click.option(
     "--dev",
     is_flag=True,
@@ -69,7 +102,7 @@ def cli() -> None:
     "and admin token printed once, signature check off unless a Prelude JWKS is given.",
 )
 def serve(dev: bool, **flags: Any) -> None:
-    """Run the HTTP service (one process; see the README for several workers)."""
+    """Run the HTTP service (one process; see docs/deploying.md for several workers)."""
     import uvicorn  # imported here: the other commands must not pay for it
 
     from hook_service.app import create_app

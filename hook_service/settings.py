@@ -126,7 +126,7 @@ class Settings:
             if not self.key_encryption_keys:
                 raise SettingsError(
                     "HOOK_KEY_ENCRYPTION_KEYS is required with the Redis key store: private "
-                    "keys are only ever stored there encrypted (see the README, 'Key "
+                    "keys are only ever stored there encrypted (see docs/keys.md, 'Key "
                     "management in production')"
                 )
         position = wrong_length(self.key_encryption_keys)
@@ -191,6 +191,13 @@ def _check_names(env: Mapping[str, str]) -> None:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise SettingsError(f"{name} is not a setting of this service{hint}")
+
+
+def parse_variable(name: str, raw: str) -> Any:
+    """The typed value of the variable ``name`` (``HOOK_…``) from its text ``raw``, parsed and
+    checked as :meth:`Settings.from_env` reads it; :class:`SettingsError` names ``name``. For
+    CLI flags that take a variable's text form (``--key-publish-lead 11m``)."""
+    return _PARSERS[name.removeprefix(PREFIX).lower()](name, raw)
 
 
 def redact_url(url: str) -> str:

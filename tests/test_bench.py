@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from bench import prepare
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
-from bench.run import record_pending
+from bench.run import BENCH_DOC, _parse, record_pending
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy
 from hook_service.simulator.prelude import PreludeKeys
@@ -152,3 +152,36 @@ def test_readme_block_is_replaced_and_nothing_else() -> None:
     assert replace_block(new, "| new |") == new
     with pytest.raises(ValueError, match="bench:begin"):
         replace_block("no markers", "x")
+
+
+def test_update_docs_defaults_to_docs_benchmarks_md_and_keeps_the_old_name(
+    tmp_path: Path,
+) -> None:
+    assert Path(__file__).parents[1] / "docs" / "benchmarks.md" == BENCH_DOC
+    assert _parse([]).update_docs is None
+    assert _parse(["--update-docs"]).update_docs == BENCH_DOC
+    assert _parse(["--update-readme"]).update_docs == BENCH_DOC
+    other = tmp_path / "figures.md"
+    other.write_text("<!-- bench:begin -->\n<!-- bench:end -->\n")
+    assert _parse([f"--update-readme={other}"]).update_docs == other
+    assert _parse(["--update-docs", str(other)]).update_docs == other
+
+
+def test_the_figures_live_in_docs_benchmarks_md_not_the_readme() -> None:
+    replace_block(BENCH_DOC.read_text(), "x")  # has the block
+    readme = BENCH_DOC.parents[1] / "README.md"
+    with pytest.raises(ValueError, match="bench:begin"):
+        replace_block(readme.read_text(), "x")
+
+
+def test_update_docs_refuses_a_file_without_the_block_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A wrong file must not cost a whole run (the update happens at its end).
+    readme = tmp_path / "README.md"
+    readme.write_text("# no figures here\n")
+    for argv in (["--update-readme", str(readme)], ["--update-docs", str(tmp_path / "nope.md")]):
+        with pytest.raises(SystemExit) as exited:
+            _parse(argv)
+        assert exited.value.code == 2
+        assert "--update-docs" in capsys.readouterr().err

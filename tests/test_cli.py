@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import queue
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 from hook_service.cli import cli
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.policy.engine import example_policy_path
+from hook_service.settings import Settings
 from tests.support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply, kid_of
 
 
@@ -205,6 +207,123 @@ def test_serve_refuses_bad_configuration_naming_the_variable(
     assert result.output.startswith(f"error: {variable}")
     assert reason in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def serve_settings(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[Any, Settings | None]]:
+    """Runs ``hook-service serve ARGS`` up to the point where it would listen: the click result
+    and the Settings it built the app from (None when it refused to start)."""
+    import uvicorn
+
+    import hook_service.app
+
+    built: list[Settings] = []
+
+    def create_app(settings: Settings) -> object:
+        built.append(settings)
+        return object()
+
+    monkeypatch.setattr(hook_service.app, "create_app", create_app)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+
+    def serve(*args: str, env: dict[str, str] | None = None) -> tuple[Any, Settings | None]:
+        base = {"HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE)}
+        result = runner.invoke(cli, ["serve", *args], env={**base, **(env or {})})
+        return result, built[-1] if built else None
+
+    return serve
+
+
+FLAG_CASES: list[tuple[list[str], dict[str, str], str, Any]] = [
+    (["--keystore", "file"], {"HOOK_REDIS_URL": "redis://127.0.0.1:1"}, "key_store", "file"),
+    (["--key-publish-lead", "90s"], {}, "key_publish_lead", 90),
+    (["--key-publish-lead", "12h"], {}, "key_publish_lead", 12 * 3600),
+    (["--key-rotation-interval", "30d"], {}, "key_rotation_interval", 30 * 86400),
+    (["--replica-id", "eu-1:web@a"], {}, "replica", "eu-1:web@a"),
+    (
+        ["--admin-token-labels", "ops, ci"],
+        {"HOOK_ADMIN_TOKENS": "admin-token-0123456789,admin-token-abcdefghij"},
+        "admin_token_labels",
+        ("ops", "ci"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "attribute", "expected"), FLAG_CASES)
+def test_serve_flags_reach_the_settings(
+    serve_settings: Callable[..., tuple[Any, Settings | None]],
+    args: list[str],
+    env: dict[str, str],
+    attribute: str,
+    expected: Any,
+) -> None:
+    result, settings = serve_settings(*args, env=env)
+    assert result.exit_code == 0, result.output
+    assert settings is not None
+    assert getattr(settings, attribute) == expected
+
+
+def test_serve_flags_win_over_the_environment(
+    serve_settings: Callable[..., tuple[Any, Settings | None]],
+) -> None:
+    env = {"HOOK_KEY_PUBLISH_LEAD": "20m", "HOOK_REPLICA_ID": "from-env"}
+    result, settings = serve_settings(
+        "--key-publish-lead", "5m", "--replica-id", "from-flag", env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert settings is not None
+    assert (settings.key_publish_lead, settings.replica) == (300, "from-flag")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--keystore", "s3"], {}, "'--keystore'"),
+        (["--keystore", "redis"], {}, "HOOK_KEYSTORE=redis needs HOOK_REDIS_URL"),
+        (["--key-publish-lead", "11 minutes"], {}, "HOOK_KEY_PUBLISH_LEAD must be a duration"),
+        (["--key-rotation-interval", "20m"], {}, "HOOK_KEY_ROTATION_INTERVAL must be at least"),
+        (["--replica-id", "a b"], {}, "HOOK_REPLICA_ID must be"),
+        (["--admin-token-labels", "ops,ops"], {}, "HOOK_ADMIN_TOKEN_LABELS: labels must be"),
+        (
+            ["--admin-token-labels", "ops"],
+            {"HOOK_ADMIN_TOKENS": "admin-token-0123456789,admin-token-abcdefghij"},
+            "HOOK_ADMIN_TOKEN_LABELS names 1 tokens",
+        ),
+        # Through the flag, the URL gets the same check as the variable (https, or loopback).
+        (["--prelude-jwks-url", "http://example.com/jwks"], {}, "HOOK_PRELUDE_JWKS_URL must"),
+    ],
+)
+def test_serve_refuses_a_bad_flag_naming_it(
+    serve_settings: Callable[..., tuple[Any, Settings | None]],
+    args: list[str],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    result, settings = serve_settings(*args, env=env)
+    assert result.exit_code == 2
+    assert named in result.output
+    assert settings is None
+    assert "Traceback" not in result.output
+
+
+def test_serve_flag_errors_name_the_flag_too(
+    serve_settings: Callable[..., tuple[Any, Settings | None]],
+) -> None:
+    result, _ = serve_settings("--key-publish-lead", "soon")
+    assert "Invalid value for '--key-publish-lead': HOOK_KEY_PUBLISH_LEAD" in result.output
+
+
+def test_serve_help_lists_a_flag_for_every_non_secret_variable(runner: CliRunner) -> None:
+    secrets = {"redis_url", "api_keys", "admin_tokens", "key_encryption_keys"}
+    shown = runner.invoke(cli, ["serve", "--help"]).output
+    for field in dataclasses.fields(Settings):
+        if field.name not in secrets:
+            assert "--" + field.name.replace("_", "-") in shown
+            assert "HOOK_" + field.name.upper() in shown
+        else:
+            assert "--" + field.name.replace("_", "-") not in shown
 
 
 # --- keys against the Redis key store ----------------------------------------------------

@@ -1,4 +1,4 @@
-"""Process logging: the format the README documents, on stderr, at HOOK_LOG_LEVEL."""
+"""Process logging: the format docs/configuration.md documents, on stderr, at HOOK_LOG_LEVEL."""
 
 from __future__ import annotations
 

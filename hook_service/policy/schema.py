@@ -116,7 +116,13 @@ def read_file(path: Path) -> Any:
     except UnicodeDecodeError:
         raise PolicyError(f"{path}: the policy file is not UTF-8 text") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _UniqueKeyLoader(text)
+        # PyYAML names a str stream "<unicode string>" in its marks; name the file instead.
+        loader.name = str(path)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
 
@@ -286,7 +292,11 @@ class _Checker:
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
             self.fail(where, f"a step key must match [a-zA-Z0-9._:-]+, got {_show(key)}")
         if key != OTP and key not in MANAGED_STEPS and key not in self.custom:
-            self.fail(where, f"step {key!r} is neither managed nor declared in custom_steps")
+            valid = ", ".join((OTP, *MANAGED_STEPS, *sorted(self.custom)))
+            self.fail(
+                where,
+                f"step {key!r} is neither managed nor declared in custom_steps (valid: {valid})",
+            )
         duration = data.get("expiration_duration", self.defaults["expiration_duration"])
         return StepSpec(key, self.seconds(duration, where, "expiration_duration"))
 

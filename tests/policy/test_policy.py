@@ -433,7 +433,7 @@ INVALID: list[tuple[str, Mutation, str]] = [
     (
         "unknown step key",
         lambda d: _rule(d, 1)["steps"][1].update(expires=5),
-        f'{RULE1}.steps[1]: unknown key "expires"',
+        f'{RULE1}.steps[1]: unknown key "expires" (allowed: key, expiration_duration)',
     ),
     (
         "unknown scope key",
@@ -525,7 +525,8 @@ INVALID: list[tuple[str, Mutation, str]] = [
     (
         "undeclared custom step",
         lambda d: _rule(d, 1)["steps"].append("selfie"),
-        f"{RULE1}.steps[2]: step 'selfie' is neither managed nor declared in custom_steps",
+        f"{RULE1}.steps[2]: step 'selfie' is neither managed nor declared in custom_steps "
+        "(valid: otp, verify_sms, verify_email, verify_passkey, kyc_review)",
     ),
     (
         "managed step declared custom",
@@ -734,6 +735,16 @@ def test_load_rejects_bad_files(tmp_path: Path, text: str | bytes, message: str)
     with pytest.raises(PolicyError) as caught:
         Policy.load(path)
     assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_yaml_errors_name_the_file_not_a_string(tmp_path: Path) -> None:
+    # PyYAML's marks say `in "<unicode string>"` for a str stream; the reader must see the file.
+    path = write(tmp_path, "version: 1\nscopes: {a: [\n")
+    with pytest.raises(PolicyError) as caught:
+        Policy.load(path)
+    message = str(caught.value)
+    assert f'in "{path}", line 3' in message
+    assert "<unicode string>" not in message
 
 
 def test_duplicate_keys_inside_a_rule_are_rejected(tmp_path: Path) -> None:
