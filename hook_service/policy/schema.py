@@ -18,6 +18,7 @@ from typing import Any, Final, NoReturn
 import yaml
 from cel_expr_python import cel
 
+from hook_service._steps import COMPLETED
 from hook_service.errors import PolicyError
 from hook_service.hook.request import SCOPE_PATTERN
 
@@ -28,9 +29,6 @@ OTP: Final = "otp"  # design.md: verify_sms when the user has a phone number, el
 MAX_SECONDS: Final = 86_400  # contract 3: granted_for and expiration_duration are 0..86400
 # Contract 3 step-key charset; rule names use it too because they travel in X-Hook-Rule.
 KEY_PATTERN: Final = re.compile(r"[a-zA-Z0-9._:-]+")
-# Prelude's SDKs read current_step == "completed" as the end of the flow (contract 6): a step
-# of that name would end the challenge instead of being taken.
-COMPLETED: Final = "completed"
 _RESERVED_CUSTOM: Final = frozenset({OTP, COMPLETED, *MANAGED_STEPS})
 _RESERVED_RULES: Final = frozenset({"default", "on_error"})
 _BUILTIN_DEFAULTS: Final = {
