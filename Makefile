@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run cli test lint clean redis-server wrk bench
+.PHONY: run cli test lint clean redis-server wrk bench js-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ run: $(STAMP)
 cli: $(STAMP)
 	$(BIN)/hook-service $(ARGS)
 
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server js-deps
 	$(BIN)/python -m pytest
+
+# tests/js drives Prelude's own JS SDK (test-only npm dependency, pinned in package-lock.json)
+# under Node. npm writes node_modules/.package-lock.json on install: the stamp.
+JS_DIR   := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.package-lock.json
+
+js-deps: $(JS_STAMP)
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@command -v npm >/dev/null || { \
+	  echo "node and npm are required by tests/js: install Node.js 20 or later (e.g. apt-get install nodejs npm)" >&2; exit 1; }
+	@npm ci --prefix $(JS_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $(JS_STAMP)
 
 # The Redis tests start their own private server, so the binary must be on PATH.
 redis-server:
@@ -51,4 +64,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules

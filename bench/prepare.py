@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hook_service.simulator.prelude import PreludeKeys
+from hook_service.simulator.prelude import PreludeChallenge, PreludeKeys, Step
 
 HOOK_PATH = "/hooks/stepup"
 TOKEN_PATH = "/verification-token"  # noqa: S105 - a path, not a secret
@@ -117,9 +117,13 @@ def token_request(
     if form == "fields":
         data = {"user_id": user, "challenge_id": challenge_id, "key": "kyc_review"}
     else:
-        token = keys.challenge_token(
-            sub=user, challenge_id=challenge_id, current_step="kyc_review", now=now
+        challenge = PreludeChallenge(
+            user,
+            "transfer:write",
+            (Step(1, "kyc_review", 86_400),),
+            challenge_id=challenge_id,
         )
+        token = keys.challenge_token(challenge, "kyc_review", now)
         data = {"challenge_token": token}
     return PoolRequest("POST", TOKEN_PATH, json.dumps(data, separators=(",", ":")), headers)
 

@@ -18,6 +18,7 @@ from typing import Any, Final, NoReturn
 import yaml
 from cel_expr_python import cel
 
+from hook_service._steps import COMPLETED
 from hook_service.errors import PolicyError
 from hook_service.hook.base import SCOPE_PATTERN
 
@@ -28,8 +29,7 @@ OTP: Final = "otp"  # design.md: verify_sms when the user has a phone number, el
 MAX_SECONDS: Final = 86_400  # contract 3: granted_for and expiration_duration are 0..86400
 # Contract 3 step-key charset; rule names use it too because they travel in X-Hook-Rule.
 KEY_PATTERN: Final = re.compile(r"[a-zA-Z0-9._:-]+")
-# "completed" is the challenge token's end marker (contract 6), the others name the fallbacks.
-_RESERVED_CUSTOM: Final = frozenset({OTP, "completed", *MANAGED_STEPS})
+_RESERVED_CUSTOM: Final = frozenset({OTP, COMPLETED, *MANAGED_STEPS})
 _RESERVED_RULES: Final = frozenset({"default", "on_error"})
 _BUILTIN_DEFAULTS: Final = {
     "grant_mode": "single-use",
@@ -204,6 +204,12 @@ class _Checker:
             where = f"custom_steps[{index}]"
             if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
                 self.fail(where, f"a step key must match [a-zA-Z0-9._:-]+, got {_show(key)}")
+            if key == COMPLETED:
+                self.fail(
+                    where,
+                    f"{key!r} cannot be a step: Prelude's challenge token says current_step "
+                    f"{key!r} when every step is done (contract 6)",
+                )
             if key in _RESERVED_CUSTOM:
                 self.fail(where, f"{key!r} is a managed or reserved step, not a custom one")
             if value.index(key) != index:

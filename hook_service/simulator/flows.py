@@ -20,7 +20,13 @@ from .lint import (
     lint_hook_answer,
     lint_jwks,
 )
-from .prelude import KEY_ID_HEADER, SIGNATURE_HEADER, new_challenge_id, new_user_id
+from .prelude import (
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    PreludeChallenge,
+    new_challenge_id,
+    new_user_id,
+)
 from .report import Report
 from .scenarios import HookRequestSpec
 from .verifier import (
@@ -74,14 +80,16 @@ class Flow:
         answer = await self.service.call_hook(body, self.service.prelude.hook_headers(body, **sign))
         return answer, lint_hook_answer(answer, self.step_keys, self.service.time_limit)
 
-    async def custom_step(self, label: str, user_id: str, key: str) -> Issued | None:
-        """Take the custom step ``key`` the hook just asked ``user_id`` for, as Prelude and the
-        company backend would: challenge token, both request forms, retry, replay, a second
-        challenge; the first token is verified as Prelude does."""
-        challenge = Challenge(user_id, new_challenge_id(), key)
-        token = self.service.prelude.challenge_token(
-            sub=user_id, challenge_id=challenge.challenge_id, current_step=key, now=self.clock()
-        )
+    async def custom_step(self, label: str, opened: PreludeChallenge, key: str) -> Issued | None:
+        """Take the custom step ``key`` of the challenge Prelude ``opened`` from the hook's
+        decision, as Prelude and the company backend would: challenge token (earlier steps
+        done), both request forms, retry, replay, a second challenge; the first token is
+        verified as Prelude does."""
+        now = self.clock()
+        claims = opened.claims(key, now)
+        challenge = Challenge.from_claims(claims)
+        token = self.service.prelude.challenge_token(opened, key, now)
+        user_id = opened.sub
         forms = {
             "challenge_token form": {"challenge_token": token},
             "fields form": {"user_id": user_id, "challenge_id": challenge.challenge_id, "key": key},
@@ -118,8 +126,11 @@ class Flow:
         body = answer.body
         try:
             claims = await self.verifier.verify(token, challenge)
-        except (TokenRejected, ServiceError) as exc:
-            # Without our JWKS Prelude cannot verify anything: the same rejection.
+        except TokenRejected as exc:
+            self.report.fail(name, exc.code, str(exc), group=group)
+            return None
+        except ServiceError as exc:
+            # Without our JWKS Prelude cannot verify anything.
             self.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc), group=group)
             return None
         kid = _header_kid(token)
@@ -218,10 +229,14 @@ class Flow:
         token Prelude did not sign must be refused too (contract 1: verify it, never just
         decode it)."""
         user_id, key = new_user_id(), "sim_step"
+        decision: dict[str, Any] = {"steps": [{"order": 1, "key": key, "expiration_duration": 600}]}
         if spec is not None:
             _, verdict = await self.hook(spec, user_id)
-            key = next(iter(custom_keys(verdict.decision)), key)
-        payload = {"user_id": user_id, "challenge_id": new_challenge_id(), "key": key}
+            if custom_keys(verdict.decision):
+                key, decision = custom_keys(verdict.decision)[0], verdict.decision or {}
+        scope = spec.scope if spec is not None else "sim:scope"
+        opened = PreludeChallenge.open(decision, sub=user_id, scope=scope)
+        payload = {"user_id": user_id, "challenge_id": opened.challenge_id, "key": key}
         wrong = "sim-wrong-" + secrets.token_urlsafe(24)
         for what, bearer in (("no API key", None), ("a wrong API key", wrong)):
             answer = await self.service.request_token_as(payload, bearer)
@@ -235,9 +250,7 @@ class Flow:
                 detail = f"{answer.error}; expected 401"
                 self.report.fail(name, UNEXPECTED_STATUS, detail, group=REFUSALS)
         name = "refuses a challenge token Prelude did not sign"
-        forged = self.service.prelude.forged_challenge_token(
-            sub=user_id, challenge_id=payload["challenge_id"], current_step=key, now=self.clock()
-        )
+        forged = self.service.prelude.forged_challenge_token(opened, key, self.clock())
         answer = await self.service.request_token({"challenge_token": forged})
         if token_of(answer) is not None:
             detail = f"minted a token for {key} from a challenge token signed by another key"

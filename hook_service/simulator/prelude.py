@@ -28,12 +28,102 @@ KEY_ID_HEADER: Final = "X-Webhook-Signature-Key-Id"
 SIGNATURE_PREFIX: Final = "rsassa-pss-sha256="
 # Contract 6: how long the simulated challenge stays open; Prelude's value is not documented.
 CHALLENGE_TTL: Final = 600
+# Contract 6: the current_step of a challenge whose every step is done.
+COMPLETED: Final = "completed"
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.DOTALL)
 
 
 class PreludeKeyError(Exception):
     """The Prelude key file is missing, unreadable or does not hold the two keys."""
+
+
+def new_challenge_id() -> str:
+    """A fresh challenge id in Prelude's style."""
+    return "chl_sim_" + secrets.token_hex(12)
+
+
+def new_user_id() -> str:
+    """A fresh Prelude-style user id (``usr_`` + 27 characters, contract 2.1)."""
+    return "usr_sim" + secrets.token_hex(12)
+
+
+def new_session_id() -> str:
+    """A fresh session id, the ``sid`` claim of a challenge token (contract 6)."""
+    return "ses_sim_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a hook decision (contract 3), as the challenge lists it."""
+
+    order: int
+    key: str
+    expiration_duration: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreludeChallenge:
+    """The challenge Prelude opens when the hook answers ``review`` (contract 1, step 4):
+    what each of its challenge tokens says. Steps are taken in ``order``."""
+
+    sub: str
+    scope_requested: str
+    steps: tuple[Step, ...]
+    metadata: tuple[tuple[str, str], ...] = ()
+    challenge_id: str = field(default_factory=new_challenge_id)
+    sid: str = field(default_factory=new_session_id)
+
+    @classmethod
+    def open(
+        cls,
+        decision: dict[str, Any],
+        *,
+        sub: str,
+        scope: str,
+        metadata: dict[str, str] | None = None,
+    ) -> PreludeChallenge:
+        """The challenge for a (linted) ``review`` decision's steps."""
+        steps = sorted(
+            (
+                Step(int(s["order"]), str(s["key"]), int(s["expiration_duration"]))
+                for s in decision.get("steps") or []
+            ),
+            key=lambda step: step.order,
+        )
+        return cls(sub, scope, tuple(steps), tuple(sorted((metadata or {}).items())))
+
+    def claims(self, current_step: str, now: float) -> dict[str, Any]:
+        """The claims of the challenge token whose current step is ``current_step``: every
+        earlier step ``done``, that one and later ones not (all done for ``"completed"``).
+        Claim names as Prelude's JS SDK reads them (contract 6)."""
+        keys = [step.key for step in self.steps]
+        if current_step == COMPLETED:
+            position = len(keys)
+        elif current_step in keys:
+            position = keys.index(current_step)
+        else:
+            raise ValueError(f"{current_step!r} is not a step of this challenge")
+        return {
+            "sub": self.sub,
+            "sid": self.sid,
+            "challenge_id": self.challenge_id,
+            "scope_requested": self.scope_requested,
+            "current_step": current_step,
+            "steps": [
+                {
+                    "order": step.order,
+                    "key": step.key,
+                    "expiration_duration": step.expiration_duration,
+                    "done": index < position,
+                }
+                for index, step in enumerate(self.steps)
+            ],
+            "metadata": dict(self.metadata),
+            "grant_mode": "single-use",
+            "exp": int(now) + CHALLENGE_TTL,
+            "jti": secrets.token_hex(16),
+        }
 
 
 def b64url(data: bytes) -> str:
@@ -155,39 +245,19 @@ class PreludeKeys:
             KEY_ID_HEADER: self.hook_kid,
         }
 
-    def challenge_token(self, *, sub: str, challenge_id: str, current_step: str, now: float) -> str:
-        """A challenge token as Prelude mints it (contract 6): EdDSA JWT with ``sub``,
-        ``challenge_id``, ``current_step``, ``exp`` and ``jti``."""
-        claims = {
-            "sub": sub,
-            "challenge_id": challenge_id,
-            "current_step": current_step,
-            "exp": int(now) + CHALLENGE_TTL,
-            "jti": secrets.token_hex(16),
-            "grant_mode": "single-use",
-        }
+    def challenge_token(self, challenge: PreludeChallenge, current_step: str, now: float) -> str:
+        """A challenge token as Prelude mints it (contract 6): an EdDSA JWT with
+        :meth:`PreludeChallenge.claims`."""
         headers = {"kid": self.challenge_kid, "typ": "JWT"}
+        claims = challenge.claims(current_step, now)
         return jwt.encode(claims, self.challenge_key, algorithm="EdDSA", headers=headers)
 
     def forged_challenge_token(
-        self, *, sub: str, challenge_id: str, current_step: str, now: float
+        self, challenge: PreludeChallenge, current_step: str, now: float
     ) -> str:
         """A challenge token that names Prelude's challenge kid but is signed by a throwaway
         Ed25519 key: what a service that decodes without verifying would accept."""
-        real = self.challenge_token(
-            sub=sub, challenge_id=challenge_id, current_step=current_step, now=now
-        )
-        claims = jwt.decode(real, options={"verify_signature": False})
+        claims = challenge.claims(current_step, now)
         other = ed25519.Ed25519PrivateKey.generate()
         headers = {"kid": self.challenge_kid, "typ": "JWT"}
         return jwt.encode(claims, other, algorithm="EdDSA", headers=headers)
-
-
-def new_challenge_id() -> str:
-    """A fresh challenge id in Prelude's style."""
-    return "chl_sim_" + secrets.token_hex(12)
-
-
-def new_user_id() -> str:
-    """A fresh Prelude-style user id (``usr_`` + 27 characters, contract 2.1)."""
-    return "usr_sim" + secrets.token_hex(12)

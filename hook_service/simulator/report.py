@@ -2,8 +2,10 @@
 
 JSON shape (stable keys): ``{"command", "target", "passed", "failed", "checks": [{"group",
 "check", "passed", "reason", "detail"}]}``; ``group`` is the scenario (or ``""``). ``reason`` is
-the failure reason Prelude would give (contract 8, or ``invalid_verification_token`` for a
-token) or the simulator's own code for a probe; ``null`` on success. Issued tokens and
+the failure reason Prelude would give (contract 8 for a hook answer; for a verification token
+the code of its ``/stepup/continue`` refusal, e.g. ``invalid_verification_token``,
+``token_mismatch``, ``token_reused``, ``step_bypassed``: see ``verifier.py``) or the
+simulator's own code for a probe; ``null`` on success. Issued tokens and
 credentials never appear in a report.
 """
 

@@ -30,7 +30,6 @@ from .prelude import new_challenge_id, new_user_id
 from .report import Report
 from .scenarios import HookRequestSpec, ScenarioError, ScenarioFile
 from .verifier import (
-    INVALID_VERIFICATION_TOKEN,
     JWKS_CACHE_TTL,
     Challenge,
     JwksCache,
@@ -247,7 +246,7 @@ async def _moments(
                 for kid in kids:
                     await verifier.jwks.key(kid)
         except TokenRejected as exc:
-            flow.report.fail(name, INVALID_VERIFICATION_TOKEN, str(exc))
+            flow.report.fail(name, exc.code, str(exc))
             continue
         fetched = flow.verifier.jwks.fetches > fetches
         flow.report.ok(

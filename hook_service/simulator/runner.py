@@ -9,7 +9,7 @@ from typing import Any
 
 from .client import ServiceClient, ServiceError
 from .flows import SERVICE_UNREACHABLE, UNEXPECTED_DECISION, Flow, build_flow, custom_keys
-from .prelude import new_user_id
+from .prelude import PreludeChallenge, new_user_id
 from .report import Report
 from .scenarios import Expectation, Scenario, ScenarioFile
 
@@ -53,7 +53,11 @@ async def _run_one(flow: Flow, scenario: Scenario) -> None:
     flow.report.ok("expected decision", describe(decision, answer.rule), group=label)
     if decision.get("status") == "review":
         for key in custom_keys(decision):
-            await flow.custom_step(label, user_id, key)
+            request = scenario.request
+            opened = PreludeChallenge.open(
+                decision, sub=user_id, scope=request.scope, metadata=request.metadata
+            )
+            await flow.custom_step(label, opened, key)
 
 
 def compare(expect: Expectation, decision: dict[str, Any], rule: str | None) -> str:

@@ -3,8 +3,10 @@
 Written from the contract, independently of the service's own token code: RS256 only, ``kid``
 looked up in the service's JWKS (cached 10 minutes, refetched once on an unknown kid), ``sub``,
 ``challenge_id`` and ``key`` equal to the challenge, ``status == "completed"``, ``iat`` and
-``nbf`` not in the future, ``exp`` in the future but at most one hour ahead, and a ``jti`` never
-seen before. The clock is injected, so a test or the rotation check can look at a later moment.
+``nbf`` not in the future, ``exp`` in the future but at most one hour ahead, a ``jti`` never
+seen before, and a challenge token not expired. Each refusal carries the code Prelude would
+answer (contract 4 and 6). The clock is injected, so a test or the rotation check can look at a
+later moment.
 """
 
 from __future__ import annotations
@@ -21,26 +23,67 @@ Clock = Callable[[], float]
 
 JWKS_CACHE_TTL: Final = 600.0  # Prelude caches our JWKS for 10 minutes (contract 5)
 MAX_LIFETIME_AHEAD: Final = 3600  # exp at most one hour after verification (issue 3)
-# Prelude's error for every rejected verification token (contract 4, /stepup/continue).
+
+# Prelude's refusals at /stepup/continue, the codes its SDKs map (contract 4 and 6). Which
+# check yields which code is inferred from the names (contract 9.1): a token that is not valid
+# in itself is invalid_verification_token; one for another user or challenge, or for a step
+# already done, token_mismatch; a jti seen before, token_reused; status not "completed",
+# step_not_completed; a key the challenge does not have, step_not_found; a later step while
+# the current one is not done, step_bypassed; a challenge token past its exp,
+# expired_challenge_token. The noqa: codes, not secrets.
 INVALID_VERIFICATION_TOKEN: Final = "invalid_verification_token"  # noqa: S105
+TOKEN_MISMATCH: Final = "token_mismatch"  # noqa: S105
+TOKEN_REUSED: Final = "token_reused"  # noqa: S105
+STEP_NOT_COMPLETED: Final = "step_not_completed"
+STEP_NOT_FOUND: Final = "step_not_found"
+STEP_BYPASSED: Final = "step_bypassed"
+EXPIRED_CHALLENGE_TOKEN: Final = "expired_challenge_token"  # noqa: S105
 
 
 class TokenRejected(Exception):
-    """Prelude would refuse the token. ``rule`` names the check that failed."""
+    """Prelude would refuse the token. ``rule`` names the check that failed, ``code`` is the
+    error Prelude would answer ``/stepup/continue`` with."""
 
-    def __init__(self, rule: str, detail: str) -> None:
+    def __init__(self, rule: str, detail: str, code: str = INVALID_VERIFICATION_TOKEN) -> None:
         super().__init__(f"{rule}: {detail}")
         self.rule = rule
         self.detail = detail
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
-    """What the verification token must match: the challenge token's claims."""
+    """What the verification token must match: the challenge token's claims. ``key`` is its
+    current step; ``steps`` its ``(key, done)`` pairs in order and ``expires_at`` its ``exp``,
+    when known (a challenge given only by its fields has neither)."""
 
     sub: str
     challenge_id: str
     key: str
+    steps: tuple[tuple[str, bool], ...] = ()
+    expires_at: float | None = None
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Challenge:
+        """The challenge a challenge token's claims describe (contract 6)."""
+        steps = tuple((str(s["key"]), bool(s["done"])) for s in claims.get("steps") or [])
+        exp = claims.get("exp")
+        return cls(
+            str(claims["sub"]),
+            str(claims["challenge_id"]),
+            str(claims["current_step"]),
+            steps,
+            float(exp) if isinstance(exp, int | float) else None,
+        )
+
+    def refusal_for_key(self, key: Any) -> str:
+        """Prelude's code for a token whose ``key`` is not the current step."""
+        if not self.steps:
+            return TOKEN_MISMATCH
+        done = dict(self.steps)
+        if key not in done:
+            return STEP_NOT_FOUND
+        return TOKEN_MISMATCH if done[key] else STEP_BYPASSED
 
 
 class JwksCache:
@@ -105,6 +148,13 @@ class TokenVerifier:
 
         ``remember=False`` re-checks a token already accepted once (the rotation check looks at
         the same token at several moments) without tripping the ``jti`` rule."""
+        now = self.clock()
+        if challenge.expires_at is not None and challenge.expires_at <= now:
+            raise TokenRejected(
+                "challenge",
+                f"the challenge token expired {now - challenge.expires_at:.0f} s ago",
+                EXPIRED_CHALLENGE_TOKEN,
+            )
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
@@ -140,7 +190,7 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as exc:
             raise TokenRejected("signature", f"RS256 signature does not verify ({exc})") from None
-        self._check_claims(claims, challenge, self.clock(), fresh=remember)
+        self._check_claims(claims, challenge, now, fresh=remember)
         if remember:
             self.seen_jti.add(claims["jti"])
         return claims
@@ -148,14 +198,27 @@ class TokenVerifier:
     def _check_claims(
         self, claims: dict[str, Any], challenge: Challenge, now: float, *, fresh: bool
     ) -> None:
-        for name in ("sub", "challenge_id", "key"):
+        for name in ("sub", "challenge_id"):
             expected = getattr(challenge, name)
             if claims.get(name) != expected:
                 raise TokenRejected(
-                    name, f"{name} is {claims.get(name)!r}, the challenge has {expected!r}"
+                    name,
+                    f"{name} is {claims.get(name)!r}, the challenge has {expected!r}",
+                    TOKEN_MISMATCH,
                 )
+        key = claims.get("key")
+        if key != challenge.key:
+            raise TokenRejected(
+                "key",
+                f"key is {key!r}, the challenge's current step is {challenge.key!r}",
+                challenge.refusal_for_key(key),
+            )
         if claims.get("status") != "completed":
-            raise TokenRejected("status", f"status is {claims.get('status')!r}, not 'completed'")
+            raise TokenRejected(
+                "status",
+                f"status is {claims.get('status')!r}, not 'completed'",
+                STEP_NOT_COMPLETED,
+            )
         times = {}
         for name in ("iat", "nbf", "exp"):
             value = claims.get(name)
@@ -176,4 +239,6 @@ class TokenVerifier:
         if not isinstance(jti, str) or not jti:
             raise TokenRejected("jti", "jti is missing")
         if fresh and jti in self.seen_jti:
-            raise TokenRejected("jti", f"jti {jti!r} was already used by another token in this run")
+            raise TokenRejected(
+                "jti", f"jti {jti!r} was already used by another token in this run", TOKEN_REUSED
+            )

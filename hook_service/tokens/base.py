@@ -41,12 +41,30 @@ class IssuedToken:
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeStep:
+    """One entry of a challenge token's ``steps`` claim, as Prelude's JS SDK reads it
+    (contract sec. 6: ``order``, ``key``, ``expiration_duration``, ``done``)."""
+
+    key: str
+    done: bool
+    order: int | None = None
+    expiration_duration: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChallengeClaims:
-    """What a verified Prelude challenge token tells us (contract sec. 6)."""
+    """What a verified Prelude challenge token tells us (contract sec. 6).
+
+    ``scope_requested`` and ``steps`` are ``None`` when the token does not carry them: the
+    contract has them from the JS SDK only, which tolerates their absence, so reading a token
+    does too; :func:`~hook_service.tokens.jwt.check_challenge_step` is where their absence is
+    refused."""
 
     sub: str
     challenge_id: str
     current_step: str
+    scope_requested: str | None = None
+    steps: tuple[ChallengeStep, ...] | None = None
 
 
 class ClaimGuard(Protocol):

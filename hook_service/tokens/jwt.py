@@ -13,12 +13,15 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hook_service import errors
+from hook_service._steps import COMPLETED
 from hook_service.keys.lifecycle import SigningKey
-from hook_service.tokens.base import ChallengeClaims, IssuedToken
+from hook_service.tokens.base import ChallengeClaims, ChallengeStep, IssuedToken
 
 __all__ = [
     "ChallengeClaims",
+    "ChallengeStep",
     "IssuedToken",
+    "check_challenge_step",
     "mint_verification_token",
     "read_challenge_kid",
     "verify_challenge_token",
@@ -130,4 +133,69 @@ def verify_challenge_token(
         if not isinstance(value, str) or not value:
             raise errors.InvalidRequest(f"challenge_token claim {name} is missing or not a string")
         values[name] = value
-    return ChallengeClaims(**values)
+    scope = claims.get("scope_requested")
+    if scope is not None and (not isinstance(scope, str) or not scope):
+        raise errors.InvalidRequest("challenge_token claim scope_requested must be a string")
+    return ChallengeClaims(**values, scope_requested=scope, steps=_steps(claims.get("steps")))
+
+
+def _steps(value: Any) -> tuple[ChallengeStep, ...] | None:
+    """The ``steps`` claim; absent is ``None``, anything present but malformed is refused
+    (a signed token that says something we cannot read must not pass for one that says
+    nothing)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise errors.InvalidRequest("challenge_token claim steps must be a list")
+    steps = []
+    for index, item in enumerate(value):
+        where = f"challenge_token claim steps[{index}]"
+        if not isinstance(item, dict):
+            raise errors.InvalidRequest(f"{where} must be an object")
+        key, done = item.get("key"), item.get("done")
+        if not isinstance(key, str) or not key:
+            raise errors.InvalidRequest(f"{where}.key is missing or not a string")
+        if not isinstance(done, bool):
+            raise errors.InvalidRequest(f"{where}.done is missing or not a boolean")
+        numbers: dict[str, int | None] = {}
+        for name in ("order", "expiration_duration"):
+            number = item.get(name)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+                raise errors.InvalidRequest(f"{where}.{name} must be an integer")
+            numbers[name] = number
+        steps.append(ChallengeStep(key, done, numbers["order"], numbers["expiration_duration"]))
+    return tuple(steps)
+
+
+def check_challenge_step(claims: ChallengeClaims, scope: str) -> None:
+    """Refuse a challenge token that does not describe the pending step recorded for
+    ``scope``: its ``scope_requested`` must be ``scope`` and its ``current_step`` one of its
+    ``steps`` not yet ``done`` (issue 10, point 11). Raises :class:`errors.InvalidRequest`.
+
+    Fails closed: a token without ``scope_requested`` or ``steps`` is refused, since nothing
+    then shows that the challenge is the one the hook's decision opened (the contract's rule
+    for what it cannot confirm). The explicit-fields form of ``POST /verification-token``
+    does not depend on these claims."""
+    step = claims.current_step
+    if claims.scope_requested is None:
+        raise errors.InvalidRequest(
+            "challenge_token has no scope_requested claim: it cannot be matched to the scope "
+            "of the pending step (send user_id, challenge_id and key instead)"
+        )
+    if claims.scope_requested != scope:
+        raise errors.InvalidRequest(
+            f"the challenge is for scope {claims.scope_requested!r}, but the pending {step!r} "
+            f"step was recorded for scope {scope!r}"
+        )
+    if claims.steps is None:
+        raise errors.InvalidRequest(
+            "challenge_token has no steps claim: it cannot show that current_step is pending "
+            "(send user_id, challenge_id and key instead)"
+        )
+    if step == COMPLETED:
+        raise errors.InvalidRequest("the challenge is completed: no step is pending")
+    matching = [s for s in claims.steps if s.key == step]
+    if not matching:
+        raise errors.InvalidRequest(f"current_step {step!r} is not one of the challenge's steps")
+    if any(s.done for s in matching):
+        raise errors.InvalidRequest(f"current_step {step!r} is already done in the challenge")

@@ -539,6 +539,18 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "custom_steps[1]: 'otp' is a managed or reserved step",
     ),
     (
+        # Prelude's SDKs end the flow on current_step == "completed" (contract 6).
+        "completed declared custom",
+        lambda d: d["custom_steps"].append("completed"),
+        "<policy>: custom_steps[1]: 'completed' cannot be a step: Prelude's challenge token "
+        "says current_step 'completed' when every step is done",
+    ),
+    (
+        "completed as a step",
+        lambda d: _rule(d, 1)["steps"].append("completed"),
+        f"{RULE1}.steps[2]: step 'completed' is neither managed nor declared in custom_steps",
+    ),
+    (
         "custom step charset",
         lambda d: d["custom_steps"].append("kyc/2"),
         'custom_steps[1]: a step key must match [a-zA-Z0-9._:-]+, got "kyc/2"',

@@ -108,6 +108,7 @@ class FakeService:
         self.api_key_checked = True
         self.challenge_verified = True
         self.minted = 0
+        self.challenge_claims: list[dict[str, Any]] = []  # of every challenge_token received
         self.app = Starlette(
             routes=[
                 Route("/hooks/stepup", self._hook, methods=["POST"]),
@@ -138,6 +139,7 @@ class FakeService:
                 )
             except jwt.InvalidTokenError:
                 return JSONResponse({"error": "invalid_challenge_token"}, status_code=401)
+            self.challenge_claims.append(data)
             data = {
                 "user_id": data["sub"],
                 "challenge_id": data["challenge_id"],

@@ -14,7 +14,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc.jwk import OKPKey, RSAKey
 
-from hook_service.simulator.prelude import USER_AGENT, PreludeKeyError, PreludeKeys
+from hook_service.simulator.prelude import (
+    USER_AGENT,
+    PreludeChallenge,
+    PreludeKeyError,
+    PreludeKeys,
+)
 from tests.simulator.support import sim_keys, write_key_file
 from tests.support import PRELUDE_JWKS_FILE, private_strings
 
@@ -64,11 +69,25 @@ def test_jwks_is_public_with_rfc7638_kids() -> None:
     assert not [s for s in private_strings(keys.hook_key) if s in text]
 
 
-def test_challenge_token_carries_preludes_claims() -> None:
-    keys = sim_keys()
-    token = keys.challenge_token(
-        sub="usr_1", challenge_id="chl_1", current_step="kyc_review", now=1_760_000_000
+# A review decision whose steps arrive out of order: Prelude takes them by `order`.
+DECISION = {
+    "status": "review",
+    "steps": [
+        {"order": 2, "key": "kyc_review", "expiration_duration": 86400},
+        {"order": 1, "key": "verify_sms", "expiration_duration": 600},
+    ],
+}
+
+
+def opened() -> PreludeChallenge:
+    return PreludeChallenge.open(
+        DECISION, sub="usr_1", scope="transfer:write", metadata={"amount": "1500"}
     )
+
+
+def test_challenge_token_carries_the_claims_the_js_sdk_reads() -> None:
+    keys, challenge = sim_keys(), opened()
+    token = keys.challenge_token(challenge, "kyc_review", 1_760_000_000)
     header = jwt.get_unverified_header(token)
     assert (header["alg"], header["kid"]) == ("EdDSA", keys.challenge_kid)
     claims = jwt.decode(
@@ -77,13 +96,60 @@ def test_challenge_token_carries_preludes_claims() -> None:
         algorithms=["EdDSA"],
         options={"verify_exp": False},
     )
-    assert set(claims) == {"sub", "challenge_id", "current_step", "exp", "jti", "grant_mode"}
-    assert (claims["sub"], claims["challenge_id"], claims["current_step"]) == (
-        "usr_1",
-        "chl_1",
-        "kyc_review",
+    # contract 6: processChallengeToken of @prelude.so/js-sdk 0.6.0, plus jti and grant_mode
+    assert claims == {
+        "sub": "usr_1",
+        "sid": challenge.sid,
+        "challenge_id": challenge.challenge_id,
+        "scope_requested": "transfer:write",
+        "current_step": "kyc_review",
+        "steps": [
+            {"order": 1, "key": "verify_sms", "expiration_duration": 600, "done": True},
+            {"order": 2, "key": "kyc_review", "expiration_duration": 86400, "done": False},
+        ],
+        "metadata": {"amount": "1500"},
+        "grant_mode": "single-use",
+        "exp": 1_760_000_600,
+        "jti": claims["jti"],
+    }
+    assert challenge.challenge_id.startswith("chl_sim_") and challenge.sid.startswith("ses_sim_")
+    again = jwt.decode(
+        keys.challenge_token(challenge, "kyc_review", 1_760_000_000),
+        options={"verify_signature": False},
     )
-    assert claims["exp"] == 1_760_000_600
+    assert again["jti"] != claims["jti"]  # every token of one challenge is a new one
+
+
+@pytest.mark.parametrize(
+    ("current", "done"),
+    [("verify_sms", [False, False]), ("kyc_review", [True, False]), ("completed", [True, True])],
+)
+def test_earlier_steps_are_done_the_current_one_is_not(current: str, done: list[bool]) -> None:
+    claims = opened().claims(current, 0)
+    assert claims["current_step"] == current
+    assert [(s["key"], s["done"]) for s in claims["steps"]] == list(
+        zip(["verify_sms", "kyc_review"], done, strict=True)
+    )
+
+
+def test_a_step_outside_the_decision_is_a_simulator_bug() -> None:
+    with pytest.raises(ValueError, match="'selfie' is not a step of this challenge"):
+        opened().claims("selfie", 0)
+
+
+def test_a_forged_challenge_token_names_preludes_kid_but_does_not_verify() -> None:
+    keys, challenge = sim_keys(), opened()
+    forged = keys.forged_challenge_token(challenge, "kyc_review", 1_760_000_000)
+    assert jwt.get_unverified_header(forged)["kid"] == keys.challenge_kid
+    unverified = jwt.decode(forged, options={"verify_signature": False})
+    assert unverified["challenge_id"] == challenge.challenge_id
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(
+            forged,
+            keys.challenge_key.public_key(),
+            algorithms=["EdDSA"],
+            options={"verify_exp": False},
+        )
 
 
 def test_key_file_round_trip_with_mode_0600(tmp_path: Path) -> None:

@@ -201,31 +201,64 @@ async def test_no_answer_within_the_limit_is_request_failed(
     assert (result.reason, result.detail) == ("request_failed", "no answer within 0.05 s")
 
 
+KYC_THEN_EMAIL: dict[str, Any] = {
+    **REVIEW_WITH_KYC,
+    "steps": [
+        {"order": 1, "key": "kyc_review", "expiration_duration": 86400},
+        {"order": 2, "key": "verify_email", "expiration_duration": 600},
+    ],
+}
+INVALID = "invalid_verification_token"
+
+
 @pytest.mark.parametrize(
-    ("change", "detail"),
+    ("change", "code", "detail"),
     [
-        ({"algorithm": "HS256"}, "alg: alg is 'HS256'; only RS256 is accepted"),
-        ({"claims": {"sub": "usr_someone_else"}}, "sub: sub is 'usr_someone_else'"),
-        ({"claims": {"challenge_id": "chl_other"}}, "challenge_id: challenge_id is 'chl_other'"),
-        ({"claims": {"status": "pending"}}, "status: status is 'pending'"),
-        ({"claims": {"exp": 1_760_000_000 + 3601}}, "exp: exp is 3601 s ahead"),
-        ({"claims": {"exp": 1_760_000_000}}, "exp: expired 0 s ago"),
-        ({"claims": {"iat": 1_760_000_000 + 60}}, "iat: iat is 60 s in the future"),
-        ({"claims": {"nbf": 1_760_000_000 + 60}}, "nbf: nbf is 60 s in the future"),
-        ({"header": {"kid": "k-absent"}}, "kid: kid 'k-absent' is not in the service's JWKS"),
+        ({"algorithm": "HS256"}, INVALID, "alg: alg is 'HS256'; only RS256 is accepted"),
+        ({"claims": {"sub": "usr_someone_else"}}, "token_mismatch", "sub: sub is 'usr_someone"),
+        (
+            {"claims": {"challenge_id": "chl_other"}},
+            "token_mismatch",
+            "challenge_id: challenge_id is 'chl_other'",
+        ),
+        # verify_sms is done in the challenge (it comes first): not the step being completed
+        (
+            {"claims": {"key": "verify_sms"}},
+            "token_mismatch",
+            "key: key is 'verify_sms', the challenge's current step is 'kyc_review'",
+        ),
+        ({"claims": {"key": "selfie"}}, "step_not_found", "key: key is 'selfie'"),
+        ({"claims": {"status": "pending"}}, "step_not_completed", "status: status is 'pending'"),
+        ({"claims": {"exp": 1_760_000_000 + 3601}}, INVALID, "exp: exp is 3601 s ahead"),
+        ({"claims": {"exp": 1_760_000_000}}, INVALID, "exp: expired 0 s ago"),
+        ({"claims": {"iat": 1_760_000_000 + 60}}, INVALID, "iat: iat is 60 s in the future"),
+        ({"claims": {"nbf": 1_760_000_000 + 60}}, INVALID, "nbf: nbf is 60 s in the future"),
+        ({"header": {"kid": "k-absent"}}, INVALID, "kid: kid 'k-absent' is not in the service's"),
     ],
 )
 async def test_a_wrong_verification_token_is_rejected_as_prelude_would(
-    clock: FakeClock, tmp_path: Path, change: dict[str, Any], detail: str
+    clock: FakeClock, tmp_path: Path, change: dict[str, Any], code: str, detail: str
 ) -> None:
     fake = FakeService(clock)
     for name, value in change.items():
         setattr(fake, name, value)
     report = await run(fake.app, clock, one_scenario(tmp_path))
     result = check(report, "scenario 1: kyc_review token verifies")
-    assert result.reason == "invalid_verification_token"
+    assert result.reason == code
     assert result.detail.startswith(detail)
     assert not report.passed
+
+
+async def test_a_token_for_a_later_step_is_step_bypassed(clock: FakeClock, tmp_path: Path) -> None:
+    fake = FakeService(clock)
+    fake.hook = lambda request: JSONResponse(KYC_THEN_EMAIL)
+    fake.claims = {"key": "verify_email"}  # kyc_review, the current step, is not done yet
+    report = await run(fake.app, clock, one_scenario(tmp_path))
+    result = check(report, "scenario 1: kyc_review token verifies")
+    assert result.reason == "step_bypassed"
+    assert result.detail == (
+        "key: key is 'verify_email', the challenge's current step is 'kyc_review'"
+    )
 
 
 async def test_a_reused_jti_is_caught(clock: FakeClock, tmp_path: Path) -> None:
@@ -234,10 +267,32 @@ async def test_a_reused_jti_is_caught(clock: FakeClock, tmp_path: Path) -> None:
     report = await run(fake.app, clock, one_scenario(tmp_path, times=2))
     assert check(report, "scenario 1: kyc_review token verifies").passed
     reused = check(report, "scenario 2: kyc_review token verifies")
-    assert reused.reason == "invalid_verification_token"
+    assert reused.reason == "token_reused"
     assert reused.detail == (
         "jti: jti 'always-the-same' was already used by another token in this run"
     )
+
+
+async def test_the_challenge_token_carries_the_decisions_steps(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    """What the service receives in the challenge_token form is what Prelude's SDK reads
+    (contract 6): the scope, the session, the metadata and the decision's steps, the ones
+    before the current step done."""
+    fake = FakeService(clock)
+    report = await run(fake.app, clock, one_scenario(tmp_path))
+    assert check(report, "scenario 1: kyc_review token verifies").passed
+    claims = fake.challenge_claims[0]
+    assert claims["current_step"] == "kyc_review"
+    assert claims["scope_requested"] == "transfer:write"
+    assert claims["metadata"] == {"amount": "1500"}
+    assert claims["sid"].startswith("ses_sim_")
+    assert claims["exp"] == 1_760_000_000 + 600
+    assert claims["steps"] == [
+        {"order": 1, "key": "verify_sms", "expiration_duration": 600, "done": True},
+        {"order": 2, "key": "kyc_review", "expiration_duration": 86400, "done": False},
+    ]
+    assert {"sub", "challenge_id", "jti", "grant_mode"} <= set(claims)
 
 
 async def test_a_second_token_for_one_step_is_caught(clock: FakeClock, tmp_path: Path) -> None:

@@ -86,28 +86,73 @@ async def test_cache_lasts_ten_minutes_and_refetches_on_an_unknown_kid() -> None
         await check.verify(token(jti="e", exp=NOW + 1500), CHALLENGE)
 
 
+INVALID = "invalid_verification_token"
+
+
 @pytest.mark.parametrize(
-    ("claims", "rule", "detail"),
+    ("claims", "rule", "code", "detail"),
     [
-        ({"sub": "usr_2"}, "sub", "sub is 'usr_2', the challenge has 'usr_1'"),
-        ({"challenge_id": "chl_2"}, "challenge_id", "challenge_id is 'chl_2'"),
-        ({"key": "other"}, "key", "key is 'other'"),
-        ({"status": None}, "status", "status is None"),
-        ({"iat": "now"}, "iat", "iat is 'now', not a number"),
-        ({"nbf": None}, "nbf", "nbf is None, not a number"),
-        ({"iat": NOW + 1}, "iat", "iat is 1 s in the future"),
-        ({"nbf": NOW + 1}, "nbf", "nbf is 1 s in the future"),
-        ({"exp": NOW}, "exp", "expired 0 s ago"),
-        ({"exp": NOW + 3601}, "exp", "exp is 3601 s ahead, more than 3600 s"),
-        ({"jti": None}, "jti", "jti is missing"),
+        ({"sub": "usr_2"}, "sub", "token_mismatch", "sub is 'usr_2', the challenge has 'usr_1'"),
+        ({"challenge_id": "chl_2"}, "challenge_id", "token_mismatch", "challenge_id is 'chl_2'"),
+        # The challenge's steps are not known here: any other key is a mismatch.
+        ({"key": "other"}, "key", "token_mismatch", "key is 'other'"),
+        ({"status": None}, "status", "step_not_completed", "status is None"),
+        ({"iat": "now"}, "iat", INVALID, "iat is 'now', not a number"),
+        ({"nbf": None}, "nbf", INVALID, "nbf is None, not a number"),
+        ({"iat": NOW + 1}, "iat", INVALID, "iat is 1 s in the future"),
+        ({"nbf": NOW + 1}, "nbf", INVALID, "nbf is 1 s in the future"),
+        ({"exp": NOW}, "exp", INVALID, "expired 0 s ago"),
+        ({"exp": NOW + 3601}, "exp", INVALID, "exp is 3601 s ahead, more than 3600 s"),
+        ({"jti": None}, "jti", INVALID, "jti is missing"),
     ],
 )
-async def test_each_claim_rule(claims: dict[str, Any], rule: str, detail: str) -> None:
+async def test_each_claim_rule(claims: dict[str, Any], rule: str, code: str, detail: str) -> None:
     check = verifier(Served(jwk(0, "k1")), FakeClock(NOW))
     with pytest.raises(TokenRejected) as raised:
         await check.verify(token(**claims), CHALLENGE)
-    assert raised.value.rule == rule
+    assert (raised.value.rule, raised.value.code) == (rule, code)
     assert raised.value.detail.startswith(detail)
+
+
+# The challenge token of a challenge at its second step (contract 6), as Prelude mints it.
+AT_KYC = Challenge.from_claims(
+    {
+        "sub": "usr_1",
+        "challenge_id": "chl_1",
+        "current_step": "kyc_review",
+        "exp": NOW + 600,
+        "steps": [
+            {"order": 1, "key": "verify_sms", "expiration_duration": 600, "done": True},
+            {"order": 2, "key": "kyc_review", "expiration_duration": 600, "done": False},
+            {"order": 3, "key": "manager_ok", "expiration_duration": 600, "done": False},
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [("manager_ok", "step_bypassed"), ("verify_sms", "token_mismatch"), ("x", "step_not_found")],
+)
+async def test_a_token_for_another_step_gets_preludes_code(key: str, code: str) -> None:
+    assert AT_KYC.steps == (("verify_sms", True), ("kyc_review", False), ("manager_ok", False))
+    check = verifier(Served(jwk(0, "k1")), FakeClock(NOW))
+    with pytest.raises(TokenRejected) as raised:
+        await check.verify(token(key=key), AT_KYC)
+    assert (raised.value.rule, raised.value.code) == ("key", code)
+    assert raised.value.detail == f"key is {key!r}, the challenge's current step is 'kyc_review'"
+    assert (await check.verify(token(), AT_KYC))["key"] == "kyc_review"
+
+
+async def test_an_expired_challenge_token_is_refused_before_the_token_is_read() -> None:
+    clock = FakeClock(NOW + 600)
+    check = verifier(Served(jwk(0, "k1")), clock)
+    with pytest.raises(TokenRejected) as raised:
+        await check.verify("not even a JWT", AT_KYC)
+    assert (raised.value.rule, raised.value.code) == ("challenge", "expired_challenge_token")
+    assert raised.value.detail == "the challenge token expired 0 s ago"
+    clock.now = NOW + 599
+    assert (await check.verify(token(exp=NOW + 900), AT_KYC))["jti"] == "jti-1"
 
 
 async def test_exactly_one_hour_ahead_is_accepted() -> None:
@@ -135,7 +180,7 @@ async def test_algorithm_kid_and_signature(make: Any, rule: str) -> None:
     check = verifier(Served(jwk(0, "k1")), FakeClock(NOW))
     with pytest.raises(TokenRejected) as raised:
         await check.verify(make(), CHALLENGE)
-    assert raised.value.rule == rule
+    assert (raised.value.rule, raised.value.code) == (rule, "invalid_verification_token")
 
 
 async def test_a_key_published_for_another_algorithm_is_refused() -> None:
@@ -149,8 +194,9 @@ async def test_a_jti_is_accepted_once_unless_rechecking() -> None:
     first = token()
     await check.verify(first, CHALLENGE)
     await check.verify(first, CHALLENGE, remember=False)  # the rotation check looks again
-    with pytest.raises(TokenRejected, match="jti 'jti-1' was already used"):
+    with pytest.raises(TokenRejected, match="jti 'jti-1' was already used") as raised:
         await check.verify(token(exp=NOW + 301), CHALLENGE)
+    assert raised.value.code == "token_reused"
 
 
 async def test_an_unusable_jwk_is_a_rejection() -> None:

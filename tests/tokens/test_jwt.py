@@ -23,7 +23,9 @@ from hook_service.keys import lifecycle as keys
 from hook_service.keys.lifecycle import KeySet
 from hook_service.tokens.jwt import (
     ChallengeClaims,
+    ChallengeStep,
     IssuedToken,
+    check_challenge_step,
     mint_verification_token,
     read_challenge_kid,
     verify_challenge_token,
@@ -327,3 +329,111 @@ def test_signed_non_object_payload_is_invalid_request(
 ) -> None:
     token = raw_token({"alg": "EdDSA", "typ": "JWT"}, b"[1, 2]", prelude_ed.sign)
     assert "challenge_token" in assert_invalid_request(token, prelude_ed.public_key())
+
+
+# --- the claims Prelude's JS SDK reads: scope_requested and steps (contract sec. 6) -------
+
+SDK_STEPS = [
+    {"order": 1, "key": "verify_sms", "expiration_duration": 600, "done": True},
+    {"order": 2, "key": "kyc_review", "expiration_duration": 86400, "done": False},
+]
+SDK_CLAIMS: dict[str, Any] = {
+    **CLAIMS,
+    "sid": "ses_1",
+    "scope_requested": "transfer:write",
+    "steps": SDK_STEPS,
+    "metadata": {"amount": "1500"},
+    "grant_mode": "single-use",
+}
+
+
+def full_claims(prelude_ed: ed25519.Ed25519PrivateKey, **changes: Any) -> ChallengeClaims:
+    claims = {k: v for k, v in {**SDK_CLAIMS, **changes}.items() if v is not None}
+    return verify_challenge_token(challenge(prelude_ed, claims), prelude_ed.public_key(), NOW)
+
+
+def test_scope_and_steps_are_read(prelude_ed: ed25519.Ed25519PrivateKey) -> None:
+    claims = full_claims(prelude_ed)
+    assert claims.scope_requested == "transfer:write"
+    assert claims.steps == (
+        ChallengeStep("verify_sms", True, 1, 600),
+        ChallengeStep("kyc_review", False, 2, 86400),
+    )
+    # unknown members of a step are ignored, order and expiration_duration may be absent
+    sparse = full_claims(prelude_ed, steps=[{"key": "kyc_review", "done": False, "new": 1}])
+    assert sparse.steps == (ChallengeStep("kyc_review", False),)
+
+
+def test_a_token_without_scope_or_steps_still_reads(
+    prelude_ed: ed25519.Ed25519PrivateKey,
+) -> None:
+    # The SDK tolerates their absence, so reading does; check_challenge_step refuses it.
+    claims = full_claims(prelude_ed, scope_requested=None, steps=None)
+    assert (claims.scope_requested, claims.steps) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        ({"scope_requested": ""}, "claim scope_requested must be a string"),
+        ({"scope_requested": ["transfer:write"]}, "claim scope_requested must be a string"),
+        ({"steps": {"key": "kyc_review"}}, "claim steps must be a list"),
+        ({"steps": ["kyc_review"]}, "claim steps[0] must be an object"),
+        ({"steps": [{"done": False}]}, "claim steps[0].key is missing or not a string"),
+        ({"steps": [SDK_STEPS[0], {"key": "kyc_review"}]}, "steps[1].done is missing"),
+        ({"steps": [{"key": "k", "done": "false"}]}, "steps[0].done is missing or not a boolean"),
+        ({"steps": [{"key": "k", "done": False, "order": "1"}]}, "steps[0].order must be an"),
+        (
+            {"steps": [{"key": "k", "done": False, "expiration_duration": True}]},
+            "steps[0].expiration_duration must be an integer",
+        ),
+    ],
+)
+def test_malformed_scope_or_steps_is_invalid_request(
+    prelude_ed: ed25519.Ed25519PrivateKey, changes: dict[str, Any], detail: str
+) -> None:
+    token = challenge(prelude_ed, {**SDK_CLAIMS, **changes})
+    assert detail in assert_invalid_request(token, prelude_ed.public_key())
+
+
+def test_check_passes_the_pending_step_of_the_scope(
+    prelude_ed: ed25519.Ed25519PrivateKey,
+) -> None:
+    check_challenge_step(full_claims(prelude_ed), "transfer:write")  # does not raise
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        (
+            {"scope_requested": "profile:read"},
+            "the challenge is for scope 'profile:read', but the pending 'kyc_review' step was "
+            "recorded for scope 'transfer:write'",
+        ),
+        ({"scope_requested": None}, "challenge_token has no scope_requested claim"),
+        ({"steps": None}, "challenge_token has no steps claim"),
+        ({"steps": []}, "current_step 'kyc_review' is not one of the challenge's steps"),
+        ({"steps": SDK_STEPS[:1]}, "current_step 'kyc_review' is not one of the challenge's"),
+        (
+            {"steps": [SDK_STEPS[0], {**SDK_STEPS[1], "done": True}]},
+            "current_step 'kyc_review' is already done in the challenge",
+        ),
+        (
+            # a repeated key counts as done when any entry is: fail closed
+            {"steps": [*SDK_STEPS, {**SDK_STEPS[1], "order": 3, "done": True}]},
+            "current_step 'kyc_review' is already done",
+        ),
+        (
+            {"current_step": "completed", "steps": [{**s, "done": True} for s in SDK_STEPS]},
+            "the challenge is completed: no step is pending",
+        ),
+    ],
+)
+def test_check_refuses_another_scope_or_a_step_not_pending(
+    prelude_ed: ed25519.Ed25519PrivateKey, changes: dict[str, Any], detail: str
+) -> None:
+    claims = full_claims(prelude_ed, **changes)
+    with pytest.raises(errors.InvalidRequest) as info:
+        check_challenge_step(claims, "transfer:write")
+    assert info.value.detail.startswith(detail)
+    assert info.value.status_code == 400
