@@ -13,9 +13,8 @@ before :func:`prune` deletes them, so the answer does not depend on when pruning
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Final
 
 from hook_service.facts.base import REVIEW, Attempt, Facts, Proof
 
@@ -82,7 +81,8 @@ def seconds(now: float) -> int:
     return math.floor(now)
 
 
-def _live(stamp: int | None, now: int, limits: Limits) -> bool:
+def live(stamp: int | None, now: int, limits: Limits) -> bool:
+    """Whether an entry stamped ``stamp`` is still within the retention."""
     return stamp is not None and stamp > now - limits.retention
 
 
@@ -92,20 +92,20 @@ def facts(history: History, attempt: Attempt, now: float, limits: Limits) -> Fac
     h = history
     dev, ip, country = attempt.device, attempt.ip, attempt.country
     hour, day = n - HOUR, n - DAY
-    location = h.location if h.location and _live(h.location[0], n, limits) else None
+    location = h.location if h.location and live(h.location[0], n, limits) else None
     return Facts(
-        device_seen=dev is not None and _live(h.seen_devices.get(dev), n, limits),
-        device_known=dev is not None and _live(h.known_devices.get(dev), n, limits),
-        ip_seen=ip is not None and _live(h.seen_ips.get(ip), n, limits),
-        ip_known=ip is not None and _live(h.known_ips.get(ip), n, limits),
+        device_seen=dev is not None and live(h.seen_devices.get(dev), n, limits),
+        device_known=dev is not None and live(h.known_devices.get(dev), n, limits),
+        ip_seen=ip is not None and live(h.seen_ips.get(ip), n, limits),
+        ip_known=ip is not None and live(h.known_ips.get(ip), n, limits),
         country=country,
-        country_known=bool(country) and _live(h.known_countries.get(country), n, limits),
+        country_known=bool(country) and live(h.known_countries.get(country), n, limits),
         attempts_1h=sum(1 for t in h.times if t > hour),
         attempts_24h=sum(1 for t in h.times if t > day),
         # The IPs of the attempts of the last 24 h are those last seen within it.
         distinct_ips_24h=sum(1 for t in h.seen_ips.values() if t > day),
-        verified_age=max(0, n - h.verified_at) if _live(h.verified_at or None, n, limits) else -1,
-        step_age={k: max(0, n - t) for k, t in h.steps.items() if _live(t, n, limits)},
+        verified_age=max(0, n - h.verified_at) if live(h.verified_at or None, n, limits) else -1,
+        step_age={k: max(0, n - t) for k, t in h.steps.items() if live(t, n, limits)},
         flagged=h.flagged_until > n,
         travel_kmh=travel_kmh(location, attempt.location, n),
     )
@@ -242,104 +242,23 @@ def prune(history: History, now: float, limits: Limits) -> Pruned:
     removed: list[tuple[str, str, int]] = []
     for name, cap_name in _TABLES:
         table: dict[str, int] = getattr(h, name)
-        stale = [k for k, t in table.items() if not _live(t, n, limits)]
+        stale = [k for k, t in table.items() if not live(t, n, limits)]
         cap: int = getattr(limits, cap_name)
         if len(table) - len(stale) > cap:
-            fresh = sorted((t, k) for k, t in table.items() if _live(t, n, limits))
+            fresh = sorted((t, k) for k, t in table.items() if live(t, n, limits))
             stale += [k for _, k in fresh[: len(fresh) - cap]]
         for k in stale:
             removed.append((name, k, table.pop(k)))
-    if h.verified_at and not _live(h.verified_at, n, limits):
+    if h.verified_at and not live(h.verified_at, n, limits):
         removed.append(("verified_at", "", h.verified_at))
         h.verified_at = 0
-    if h.location is not None and not _live(h.location[0], n, limits):
+    if h.location is not None and not live(h.location[0], n, limits):
         removed.append(("location", "", h.location[0]))
         h.location = None
     if h.flagged_until and h.flagged_until <= n:
         removed.append(("flagged_until", "", h.flagged_until))
         h.flagged_until = 0
     return Pruned(tuple(removed))
-
-
-def _open(h: History, n: int) -> Iterator[tuple[str, Latest]]:
-    """The latest attempts still in their proof window."""
-    return ((s, x) for s, x in h.latest.items() if n < seconds(x.attempt.expires_at))
-
-
-def inventory(history: History, now: float, limits: Limits) -> dict[str, int]:
-    """Counts of what is in force for the user (what :meth:`FactsStore.erase` answers)."""
-    n = seconds(now)
-    h = history
-    live = [
-        {k for k, t in table.items() if _live(t, n, limits)}
-        for table in (h.seen_devices, h.known_devices, h.seen_ips, h.known_ips)
-    ]
-    return {
-        "devices": len(live[0] | live[1]),
-        "ips": len(live[2] | live[3]),
-        "countries": sum(1 for t in h.known_countries.values() if _live(t, n, limits)),
-        "attempts": sum(1 for t in h.times if t > n - DAY),
-        "open_attempts": sum(1 for _ in _open(h, n)),
-        "steps": sum(1 for t in h.steps.values() if _live(t, n, limits)),
-        "verified": int(_live(h.verified_at or None, n, limits)),
-        "flag": int(h.flagged_until > n),
-    }
-
-
-def _ages(seen: dict[str, int], known: dict[str, int], n: int, limits: Limits) -> list[Any]:
-    """One row per hash, most recent first: seconds since last seen and since last proved."""
-    rows: dict[str, dict[str, Any]] = {}
-    for label, table in (("seen_age", seen), ("known_age", known)):
-        for k, t in table.items():
-            if _live(t, n, limits):
-                rows.setdefault(k, {"hash": k, "seen_age": None, "known_age": None})[label] = n - t
-    recency = {
-        k: min(a for a in (r["seen_age"], r["known_age"]) if a is not None) for k, r in rows.items()
-    }
-    return [rows[k] for k in sorted(rows, key=lambda k: (recency[k], k))]
-
-
-def describe(history: History, now: float, limits: Limits) -> dict[str, Any]:
-    """What :meth:`FactsStore.show` answers: hashes, counts and ages in seconds, never raw
-    values (coordinates are not shown, only the age of the location held)."""
-    n = seconds(now)
-    h = history
-    location = h.location if h.location and _live(h.location[0], n, limits) else None
-    return {
-        "devices": _ages(h.seen_devices, h.known_devices, n, limits),
-        "ips": _ages(h.seen_ips, h.known_ips, n, limits),
-        "countries": {
-            c: n - t for c, t in sorted(h.known_countries.items()) if _live(t, n, limits)
-        },
-        "attempts": {
-            "last_1h": sum(1 for t in h.times if t > n - HOUR),
-            "last_24h": sum(1 for t in h.times if t > n - DAY),
-        },
-        "open_attempts": [
-            {
-                "scope": scope,
-                "age": n - seconds(x.attempt.at),
-                "status": x.attempt.status or "undecided",
-                "expires_in": max(0, seconds(x.attempt.expires_at) - n),
-                "proven": x.proven,
-                "device": x.attempt.device,
-                "ip": x.attempt.ip,
-                "country": x.attempt.country,
-                "steps": list(x.attempt.steps),
-            }
-            for scope, x in _open(h, n)
-        ],
-        "verified_age": n - h.verified_at if _live(h.verified_at or None, n, limits) else -1,
-        "location_age": n - location[0] if location else -1,
-        "step_age": {k: n - t for k, t in sorted(h.steps.items()) if _live(t, n, limits)},
-        "flagged": h.flagged_until > n,
-        "flag_expires_in": max(0, h.flagged_until - n),
-    }
-
-
-def is_empty(history: History, now: float, limits: Limits) -> bool:
-    """Nothing in force is left (the memory store then drops the user)."""
-    return not any(inventory(history, now, limits).values())
 
 
 def copy(history: History) -> History:

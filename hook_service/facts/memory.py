@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from hook_service.facts import logic
+from hook_service.facts import inventory, logic
 from hook_service.facts.base import Attempt, Facts, Proof
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Limits
@@ -43,7 +43,7 @@ class MemoryFactsStore:
         self._next_sweep = int(now) + _SWEEP_INTERVAL
         for tag, history in list(self._users.items()):
             logic.prune(history, now, self._limits)
-            if logic.is_empty(history, now, self._limits):
+            if inventory.is_empty(history, now, self._limits):
                 del self._users[tag]
 
     async def observe(self, user_id: str, attempt: Attempt, now: float) -> Facts:
@@ -76,12 +76,12 @@ class MemoryFactsStore:
         with self._lock:
             history = self._users.get(self._key.user(user_id)) or History()
             logic.prune(history, now, self._limits)
-            return logic.describe(history, now, self._limits)
+            return inventory.describe(history, now, self._limits)
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._lock:
             history = self._users.pop(self._key.user(user_id), None) or History()
-            return logic.inventory(history, now, self._limits)
+            return inventory.inventory(history, now, self._limits)
 
     async def ping(self) -> None:
         return None

@@ -1,24 +1,7 @@
 """The Redis :class:`~hook_service.facts.base.FactsStore`: facts shared by every process.
 
-Layout, for a user with keyed hash ``T`` (:meth:`FactsKey.user`; the user id never appears),
-every key carrying the hash tag ``{T}`` so one user is one Redis Cluster slot:
-
-=====================  ======  ===================================================  ===========
-key                    type    content                                              TTL
-=====================  ======  ===================================================  ===========
-``<p>f:{T}:s`` seen    hash    ``d<device hash>``, ``i<ip hash>`` -> last attempt    retention
-``<p>f:{T}:k`` known   hash    ``d…``/``i…`` -> last proof, ``c<CC>`` -> last proof,  retention
-                               ``s<step>`` -> last token, ``v`` -> last proof,       after the
-                               ``l`` -> ``"<time>,<lat>,<lon>"`` last located proof  last proof
-``<p>f:{T}:t`` times   list    attempt times of the last 24 h (at most ``attempts``)  24 h
-``<p>f:{T}:a`` latest  list    per scope, the latest attempt, newest first:         its window
-                               ``scope|id|at|expires|status|proven|device|ip|cc|``  (>= 60 s)
-                               ``lat|lon|steps`` (at most ``scopes``)
-``<p>f:{T}:x`` flag    string  flagged until                                         flag TTL
-=====================  ======  ===================================================  ===========
-
-Timestamps are whole seconds, small enough for Redis's compact encodings (listpack hashes and
-lists, integers stored as integers). ``observe`` is one script (read, then record); entries
+The layout (one hash tag per user) is in :mod:`hook_service.facts.redis_layout`, the scripts in
+:mod:`hook_service.facts.redis_scripts`. ``observe`` is one script (read, then record); entries
 past the retention or over a cap are deleted afterwards by a second, conditional script, only
 when :func:`~hook_service.facts.logic.prune` finds some (rare: an entry goes stale once).
 """
@@ -36,30 +19,17 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from hook_service import errors, logs
-from hook_service.facts import logic, redis_scripts
+from hook_service.facts import inventory, logic, redis_scripts
 from hook_service.facts.base import Attempt, Facts, Proof
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Latest, Limits
+from hook_service.facts.redis_layout import FIELDS, decode, encode_latest, known_fields
 from hook_service.settings import redact_url
 
 logger = logging.getLogger(logs.STORE)
 
-_STATUS: Final = {"": "u", "continue": "c", "review": "r", "block": "b"}
-_STATUS_NAME: Final = {code: name for name, code in _STATUS.items()}
 _MIN_LATEST_TTL_MS: Final = 60_000  # an undecided attempt waits this long for settle()
 _PROVE_TRIES: Final = 3
-# History table -> (key number in the PRUNE script, field prefix)
-_FIELDS: Final = {
-    "seen_devices": (1, "d"),
-    "seen_ips": (1, "i"),
-    "known_devices": (2, "d"),
-    "known_ips": (2, "i"),
-    "known_countries": (2, "c"),
-    "steps": (2, "s"),
-    "verified_at": (2, "v"),
-    "location": (2, "l"),
-    "flagged_until": (3, ""),
-}
 
 
 def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
@@ -78,99 +48,6 @@ def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
     except ValueError:
         raise errors.ConfigError(f"invalid redis URL {redact_url(url)}") from None
     return Redis.from_pool(pool)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
-
-
-def encode_latest(latest: Latest) -> str:
-    a = latest.attempt
-    lat, lon = ("", "") if a.location is None else (repr(a.location[0]), repr(a.location[1]))
-    return "|".join(
-        (
-            a.scope,
-            a.id,
-            str(logic.seconds(a.at)),
-            str(logic.seconds(a.expires_at)),
-            _STATUS[a.status],
-            "1" if latest.proven else "0",
-            a.device or "",
-            a.ip or "",
-            a.country,
-            lat,
-            lon,
-            ",".join(a.steps),
-        )
-    )
-
-
-def decode_latest(text: str) -> Latest:
-    scope, id_, at, exp, status, proven, dev, ip, cc, lat, lon, steps = text.split("|")
-    attempt = Attempt(
-        id=id_,
-        at=float(at),
-        scope=scope,
-        device=dev or None,
-        ip=ip or None,
-        country=cc,
-        location=(float(lat), float(lon)) if lat else None,
-        status=_STATUS_NAME[status],
-        steps=tuple(steps.split(",")) if steps else (),
-        expires_at=float(exp),
-    )
-    return Latest(attempt, proven == "1")
-
-
-def _pairs(flat: list[Any]) -> Iterator[tuple[str, str]]:
-    items = [_text(v) for v in flat]
-    return zip(items[0::2], items[1::2], strict=True)
-
-
-def decode(state: list[Any]) -> History:
-    """A :class:`History` from the READ part of the scripts: [seen, known, times, latest, flag]."""
-    seen, known, times, latest, flag = state
-    h = History()
-    for field, value in _pairs(seen):
-        table = h.seen_devices if field[0] == "d" else h.seen_ips
-        table[field[1:]] = int(value)
-    for field, value in _pairs(known):
-        kind, name = field[0], field[1:]
-        if kind == "l":
-            at, lat, lon = value.split(",")
-            h.location = (int(at), float(lat), float(lon))
-        elif kind == "v":
-            h.verified_at = int(value)
-        else:
-            tables = {"d": h.known_devices, "i": h.known_ips, "c": h.known_countries}
-            tables.get(kind, h.steps)[name] = int(value)
-    h.times = [int(_text(t)) for t in times]
-    for record in reversed(latest):
-        decoded = decode_latest(_text(record))
-        h.latest[decoded.attempt.scope] = decoded
-    h.flagged_until = int(_text(flag)) if flag else 0
-    return h
-
-
-def _known_fields(before: History, after: History) -> list[str]:
-    """HSET arguments for what a proof changed in the known hash."""
-    fields: list[str] = []
-    for table, prefix in (
-        ("known_devices", "d"),
-        ("known_ips", "i"),
-        ("known_countries", "c"),
-        ("steps", "s"),
-    ):
-        old: dict[str, int] = getattr(before, table)
-        for name, stamp in getattr(after, table).items():
-            if old.get(name) != stamp:
-                fields += [prefix + name, str(stamp)]
-    if after.verified_at != before.verified_at:
-        fields += ["v", str(after.verified_at)]
-    if after.location is not None and after.location != before.location:
-        at, lat, lon = after.location
-        fields += ["l", f"{at},{lat!r},{lon!r}"]
-    return fields
 
 
 class RedisFactsStore:
@@ -230,7 +107,7 @@ class RedisFactsStore:
             return
         args: list[str | int] = []
         for table, name, stamp in pruned.entries:
-            number, prefix = _FIELDS[table]
+            number, prefix = FIELDS[table]
             args += [number, prefix + name if table != "flagged_until" else "", stamp]
         with self._guard("prune"):
             await self._prune(keys=[keys[0], keys[1], keys[4]], args=args)
@@ -284,7 +161,7 @@ class RedisFactsStore:
                 encode_latest(old) if changed and old else "",
                 encode_latest(new) if changed and new else "",
                 self._limits.retention * 1000,
-                *_known_fields(before, after),
+                *known_fields(before, after),
             ]
             with self._guard("prove"):
                 done = await self._prove(keys=[keys[1], keys[3]], args=args)
@@ -303,12 +180,12 @@ class RedisFactsStore:
             await self._fraud(keys=[keys[1], keys[3], keys[4]], args=args)
 
     async def show(self, user_id: str, now: float) -> dict[str, Any]:
-        return logic.describe(await self._state(self.keys(user_id)), now, self._limits)
+        return inventory.describe(await self._state(self.keys(user_id)), now, self._limits)
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._guard("erase"):
             state: Any = await self._take(keys=self.keys(user_id))
-        return logic.inventory(decode(state), now, self._limits)
+        return inventory.inventory(decode(state), now, self._limits)
 
     async def ping(self) -> None:
         with self._guard("ping"):
