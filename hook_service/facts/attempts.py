@@ -1,0 +1,54 @@
+"""From a hook request's signals to an :class:`~hook_service.facts.base.Attempt`.
+
+The only place where a raw IP or user agent is handled: both are reduced here to keyed
+hashes, a country and a rounded location, and go no further (never stored, never logged).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hook_service.facts.base import Attempt
+from hook_service.facts.device import DeviceKeys
+from hook_service.facts.geo import NOWHERE, Geo
+from hook_service.facts.hashing import FactsKey, parse_ip
+
+
+def random_id() -> str:
+    """A 96-bit attempt id (unpadded base64url, 16 characters)."""
+    return secrets.token_urlsafe(12)
+
+
+class AttemptFactory:
+    """``attempt(scope, signals, at)``: the undecided attempt of one hook request.
+
+    ``signals`` is the request's ``signals`` object (contract 2.1: ``ip``, ``user_agent``,
+    ``platform``); a missing or malformed value only leaves that part unknown."""
+
+    def __init__(
+        self,
+        key: FactsKey,
+        devices: DeviceKeys,
+        geo: Geo,
+        ids: Callable[[], str] = random_id,
+    ) -> None:
+        self._key = key
+        self._devices = devices
+        self._geo = geo
+        self._ids = ids
+
+    def attempt(self, scope: str, signals: Mapping[str, Any], at: float) -> Attempt:
+        device_key = self._devices.key(signals.get("user_agent"), signals.get("platform"))
+        address = parse_ip(signals.get("ip"))
+        place = NOWHERE if address is None else self._geo.locate(address)
+        return Attempt(
+            id=self._ids(),
+            at=at,
+            scope=scope,
+            device=None if device_key is None else self._key.device(device_key),
+            ip=None if address is None else self._key.ip(address),
+            country=place.country,
+            location=place.location,
+        )

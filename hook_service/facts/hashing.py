@@ -1,0 +1,96 @@
+"""Keyed hashes: how IPs, devices and user ids are kept (issue 11 point 4).
+
+HMAC-SHA-256 under ``HOOK_FACTS_KEY`` (32 random bytes, base64), one domain label per kind so
+the same text hashes differently as an IP, a device or a user. The digest is truncated to 128
+bits (22 characters of unpadded base64url): collisions stay out of reach (birthday bound
+2^64) while a user's history stays small. Without the key a hash cannot be linked to the
+IP or device it came from, even by trying every IPv4 address.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from typing import Final
+
+from hook_service.errors import ConfigError
+
+KEY_BYTES: Final = 32
+DIGEST_BYTES: Final = 16
+# An IPv6 host picks a new temporary address every day or so (RFC 8981) inside its /64, the
+# block an ISP hands to one customer or a mobile carrier to one phone: the /64 is the
+# "same network" of an IPv6 client, as an IPv4 address is.
+IPV6_NETWORK_BYTES: Final = 8
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_ip(value: object) -> IPAddress | None:
+    """``signals.ip`` as an address, IPv4-mapped IPv6 (``::ffff:a.b.c.d``) as IPv4, a zone
+    (``%eth0``) dropped; None when absent or not an IP address (never an error)."""
+    if not isinstance(value, str) or not 2 <= len(value) <= 64:
+        return None
+    text = value.strip().removeprefix("[").removesuffix("]")
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class FactsKey:
+    """The HMAC key of the facts; its repr never shows it."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"the facts key must be {KEY_BYTES} bytes")
+        self._key = bytes(key)
+
+    @classmethod
+    def from_base64(cls, text: str, variable: str = "HOOK_FACTS_KEY") -> FactsKey:
+        """Decode ``variable``'s value (standard or URL-safe base64 of 32 bytes)."""
+        cleaned = text.strip().replace("-", "+").replace("_", "/")
+        try:
+            raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{variable} must be base64 of {KEY_BYTES} random bytes") from None
+        if len(raw) != KEY_BYTES:
+            raise ConfigError(
+                f"{variable} must be base64 of {KEY_BYTES} random bytes, got {len(raw)} bytes"
+            )
+        return cls(raw)
+
+    @classmethod
+    def generate(cls) -> FactsKey:
+        """A fresh random key (``--dev``: history then lasts as long as the process)."""
+        return cls(secrets.token_bytes(KEY_BYTES))
+
+    def __repr__(self) -> str:
+        return "FactsKey(<hidden>)"
+
+    def _digest(self, domain: bytes, data: bytes) -> str:
+        mac = hmac.new(self._key, domain + b"\x00" + data, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:DIGEST_BYTES]).rstrip(b"=").decode("ascii")
+
+    def ip(self, address: IPAddress) -> str:
+        """The hash of an IPv4 address, or of an IPv6 address's /64."""
+        packed = address.packed
+        if address.version == 6:
+            packed = packed[:IPV6_NETWORK_BYTES]
+        return self._digest(b"ip%d" % address.version, packed)
+
+    def device(self, device_key: str) -> str:
+        """The hash of a device key (:mod:`hook_service.facts.device`)."""
+        return self._digest(b"device", device_key.encode("utf-8", "surrogatepass"))
+
+    def user(self, user_id: str) -> str:
+        """The hash a store files a user's history under (never the user id itself)."""
+        return self._digest(b"user", user_id.encode("utf-8", "surrogatepass"))

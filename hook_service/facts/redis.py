@@ -1,0 +1,196 @@
+"""The Redis :class:`~hook_service.facts.base.FactsStore`: facts shared by every process.
+
+The layout (one hash tag per user) is in :mod:`hook_service.facts.redis_layout`, the scripts in
+:mod:`hook_service.facts.redis_scripts`. ``observe`` is one script (read, then record); entries
+past the retention or over a cap are deleted afterwards by a second, conditional script, only
+when :func:`~hook_service.facts.logic.prune` finds some (rare: an entry goes stale once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from hook_service import errors, logs
+from hook_service.facts import inventory, logic, redis_scripts
+from hook_service.facts.base import Attempt, Facts, Proof
+from hook_service.facts.hashing import FactsKey
+from hook_service.facts.logic import History, Latest, Limits
+from hook_service.facts.redis_layout import FIELDS, decode, encode_latest, known_fields
+from hook_service.settings import redact_url
+
+logger = logging.getLogger(logs.STORE)
+
+_MIN_LATEST_TTL_MS: Final = 60_000  # an undecided attempt waits this long for settle()
+_PROVE_TRIES: Final = 3
+
+
+def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
+    """A client as the stores use it: bounded waits, no retries (a retried script could run
+    twice). The one place to swap for the shared client factory."""
+    try:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+    except ValueError:
+        raise errors.ConfigError(f"invalid redis URL {redact_url(url)}") from None
+    return Redis.from_pool(pool)
+
+
+class RedisFactsStore:
+    """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` (shared, not
+    closed here) or a URL (a client of its own, closed by :meth:`aclose`)."""
+
+    def __init__(
+        self,
+        client: Redis | str,
+        *,
+        key: FactsKey,
+        limits: Limits | None = None,
+        prefix: str = "hook:",
+        timeout: float = 0.5,
+    ) -> None:
+        self._owned = isinstance(client, str)
+        self._redis = connect(client, timeout) if isinstance(client, str) else client
+        self._key = key
+        self._limits = limits or Limits()
+        self._prefix = prefix
+        script = self._redis.register_script
+        self._read = script(redis_scripts.READ)
+        self._observe = script(redis_scripts.OBSERVE)
+        self._settle = script(redis_scripts.SETTLE)
+        self._prove = script(redis_scripts.PROVE)
+        self._fraud = script(redis_scripts.FRAUD)
+        self._prune = script(redis_scripts.PRUNE)
+        self._take = script(redis_scripts.TAKE)
+
+    def __repr__(self) -> str:
+        return f"RedisFactsStore(prefix={self._prefix!r})"
+
+    def keys(self, user_id: str) -> list[str]:
+        """The user's keys: seen, known, times, latest, flag (see the module docstring)."""
+        base = f"{self._prefix}f:{{{self._key.user(user_id)}}}:"
+        return [base + suffix for suffix in "sktax"]
+
+    @contextmanager
+    def _guard(self, operation: str) -> Iterator[None]:
+        """Every Redis/socket failure (timeouts too) -> ``errors.StoreUnavailable``; the
+        message names the error class only (a Redis message may quote a URL or a value)."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            name = type(exc).__name__
+            logger.warning("redis facts %s failed: %s", operation, name)
+            raise errors.StoreUnavailable(f"the facts store is unavailable ({name})") from exc
+
+    async def _state(self, keys: list[str]) -> History:
+        with self._guard("read"):
+            state: Any = await self._read(keys=keys)
+        return decode(state)
+
+    async def _prune_after(self, keys: list[str], history: History, now: float) -> None:
+        pruned = logic.prune(history, now, self._limits)
+        if not pruned.entries:
+            return
+        args: list[str | int] = []
+        for table, name, stamp in pruned.entries:
+            number, prefix = FIELDS[table]
+            args += [number, prefix + name if table != "flagged_until" else "", stamp]
+        with self._guard("prune"):
+            await self._prune(keys=[keys[0], keys[1], keys[4]], args=args)
+
+    async def observe(self, user_id: str, attempt: Attempt, now: float) -> Facts:
+        keys, limits, n = self.keys(user_id), self._limits, logic.seconds(now)
+        expires = logic.seconds(attempt.expires_at)
+        args: list[str | int] = [
+            n,
+            limits.retention * 1000,
+            "" if attempt.device is None else "d" + attempt.device,
+            "" if attempt.ip is None else "i" + attempt.ip,
+            n - logic.DAY,
+            limits.attempts,
+            attempt.scope + "|",
+            encode_latest(Latest(attempt)),
+            limits.scopes,
+            max((expires - n) * 1000, _MIN_LATEST_TTL_MS),
+            logic.DAY * 1000,
+        ]
+        with self._guard("observe"):
+            state: Any = await self._observe(keys=keys, args=args)
+        history = decode(state)
+        facts = logic.facts(history, attempt, now, limits)
+        logic.record(history, attempt, now, limits)
+        await self._prune_after(keys, history, now)
+        return facts
+
+    async def record(self, user_id: str, attempt: Attempt, now: float) -> None:
+        await self.observe(user_id, attempt, now)
+
+    async def settle(self, user_id: str, attempt: Attempt, now: float) -> None:
+        ttl = (logic.seconds(attempt.expires_at) - logic.seconds(now)) * 1000
+        args: list[str | int] = [
+            f"{attempt.scope}|{attempt.id}|",
+            encode_latest(Latest(attempt)),
+            max(ttl, _MIN_LATEST_TTL_MS),
+        ]
+        with self._guard("settle"):
+            await self._settle(keys=[self.keys(user_id)[3]], args=args)
+
+    async def prove(self, user_id: str, proof: Proof, now: float) -> bool:
+        keys = self.keys(user_id)
+        for _ in range(_PROVE_TRIES):
+            before = await self._state(keys)
+            after = logic.copy(before)
+            marked = logic.prove(after, proof, now)
+            old, new = before.latest.get(proof.scope), after.latest.get(proof.scope)
+            changed = old is not None and new is not None and new.proven != old.proven
+            args: list[str | int] = [
+                encode_latest(old) if changed and old else "",
+                encode_latest(new) if changed and new else "",
+                self._limits.retention * 1000,
+                *known_fields(before, after),
+            ]
+            with self._guard("prove"):
+                done = await self._prove(keys=[keys[1], keys[3]], args=args)
+            if int(done):
+                await self._prune_after(keys, after, now)
+                return marked
+        # Each retry means another attempt for this scope landed meanwhile: the newest one
+        # was never proved by this request, so nothing is marked.
+        return False
+
+    async def report_fraud(self, user_id: str, now: float) -> None:
+        keys = self.keys(user_id)
+        ttl = self._limits.flag_ttl
+        args: list[int] = [logic.seconds(now) + ttl, ttl * 1000]
+        with self._guard("report_fraud"):
+            await self._fraud(keys=[keys[1], keys[3], keys[4]], args=args)
+
+    async def show(self, user_id: str, now: float) -> dict[str, Any]:
+        return inventory.describe(await self._state(self.keys(user_id)), now, self._limits)
+
+    async def erase(self, user_id: str, now: float) -> dict[str, int]:
+        with self._guard("erase"):
+            state: Any = await self._take(keys=self.keys(user_id))
+        return inventory.inventory(decode(state), now, self._limits)
+
+    async def ping(self) -> None:
+        with self._guard("ping"):
+            await self._redis.ping()
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._redis.aclose()

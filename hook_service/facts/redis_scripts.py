@@ -1,0 +1,132 @@
+"""The Lua scripts of :class:`~hook_service.facts.redis.RedisFactsStore`.
+
+Mechanical on purpose: they read and write the layout, and every decision (what counts, what a
+proof marks, what is pruned) is taken in Python by :mod:`hook_service.facts.logic`. Each script
+touches the keys of ONE user only, all sharing the ``{user hash}`` tag (one Cluster slot).
+
+KEYS, always in this order (as far as a script needs them): 1 seen (hash), 2 known (hash),
+3 times (list), 4 latest (list), 5 flag (string). Timestamps are whole seconds; TTLs are
+milliseconds relative to the caller's ``now``, so Redis expires keys in the injected clock's
+time domain (as :mod:`hook_service.store.redis` does).
+
+The ``#!lua`` shebang (Redis 7) makes Redis refuse a writing script whole under OOM rather
+than let it stop half-way.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The state before any write: {seen, known, times, latest, flag}.
+_READ: Final = """
+local state = {
+  redis.call('HGETALL', KEYS[1]),
+  redis.call('HGETALL', KEYS[2]),
+  redis.call('LRANGE', KEYS[3], 0, -1),
+  redis.call('LRANGE', KEYS[4], 0, -1),
+  redis.call('GET', KEYS[5]),
+}
+"""
+
+READ: Final = _READ + "return state\n"
+
+# ARGV: 1 now, 2 retention ms, 3 device field or '', 4 ip field or '', 5 the 24 h cutoff,
+# 6 attempts cap, 7 "scope|" (the scope's record prefix), 8 the new record, 9 scopes cap,
+# 10 ttl of the latest-attempts list ms, 11 ttl of the times list ms.
+OBSERVE: Final = (
+    "#!lua\n"
+    + _READ
+    + """
+local now = tonumber(ARGV[1])
+for i = 3, 4 do
+  if ARGV[i] ~= '' then
+    local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
+    if not old or old < now then redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) end
+  end
+end
+if ARGV[3] ~= '' or ARGV[4] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+local cutoff = tonumber(ARGV[5])
+while true do
+  local head = redis.call('LINDEX', KEYS[3], 0)
+  if head and tonumber(head) <= cutoff then redis.call('LPOP', KEYS[3]) else break end
+end
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
+redis.call('PEXPIRE', KEYS[3], ARGV[11])
+local prefix = ARGV[7]
+for _, record in ipairs(state[4]) do
+  if string.sub(record, 1, #prefix) == prefix then redis.call('LREM', KEYS[4], 0, record) end
+end
+redis.call('LPUSH', KEYS[4], ARGV[8])
+redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[9]) - 1)
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[10]) then
+  redis.call('PEXPIRE', KEYS[4], ARGV[10])
+end
+return state
+"""
+)
+
+# KEYS: 4 latest only (as KEYS[1]). ARGV: 1 "scope|id|", 2 the settled record, 3 its ttl ms.
+SETTLE: Final = """#!lua
+local prefix = ARGV[1]
+local records = redis.call('LRANGE', KEYS[1], 0, -1)
+for i, record in ipairs(records) do
+  if string.sub(record, 1, #prefix) == prefix then
+    redis.call('LSET', KEYS[1], i - 1, ARGV[2])
+    if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+      redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    end
+    return 1
+  end
+end
+return 0
+"""
+
+# KEYS: 2 known, 4 latest (as KEYS[1], KEYS[2]). ARGV: 1 the record read ('' = none to mark),
+# 2 that record marked proven, 3 retention ms, then field, value pairs for the known hash.
+# Returns 0, having written nothing, when the record changed since it was read (retry).
+PROVE: Final = """#!lua
+if ARGV[1] ~= '' then
+  local at = redis.call('LPOS', KEYS[2], ARGV[1])
+  if not at then return 0 end
+  redis.call('LSET', KEYS[2], at, ARGV[2])
+end
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+# KEYS: 2 known, 4 latest, 5 flag (as KEYS[1..3]). ARGV: 1 flagged until, 2 flag ttl ms.
+FRAUD: Final = """#!lua
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: 1 seen, 2 known, 5 flag (as KEYS[1..3]). ARGV: triples (key number, field or '' for
+# the flag string, timestamp): delete what still starts with that timestamp, so an entry
+# refreshed since it was read is kept.
+PRUNE: Final = """#!lua
+local deleted = 0
+for i = 1, #ARGV, 3 do
+  local key, field = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+  local value
+  if field == '' then value = redis.call('GET', key) else value = redis.call('HGET', key, field) end
+  if value and string.match(value, '^%-?%d+') == ARGV[i + 2] then
+    if field == '' then redis.call('DEL', key) else redis.call('HDEL', key, field) end
+    deleted = deleted + 1
+  end
+end
+return deleted
+"""
+
+# The state, then every key deleted (erasure).
+TAKE: Final = (
+    _READ
+    + """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return state
+"""
+)

@@ -1,0 +1,73 @@
+"""Keyed hashes (issue 11 point 4): HOOK_FACTS_KEY, normalised IPs, a repr without the key."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+
+import pytest
+
+from hook_service.errors import ConfigError
+from hook_service.facts.hashing import FactsKey, parse_ip
+from tests.facts.support import KEY
+
+RAW = bytes(range(100, 132))
+
+
+def test_the_key_decodes_from_base64_either_alphabet() -> None:
+    for text in (
+        base64.b64encode(RAW).decode(),
+        base64.urlsafe_b64encode(RAW).decode().rstrip("="),
+    ):
+        assert FactsKey.from_base64(text).ip(ipaddress.ip_address("1.2.3.4")) == KEY.ip(
+            ipaddress.ip_address("1.2.3.4")
+        )
+
+
+@pytest.mark.parametrize("text", ["", "not base64!", base64.b64encode(b"short").decode()])
+def test_a_bad_key_names_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError, match="HOOK_FACTS_KEY"):
+        FactsKey.from_base64(text)
+
+
+def test_the_repr_never_shows_the_key() -> None:
+    shown = repr(KEY) + str(KEY)
+    assert RAW.hex() not in shown and base64.b64encode(RAW).decode() not in shown
+    assert "hidden" in shown
+
+
+def test_hashes_depend_on_the_key_and_the_kind() -> None:
+    other = FactsKey.generate()
+    address = ipaddress.ip_address("81.2.69.142")
+    assert KEY.ip(address) != other.ip(address)
+    assert len({KEY.ip(address), KEY.device("81.2.69.142"), KEY.user("81.2.69.142")}) == 3
+    assert len(KEY.ip(address)) == 22  # 128 bits, unpadded base64url
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("81.2.69.142", "81.2.69.142"),
+        (" 81.2.69.142 ", "81.2.69.142"),
+        ("::ffff:81.2.69.142", "81.2.69.142"),
+        ("[2a00:1450::1]", "2a00:1450::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("2A00:1450:0000::0001", "2a00:1450::1"),
+    ],
+)
+def test_ips_are_normalised(text: str, expected: str) -> None:
+    assert parse_ip(text) == ipaddress.ip_address(expected)
+
+
+@pytest.mark.parametrize("text", [None, "", "example.com", "999.1.1.1", 12345, "1.2.3.4/24"])
+def test_what_is_not_an_ip_is_no_ip(text: object) -> None:
+    assert parse_ip(text) is None
+
+
+def test_an_ipv6_client_is_its_slash_64() -> None:
+    one, two = parse_ip("2a00:1450:4009:81e::1"), parse_ip("2a00:1450:4009:81e:aaaa::2")
+    other = parse_ip("2a00:1450:4009:81f::1")
+    assert one is not None and two is not None and other is not None
+    assert KEY.ip(one) == KEY.ip(two) != KEY.ip(other)
+    mapped, plain = parse_ip("::ffff:81.2.69.142"), parse_ip("81.2.69.142")
+    assert mapped is not None and plain is not None and KEY.ip(mapped) == KEY.ip(plain)
