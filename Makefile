@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run cli test lint clean redis-server wrk bench js-deps
+.PHONY: run cli test lint clean redis-server docker-tools lock wrk bench js-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 cli: $(STAMP)
 	$(BIN)/hook-service $(ARGS)
 
-test: $(STAMP) redis-server js-deps
+test: $(STAMP) redis-server js-deps docker-tools
 	$(BIN)/python -m pytest
 
 # tests/js drives Prelude's own JS SDK (test-only npm dependency, pinned in package-lock.json)
@@ -45,6 +45,22 @@ redis-server:
 	  else \
 	    echo "redis-server is required by the tests: install Redis 7 (e.g. apt-get install redis-server)" >&2; exit 1; \
 	  fi; }
+
+# The image test (tests/deploy, marker `slow`) builds and runs the image: Debian's Docker,
+# compose and debootstrap (it makes its base images from Debian packages).
+docker-tools:
+	@command -v dockerd >/dev/null && command -v docker-compose >/dev/null \
+	  && command -v debootstrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends docker.io docker-compose debootstrap >/dev/null; \
+	  else \
+	    echo "the image test needs docker.io, docker-compose and debootstrap (apt-get install ...), as root" >&2; exit 1; \
+	  fi; }
+
+# requirements.lock from pyproject.toml (docs/deploying.md, "The lock file").
+lock: $(STAMP)
+	$(BIN)/python deploy/lock.py
 
 # Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run.
 bench: $(STAMP) redis-server wrk
