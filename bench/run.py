@@ -71,6 +71,7 @@ class Bench:
             # With HOOK_REDIS_URL set the key store is Redis, as for several replicas: the
             # private keys are sealed under a key-encryption key made for this run.
             "HOOK_KEY_ENCRYPTION_KEYS": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "HOOK_FACTS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         }
 
     def pool(self, name: str, requests: Iterator[prepare.PoolRequest]) -> Path:

@@ -24,6 +24,7 @@ from hook_service.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from hook_service.facts.base import FactsStore
 from hook_service.keys.backends.base import KeyStore
 from hook_service.logs import configure_logging
 from hook_service.prelude.jwks import PreludeJwks
@@ -77,13 +78,21 @@ def create_app(
     keys: KeyStore | None = None,
     prelude_keys: PreludeJwks | None = None,
     guard: ClaimGuard | None = None,
+    facts: FactsStore | None = None,
 ) -> Starlette:
     """Build the ASGI app. Invalid configuration raises :class:`ConfigError` here, at start-up.
 
-    ``store``, ``keys``, ``prelude_keys`` and the token issuer's claim ``guard`` may be
-    injected (tests); see :func:`~hook_service.services.build_services`."""
+    ``store``, ``keys``, ``prelude_keys``, the token issuer's claim ``guard`` and the
+    ``facts`` store may be injected (tests); see :func:`~hook_service.services.build_services`.
+    """
     services = build_services(
-        settings, clock=clock, store=store, keys=keys, prelude_keys=prelude_keys, guard=guard
+        settings,
+        clock=clock,
+        store=store,
+        keys=keys,
+        prelude_keys=prelude_keys,
+        guard=guard,
+        facts=facts,
     )
 
     @asynccontextmanager

@@ -61,9 +61,9 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
     return click.option(flag, callback=parse, help=f"{help} [{name}]")
 
 
-# Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, a password in
-# HOOK_REDIS_URL) have no flags on purpose: a command line is visible to every user of the
-# host through ps and /proc. Every other variable has one.
+# Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, HOOK_FACTS_KEY, a
+# password in HOOK_REDIS_URL) have no flags on purpose: a command line is visible to every
+# user of the host through ps and /proc. Every other variable has one.
 @cli.command()
 @click.option("--host", help="Listen address [HOOK_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
@@ -95,6 +95,10 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
     "--replica-id",
     help="This instance in the key audit events [HOOK_REPLICA_ID, <hostname>:<pid>].",
 )
+@_variable_option("--facts-retention", "How long a user's history is kept (30d).")
+@_variable_option("--facts-flag-ttl", "How long a user reported as fraud stays flagged (7d).")
+@_variable_option("--geoip-db", "A MaxMind-format city database (optional).")
+@_variable_option("--replay-window", "A repeated hook body within this is a replay (10m).")
 @click.option(
     "--dev",
     is_flag=True,

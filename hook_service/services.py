@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from hook_service import logs
 from hook_service.clock import Clock, system_clock
-from hook_service.errors import ConfigError, HookError
+from hook_service.errors import ConfigError, HookError, SettingsError
+from hook_service.facts.attempts import AttemptFactory
+from hook_service.facts.base import FactsStore
+from hook_service.facts.device import DeviceKeys
+from hook_service.facts.geo import Geo
+from hook_service.facts.hashing import FactsKey
+from hook_service.facts.logic import Limits
+from hook_service.facts.memory import MemoryFactsStore
+from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
@@ -57,6 +65,10 @@ class Services:
     """POST /hooks/stepup: signature check, parsing and the decision step."""
     issuer: TokenIssuer
     """POST /verification-token: sign, claim once, refuse a revoked key."""
+    facts: FactsStore
+    """Each user's history of attempts and proofs (design.md "Facts")."""
+    attempts: AttemptFactory
+    """A hook request's signals as an Attempt: keyed hashes, country, location."""
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
@@ -90,6 +102,7 @@ class Services:
             await self.scheduler.aclose()
         await self.keys.aclose()
         await self.store.aclose()
+        await self.facts.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
 
@@ -139,6 +152,34 @@ def claim_guard(keys: KeyStore, *, same_redis: bool) -> ClaimGuard:
     return RereadKeySet(keys)
 
 
+def open_facts(
+    settings: Settings, facts: FactsStore | None = None
+) -> tuple[FactsStore, AttemptFactory]:
+    """The facts store (``facts`` if given, else Redis when ``HOOK_REDIS_URL`` is set) and the
+    attempt factory.
+
+    Without Redis and without ``HOOK_FACTS_KEY`` (``--dev``, one process) the hashes are
+    keyed by a random key: the history then lasts as long as the process."""
+    if settings.redis_url and settings.facts_key is None and facts is None:
+        # Every replica must hash IPs and devices alike, and the hashes must outlive a
+        # restart: a per-process key would make every device new after each deploy.
+        raise SettingsError(
+            "HOOK_FACTS_KEY is required with HOOK_REDIS_URL: IPs and devices are stored "
+            "only as keyed hashes under it (base64 of 32 random bytes: "
+            "openssl rand -base64 32)"
+        )
+    key = settings.facts_key or FactsKey.generate()
+    limits = Limits(retention=settings.facts_retention, flag_ttl=settings.facts_flag_ttl)
+    with _named("HOOK_GEOIP_DB") if settings.geoip_db else nullcontext():
+        geo = Geo(settings.geoip_db)
+    attempts = AttemptFactory(key, DeviceKeys(), geo)
+    if facts is not None:
+        return facts, attempts
+    if settings.redis_url is None:
+        return MemoryFactsStore(key, limits), attempts
+    return RedisFactsStore(settings.redis_url, key=key, limits=limits), attempts
+
+
 def open_store(redis_url: str | None, clock: Clock) -> Store:
     """The configured store: Redis when ``HOOK_REDIS_URL`` is set, else in-memory."""
     if redis_url is None:
@@ -154,6 +195,7 @@ def build_services(
     keys: KeyStore | None = None,
     prelude_keys: PreludeJwks | None = None,
     guard: ClaimGuard | None = None,
+    facts: FactsStore | None = None,
 ) -> Services:
     """Load the policy and keys and open the store; any of them may be injected (tests).
 
@@ -186,6 +228,7 @@ def build_services(
         logger.warning("HOOK_API_KEYS is unset: POST /verification-token refuses every call")
     if store is None:
         store = open_store(settings.redis_url, clock)
+    facts, attempts = open_facts(settings, facts)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     issuer = TokenIssuer(
         store,
@@ -204,4 +247,6 @@ def build_services(
         prelude_keys=prelude_keys,
         hook=StepUpHook(HookDecider(policy, store, clock), signatures),
         issuer=issuer,
+        facts=facts,
+        attempts=attempts,
     )

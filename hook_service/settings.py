@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hook_service.errors import SettingsError
+from hook_service.errors import ConfigError, SettingsError
+from hook_service.facts.hashing import FactsKey
 from hook_service.keys.backends.keyring import KEK_BYTES, wrong_length
 from hook_service.keys.lifecycle import PUBLISH_LEAD
 
@@ -63,6 +64,11 @@ class Settings:
     key_publish_lead: int = PUBLISH_LEAD  # Prelude's JWKS cache plus skew (contract sec. 5)
     key_rotation_interval: int | None = None
     replica_id: str | None = None
+    facts_key: FactsKey | None = field(default=None, repr=False)
+    facts_retention: int = 30 * 86400
+    facts_flag_ttl: int = 7 * 86400
+    geoip_db: Path | None = None
+    replay_window: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -115,7 +121,17 @@ class Settings:
                 f"holds {len(self.admin_tokens)}; give one label per token, in the same order"
             )
         self._validate_keys()
+        self._validate_facts()
         return self
+
+    def _validate_facts(self) -> None:
+        for name, value, low in (
+            ("HOOK_FACTS_RETENTION", self.facts_retention, 86400),
+            ("HOOK_FACTS_FLAG_TTL", self.facts_flag_ttl, 60),
+            ("HOOK_REPLAY_WINDOW", self.replay_window, 0),
+        ):
+            if not low <= value <= MAX_DURATION:
+                raise SettingsError(f"{name} must be from {low} s to 366 days, got {value} s")
 
     def _validate_keys(self) -> None:
         if self.keystore is not None and self.keystore not in KEYSTORES:
@@ -327,6 +343,13 @@ def _jwks_url(name: str, raw: str) -> str:
     )
 
 
+def _facts_key(name: str, raw: str) -> FactsKey:
+    try:
+        return FactsKey.from_base64(raw, name)
+    except ConfigError as exc:  # the message names the variable, never the value
+        raise SettingsError(str(exc)) from None
+
+
 def _log_level(name: str, raw: str) -> str:
     return _text(name, raw).upper()
 
@@ -350,4 +373,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "key_publish_lead": parse_duration,
     "key_rotation_interval": parse_duration,
     "replica_id": _text,
+    "facts_key": _facts_key,
+    "facts_retention": parse_duration,
+    "facts_flag_ttl": parse_duration,
+    "geoip_db": _path,
+    "replay_window": parse_duration,
 }

@@ -35,6 +35,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from hook_service.app import create_app
+from hook_service.facts.base import FactsStore
+from hook_service.facts.memory import MemoryFactsStore
+from hook_service.facts.redis import RedisFactsStore
 from hook_service.keys.backends.base import KeyStore
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.services import claim_guard, open_key_store
@@ -49,6 +52,7 @@ from tests.support import (  # noqa: E402
     ADMIN_TOKEN,
     API_KEY,
     PRELUDE_JWKS_FILE,
+    TEST_FACTS_KEY,
     TEST_KEK,
     FakeClock,
     KeyFactory,
@@ -242,6 +246,7 @@ def settings(tmp_path: Path) -> Settings:
         prelude_jwks_file=PRELUDE_JWKS_FILE,
         api_keys=(API_KEY,),
         admin_tokens=(ADMIN_TOKEN,),
+        facts_key=TEST_FACTS_KEY,
     ).validated()
 
 
@@ -285,7 +290,14 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
         # This wiring knows whether the key set is on the Redis where steps are claimed.
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
         guard = claim_guard(keys, same_redis=same_redis)
-        return create_app(app_settings, clock=clock, store=store, keys=keys, guard=guard)
+        facts: FactsStore = (
+            RedisFactsStore(store_url, key=TEST_FACTS_KEY)
+            if store_url
+            else MemoryFactsStore(TEST_FACTS_KEY)
+        )
+        return create_app(
+            app_settings, clock=clock, store=store, keys=keys, guard=guard, facts=facts
+        )
 
     yield make
     new_key.check()

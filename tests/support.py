@@ -20,6 +20,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet as JoseKeySet
 from starlette.testclient import TestClient
 
+from hook_service.facts.hashing import FactsKey
 from hook_service.keys import lifecycle as keys
 
 KEYS_DIR = Path(__file__).parent / "keys"
@@ -30,6 +31,8 @@ API_KEY = "test-api-key-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 USER_ID = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
 TEST_KEK = bytes(range(32))  # key-encryption key of the Redis key store in tests
+# HOOK_FACTS_KEY of the tests (IPs and devices are hashed under it).
+TEST_FACTS_KEY = FactsKey(bytes(range(32, 64)))
 
 
 def load_private_key(name: str) -> Any:

@@ -316,7 +316,7 @@ def test_serve_flag_errors_name_the_flag_too(
 
 
 def test_serve_help_lists_a_flag_for_every_non_secret_variable(runner: CliRunner) -> None:
-    secrets = {"redis_url", "api_keys", "admin_tokens", "key_encryption_keys"}
+    secrets = {"redis_url", "api_keys", "admin_tokens", "key_encryption_keys", "facts_key"}
     shown = runner.invoke(cli, ["serve", "--help"]).output
     for field in dataclasses.fields(Settings):
         if field.name not in secrets:

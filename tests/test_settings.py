@@ -48,7 +48,18 @@ def test_every_variable_is_read() -> None:
             "HOOK_KEY_PUBLISH_LEAD": "15m",
             "HOOK_KEY_ROTATION_INTERVAL": "30d",
             "HOOK_REPLICA_ID": "pod-a",
+            "HOOK_FACTS_KEY": base64.b64encode(bytes(range(1, 33))).decode(),
+            "HOOK_FACTS_RETENTION": "60d",
+            "HOOK_FACTS_FLAG_TTL": "12h",
+            "HOOK_GEOIP_DB": "/var/lib/hook/GeoLite2-City.mmdb",
+            "HOOK_REPLAY_WINDOW": "5m",
         }
+    )
+    assert settings.facts_key is not None and repr(settings.facts_key) == "FactsKey(<hidden>)"
+    assert (settings.facts_retention, settings.facts_flag_ttl) == (60 * 86400, 12 * 3600)
+    assert (settings.geoip_db, settings.replay_window) == (
+        Path("/var/lib/hook/GeoLite2-City.mmdb"),
+        300,
     )
     assert settings.key_store == "redis"  # the default whenever HOOK_REDIS_URL is set
     assert settings.key_encryption_keys == (KEK, KEK[::-1])

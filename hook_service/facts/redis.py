@@ -13,18 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hook_service import errors, logs
+from hook_service._redis import RedisSite
 from hook_service.facts import inventory, logic, redis_scripts
 from hook_service.facts.base import Attempt, Facts, Proof
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Latest, Limits
 from hook_service.facts.redis_layout import FIELDS, decode, encode_latest, known_fields
-from hook_service.settings import redact_url
 
 logger = logging.getLogger(logs.STORE)
 
@@ -33,21 +31,9 @@ _PROVE_TRIES: Final = 3
 
 
 def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
-    """A client as the stores use it: bounded waits, no retries (a retried script could run
-    twice). The one place to swap for the shared client factory."""
-    try:
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-    except ValueError:
-        raise errors.ConfigError(f"invalid redis URL {redact_url(url)}") from None
-    return Redis.from_pool(pool)
+    """A client as the stores use it (:class:`~hook_service._redis.RedisSite`): bounded waits,
+    no retries (a retried script could run twice)."""
+    return RedisSite(url).client(timeout=timeout, max_connections=max_connections)
 
 
 class RedisFactsStore:

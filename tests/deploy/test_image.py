@@ -117,6 +117,7 @@ class Deployment:
             "HOOK_API_KEYS": self.api_key,
             "HOOK_ADMIN_TOKENS": "admin-" + secrets.token_hex(16),
             "HOOK_KEY_ENCRYPTION_KEYS": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "HOOK_FACTS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         }
         env_file = workdir / "compose.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")

@@ -1,0 +1,72 @@
+"""The facts settings and how start-up opens the facts store (design.md "Facts")."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from hook_service.errors import ConfigError, SettingsError
+from hook_service.facts.memory import MemoryFactsStore
+from hook_service.facts.redis import RedisFactsStore
+from hook_service.services import open_facts
+from hook_service.settings import Settings
+from tests.support import PRELUDE_JWKS_FILE
+
+BASE = {"HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE)}
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.facts_key is None
+    assert (settings.facts_retention, settings.facts_flag_ttl) == (30 * 86400, 7 * 86400)
+    assert (settings.geoip_db, settings.replay_window) == (None, 600)
+
+
+@pytest.mark.parametrize("value", ["c2hvcnQ=", "not base64!", base64.b64encode(b"x" * 33).decode()])
+def test_a_bad_facts_key_is_refused_by_name_never_echoed(value: str) -> None:
+    with pytest.raises(SettingsError, match="HOOK_FACTS_KEY") as caught:
+        Settings.from_env({**BASE, "HOOK_FACTS_KEY": value})
+    assert value not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HOOK_FACTS_RETENTION", "12h"),  # attempts_24h needs a day of history
+        ("HOOK_FACTS_RETENTION", "400d"),
+        ("HOOK_FACTS_FLAG_TTL", "10s"),
+        ("HOOK_REPLAY_WINDOW", "400d"),
+        ("HOOK_REPLAY_WINDOW", "soon"),
+    ],
+)
+def test_out_of_range_durations_are_refused_by_name(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**BASE, name: value})
+
+
+def test_redis_without_a_facts_key_fails_at_start_up_naming_it() -> None:
+    settings = Settings.from_env(
+        {**BASE, "HOOK_REDIS_URL": "redis://127.0.0.1:1/0", "HOOK_KEYSTORE": "file"}
+    )
+    with pytest.raises(SettingsError, match="HOOK_FACTS_KEY is required with HOOK_REDIS_URL"):
+        open_facts(settings)
+
+
+def test_the_store_follows_the_redis_url() -> None:
+    memory, _ = open_facts(Settings.from_env(BASE))
+    assert isinstance(memory, MemoryFactsStore)
+    env = {**BASE, "HOOK_REDIS_URL": "redis://127.0.0.1:1/0", "HOOK_KEYSTORE": "file"}
+    env["HOOK_FACTS_KEY"] = KEY
+    shared, _ = open_facts(Settings.from_env(env))
+    assert isinstance(shared, RedisFactsStore)
+
+
+def test_an_unreadable_city_database_fails_at_start_up_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "city.mmdb"
+    bad.write_bytes(b"not a database")
+    settings = Settings.from_env({**BASE, "HOOK_GEOIP_DB": str(bad)})
+    with pytest.raises(ConfigError, match="HOOK_GEOIP_DB"):
+        open_facts(settings)
