@@ -180,11 +180,17 @@ def open_facts(
     return RedisFactsStore(settings.redis_url, key=key, limits=limits), attempts
 
 
-def open_store(redis_url: str | None, clock: Clock) -> Store:
-    """The configured store: Redis when ``HOOK_REDIS_URL`` is set, else in-memory."""
-    if redis_url is None:
+# HKDF label of the key that seals verification tokens at rest (keyring.Keyring.cipher).
+AT_REST_LABEL = "verification-token-at-rest"
+
+
+def open_store(settings: Settings, clock: Clock) -> Store:
+    """The configured store: Redis when ``HOOK_REDIS_URL`` is set (its tokens sealed under
+    ``HOOK_KEY_ENCRYPTION_KEYS``, which settings require then), else in-memory."""
+    if settings.redis_url is None:
         return MemoryStore(clock)
-    return RedisStore(redis_url, clock=clock)
+    sealer = keyring(settings.key_encryption_keys).cipher(AT_REST_LABEL)
+    return RedisStore(settings.redis_url, sealer=sealer, clock=clock)
 
 
 def build_services(
@@ -227,7 +233,7 @@ def build_services(
     if not settings.api_keys:
         logger.warning("HOOK_API_KEYS is unset: POST /verification-token refuses every call")
     if store is None:
-        store = open_store(settings.redis_url, clock)
+        store = open_store(settings, clock)
     facts, attempts = open_facts(settings, facts)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     issuer = TokenIssuer(

@@ -145,6 +145,14 @@ class Settings:
                     "keys are only ever stored there encrypted (see docs/keys.md, 'Key "
                     "management in production')"
                 )
+        elif self.redis_url and not self.key_encryption_keys:
+            # Issued verification tokens are kept in Redis sealed under the KEKs (issue 10,
+            # point 8), whichever key store holds the signing keys.
+            raise SettingsError(
+                "HOOK_KEY_ENCRYPTION_KEYS is required with HOOK_REDIS_URL: the verification "
+                "tokens kept in Redis are only ever stored there encrypted (see "
+                "docs/deploying.md, 'Upgrading')"
+            )
         position = wrong_length(self.key_encryption_keys)
         if position is not None:  # never echo the value
             raise SettingsError(_kek_error(position))

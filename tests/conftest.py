@@ -57,6 +57,7 @@ from tests.support import (  # noqa: E402
     FakeClock,
     KeyFactory,
     free_port,
+    token_sealer,
 )
 
 _START_TIMEOUT = 10.0
@@ -286,7 +287,11 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
             keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
             key_stores[app_settings.keys_dir] = keys
         store_url = store_url or redis_url
-        store: Store = RedisStore(store_url, clock=clock) if store_url else MemoryStore(clock=clock)
+        store: Store = (
+            RedisStore(store_url, sealer=token_sealer(), clock=clock)
+            if store_url
+            else MemoryStore(clock=clock)
+        )
         # This wiring knows whether the key set is on the Redis where steps are claimed.
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
         guard = claim_guard(keys, same_redis=same_redis)

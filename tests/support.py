@@ -22,6 +22,8 @@ from starlette.testclient import TestClient
 
 from hook_service.facts.hashing import FactsKey
 from hook_service.keys import lifecycle as keys
+from hook_service.keys.backends.keyring import DataCipher, keyring
+from hook_service.services import AT_REST_LABEL
 
 KEYS_DIR = Path(__file__).parent / "keys"
 PRELUDE_JWKS_FILE = KEYS_DIR / "prelude_jwks.json"
@@ -33,6 +35,12 @@ USER_ID = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
 TEST_KEK = bytes(range(32))  # key-encryption key of the Redis key store in tests
 # HOOK_FACTS_KEY of the tests (IPs and devices are hashed under it).
 TEST_FACTS_KEY = FactsKey(bytes(range(32, 64)))
+
+
+def token_sealer() -> DataCipher:
+    """What seals tokens at rest in the tests' Redis stores: the service's cipher under
+    ``TEST_KEK``."""
+    return keyring([TEST_KEK]).cipher(AT_REST_LABEL)
 
 
 def load_private_key(name: str) -> Any:
@@ -133,16 +141,30 @@ def challenge_token(
     exp: float,
     key: str = "prelude_ed25519.pem",
     kid: str = CHALLENGE_KID,
+    scope_requested: str | None = "transfer:write",
+    steps: Sequence[tuple[str, bool]] | None = (("verify_sms", True), ("kyc_review", False)),
 ) -> str:
-    """A challenge token as Prelude mints it (contract 6): EdDSA JWT."""
-    claims = {
+    """A challenge token as Prelude mints it (contract 6): EdDSA JWT with the claims the JS
+    SDK reads (the shape of the simulator's ``PreludeChallenge.claims``); by default the
+    challenge of the example policy's ``transfer:write`` review, at its ``kyc_review`` step.
+    ``steps`` are ``(key, done)`` pairs; ``None`` leaves a claim out."""
+    claims: dict[str, Any] = {
         "sub": sub,
+        "sid": "ses_1",
         "challenge_id": challenge_id,
         "current_step": current_step,
         "exp": int(exp),
         "jti": f"jti-{challenge_id}",
         "grant_mode": "single-use",
+        "metadata": {},
     }
+    if scope_requested is not None:
+        claims["scope_requested"] = scope_requested
+    if steps is not None:
+        claims["steps"] = [
+            {"order": order, "key": step, "expiration_duration": 600, "done": done}
+            for order, (step, done) in enumerate(steps, start=1)
+        ]
     return jwt.encode(claims, load_private_key(key), algorithm="EdDSA", headers={"kid": kid})
 
 

@@ -237,7 +237,12 @@ def serve_settings(
 
 
 FLAG_CASES: list[tuple[list[str], dict[str, str], str, Any]] = [
-    (["--keystore", "file"], {"HOOK_REDIS_URL": "redis://127.0.0.1:1"}, "key_store", "file"),
+    (
+        ["--keystore", "file"],
+        {"HOOK_REDIS_URL": "redis://127.0.0.1:1", "HOOK_KEY_ENCRYPTION_KEYS": "A" * 43 + "="},
+        "key_store",
+        "file",
+    ),
     (["--key-publish-lead", "90s"], {}, "key_publish_lead", 90),
     (["--key-publish-lead", "12h"], {}, "key_publish_lead", 12 * 3600),
     (["--key-rotation-interval", "30d"], {}, "key_rotation_interval", 30 * 86400),

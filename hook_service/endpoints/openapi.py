@@ -96,7 +96,11 @@ _SCHEMAS: dict[str, Any] = {
             "user_id": {"type": "string"},
             "challenge_id": {"type": "string"},
             "key": {"type": "string"},
-            "challenge_token": {"type": "string", "description": "Prelude's EdDSA JWT"},
+            "challenge_token": {
+                "type": "string",
+                "description": "Prelude's EdDSA JWT; it must carry scope_requested and steps, "
+                "with current_step one of its steps not yet done (else 400 invalid_request)",
+            },
         },
     },
     "VerificationToken": {
@@ -229,6 +233,13 @@ def openapi_document() -> dict[str, Any]:
         "/verification-token": {
             "post": {
                 "summary": "Mint the RS256 token for a pending custom step",
+                "description": "One pending step yields one token; a retry by the same "
+                "challenge gets the same token while it is valid, whatever later hook calls "
+                "recorded. 404 no_pending_step: nothing pending for the user and key (never "
+                "asked for, expired), or, in the challenge_token form, the step was recorded "
+                "for a scope other than the challenge's scope_requested (checked atomically "
+                "with the claim; nothing is consumed). 409 step_already_used: the step gave "
+                "its token to another challenge.",
                 "security": [{"apiKey": []}],
                 "requestBody": {
                     "required": True,

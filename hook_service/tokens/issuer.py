@@ -43,16 +43,21 @@ class TokenIssuer:
         self.ttl = ttl
         self.attempts = attempts
 
-    async def issue(self, user_id: str, challenge_id: str, key: str, now: int) -> IssuedToken:
-        """The token for ``(user_id, key)``'s pending step, bound to ``challenge_id``.
+    async def issue(
+        self, user_id: str, challenge_id: str, key: str, now: int, scope: str | None = None
+    ) -> IssuedToken:
+        """The token for ``(user_id, key)``'s pending step, bound to ``challenge_id``; with
+        ``scope`` (a challenge token's ``scope_requested``) the step must have been recorded
+        for that scope, checked atomically with the claim (issue 10, point 11).
 
-        Raises :class:`errors.NoPendingStep` (no such custom step, or nothing pending),
+        Raises :class:`errors.NoPendingStep` (no such custom step, nothing pending, or pending
+        for another scope),
         :class:`errors.StepAlreadyUsed` (another challenge got it, or its token's key has been
         revoked since), :class:`errors.KeySetChanged` when the key set kept changing, and the
         stores' own unavailability errors."""
         if key not in self.custom_steps:
             raise errors.NoPendingStep(f"{key!r} is not a custom step of the policy")
-        result, fresh = await self._sign_and_claim(user_id, challenge_id, key, now)
+        result, fresh = await self._sign_and_claim(user_id, challenge_id, key, now, scope)
         latest = await self.guard.latest()
         if all(k.kid != result.kid for k in latest.published(now)):
             # A retry gets the token stored at its first claim: its key may have been revoked
@@ -72,7 +77,9 @@ class TokenIssuer:
         )
         return result
 
-    async def _sign_and_claim(self, user_id: str, challenge_id: str, key: str, now: int) -> Claimed:
+    async def _sign_and_claim(
+        self, user_id: str, challenge_id: str, key: str, now: int, scope: str | None
+    ) -> Claimed:
         key_set: KeySet = await self.guard.signing_set()
         for _ in range(self.attempts):
             issued = mint_verification_token(
@@ -83,7 +90,7 @@ class TokenIssuer:
                 now=now,
                 ttl=self.ttl,
             )
-            claimed = await self.guard.claim(self.store, issued, now, key_set)
+            claimed = await self.guard.claim(self.store, issued, now, key_set, scope)
             if claimed is not None:
                 return claimed
             key_set = await self.guard.changed()  # another replica changed the keys
