@@ -8,28 +8,30 @@ capability: a rotation lock, the event stream, sealed keys, seeding, a version k
 
 Each replica keeps the decrypted set in memory (``current()``/``signing_set()`` stay cheap and
 synchronous), applies a change when the message arrives, and also polls the version every
-``poll_interval`` (0.5 s), so a missed message is caught within 1 s. If Redis cannot be read
+``poll_interval`` (0.5 s), so a missed message is caught within 1 s (the loop is
+:mod:`hook_service.keys.backends.redis_watch`; the start-up read is
+:mod:`hook_service.keys.backends.redis_load`). If Redis cannot be read
 the last good set keeps the JWKS up, :attr:`stale` says why, and signing stops until it can
 (the unseen change might have been a revocation).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.client import PubSub
 
 from hook_service import _redis, errors, logs
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.base import Change, Describe, LastGoodSet
 from hook_service.keys.backends.keyring import DecryptError, Keyring
+from hook_service.keys.backends.redis_load import Draft, fetch
 from hook_service.keys.backends.redis_scripts import KeySetKeys, Written
+from hook_service.keys.backends.redis_watch import Watcher
 from hook_service.keys.events import KeyEvent, diff, log_events
 from hook_service.keys.lifecycle import KeySet, NewKey, generate_rsa_key, initial_key_set
 
@@ -60,15 +62,19 @@ class RedisKeyStore(LastGoodSet):
         self._clock = clock
         self.replica = replica
         self.new_key = new_key
-        self._poll = poll_interval
         self._timeout = timeout
         self.prefix = prefix
         self._redis = KeySetKeys(prefix)
         self._cached: KeySet | None = None
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._client: AsyncRedis | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._watcher = Watcher(
+            self._async,
+            self._redis.channel,
+            self._poll,
+            interval=poll_interval,
+            on_bug=self._poll_bug,
+        )
         self._behind = 0
         self._lost = False  # Redis went back to an older set: its next set is read, not assumed
         self.stale: str | None = None
@@ -112,35 +118,24 @@ class RedisKeyStore(LastGoodSet):
     def _load_sync(
         self, *, create: bool, initial: KeySet | None = None, actor: str = "startup"
     ) -> KeySet:
-        client = self._site.sync_client(timeout=self._timeout)
-
-        def failed(name: str) -> errors.KeyStoreError:
-            return errors.KeyStoreError(
-                f"HOOK_REDIS_URL: cannot load the key set from {self._site.location}: {name}"
+        def first() -> Draft:
+            now = int(self._clock())
+            ks = initial or initial_key_set(now, self.new_key)
+            events = diff(None, ks, now=now, actor=actor, replica=self.replica)
+            body = keydoc.encode(ks, self._keyring, self.prefix)
+            return Draft(
+                ks, events, body, self._redis.write_args(0, ks.version, body, events, None)
             )
 
+        fetched = fetch(
+            self._site, self._redis, timeout=self._timeout, first=first if create else None
+        )
+        if fetched.created is not None:
+            ks, events, written = fetched.created
+            log_events(events)
+            return self._committed(ks, events, written)
         try:
-            with self._site.guard("load", failed):
-                raw = client.get(self._redis.set)
-                if raw is None and create:
-                    now = int(self._clock())
-                    ks = initial or initial_key_set(now, self.new_key)
-                    events = diff(None, ks, now=now, actor=actor, replica=self.replica)
-                    args = self._write_args(0, ks, events, None)
-                    written = self._redis.write_sync(client, args)
-                    if written is not None:
-                        log_events(events)
-                        return self._committed(ks, events, written)
-                    raw = client.get(self._redis.set)
-        finally:
-            client.close()
-        if raw is None:
-            raise errors.KeyStoreError(
-                f"no key set in Redis at {self._site.location} under {self.prefix!r} (the "
-                "service creates one on first start)"
-            )
-        try:
-            ks = self._decode(raw)
+            ks = self._decode(fetched.raw)
         except DecryptError as exc:
             raise errors.KeyStoreError(
                 f"HOOK_KEY_ENCRYPTION_KEYS cannot decrypt the stored signing keys: {exc}"
@@ -224,49 +219,21 @@ class RedisKeyStore(LastGoodSet):
 
     async def start(self) -> None:
         """Follow changes by other replicas: pub/sub plus a version poll."""
-        if self._task is None:
-            self._closing = False
-            self._task = asyncio.create_task(self._watch(), name="key set watcher")
+        await self._watcher.start()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            # The flag, not only cancel(): redis-py's read timeout can swallow a cancellation
-            # that lands as it expires, and the loop must still end (within one poll).
-            self._closing = True
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._watcher.aclose()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
-    async def _watch(self) -> None:
-        pubsub: PubSub | None = None
-        while not self._closing:
-            try:
-                if pubsub is None:
-                    pubsub = self._async().pubsub()
-                    await pubsub.subscribe(self._redis.channel)
-                # Returns on a change message or after the poll interval, whichever is first.
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._poll)
-            except _redis.ERRORS:
-                if pubsub is not None:
-                    with contextlib.suppress(*_redis.ERRORS):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
-                pubsub = None
-                await asyncio.sleep(self._poll)
-            try:
-                # _guard sets stale (and logs once); the next good poll clears it.
-                with contextlib.suppress(errors.KeyStoreUnavailable), self._guard("poll"):
-                    await self._check()
-            except Exception:  # a bug must not end the watcher: stop signing, keep polling
-                log.exception("key set poll failed unexpectedly")
-                self.stale = "key set poll failed unexpectedly (see the log)"
-                await asyncio.sleep(self._poll)
-        if pubsub is not None:
-            with contextlib.suppress(*_redis.ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    async def _poll(self) -> None:
+        # _guard sets stale (and logs once); the next good poll clears it.
+        with contextlib.suppress(errors.KeyStoreUnavailable), self._guard("poll"):
+            await self._check()
+
+    def _poll_bug(self) -> None:
+        self.stale = "key set poll failed unexpectedly (see the log)"
 
     async def _check(self) -> None:
         client = self._async()
