@@ -2,7 +2,8 @@
 
 :class:`Watcher` runs one task that wakes up on every change message on the key set's channel
 and at least every ``interval`` (0.5 s), and then calls ``check``: so a missed message is
-caught within 1 s. A Redis that cannot be reached is re-subscribed after one interval; a bug
+caught within 1 s. A Redis that cannot be reached is re-subscribed after one interval, and
+checked as soon as the subscription is back (within 0.5 s of Redis answering again); a bug
 in ``check`` is logged and reported through ``on_bug`` (the store stops signing), and the loop
 goes on, since a replica that stops following would sign past a revocation.
 """
@@ -63,9 +64,12 @@ class Watcher:
             try:
                 if pubsub is None:
                     pubsub = self._client().pubsub()
+                    # (Re)subscribed: what changed meanwhile sent no message here; look now
+                    # (after an outage, Redis may have come back empty: restore at once).
                     await pubsub.subscribe(self._channel)
-                # Returns on a change message or after the poll interval, whichever is first.
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._interval)
+                else:
+                    # Returns on a change message or after the poll interval, whichever first.
+                    await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._interval)
             except _redis.ERRORS:
                 await _close(pubsub)
                 pubsub = None
