@@ -27,7 +27,7 @@ from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.base import Change, Describe
 from hook_service.keys.backends.keyring import DecryptError, Keyring
 from hook_service.keys.backends.redis_follow import FollowedSet
-from hook_service.keys.backends.redis_load import Draft, fetch
+from hook_service.keys.backends.redis_load import PEER_WAIT, Draft, fetch
 from hook_service.keys.backends.redis_scripts import origin
 from hook_service.keys.backends.redis_watch import Watcher
 from hook_service.keys.events import KeyEvent, diff, log_events
@@ -52,11 +52,13 @@ class RedisKeyStore(FollowedSet):
         prefix: str = "hook:keys:",
         poll_interval: float = 0.5,
         timeout: float = 2.0,
+        peer_wait: float = PEER_WAIT,
     ) -> None:
         super().__init__(
             _redis.RedisSite(url), keyring, prefix, clock=clock, replica=replica, timeout=timeout
         )
         self.new_key = new_key
+        self._peer_wait = peer_wait
         self._watcher = Watcher(
             self._async,
             self._redis.channel,
@@ -109,7 +111,11 @@ class RedisKeyStore(FollowedSet):
             return Draft(ks, events, body, args)
 
         fetched = fetch(
-            self._site, self._redis, timeout=self._timeout, first=first if create else None
+            self._site,
+            self._redis,
+            timeout=self._timeout,
+            first=first if create else None,
+            peer_wait=self._peer_wait,
         )
         if fetched.created is not None:
             ks, events, written = fetched.created

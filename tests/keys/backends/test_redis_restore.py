@@ -34,7 +34,12 @@ async def make(clock: FakeClock) -> AsyncIterator[Make]:
     opened: list[RedisKeyStore] = []
 
     def build(
-        url: str, supply: KeyFactory | None = None, *, replica: str = "r", poll: float = 0.5
+        url: str,
+        supply: KeyFactory | None = None,
+        *,
+        replica: str = "r",
+        poll: float = 0.5,
+        peer_wait: float = 3.0,
     ) -> RedisKeyStore:
         store = RedisKeyStore(
             url,
@@ -43,6 +48,7 @@ async def make(clock: FakeClock) -> AsyncIterator[Make]:
             replica=replica,
             new_key=supply or key_supply([]),
             poll_interval=poll,
+            peer_wait=peer_wait,
         )
         opened.append(store)
         return store
@@ -175,6 +181,22 @@ async def test_a_replica_starting_on_an_emptied_redis_takes_the_running_replicas
     # Another process in production; a thread here, so that a's watcher runs meanwhile.
     assert await asyncio.to_thread(started.load_or_create) == a.current()
     assert started.current().version == 2 and started.stale is None
+
+
+async def test_followers_that_put_nothing_back_within_the_wait_stop_the_start(
+    make: Make, redis_url: str
+) -> None:
+    # Something follows the key set's channel but puts no set back (a replica wedged, or
+    # sealing under other KEKs): starting must not make a set of its own over theirs.
+    follower = redis.Redis.from_url(redis_url).pubsub()  # type: ignore[no-untyped-call]
+    follower.subscribe("hook:keys:changed")
+    try:
+        with pytest.raises(errors.KeyStoreError) as caught:
+            make(redis_url, key_supply([0, 1]), peer_wait=0.3).load_or_create()
+    finally:
+        follower.close()
+    assert "1 running replica(s)" in str(caught.value) and "not creating" in str(caught.value)
+    assert raw(redis_url, SET, VERSION) == [None, None]
 
 
 async def test_a_set_created_with_no_replica_following_gives_way_to_a_restored_one(
