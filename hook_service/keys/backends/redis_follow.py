@@ -57,6 +57,7 @@ class FollowedSet(LastGoodSet):
         self._redis = KeySetKeys(prefix)
         self._cached: KeySet | None = None
         self._raw = ""  # the sealed document of _cached, as Redis holds it (what a restore writes)
+        self._digest = ""  # its digest, as origin marks name documents
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._client: AsyncRedis | None = None
         self._causes: set[str] = set()  # why not readable, each logged once while stale
@@ -100,7 +101,7 @@ class FollowedSet(LastGoodSet):
         # After a loss, changes on the restored set can reach the version served here with
         # other keys, and a set put back by another replica may be another one at the same
         # version: an equal number then says nothing, so the set itself is read.
-        other = mark is not None and mark[2] != digest(self._raw)
+        other = mark is not None and mark[2] != self._digest
         if remote > ours or self._lost or other:
             raw = await client.get(self._redis.set)
             self._install(self._decode(raw), str(raw), replace=True)
@@ -116,7 +117,7 @@ class FollowedSet(LastGoodSet):
         holds no version, or a marked set older than ours, or created at the same version."""
         if self._cached is None or remote is None:
             return self._cached is not None
-        if mark is None or mark[1] != remote or mark[2] == digest(self._raw):
+        if mark is None or mark[1] != remote or mark[2] == self._digest:
             return False
         ours = self._version()
         return ours > remote or (ours == remote and mark[0] == "created")
@@ -184,7 +185,7 @@ class FollowedSet(LastGoodSet):
         ``replace`` (Redis holds another set at the version served: after a loss, changes on
         the restored set reach that number too) a set at the same version replaces it."""
         if ks.version > self._version() or (replace and ks.version == self._version()):
-            self._cached, self._raw = ks, raw
+            self._cached, self._raw, self._digest = ks, raw, digest(raw)
             self._private = {k.kid: k.private_key for k in ks.keys}
             self._lost = False
         if ks.version >= self._version():
