@@ -87,13 +87,17 @@ def followers(url: str) -> int:
         client.close()
 
 
-def restored_events(url: str) -> list[dict[bytes, bytes]]:
+def stream(url: str) -> list[dict[bytes, bytes]]:
     client = redis.Redis.from_url(url)
     try:
         entries: Any = client.xrange(EVENTS)
-        return [f for _, f in entries if f[b"event"] == b"restored"]
+        return [fields for _, fields in entries]
     finally:
         client.close()
+
+
+def restored_events(url: str) -> list[dict[bytes, bytes]]:
+    return [f for f in stream(url) if f[b"event"] == b"restored"]
 
 
 async def eventually(check: Callable[[], bool], within: float = WITHIN) -> None:
@@ -128,6 +132,18 @@ async def test_a_running_replica_restores_the_set_as_it_was(
     # One replica restored (one event per key, all from it), as version 2.
     assert sorted(e[b"kid"].decode() for e in events) == sorted(k.kid for k in served.keys)
     assert len({e[b"replica"] for e in events}) == 1 and {e[b"version"] for e in events} == {b"2"}
+
+
+async def test_a_change_on_a_redis_that_lost_the_set_builds_on_the_restored_one(
+    make: Make, redis_url: str, clock: FakeClock
+) -> None:
+    a = make(redis_url, key_supply([0, 1, 2]), replica="a")
+    a.load_or_create()
+    flush(redis_url)
+    await rotate(a, clock)  # no watcher: the admin change itself finds the set missing
+    assert a.current().version == 2 and a.current().active.kid == kid_of(1)
+    kinds = [e[b"event"] for e in stream(redis_url)]
+    assert kinds[:2] == [b"restored", b"restored"] and b"activated" in kinds[2:]
 
 
 async def test_two_replicas_restoring_at_once_write_it_once(
