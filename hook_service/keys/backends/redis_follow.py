@@ -134,7 +134,9 @@ class FollowedSet(LastGoodSet):
             "Redis at %s %s (lost data: a restart without persistence, a flush, an eviction?); "
             "put back version %d (%d keys) from this replica's copy, sealed as it was",
             self._site.location,
-            "held no key set" if remote is None else f"held a newer replica's set {remote}",
+            "held no key set"
+            if remote is None
+            else f"held a set put back or created after a loss (version {remote})",
             ks.version,
             len(ks.keys),
         )
