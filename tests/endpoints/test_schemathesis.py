@@ -1,8 +1,9 @@
 """The OpenAPI document against the behaviour of a live ``hook-service serve`` (issue 10.10).
 
-Schemathesis reads ``/openapi.json`` from a real ``serve`` process (Redis store and Redis key
-store, on loopback) and sends every operation requests generated from it: valid ones
-(positive) and ones the document says are invalid (negative). It fails on
+Schemathesis takes the document (the one ``/openapi.json`` serves: the live one is compared
+with it) and sends every operation in it requests generated from it, valid ones (positive) and
+ones the document calls invalid (negative), to a real ``serve`` process on loopback (Redis
+store and Redis key store). It fails on
 
 * any 5xx (``not_a_server_error``),
 * a status code, content type or body the document does not declare for that operation
@@ -13,9 +14,10 @@ store, on loopback) and sends every operation requests generated from it: valid 
 
 Every request carries the credentials its operation's ``security`` names: the API key, an
 admin token, or a Prelude signature over the exact body sent (tests/keys/prelude_rsa.pem, the
-key of tests/keys/prelude_jwks.json). Nothing here names an endpoint: one added to the app and
-to the document is covered by the next run. The settings (examples per operation, phases)
-are ``[tool.schemathesis]`` in pyproject.toml.
+key of tests/keys/prelude_jwks.json). A valid request is never answered 401: an operation
+that needs credentials but does not declare them fails. Nothing here names an endpoint: one
+added to the app and to the document is covered by the next run. The settings (examples per
+operation, phases) are ``[tool.schemathesis]`` in pyproject.toml.
 """
 
 from __future__ import annotations
