@@ -57,6 +57,7 @@ from tests.support import (  # noqa: E402
     FakeClock,
     KeyFactory,
     free_port,
+    stop_process,
     token_sealer,
 )
 
@@ -138,14 +139,8 @@ class RedisServer:
         """Terminate the server (data is lost: no persistence)."""
         self.resume()  # a SIGSTOPped process would not act on SIGTERM
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        if process is not None:
+            stop_process(process, timeout=5)
 
     def pause(self) -> None:
         """SIGSTOP: the port still accepts connections but nothing answers (a hung server)."""

@@ -6,12 +6,16 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -319,3 +323,60 @@ def issued_claims(client: TestClient, response: Any, now: float) -> dict[str, An
     assert (claims["jti"], claims["exp"]) == (body["jti"], body["expires_at"])
     assert body["kid"] == active_kid(client)
     return claims
+
+
+class ServeProcess:
+    """``hook-service serve`` as a real process on a free loopback port, with exactly the
+    ``HOOK_*`` variables given (none inherited); a context manager that waits for ``/readyz``
+    and stops the process on exit. ``url`` is its base URL; the output goes to
+    ``directory / "serve.log"``, shown when it does not come up."""
+
+    def __init__(self, env: dict[str, str], directory: Path, start_timeout: float = 30) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HOOK_")}
+        self.env = {**inherited, **env, "HOOK_HOST": "127.0.0.1", "HOOK_PORT": str(self.port)}
+        self.directory = directory
+        self.log = directory / "serve.log"
+        self.start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServeProcess:
+        with self.log.open("wb") as out:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "hook_service", "serve"],
+                env=self.env,
+                cwd=self.directory,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while not self._ready():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                pytest.fail(f"serve did not become ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def __exit__(self, *exc_info: object) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process, timeout=10)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)

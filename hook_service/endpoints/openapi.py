@@ -14,6 +14,25 @@ from hook_service.keys.events import EVENT_KINDS
 
 _DURATION = {"type": "integer", "minimum": 1, "maximum": 86400}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_NON_EMPTY = {"type": "string", "minLength": 1}
+
+
+def _decimal_up_to(limit: int) -> str:
+    """A regular expression for the decimal strings (leading zeros allowed) whose value is at
+    most ``limit``: any shorter string, or one as long that is not greater digit by digit."""
+    digits = str(limit)
+    branches = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):
+        if digit != "0":
+            rest = len(digits) - i - 1
+            branches.append(
+                f"{digits[:i]}[0-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            )
+    return "(?:" + "|".join([*branches, digits]) + ")"
+
+
+# A part of a Redis stream id, as the key store accepts it for ?after= (64 bits unsigned).
+_U64 = _decimal_up_to(2**64 - 1)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -26,7 +45,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
-        400: "invalid_request: malformed body or field (the detail names it)",
+        400: "invalid_request: malformed body, field or query parameter (the detail names "
+        "it), or more than one Authorization header",
         401: "invalid_signature or unauthorized",
         404: "no_pending_step, unknown_key, events_unavailable or not_found",
         409: "step_already_used, rotation_too_early or lock_lost",
@@ -50,7 +70,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["scope_requested", "user_id"],
         "properties": {
             "scope_requested": {"type": "string", "pattern": "^[a-zA-Z0-9.\\-_:]+$"},
-            "user_id": {"type": "string"},
+            "user_id": {"type": "string", "minLength": 1},
             "identifiers": {
                 "type": ["array", "null"],
                 "items": {
@@ -93,15 +113,21 @@ _SCHEMAS: dict[str, Any] = {
         "description": "Either user_id, challenge_id and key, or challenge_token; "
         "when both are given they must agree.",
         "properties": {
-            "user_id": {"type": "string"},
-            "challenge_id": {"type": "string"},
-            "key": {"type": "string"},
+            "user_id": _NON_EMPTY,
+            "challenge_id": _NON_EMPTY,
+            "key": _NON_EMPTY,
             "challenge_token": {
                 "type": "string",
-                "description": "Prelude's EdDSA JWT; it must carry scope_requested and steps, "
-                "with current_step one of its steps not yet done (else 400 invalid_request)",
+                "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+                "description": "Prelude's EdDSA JWT (compact form); refused with 400 or 401 "
+                "unless Prelude signed it and it has not expired, 400 unless it carries "
+                "scope_requested and steps with current_step one of its steps not yet done",
             },
         },
+        "anyOf": [
+            {"required": ["user_id", "challenge_id", "key"]},
+            {"required": ["challenge_token"]},
+        ],
     },
     "VerificationToken": {
         "type": "object",
@@ -255,7 +281,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "The key set, without private material",
                 "security": _ADMIN,
-                "responses": {"200": _json(_ref("KeySet"), "keys"), **_errors(401)},
+                "responses": {"200": _json(_ref("KeySet"), "keys"), **_errors(400, 401)},
             }
         },
         "/admin/keys/rotate": {
@@ -288,7 +314,7 @@ def openapi_document() -> dict[str, Any]:
                         "name": "after",
                         "in": "query",
                         "description": "the id of the last event of the previous page",
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                        "schema": {"type": "string", "pattern": f"^{_U64}-{_U64}$"},
                     },
                     {
                         "name": "limit",
@@ -311,7 +337,7 @@ def openapi_document() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(_ref("KeySet"), "new key set"),
-                    **_errors(401, 404, 503),
+                    **_errors(400, 401, 404, 503),
                 },
             }
         },
