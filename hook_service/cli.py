@@ -101,19 +101,25 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
     help="This instance in the key audit events [HOOK_REPLICA_ID, <hostname>:<pid>].",
 )
 @click.option(
+    "--http",
+    type=click.Choice(("auto", "httptools", "h11")),
+    default="auto",
+    help="HTTP/1.1 parser, both with the same limits [auto: httptools].",
+)
+@click.option(
     "--dev",
     is_flag=True,
     help="Run with no configuration: in-memory store, keys under keys/, a generated API key "
     "and admin token printed once, signature check off unless a Prelude JWKS is given.",
 )
-def serve(dev: bool, **flags: Any) -> None:
+def serve(dev: bool, http: str, **flags: Any) -> None:
     """Run the HTTP service: its public listener, the internal one when configured, in one
     process or --workers N (docs/deploying.md)."""
     from hook_service import server  # imported here: the other commands must not pay for uvicorn
 
     try:
         settings = server.dev_settings(flags, click.echo) if dev else Settings.from_env(**flags)
-        server.serve(settings)
+        server.serve(settings, http=http)
     except ConfigError as exc:
         _fail(str(exc))
 
