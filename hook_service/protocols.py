@@ -9,8 +9,8 @@ that counts the bytes of each request head as they arrive, before the parser see
   the read that crosses the bound arrives and before the parser is given it;
 * a request whose head and body have not arrived within ``HOOK_READ_TIMEOUT`` of its first
   byte (of the connection, for the first request) gets 408 ``request_timeout``;
-* a connection beyond ``HOOK_MAX_CONNECTIONS`` open on its listener in this worker is answered
-  503 ``overloaded`` as soon as its request head is in, and closed.
+* a connection beyond ``HOOK_MAX_CONNECTIONS`` open on its listener in this worker gets one
+  request, then is closed: 503 ``overloaded``, except the hook, which is still answered.
 
 A refused connection is half-closed after the answer and what the client still sends is read
 and dropped for a moment (:data:`LINGER_SECONDS`, :data:`LINGER_BYTES`), so that the client
@@ -39,6 +39,7 @@ LINE_LIMIT = 8 * 1024
 FIELDS_LIMIT = 16 * 1024
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 64 * 1024
+HOOK_PATH = "/hooks/stepup"
 
 Phase = Literal["idle", "head", "body"]
 
@@ -122,12 +123,30 @@ def _headers(body: bytes) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def overloaded(scope: Any, receive: Any, send: Any) -> None:
-    """The ASGI app a connection over the cap gets instead of the service."""
-    error = Overloaded("too many open connections on this listener; retry shortly")
-    body = json.dumps(error.to_json(), separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": 503, "headers": _headers(body)})
-    await send({"type": "http.response.body", "body": body})
+class OverCap:
+    """The ASGI app of a connection over the cap: one request, then the connection closes.
+
+    The hook is still served (Prelude never gets a 5xx for a signed request: it gets the
+    decision or the policy's ``on_error`` answer); any other path gets 503 ``overloaded``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == HOOK_PATH:
+
+            async def closing(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [*message.get("headers", ()), (b"connection", b"close")]
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await self.app(scope, receive, closing)
+            return
+        error = Overloaded("too many open connections on this listener; retry shortly")
+        body = json.dumps(error.to_json(), separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": 503, "headers": _headers(body)})
+        await send({"type": "http.response.body", "body": body})
 
 
 class _Bounds:
@@ -152,7 +171,7 @@ class _Bounds:
         self._listener: int = sockname[1] if isinstance(sockname, tuple) else 0
         self.config.open_connections[self._listener] += 1
         if self.config.open_connections[self._listener] > self.config.max_connections:
-            self.app = overloaded  # this connection only; answered once its head is in
+            self.app = OverCap(self.app)  # this connection only; answered once its head is in
         self._begin()  # the first request's time starts with the connection
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -142,7 +142,7 @@ def test_a_connection_that_sends_nothing_is_closed_too(bounded: Served) -> None:
     assert (status, body["error"]) == (408, "request_timeout")
 
 
-def test_connections_over_the_cap_get_503_overloaded_and_the_internal_listener_its_own_cap(
+def test_over_the_cap_one_request_then_close_503_but_for_the_hook_and_a_cap_per_listener(
     serve: Runner,
 ) -> None:
     served = serve(internal=True, HOOK_MAX_CONNECTIONS="50", HOOK_READ_TIMEOUT="30")
@@ -152,6 +152,10 @@ def test_connections_over_the_cap_get_503_overloaded_and_the_internal_listener_i
         assert refused.status_code == 503
         assert refused.json()["error"] == "overloaded"
         assert refused.headers["connection"] == "close"
+        # The hook is never a 5xx: answered as usual, on a connection closed after it.
+        answered = hook(served.url)
+        assert answered.json()["status"] == "review"
+        assert answered.headers["connection"] == "close"
         # The public listener is full; the internal one counts its own connections.
         assert httpx.get(served.internal_url + "/openapi.json").status_code == 200
     finally:
