@@ -30,6 +30,9 @@ TOKEN_TTL_RANGE = (30, 3600)
 MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 KEYSTORES = ("file", "redis")
+READ_TIMEOUT_RANGE = (1, 300)
+MAX_CONNECTIONS_RANGE = (1, 1_000_000)
+WORKERS_RANGE = (1, 64)
 MAX_DURATION = 366 * 86400
 # ASCII digits, few of them: \d also matches other scripts' digits, and int() refuses over
 # 4300 of them with a ValueError that would not name the variable.
@@ -69,6 +72,12 @@ class Settings:
     facts_flag_ttl: int = 7 * 86400
     geoip_db: Path | None = None
     replay_window: int = 600
+    # The server (docs/deploying.md, "Listeners, limits and workers"); read by server.py.
+    read_timeout: int = 10
+    max_connections: int = 4096
+    internal_host: str | None = None
+    internal_port: int | None = None
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -122,6 +131,7 @@ class Settings:
             )
         self._validate_keys()
         self._validate_facts()
+        self._validate_server()
         return self
 
     def _validate_facts(self) -> None:
@@ -132,6 +142,30 @@ class Settings:
         ):
             if not low <= value <= MAX_DURATION:
                 raise SettingsError(f"{name} must be from {low} s to 366 days, got {value} s")
+
+    def _validate_server(self) -> None:
+        for name, value, (low, high) in (
+            ("HOOK_READ_TIMEOUT", self.read_timeout, READ_TIMEOUT_RANGE),
+            ("HOOK_MAX_CONNECTIONS", self.max_connections, MAX_CONNECTIONS_RANGE),
+            ("HOOK_WORKERS", self.workers, WORKERS_RANGE),
+        ):
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be from {low} to {high}, got {value}")
+        if self.workers > 1 and not self.redis_url:
+            raise SettingsError(
+                "HOOK_WORKERS above 1 needs HOOK_REDIS_URL: the in-memory store is per process, "
+                "so a step recorded by one worker would be unknown to the others"
+            )
+        port = self.internal_port
+        if self.internal_host is not None and port is None:
+            raise SettingsError("HOOK_INTERNAL_HOST is set without HOOK_INTERNAL_PORT")
+        if port is not None and not 1 <= port <= 65535:
+            raise SettingsError(f"HOOK_INTERNAL_PORT must be from 1 to 65535, got {port}")
+        if port == self.port:
+            raise SettingsError(
+                f"HOOK_INTERNAL_PORT must differ from HOOK_PORT ({port}): the listener a "
+                "request came in on is told by its port"
+            )
 
     def _validate_keys(self) -> None:
         if self.keystore is not None and self.keystore not in KEYSTORES:
@@ -190,6 +224,14 @@ class Settings:
     def replica(self) -> str:
         """``HOOK_REPLICA_ID``, or ``<hostname>:<pid>``: who did what, in the key audit."""
         return self.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def internal_address(self) -> tuple[str, int] | None:
+        """Where the internal listener is (``HOOK_INTERNAL_HOST`` defaults to loopback), or
+        ``None`` when everything is served on the public one."""
+        if self.internal_port is None:
+            return None
+        return self.internal_host or "127.0.0.1", self.internal_port
 
     @property
     def signature_source(self) -> str | None:
@@ -386,4 +428,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "facts_flag_ttl": parse_duration,
     "geoip_db": _path,
     "replay_window": parse_duration,
+    "read_timeout": parse_duration,
+    "max_connections": _int,
+    "internal_host": _text,
+    "internal_port": _int,
+    "workers": _int,
 }

@@ -214,19 +214,11 @@ def serve_settings(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., tuple[Any, Settings | None]]:
     """Runs ``hook-service serve ARGS`` up to the point where it would listen: the click result
-    and the Settings it built the app from (None when it refused to start)."""
-    import uvicorn
-
-    import hook_service.app
+    and the Settings it would serve with (None when it refused to start)."""
+    import hook_service.server
 
     built: list[Settings] = []
-
-    def create_app(settings: Settings) -> object:
-        built.append(settings)
-        return object()
-
-    monkeypatch.setattr(hook_service.app, "create_app", create_app)
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(hook_service.server, "serve", lambda settings, **_: built.append(settings))
 
     def serve(*args: str, env: dict[str, str] | None = None) -> tuple[Any, Settings | None]:
         base = {"HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE)}
@@ -247,6 +239,16 @@ FLAG_CASES: list[tuple[list[str], dict[str, str], str, Any]] = [
     (["--key-publish-lead", "12h"], {}, "key_publish_lead", 12 * 3600),
     (["--key-rotation-interval", "30d"], {}, "key_rotation_interval", 30 * 86400),
     (["--replica-id", "eu-1:web@a"], {}, "replica", "eu-1:web@a"),
+    (["--internal-port", "9001"], {}, "internal_address", ("127.0.0.1", 9001)),
+    (["--internal-host", "::1", "--internal-port", "9001"], {}, "internal_address", ("::1", 9001)),
+    (["--read-timeout", "30s"], {}, "read_timeout", 30),
+    (["--max-connections", "100"], {}, "max_connections", 100),
+    (
+        ["--workers", "3", "--keystore", "file"],
+        {"HOOK_REDIS_URL": "redis://127.0.0.1:1"},
+        "workers",
+        3,
+    ),
     (
         ["--admin-token-labels", "ops, ci"],
         {"HOOK_ADMIN_TOKENS": "admin-token-0123456789,admin-token-abcdefghij"},
