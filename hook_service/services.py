@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from hook_service import logs
+from hook_service import logs, metrics
 from hook_service.clock import Clock, system_clock
 from hook_service.errors import ConfigError, HookError
 from hook_service.hook.decider import HookDecider
@@ -25,15 +25,18 @@ from hook_service.keys.backends.keyring import keyring
 from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.keys.lifecycle import NewKey, generate_rsa_key
 from hook_service.keys.scheduler import RotationScheduler
+from hook_service.policy.base import DecisionPolicy
 from hook_service.policy.engine import Policy, example_policy_path
 from hook_service.prelude.jwks import PreludeJwks
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
+from hook_service.store.observed import ObservedStore
 from hook_service.store.redis import RedisStore
 from hook_service.tokens.base import ClaimGuard
 from hook_service.tokens.guards import RereadKeySet, VersionInClaim
 from hook_service.tokens.issuer import TokenIssuer
+from hook_service.tracing import Tracing, build_tracing, no_span, traced_policy, traced_signatures
 
 logger = logging.getLogger(logs.SERVICE)
 
@@ -57,6 +60,8 @@ class Services:
     """POST /hooks/stepup: signature check, parsing and the decision step."""
     issuer: TokenIssuer
     """POST /verification-token: sign, claim once, refuse a revoked key."""
+    tracing: Tracing | None = None
+    """Spans for requests and their steps (OpenTelemetry), when configured."""
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
@@ -92,6 +97,8 @@ class Services:
         await self.store.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 @contextmanager
@@ -154,8 +161,10 @@ def build_services(
     keys: KeyStore | None = None,
     prelude_keys: PreludeJwks | None = None,
     guard: ClaimGuard | None = None,
+    tracing: Tracing | None = None,
 ) -> Services:
-    """Load the policy and keys and open the store; any of them may be injected (tests).
+    """Load the policy and keys and open the store; any of them (and ``tracing``) may be
+    injected (tests).
 
     Stores built here from the settings share one Redis exactly when both are on
     ``HOOK_REDIS_URL``; whoever injects a store and a key store knows whether they do, and
@@ -173,7 +182,10 @@ def build_services(
     scheduler = RotationScheduler(admin, interval) if interval else None
     if prelude_keys is None and settings.signature_source:
         prelude_keys = PreludeJwks(
-            url=settings.prelude_jwks_url, file=settings.prelude_jwks_file, clock=clock
+            url=settings.prelude_jwks_url,
+            file=settings.prelude_jwks_file,
+            clock=clock,
+            on_fetch=metrics.jwks_fetch,
         )
     if prelude_keys is not None:
         prelude_keys.preload()
@@ -184,14 +196,26 @@ def build_services(
         )
     if not settings.api_keys:
         logger.warning("HOOK_API_KEYS is unset: POST /verification-token refuses every call")
-    if store is None:
-        store = open_store(settings.redis_url, clock)
+    if tracing is None:
+        tracing = build_tracing(settings)
+    spans = no_span if tracing is None else tracing.span
+    # Every store call's failure is counted (and traced): one wrapper, whichever store.
+    store = ObservedStore(
+        open_store(settings.redis_url, clock) if store is None else store,
+        metrics.store_error,
+        spans,
+    )
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
+    deciding: DecisionPolicy = policy
+    if tracing is not None:  # wrapped only when traced: no cost otherwise
+        deciding = traced_policy(policy, spans)
+        signatures = signatures and traced_signatures(signatures, spans)
     issuer = TokenIssuer(
         store,
         guard or claim_guard(keys, same_redis=same_redis),
         custom_steps=policy.custom_steps,
         ttl=settings.token_ttl,
+        spans=spans,
     )
     return Services(
         settings=settings,
@@ -202,6 +226,7 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
-        hook=StepUpHook(HookDecider(policy, store, clock), signatures),
+        hook=StepUpHook(HookDecider(deciding, store, clock), signatures),
         issuer=issuer,
+        tracing=tracing,
     )
