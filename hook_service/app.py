@@ -109,9 +109,7 @@ def create_app(
         finally:
             await services.aclose()
 
-    observer = Middleware(
-        RequestObserver, log_client=settings.log_client, tracing=services.tracing
-    )
+    observer = Middleware(RequestObserver, log_client=settings.log_client, tracing=services.tracing)
     app = Starlette(
         routes=routes,
         middleware=[observer],

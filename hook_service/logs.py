@@ -67,8 +67,15 @@ def escape(value: str) -> str:
 _NEEDS_QUOTES: Final = re.compile(r'[\s"=]')
 
 
+_PLAIN_TEXT: Final = frozenset(' \\"=')
+
+
 def _text_value(value: object) -> str:
-    if isinstance(value, str):
+    if type(value) is str:
+        # The common case, decided by C-level string methods: printable ASCII with nothing to
+        # escape or quote (ids, scopes, rule names, paths).
+        if value.isascii() and value.isprintable() and value and _PLAIN_TEXT.isdisjoint(value):
+            return value
         text = escape(value)
         if not text or _NEEDS_QUOTES.search(text):
             return '"' + text.replace('"', '\\"') + '"'
@@ -97,6 +104,10 @@ def timestamp(now: float) -> str:
     return f"{cached[1]}.{int((now - whole) * 1000):03d}Z"
 
 
+# Built once: json.dumps with any non-default argument builds a new encoder per call.
+_JSON: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
+
+
 def format_line(
     fmt: str, now: float, level: str, logger: str, head: str, fields: Mapping[str, object]
 ) -> str:
@@ -105,10 +116,12 @@ def format_line(
         data: dict[str, object] = {"time": timestamp(now), "level": level, "logger": logger}
         data["event" if logger == ACCESS else "message"] = head
         data.update(fields)
-        line = json.dumps(data, ensure_ascii=True, separators=(",", ":"), default=str)
+        line = _JSON.encode(data)
         return line.replace("\x7f", "\\u007f") if "\x7f" in line else line
     parts = [timestamp(now), level, logger, escape(head)]
-    parts.extend(f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None)
+    for key, value in fields.items():
+        if value is not None:
+            parts.append(f"{key}={_text_value(value)}")
     return " ".join(parts)
 
 

@@ -53,7 +53,7 @@ MULTIPROC_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 # The `_created` series (one more gauge per counter and histogram) tell nothing a rate() needs,
 # and multiprocess mode omits them anyway: the same exposition with one worker or several.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 """This process's counters and histograms (single-process mode)."""
@@ -72,47 +72,76 @@ def _histogram(name: str, doc: str, labels: Iterable[str] = ()) -> Histogram:
 
 # --- the metrics (the table in docs/operations.md lists each) -------------------------------
 
-REQUESTS = _counter("requests_total", "HTTP requests answered, by route and status code.",
-                    ("route", "code"))
+REQUESTS = _counter(
+    "requests_total", "HTTP requests answered, by route and status code.", ("route", "code")
+)
 REQUEST_DURATION = _histogram(
-    "request_duration_seconds", "Time from the request to the end of the answer, by route.",
-    ("route",))
-DECISIONS = _counter("decisions_total", "Hook decisions, by scope, status and deciding rule.",
-                     ("scope", "status", "rule"))
+    "request_duration_seconds",
+    "Time from the request to the end of the answer, by route.",
+    ("route",),
+)
+DECISIONS = _counter(
+    "decisions_total",
+    "Hook decisions, by scope, status and deciding rule.",
+    ("scope", "status", "rule"),
+)
 HOOK_DURATION = _histogram(
-    "hook_duration_seconds", "Hook latency: signature check, parsing, policy and store.")
+    "hook_duration_seconds", "Hook latency: signature check, parsing, policy and store."
+)
 SIGNATURE_FAILURES = _counter(
-    "signature_failures_total", "Hook requests refused for their signature, by reason.",
-    ("reason",))
-ON_ERROR = _counter("on_error_total", "Hook requests answered with the policy's on_error "
-                    "decision, by reason.", ("reason",))
+    "signature_failures_total", "Hook requests refused for their signature, by reason.", ("reason",)
+)
+ON_ERROR = _counter(
+    "on_error_total",
+    "Hook requests answered with the policy's on_error decision, by reason.",
+    ("reason",),
+)
 REPLAYS = _counter("replays_total", "Hook requests recognised as replays of an earlier one.")
-TOKENS = _counter("verification_tokens_total", "POST /verification-token answers, by outcome.",
-                  ("outcome",))
-OUTCOMES = _counter("outcomes_reported_total", "Outcomes the backend reported (POST /outcomes).",
-                    ("outcome",))
+TOKENS = _counter(
+    "verification_tokens_total", "POST /verification-token answers, by outcome.", ("outcome",)
+)
+OUTCOMES = _counter(
+    "outcomes_reported_total", "Outcomes the backend reported (POST /outcomes).", ("outcome",)
+)
 SHADOW_DISAGREEMENTS = _counter(
-    "shadow_disagreements_total", "Hook requests the shadow policy decided differently, by "
-    "scope.", ("scope",))
-STORE_ERRORS = _counter("store_errors_total", "Failed calls to the pending-step store, by "
-                        "operation.", ("operation",))
+    "shadow_disagreements_total",
+    "Hook requests the shadow policy decided differently, by scope.",
+    ("scope",),
+)
+STORE_ERRORS = _counter(
+    "store_errors_total", "Failed calls to the pending-step store, by operation.", ("operation",)
+)
 KEYSTORE_ERRORS = _counter(
-    "keystore_errors_total", "Requests refused because the key set could not be used, by "
-    "reason.", ("reason",))
-JWKS_FETCHES = _counter("prelude_jwks_fetches_total", "Fetches of Prelude's app JWKS, by "
-                        "trigger and result.", ("trigger", "result"))
+    "keystore_errors_total",
+    "Requests refused because the key set could not be used, by reason.",
+    ("reason",),
+)
+JWKS_FETCHES = _counter(
+    "prelude_jwks_fetches_total",
+    "Fetches of Prelude's app JWKS, by trigger and result.",
+    ("trigger", "result"),
+)
 POLICY_RELOADS = _counter("policy_reloads_total", "Policy reloads, by result.", ("result",))
 
 # The bounded label sets that are not the policy's own.
 SIGNATURE_REASONS: Final = frozenset(
-    {"missing", "malformed", "missing_key_id", "unknown_key", "wrong_key_type", "mismatch",
-     "no_jwks", "invalid"}
+    {
+        "missing",
+        "malformed",
+        "missing_key_id",
+        "unknown_key",
+        "wrong_key_type",
+        "mismatch",
+        "no_jwks",
+        "invalid",
+    }
 )
 ON_ERROR_REASONS: Final = frozenset(
     {"policy_error", "store_unavailable", "store_timeout", "internal_error"}
 )
 TOKEN_OUTCOMES: Final = frozenset(
-    {"issued", "re-sent"} | {c.code for c in errors.HookError.__subclasses__()}
+    {"issued", "re-sent"}
+    | {c.code for c in errors.HookError.__subclasses__()}
     | {c.code for c in errors.KeyStoreUnavailable.__subclasses__()}
 )
 KEYSTORE_REASONS: Final = frozenset({"stale", "failure", "changed"})
@@ -273,7 +302,7 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         directory = services.settings.metrics_dir
         if directory is not None:
-            multiprocess.MultiProcessCollector(self.registry, path=str(directory))
+            multiprocess.MultiProcessCollector(self.registry, path=str(directory))  # type: ignore[no-untyped-call]
         else:
             self.registry.register(_ThisProcess())
         self.registry.register(ServiceCollector(services))
@@ -312,7 +341,7 @@ def prepare_multiprocess(settings: Settings, environ: MutableMapping[str, str]) 
 def worker_exited(directory: MultiprocessDir, pid: int) -> None:
     """A worker died (the supervisor's child-exit hook): its live gauges leave the scrape. Its
     counters and histograms stay, so that totals never go back."""
-    multiprocess.mark_process_dead(pid, str(directory.path))
+    multiprocess.mark_process_dead(pid, str(directory.path))  # type: ignore[no-untyped-call]
 
 
 def cleanup_multiprocess(directory: MultiprocessDir, environ: MutableMapping[str, str]) -> None:
@@ -328,4 +357,3 @@ def cleanup_multiprocess(directory: MultiprocessDir, environ: MutableMapping[str
 def _wipe(path: Path) -> None:
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
-

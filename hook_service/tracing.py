@@ -52,7 +52,10 @@ class Tracing:
         """A child span of the current one, with the request's id (:data:`Spans`)."""
         notes = logs.REQUEST.get()
         attributes = {"request_id": str(notes["request_id"])} if notes else None
-        return self._tracer.start_as_current_span(name, attributes=attributes)
+        span: AbstractContextManager[Any] = self._tracer.start_as_current_span(
+            name, attributes=attributes
+        )
+        return span
 
     @contextmanager
     def request(self, method: str, headers: Mapping[str, str], request_id: str) -> Iterator[Any]:

@@ -51,7 +51,7 @@ def test_text_lines_one_per_record_in_the_documented_format() -> None:
     assert re.fullmatch(TIME + r" INFO uvicorn\.error Started server process \[42\]", lines[1])
     # The traceback stays on its record's line, escaped.
     assert re.fullmatch(TIME + r" ERROR hook_service failed exc_info=\"Traceback .*", lines[2])
-    assert "ValueError: bad\\nvalue\"" in lines[2]
+    assert 'ValueError: bad\\nvalue"' in lines[2]
     assert lines[3].endswith(
         ' INFO hook_service.access request request_id=r-1 method=GET status=200 user_id="a b"'
     )
@@ -143,7 +143,7 @@ def test_a_hostile_user_id_gives_exactly_one_escaped_line(tmp_path: Path, fmt: s
         assert record["rule"] == "large-transfer" and len(record["policy_revision"]) == 64
     else:
         assert "user_id=usr_1\\n2025-01-01T00:00:00.000Z" not in line  # quoted: has spaces
-        assert '\\nuser_id=' not in line
+        assert "\\nuser_id=" not in line
         assert 'user_id="usr_1\\n2025-01-01T00:00:00.000Z CRITICAL' in line
         assert "kid=FAKE\\x00\\u202eevil\\r\\u2066" in line
     # Never the raw client address, the user agent or the signature.

@@ -42,8 +42,11 @@ def per_worker_decisions(directory: Path) -> dict[int, float]:
     for path in directory.glob("counter_*.db"):
         pid = int(re.fullmatch(r"counter_(\d+)\.db", path.name)[1])  # type: ignore[index]
         total = 0.0
-        for family in MultiProcessCollector.merge([str(path)], accumulate=False):
-            total += sum(s.value for s in family.samples if s.name == DECISIONS and s.labels == LARGE)
+        merged = MultiProcessCollector.merge([str(path)], accumulate=False)  # type: ignore[no-untyped-call]
+        for family in merged:
+            total += sum(
+                s.value for s in family.samples if s.name == DECISIONS and s.labels == LARGE
+            )
         counts[pid] = total
     return counts
 
@@ -74,7 +77,10 @@ def test_counts_add_up_across_workers_and_survive_a_dead_worker(tmp_path: Path) 
         with ServiceProcess(command, env, port, tmp_path) as service:
             sent = 0
             # Until both workers have decided some (the kernel picks who accepts).
-            while sent < 400 and sum(1 for n in per_worker_decisions(directory.path).values() if n) < 2:
+            while (
+                sent < 400
+                and sum(1 for n in per_worker_decisions(directory.path).values() if n) < 2
+            ):
                 for _ in range(10):
                     hook(service.base)
                 sent += 10

@@ -67,9 +67,7 @@ def test_a_hook_and_a_token_are_traced_step_by_step(
     assert all(token not in str(dict(s.attributes or {})) for s in spans)
 
 
-def test_the_callers_trace_is_continued(
-    traced: TestClient, exporter: InMemorySpanExporter
-) -> None:
+def test_the_callers_trace_is_continued(traced: TestClient, exporter: InMemorySpanExporter) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
     assert traced.get("/healthz", headers={"traceparent": traceparent}).status_code == 200
@@ -106,7 +104,8 @@ import sys
 from hook_service.app import create_app
 from hook_service.settings import Settings
 from pathlib import Path
-app = create_app(Settings(prelude_jwks_file=Path({str(PRELUDE_JWKS_FILE)!r}), keys_dir=Path(sys.argv[1])))
+jwks = Path({str(PRELUDE_JWKS_FILE)!r})
+app = create_app(Settings(prelude_jwks_file=jwks, keys_dir=Path(sys.argv[1])))
 services = app.state.services
 from hook_service.policy.engine import Policy
 assert type(services.hook._decider._policy) is Policy, "the policy is wrapped"

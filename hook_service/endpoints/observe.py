@@ -24,7 +24,7 @@ from hook_service.tracing import Tracing
 REQUEST_ID_HEADER: Final = b"x-request-id"
 _REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _MAX_PATH_CHARS: Final = 256  # an unmatched path is the caller's text: bounded in the line
-TOKEN_ROUTE: Final = "/verification-token"
+VERIFICATION_ROUTE: Final = "/verification-token"
 
 
 def request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -86,7 +86,7 @@ class RequestObserver:
         route = scope.get("route")
         label = getattr(route, "path", None) or metrics.OTHER
         metrics.request(label, status, seconds)
-        if label == TOKEN_ROUTE:
+        if label == VERIFICATION_ROUTE:
             outcome = notes.get("token") or notes.get("error") or metrics.OTHER
             metrics.token(str(outcome))
         fields: dict[str, object] = {

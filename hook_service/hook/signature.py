@@ -102,7 +102,9 @@ class SignatureCheck:
         kid = (key_id or "").strip()
         decoded = parse_signature_header(signature)
         if not kid:
-            raise errors.InvalidSignature("X-Webhook-Signature-Key-Id header is missing", "missing_key_id")
+            raise errors.InvalidSignature(
+                "X-Webhook-Signature-Key-Id header is missing", "missing_key_id"
+            )
         if self._keys is None:  # settings validation makes this unreachable
             raise errors.InvalidSignature("no Prelude JWKS is configured", "no_jwks")
         verify_signature(body, decoded, await self._keys.rsa_key(kid))

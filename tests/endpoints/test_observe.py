@@ -13,7 +13,7 @@ from tests.support import API_KEY, USER_ID, bearer, hook_body, sign_hook
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [r.fields for r in caplog.records if r.name == "hook_service.access"]
+    return [r.__dict__["fields"] for r in caplog.records if r.name == "hook_service.access"]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_hook_and_token_lines_carry_their_fields_and_no_secret(
     with caplog.at_level("INFO", logger="hook_service.access"):
         assert client.post("/hooks/stepup", content=body, headers=headers).status_code == 200
         token = client.post("/verification-token", headers=bearer(API_KEY), json=request)
-        refused = client.post("/verification-token", json=request)
+        client.post("/verification-token", json=request)
     hook_line, token_line, refused_line = lines(caplog)
     assert hook_line["scope"] == "transfer:write" and hook_line["user_id"] == USER_ID
     assert (hook_line["rule"], hook_line["decision"]) == ("large-transfer", "review")
@@ -90,4 +90,8 @@ def test_an_on_error_answer_names_its_reason(
     with caplog.at_level("INFO", logger="hook_service.access"):
         client.post("/hooks/stepup", content=body, headers=sign_hook(body))
     [line] = lines(caplog)
-    assert (line["rule"], line["decision"], line["on_error"]) == ("on_error", "block", "policy_error")
+    assert (line["rule"], line["decision"], line["on_error"]) == (
+        "on_error",
+        "block",
+        "policy_error",
+    )
