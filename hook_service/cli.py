@@ -24,7 +24,7 @@ from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.lifecycle import KeySet
 from hook_service.policy.engine import Policy
 from hook_service.services import key_admin, open_key_store
-from hook_service.settings import KEYSTORES, LOG_LEVELS, Settings, parse_variable
+from hook_service.settings import KEYSTORES, LOG_FORMATS, LOG_LEVELS, Settings, parse_variable
 from hook_service.simulator.cli import simulate
 
 KeyCommand = Callable[[KeyAdmin], Awaitable[Any]]
@@ -86,6 +86,15 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 )
 @click.option("--token-ttl", type=int, help="Verification-token lifetime [HOOK_TOKEN_TTL].")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="[HOOK_LOG_LEVEL, INFO].")
+@click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), help="Log lines [HOOK_LOG_FORMAT, text]."
+)
+@click.option(
+    "--log-client",
+    is_flag=True,
+    default=None,
+    help="Log the client IP address of each request [HOOK_LOG_CLIENT, off].",
+)
 @_variable_option("--admin-token-labels", "Names of the admin tokens, same order, e.g. ops,ci.")
 @click.option(
     "--keystore",

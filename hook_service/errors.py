@@ -65,8 +65,16 @@ class InvalidRequest(HookError):
 
 
 class InvalidSignature(HookError):
+    """``reason`` is one word from a fixed set, for the metrics (``stepup_hook_signature_
+    failures_total``): missing, malformed, missing_key_id, unknown_key, wrong_key_type,
+    mismatch, no_jwks, invalid."""
+
     code = "invalid_signature"
     status_code = 401
+
+    def __init__(self, detail: str, reason: str = "invalid") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class Unauthorized(HookError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import resource
 import secrets
 import socket
@@ -28,10 +29,10 @@ from typing import Any
 from uvicorn import Server
 from uvicorn.supervisors import Multiprocess
 
-from hook_service import logs
+from hook_service import logs, metrics
 from hook_service.endpoints.http import json_response
 from hook_service.errors import NotFound, SettingsError
-from hook_service.logs import configure_logging
+from hook_service.logs import configure_logging, logging_config
 from hook_service.protocols import PROTOCOLS, HookConfig
 from hook_service.settings import Settings
 
@@ -79,7 +80,7 @@ def build_app(settings: Settings) -> ASGIApp:
     Called in each worker process (they are spawned, not forked, so logging is set up here)."""
     from hook_service.app import create_app
 
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     app = create_app(settings)
     address = settings.internal_address
     return app if address is None else ListenerGate(app, address[1])
@@ -105,7 +106,8 @@ def uvicorn_config(settings: Settings, app: Any, *, http: str = "auto", **kw: An
         http=PROTOCOLS[http],
         ws="none",
         lifespan="on",
-        access_log=False,
+        access_log=False,  # the service writes its own line per request (docs/operations.md)
+        log_config=logging_config(settings),
         log_level=settings.log_level.lower(),
         workers=settings.workers,
         **kw,
@@ -162,9 +164,17 @@ def run_scope(settings: Settings) -> Iterator[None]:
     """Per-run state around all the workers: entered in the parent before the first worker
     starts, left after the last one has stopped (with one worker, around the server).
 
-    The place for what the workers share on this host, such as the directory of
-    multiprocess metrics: create it before ``yield``, remove it after."""
-    yield
+    What the workers share on this host: with several workers, the directory of their
+    metric files (prometheus-client's multiprocess mode), exported to the spawned workers
+    through the environment, and removed after the last one stopped."""
+    if settings.workers == 1:
+        yield
+        return
+    directory = metrics.prepare_multiprocess(settings, os.environ)
+    try:
+        yield
+    finally:
+        metrics.cleanup_multiprocess(directory, os.environ)
 
 
 def dev_settings(flags: dict[str, Any], say: Callable[[str], Any]) -> Settings:

@@ -7,9 +7,11 @@ import base64
 import functools
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -380,3 +382,61 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+class ServiceProcess:
+    """A service process started by a test (``hook-service serve``, uvicorn...) on ``port``:
+    its base URL and everything it writes to stdout and stderr, line by line. Use as a context
+    manager: it waits for ``/healthz`` on entry and terminates the process on exit."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], port: int, cwd: Path) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self._output: queue.Queue[str] = queue.Queue()
+        self.process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # bytes: a raw \r must show in its line, not split it
+        )
+
+    def __enter__(self) -> ServiceProcess:
+        stdout = self.process.stdout
+        assert stdout is not None
+
+        def drain() -> None:  # a full pipe would block the service
+            for line in stdout:
+                self._output.put(line.decode("utf-8", "surrogateescape"))
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__()
+                pytest.fail("the service did not start:\n" + "".join(self.read(0.5)))
+            time.sleep(0.1)
+
+    def read(self, quiet: float = 0.3, within: float = 10) -> list[str]:
+        """Every line so far, waiting until none came for ``quiet`` seconds (at most
+        ``within`` seconds)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                self.lines.append(self._output.get(timeout=quiet))
+            except queue.Empty:
+                break
+        return self.lines
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)

@@ -362,6 +362,17 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "OpenAPI 3.1 document"}},
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (docs/operations.md)",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

@@ -9,7 +9,6 @@ ClaimGuard` keeps the claim from passing a change of the key set. No HTTP, no Re
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 
 from hook_service import errors, logs
@@ -17,8 +16,7 @@ from hook_service.keys.lifecycle import KeySet
 from hook_service.store.base import Claimed, Store
 from hook_service.tokens.base import ClaimGuard, IssuedToken
 from hook_service.tokens.jwt import mint_verification_token
-
-logger = logging.getLogger(logs.TOKENS)
+from hook_service.tracing import Spans, no_span
 
 # A claim that finds the key set changed is retried with the new set; more than a few changes
 # during one request means something is churning the keys.
@@ -26,7 +24,8 @@ CLAIM_ATTEMPTS = 3
 
 
 class TokenIssuer:
-    """Issue verification tokens for the pending custom steps in ``store``."""
+    """Issue verification tokens for the pending custom steps in ``store``; ``spans`` times
+    the signing (tracing)."""
 
     def __init__(
         self,
@@ -36,12 +35,14 @@ class TokenIssuer:
         custom_steps: Collection[str],
         ttl: int,
         attempts: int = CLAIM_ATTEMPTS,
+        spans: Spans = no_span,
     ) -> None:
         self.store = store
         self.guard = guard
         self.custom_steps = custom_steps
         self.ttl = ttl
         self.attempts = attempts
+        self.spans = spans
 
     async def issue(
         self, user_id: str, challenge_id: str, key: str, now: int, scope: str | None = None
@@ -67,13 +68,13 @@ class TokenIssuer:
                 "the token for this challenge was signed by a key that has since been revoked; "
                 "start a new step-up"
             )
-        logger.info(
-            "verification token %s jti=%s kid=%s user_id=%s key=%s",
-            "issued" if fresh else "re-sent",
-            result.jti,
-            result.kid,
-            user_id,
-            key,
+        # The request's line (docs/operations.md, "Logs") and the outcome metric.
+        logs.note(
+            token="issued" if fresh else "re-sent",
+            jti=result.jti,
+            kid=result.kid,
+            user_id=user_id,
+            key=key,
         )
         return result
 
@@ -82,14 +83,15 @@ class TokenIssuer:
     ) -> Claimed:
         key_set: KeySet = await self.guard.signing_set()
         for _ in range(self.attempts):
-            issued = mint_verification_token(
-                key_set.active,
-                user_id=user_id,
-                challenge_id=challenge_id,
-                key=key,
-                now=now,
-                ttl=self.ttl,
-            )
+            with self.spans("tokens.sign"):
+                issued = mint_verification_token(
+                    key_set.active,
+                    user_id=user_id,
+                    challenge_id=challenge_id,
+                    key=key,
+                    now=now,
+                    ttl=self.ttl,
+                )
             claimed = await self.guard.claim(self.store, issued, now, key_set, scope)
             if claimed is not None:
                 return claimed

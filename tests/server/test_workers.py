@@ -4,6 +4,7 @@ settings."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import time
@@ -14,6 +15,7 @@ import httpx
 from tests.server.conftest import Runner
 from tests.server.test_limits import answer_of, read_to_end
 from tests.server.test_listeners import hook, token_request
+from tests.support import TEST_KEK
 
 MAX_TRIES = 200
 
@@ -64,6 +66,8 @@ def test_two_workers_both_answer_with_the_same_settings(serve: Runner, redis_url
         internal=True,
         HOOK_REDIS_URL=redis_url,
         HOOK_KEYSTORE="file",
+        HOOK_KEY_ENCRYPTION_KEYS=base64.b64encode(TEST_KEK).decode(),
+        HOOK_FACTS_KEY=base64.b64encode(bytes(range(32, 64))).decode(),
         HOOK_READ_TIMEOUT="2",
     )
     workers = children(served.process.pid)
