@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,10 +91,18 @@ def hook_body(index: int, *, amount: str, scope: str = "transfer:write") -> byte
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def hook_pool(keys: PreludeKeys, size: int, *, amount: str) -> Iterator[PoolRequest]:
-    """``size`` signed hook calls from distinct users."""
-    for index in range(size):
+def hook_pool(
+    keys: PreludeKeys, size: int, *, amount: str, first: int = 0
+) -> Iterator[PoolRequest]:
+    """``size`` signed hook calls from distinct users (``first``, ``first + 1``, ...)."""
+    for index in range(first, first + size):
         yield hook_request(keys, hook_body(index, amount=amount))
+
+
+def at_path(requests: Iterable[PoolRequest], path: str) -> Iterator[PoolRequest]:
+    """``requests`` sent to ``path`` instead (the floors replay the service's requests)."""
+    for request in requests:
+        yield replace(request, path=path)
 
 
 TokenForm = Literal["fields", "challenge_token"]

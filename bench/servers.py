@@ -1,4 +1,5 @@
-"""Processes the benchmark starts on loopback: a private redis-server and uvicorn servers.
+"""Processes the benchmark starts on loopback: a private redis-server, ``hook-service serve``
+and the floors under the same server settings.
 
 Every process is started here, tracked, and stopped by its own pid at the end."""
 
@@ -106,17 +107,20 @@ class Processes:
         _wait(lambda: _redis_ping(port), process)
         return process
 
-    def uvicorn(
-        self, name: str, app: str, env: dict[str, str], *, workers: int = 1, factory: bool = False
-    ) -> Process:
-        """``app`` under uvicorn with the bench's fixed settings (uvloop, httptools)."""
+    def serve(self, name: str, env: dict[str, str], *, workers: int = 1) -> Process:
+        """The service as it is deployed: ``hook-service serve`` (server.py: its bounded
+        uvicorn protocols, one listener, ``workers`` processes), configured by ``env``."""
+        return self._server(name, ["-m", "hook_service", "serve"], env, workers)
+
+    def floors(self, name: str, env: dict[str, str]) -> Process:
+        """The floor routes (bench/bare_app.py) under the same server settings, one worker."""
+        return self._server(name, ["-m", "bench.bare_app"], env, 1)
+
+    def _server(self, name: str, args: list[str], env: dict[str, str], workers: int) -> Process:
         port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-        argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
-        argv += ["--log-level", "warning", "--workers", str(workers)]
-        if factory:
-            argv.append("--factory")
-        process = self._spawn(name, argv, port, {**os.environ, **env})
+        # HOOK_HOST and HOOK_PORT: the public listener; no internal one (one socket).
+        listen = {"HOOK_HOST": HOST, "HOOK_PORT": str(port), "HOOK_WORKERS": str(workers)}
+        process = self._spawn(name, [sys.executable, *args], port, {**os.environ, **env, **listen})
         _wait(lambda: _http_up(process.url), process)
         return process
 

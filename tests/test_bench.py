@@ -6,16 +6,27 @@ round-trips; pooled hook calls and token requests pass the real service's checks
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.testclient import TestClient
 
-from bench import prepare
+from bench import bare_app, prepare
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
-from bench.run import BENCH_DOC, _parse, record_pending
+from bench.run import (
+    BENCH_DOC,
+    FLOOR_SIGNED,
+    FLOOR_SIGNING,
+    FLOOR_SIGNING_ED25519,
+    _parse,
+    record_pending,
+)
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy
 from hook_service.simulator.prelude import PreludeKeys
@@ -185,3 +196,46 @@ def test_update_docs_refuses_a_file_without_the_block_before_running(
             _parse(argv)
         assert exited.value.code == 2
         assert "--update-docs" in capsys.readouterr().err
+
+
+# --- the floors (issue 15 point 1) ------------------------------------------------------------
+
+
+def test_the_signed_floor_verifies_the_pooled_hook_calls_and_refuses_a_tampered_one(
+    tmp_path: Path,
+) -> None:
+    jwks = tmp_path / "bench_jwks.json"
+    jwks.write_text(json.dumps(KEYS.jwks()))
+    hook = list(prepare.hook_pool(KEYS, 2, amount="50", first=40))
+    assert [json.loads(r.body)["user_id"] for r in hook] == [prepare.user_id(i) for i in (40, 41)]
+    signed = list(prepare.at_path(hook, FLOOR_SIGNED))
+    assert [(r.body, r.headers) for r in signed] == [(r.body, r.headers) for r in hook]
+    with TestClient(bare_app.build(jwks)) as client:
+        for request in signed:
+            response = client.post(
+                request.path, content=request.body.encode(), headers=dict(request.headers)
+            )
+            assert response.json() == {"status": "ok"}
+        tampered = client.post(
+            FLOOR_SIGNED,
+            content=signed[0].body.replace("50", "51").encode(),
+            headers=dict(signed[0].headers),
+        )
+        assert tampered.status_code == 401
+        unknown_kid = {**dict(signed[0].headers), "X-Webhook-Signature-Key-Id": "other"}
+        response = client.post(FLOOR_SIGNED, content=signed[0].body.encode(), headers=unknown_kid)
+        assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", [FLOOR_SIGNING, FLOOR_SIGNING_ED25519])
+def test_the_signing_floors_answer_an_rs256_signature_over_300_bytes(path: str) -> None:
+    app = bare_app.build(None)
+    with TestClient(app) as client:
+        token = client.post(path, content=b'{"user_id":"u"}').json()["verification_token"]
+    signing_input, _, signature = token.rpartition(".")
+    assert len(signing_input) == bare_app.SIGNING_PAYLOAD_BYTES
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    public = app.state.floors.signer.public_key()
+    public.verify(raw, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    app.state.floors.verify_challenge()  # the fixed Ed25519 signature verifies
