@@ -4,10 +4,14 @@ decision step needs of a policy (:class:`DecisionPolicy`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
 from hook_service.hook.base import HookRequest
+
+# The bytes Starlette's JSONResponse would send for the same value (its render()).
+_BODY: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,12 @@ class Decision:
     steps: tuple[Step, ...]
     rule: str
     error: str | None = None
+    # to_json() encoded once: the policy builds its decisions at load, so a hook call sends
+    # these bytes instead of encoding the same answer again (issue 15, point 3).
+    body: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body", _BODY.encode(self.to_json()).encode("utf-8"))
 
     def to_json(self) -> dict[str, Any]:
         """The hook response body, exactly ``{status, grant_mode, granted_for, steps}``."""

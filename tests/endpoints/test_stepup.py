@@ -13,6 +13,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.testclient import TestClient
 
+from hook_service.endpoints.http import json_response
+from hook_service.endpoints.stepup import DecisionResponse
+from hook_service.hook.parse import parse_hook_request
+from hook_service.policy.engine import Policy, example_policy_path
 from tests.support import (
     API_KEY,
     PRELUDE_JWKS_FILE,
@@ -356,3 +360,18 @@ def test_decision_is_logged_with_its_rule_and_no_secrets(
     signature = headers["X-Webhook-Signature"].removeprefix("rsassa-pss-sha256=")
     for secret in (signature, token, API_KEY, "+33612345678", "user@example.com"):
         assert secret not in logged
+
+
+@pytest.mark.parametrize("amount", ["50", "5000"])
+def test_the_answer_is_exactly_the_json_response_of_the_decision(amount: str) -> None:
+    # The hook sends the body the policy encoded at load (issue 15): the same bytes and
+    # headers, in the same order, as encoding the decision per call would.
+    policy = Policy.load(example_policy_path())
+    decision = policy.decide(parse_hook_request(hook_body(amount=amount)))
+    sent = DecisionResponse(decision)
+    encoded = json_response(decision.to_json(), headers={"X-Hook-Rule": decision.rule})
+    assert (sent.status_code, sent.body, sent.raw_headers) == (
+        encoded.status_code,
+        encoded.body,
+        encoded.raw_headers,
+    )

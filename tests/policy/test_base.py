@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
+from starlette.responses import JSONResponse
+
 from hook_service.policy.base import Decision, Step
 
 
@@ -24,3 +29,20 @@ def test_decision_json_is_exactly_the_hook_response() -> None:
         "granted_for": 60,
         "steps": [],
     }
+
+
+def test_decision_body_is_what_a_json_response_of_to_json_sends() -> None:
+    steps = (Step(1, "verify_sms", 600), Step(2, "kyc_review", 86400))
+    decision = Decision("review", "single-use", 300, steps, "large-transfer")
+    assert decision.body == JSONResponse(decision.to_json()).body
+    assert json.loads(decision.body)["steps"][1]["key"] == "kyc_review"
+    # replace() (the on_error answer with its reason) encodes the new value again.
+    blocked = replace(decision, status="block", steps=(), error="store timed out")
+    assert json.loads(blocked.body) == {
+        "status": "block",
+        "grant_mode": "single-use",
+        "granted_for": 300,
+        "steps": [],
+    }
+    assert blocked == replace(blocked)  # not part of equality or repr
+    assert "body" not in repr(blocked)
