@@ -31,7 +31,7 @@ from hook_service.simulator.prelude import PreludeKeys
 
 from . import bare_app, prepare
 
-ROUNDS = 9
+ROUNDS = 15
 
 
 def best_of(call: Callable[[], object], count: int, rounds: int = ROUNDS) -> float:
