@@ -58,6 +58,12 @@ class Store(Protocol):
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
         """Record ``steps`` all-or-nothing, replacing any older record for each (user_id, key)."""
 
+    async def ensure_pending(self, steps: Sequence[PendingStep]) -> None:
+        """Record each of ``steps`` that has no live record (pending or claimed) for its
+        (user_id, key): never replaces a record, never extends one (issue 11 point 3, a
+        replay). A claimed record lives until its pending expiry and its token's, so a step
+        given the expiry of the decision that claimed it can never be re-opened."""
+
     async def claim(
         self,
         user_id: str,

@@ -63,6 +63,14 @@ class MemoryStore:
                 else:  # an already-expired step still overwrites (removes) the old record
                     self._records.pop((step.user_id, step.key), None)
 
+    async def ensure_pending(self, steps: Sequence[PendingStep]) -> None:
+        now = self._clock()
+        with self._lock:
+            for step in steps:
+                record = self._records.get((step.user_id, step.key))
+                if (record is None or now >= record.end) and step.expires_at > now:
+                    self._records[step.user_id, step.key] = _Record(step.scope, step.expires_at)
+
     async def claim(
         self,
         user_id: str,

@@ -46,6 +46,17 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
+# ensure_pending: the same arguments; a key that exists (pending or claimed) is left alone.
+_ENSURE_LUA = """#!lua
+for i = 1, #KEYS do
+  local ttl = tonumber(ARGV[3 * i - 2])
+  if ttl > 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[i], 'e', ARGV[3 * i - 1], 's', ARGV[3 * i])
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return #KEYS
+"""
 # One hash per (user_id, key): e = pending expiry (ms), s = scope; after claim also
 # c = challenge_id, t = token, j = jti, k = kid, x = token expiry (s). Expiry is checked against
 # the caller's `now` (ARGV[1], ms) and enforced by a TTL counted from that same `now`.
@@ -99,6 +110,7 @@ class RedisStore:
         self._redis = self._site.client(timeout=timeout, max_connections=max_connections)
         self._claim_script = self._redis.register_script(_CLAIM_LUA)
         self._put_script = self._redis.register_script(_PUT_LUA)
+        self._ensure_script = self._redis.register_script(_ENSURE_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStore(url={self._site.location!r}, prefix={self._prefix!r})"
@@ -116,6 +128,12 @@ class RedisStore:
         return self._prefix + "s:" + urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
+        await self._write("put_pending", self._put_script, steps)
+
+    async def ensure_pending(self, steps: Sequence[PendingStep]) -> None:
+        await self._write("ensure_pending", self._ensure_script, steps)
+
+    async def _write(self, operation: str, script: Any, steps: Sequence[PendingStep]) -> None:
         if not steps:
             return
         now = self._clock()
@@ -128,8 +146,8 @@ class RedisStore:
             # skew and to fake clocks). Floor: never outlive expires_at.
             ttl_ms = math.floor((step.expires_at - now) * 1000)
             args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope]
-        with self._site.guard("put_pending", _unavailable, log=logger):
-            await self._put_script(keys=keys, args=args)
+        with self._site.guard(operation, _unavailable, log=logger):
+            await script(keys=keys, args=args)
 
     async def claim(
         self,
