@@ -24,6 +24,7 @@ from hook_service.facts.logic import Limits
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
+from hook_service.hook.history import HookHistory
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
 from hook_service.keys.admin import KeyAdmin
@@ -69,6 +70,8 @@ class Services:
     """Each user's history of attempts and proofs (design.md "Facts")."""
     attempts: AttemptFactory
     """A hook request's signals as an Attempt: keyed hashes, country, location."""
+    history: HookHistory
+    """The hook's use of the facts: observed or recorded in the background, replays."""
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
@@ -102,6 +105,7 @@ class Services:
             await self.scheduler.aclose()
         await self.keys.aclose()
         await self.store.aclose()
+        await self.history.background.drain()  # the attempts still being recorded
         await self.facts.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
@@ -229,6 +233,7 @@ def build_services(
     if store is None:
         store = open_store(settings.redis_url, clock)
     facts, attempts = open_facts(settings, facts)
+    history = HookHistory(facts, attempts, clock, window=settings.replay_window)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     issuer = TokenIssuer(
         store,
@@ -245,8 +250,9 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
-        hook=StepUpHook(HookDecider(policy, store, clock), signatures),
+        hook=StepUpHook(HookDecider(policy, store, clock, history=history), signatures),
         issuer=issuer,
         facts=facts,
         attempts=attempts,
+        history=history,
     )

@@ -15,10 +15,12 @@ from hook_service.policy.base import Decision
 
 @dataclass(frozen=True, slots=True)
 class HookAnswer:
-    """The parsed request and the decision to send back for it."""
+    """The parsed request and the decision to send back for it; ``replay``: the same body
+    and signature were answered within ``HOOK_REPLAY_WINDOW``, and this is that answer."""
 
     request: HookRequest
     decision: Decision
+    replay: bool = False
 
 
 class StepUpHook:
@@ -37,4 +39,8 @@ class StepUpHook:
         if self._signatures is not None:
             await self._signatures.verify(body, signature, key_id)
         request = parse_hook_request(body)
-        return HookAnswer(request, await self._decider.decide(request))
+        # Issue 11 point 3: a replay is the same signature over the same body; without
+        # signature checks, the same body.
+        signed = None if self._signatures is None else signature
+        decided = await self._decider.answer(request, body=body, signature=signed)
+        return HookAnswer(request, decided.decision, decided.replay)
