@@ -53,7 +53,7 @@ class Background:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def run(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+    def run(self, what: str, write: Callable[[], Awaitable[object]]) -> None:
         """Start ``write()`` in the background; ``what`` names it in the log."""
         if len(self._tasks) >= self._limit:
             self.dropped += 1
@@ -63,7 +63,7 @@ class Background:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+    async def _guarded(self, what: str, write: Callable[[], Awaitable[object]]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 await write()
