@@ -183,3 +183,20 @@ def test_cities_reach_the_policy_as_country_and_travel_speed(
         assert rule(MOUNTAIN_VIEW_IP) == "impossible-travel"
         clock.advance(30 * 3600)  # 30 h later the same trip is plausible (~290 km/h)
         assert rule(MOUNTAIN_VIEW_IP) == "known-country"
+
+
+def test_the_eleventh_request_in_an_hour_is_blocked(
+    app_client: TestClient, clock: FakeClock
+) -> None:
+    body = body_from(LONDON_IP, CHROME_130_WIN, amount="20")
+    rules = []
+    for _ in range(11):  # each freshly signed, as Prelude signs each request
+        rules.append(app_client.post("/hooks/stepup", content=body, headers=sign_hook(body)))
+        settle(app_client)
+        clock.advance(60)
+    assert {r.headers["x-hook-rule"] for r in rules[:10]} == {"new-device-new-country"}
+    assert rules[10].headers["x-hook-rule"] == "velocity"
+    assert rules[10].json()["status"] == "block"
+    clock.advance(3600)
+    later = app_client.post("/hooks/stepup", content=body, headers=sign_hook(body))
+    assert later.headers["x-hook-rule"] == "new-device-new-country"

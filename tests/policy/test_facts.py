@@ -9,7 +9,7 @@ import pytest
 from hook_service.errors import PolicyError
 from hook_service.facts.base import NO_FACTS, Facts
 from hook_service.hook.parse import parse_hook_request
-from hook_service.policy.engine import Policy
+from hook_service.policy.engine import Policy, example_policy_path
 from hook_service.policy.facts import FIELDS, reads_facts, unknown_fields
 from tests.support import hook_body
 
@@ -126,3 +126,105 @@ def test_the_token_scan_is_conservative(when: str | None, reads: bool) -> None:
 
 def test_unknown_fields_ignore_other_maps() -> None:
     assert unknown_fields("facts.flagged || facts . nope || x.facts.other") == ["nope"]
+
+
+# --- the bundled example policy (issue 11 point 7) ------------------------------------------
+
+DAY = 86_400
+KNOWN = Facts(device_seen=True, device_known=True, country="FR", country_known=True)
+
+
+@pytest.mark.parametrize(
+    ("facts", "scope", "amount", "rule", "steps"),
+    [
+        (Facts(flagged=True), "transfer:write", "20", "flagged", []),
+        (Facts(flagged=True), "prld:pwd:write", None, "flagged", []),
+        (Facts(attempts_1h=9), "transfer:write", "20", "otp-only", ["verify_sms"]),
+        (Facts(attempts_1h=10), "transfer:write", "20", "velocity", []),  # the 11th
+        (Facts(attempts_1h=10), "prld:pwd:write", None, "velocity", []),
+        (KNOWN, "transfer:write", "20", "otp-only", ["verify_sms"]),
+        (KNOWN, "transfer:write", "1500", "large-transfer", ["verify_sms", "kyc_review"]),
+        (
+            Facts(country="FR"),
+            "transfer:write",
+            "20",
+            "new-device-new-country",
+            ["verify_sms", "kyc_review"],
+        ),
+        # A new device in a country verified before, or with no country: OTP only.
+        (
+            Facts(country="FR", country_known=True),
+            "transfer:write",
+            "20",
+            "otp-only",
+            ["verify_sms"],
+        ),
+        (Facts(), "transfer:write", "20", "otp-only", ["verify_sms"]),
+        # KYC passed within 30 days is not asked again, for either reason.
+        (
+            Facts(country="FR", step_age={"kyc_review": 29 * DAY}),
+            "transfer:write",
+            "1500",
+            "otp-only",
+            ["verify_sms"],
+        ),
+        (
+            Facts(country="FR", step_age={"kyc_review": 30 * DAY}),
+            "transfer:write",
+            "20",
+            "new-device-new-country",
+            ["verify_sms", "kyc_review"],
+        ),
+        (
+            Facts(country="FR", step_age={"kyc_review": 30 * DAY}),
+            "transfer:write",
+            "1500",
+            "large-transfer",
+            ["verify_sms", "kyc_review"],
+        ),
+        # The password change: no second OTP on a device verified less than 5 minutes ago.
+        (
+            Facts(device_known=True, verified_age=299),
+            "prld:pwd:write",
+            None,
+            "recently-verified",
+            [],
+        ),
+        (
+            Facts(device_known=True, verified_age=300),
+            "prld:pwd:write",
+            None,
+            "password-otp",
+            ["verify_sms"],
+        ),
+        (
+            Facts(device_known=False, verified_age=10),
+            "prld:pwd:write",
+            None,
+            "password-otp",
+            ["verify_sms"],
+        ),
+        (
+            Facts(device_known=True, verified_age=-1),
+            "prld:pwd:write",
+            None,
+            "password-otp",
+            ["verify_sms"],
+        ),
+        (Facts(flagged=True), "profile:read", None, "allow", []),  # reads no facts
+    ],
+)
+def test_the_example_policy_reads_like_a_banks(
+    facts: Facts, scope: str, amount: str | None, rule: str, steps: list[str]
+) -> None:
+    example = Policy.load(example_policy_path())
+    decision = example.decide(parse_hook_request(hook_body(scope=scope, amount=amount)), facts)
+    assert (decision.rule, [s.key for s in decision.steps]) == (rule, steps)
+    if rule == "recently-verified":
+        assert (decision.status, decision.grant_mode) == ("continue", "single-use")
+
+
+def test_the_example_policy_reads_facts_where_it_needs_them() -> None:
+    example = Policy.load(example_policy_path())
+    assert example.reads_facts("transfer:write") and example.reads_facts("prld:pwd:write")
+    assert not example.reads_facts("profile:read")
