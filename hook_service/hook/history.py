@@ -213,7 +213,8 @@ class HookHistory:
         once: Once | None,
     ) -> None:
         """Record this decided request in the background (a replay is not recorded)."""
-        attempt, once = self._decided(request, decision, custom, until, once)
+        attempt = self._attempt(request).settled(decision.status, custom, until)
+        once = _answering(once, decision, custom, until)
         user_id, scope, now = request.user_id, request.scope_requested, self._clock()
 
         async def write() -> None:
@@ -221,17 +222,6 @@ class HookHistory:
                 logger.info("replay scope=%s user_id=%s: not recorded again", scope, user_id)
 
         self.background.run("record", write)
-
-    def _decided(
-        self,
-        request: HookRequest,
-        decision: Decision,
-        custom: tuple[str, ...],
-        until: float,
-        once: Once | None,
-    ) -> tuple[Attempt, Once | None]:
-        attempt = self._attempt(request).settled(decision.status, custom, until)
-        return attempt, _answering(once, decision, custom, until)
 
 
 def _answering(

@@ -4,13 +4,11 @@ window is answered from its record and adds nothing to the history."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aredis
 
 from hook_service.facts.base import Facts, FactsStore, Once, Replay
-from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
 from tests.facts.support import KEY, Requests
 from tests.support import FakeClock
@@ -19,19 +17,6 @@ pytestmark = pytest.mark.anyio
 
 USER = "usr_1"
 WINDOW = 600
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
-    instance: FactsStore
-    if request.param == "memory":
-        instance = MemoryFactsStore(KEY)
-    else:
-        instance = RedisFactsStore(request.getfixturevalue("redis_url"), key=KEY)
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
 
 
 @pytest.fixture

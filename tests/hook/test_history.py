@@ -17,7 +17,7 @@ from hook_service.facts.base import Attempt, Facts, FactsStore, Once
 from hook_service.facts.geo import Geo
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
-from hook_service.hook.decider import RECORD_TIMEOUT, UNDECIDED_REPLAY, HookDecider
+from hook_service.hook.decider import RECORD_TIMEOUT, UNDECIDED_REPLAY, Decided, HookDecider
 from hook_service.hook.history import Background, HookHistory
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
@@ -93,6 +93,11 @@ def make(
     ), history
 
 
+async def send(decider: HookDecider, body: bytes, signature: str | None = SIG) -> Decided:
+    """One hook call as StepUpHook makes it: the parsed body, its raw bytes and signature."""
+    return await decider.answer(parse_hook_request(body), body=body, signature=signature)
+
+
 async def attempts_so_far(facts: FactsStore, clock: FakeClock, user_id: str = USER_ID) -> int:
     """attempts_1h as a new attempt of the user would see it (that attempt is then counted)."""
     attempt = AttemptFactory(TEST_FACTS_KEY, device_keys(), Geo()).attempt("x:y", {}, clock())
@@ -104,12 +109,10 @@ async def test_a_replay_flood_moves_no_counter(
 ) -> None:
     decider, history = make(*stores, clock)
     body = hook_body(amount="20")
-    first = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    first = await send(decider, body)
     assert (first.decision.rule, first.replay) == ("otp-only", False)
     await history.background.drain()
-    flood = await asyncio.gather(
-        *(decider.answer(parse_hook_request(body), body=body, signature=SIG) for _ in range(50))
-    )
+    flood = await asyncio.gather(*(send(decider, body) for _ in range(50)))
     assert {(d.decision, d.replay) for d in flood} == {(first.decision, True)}
     await history.background.drain()
     assert await attempts_so_far(stores[1], clock) == 1
@@ -121,13 +124,13 @@ async def test_a_replay_gets_the_first_decision_and_never_a_second_token(
     store, facts = stores
     decider, history = make(store, facts, clock)
     body = hook_body(amount="1500")
-    first = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    first = await send(decider, body)
     assert first.decision.rule == "large-transfer"
     token = issued(clock, user_id=USER_ID, challenge_id="chl_first")
     assert await claim(store, clock, token) == (token, True)
     await history.background.drain()
     clock.advance(60)
-    again = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    again = await send(decider, body)
     assert again.replay and again.decision == first.decision
     assert [s.key for s in again.decision.steps] == ["verify_sms", "kyc_review"]
     with pytest.raises(errors.StepAlreadyUsed):
@@ -141,10 +144,10 @@ async def test_a_replay_makes_sure_a_missing_step_exists(
     store, facts = stores
     decider, history = make(store, facts, clock)
     body = hook_body(amount="1500")
-    await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    await send(decider, body)
     await history.background.drain()
     await store.put_pending([pending(clock, user_id=USER_ID, ttl=-1)])  # the step is gone
-    again = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    again = await send(decider, body)
     assert again.replay
     token = issued(clock, user_id=USER_ID)
     assert await claim(store, clock, token) == (token, True)
@@ -157,10 +160,10 @@ async def test_a_replay_in_a_scope_without_facts_does_not_reopen_its_step(
     policy = Policy.from_mapping(KYC_POLICY)
     decider, history = make(store, facts, clock, policy=policy)
     body = hook_body(scope="loan:write")
-    first = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    first = await send(decider, body)
     await claim(store, clock, issued(clock, user_id=USER_ID, challenge_id="chl_first"))
     await history.background.drain()
-    again = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    again = await send(decider, body)
     assert again.replay and again.decision == first.decision
     with pytest.raises(errors.StepAlreadyUsed):
         await claim(store, clock, issued(clock, user_id=USER_ID, challenge_id="chl_replay"))
@@ -177,7 +180,7 @@ async def test_a_replay_of_an_undecided_request_answers_on_error(clock: FakeCloc
         "transfer:write", {}, clock()
     )
     assert isinstance(await facts.observe_once(USER_ID, attempt, clock(), once), Facts)
-    replay = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+    replay = await send(decider, body)
     assert replay.replay
     assert (replay.decision.rule, replay.decision.error) == ("on_error", UNDECIDED_REPLAY)
 
@@ -187,9 +190,9 @@ async def test_a_replay_of_a_failed_request_answers_on_error_again(clock: FakeCl
     try:
         decider, history = make(dead, MemoryFactsStore(TEST_FACTS_KEY), clock)
         body = hook_body(amount="1500")  # a custom step: the dead store fails it
-        first = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+        first = await send(decider, body)
         await history.background.drain()
-        again = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+        again = await send(decider, body)
     finally:
         await dead.aclose()
     assert (first.decision.rule, first.replay) == ("on_error", False)
@@ -204,9 +207,7 @@ async def test_outside_the_window_or_with_another_signature_it_is_an_attempt(
     answers = []
     for signature, wait in ((SIG, 0), (SIG, 600), ("rsassa-pss-sha256=another", 0)):
         clock.advance(wait)
-        answers.append(
-            await decider.answer(parse_hook_request(body), body=body, signature=signature)
-        )
+        answers.append(await send(decider, body, signature))
         await history.background.drain()
     assert [a.replay for a in answers] == [False, False, False]
     assert await attempts_so_far(stores[1], clock) == 3
@@ -215,11 +216,11 @@ async def test_outside_the_window_or_with_another_signature_it_is_an_attempt(
 async def test_without_signature_checks_the_body_alone_is_compared(clock: FakeClock) -> None:
     decider, history = make(MemoryStore(clock), MemoryFactsStore(TEST_FACTS_KEY), clock)
     body = hook_body(amount="20")
-    first = await decider.answer(parse_hook_request(body), body=body, signature=None)
+    first = await send(decider, body, None)
     await history.background.drain()
-    again = await decider.answer(parse_hook_request(body), body=body, signature=None)
+    again = await send(decider, body, None)
     other = hook_body(amount="21")
-    third = await decider.answer(parse_hook_request(other), body=other, signature=None)
+    third = await send(decider, other, None)
     assert (first.replay, again.replay, third.replay) == (False, True, False)
 
 
@@ -228,7 +229,7 @@ async def test_a_window_of_zero_turns_the_replay_check_off(clock: FakeClock) -> 
     decider, history = make(MemoryStore(clock), facts, clock, window=0)
     body = hook_body(amount="20")
     for _ in range(3):
-        assert not (await decider.answer(parse_hook_request(body), body=body, signature=SIG)).replay
+        assert not (await send(decider, body)).replay
     await history.background.drain()
     assert await attempts_so_far(facts, clock) == 3
 
@@ -239,7 +240,7 @@ async def test_a_policy_without_facts_never_observes(clock: FakeClock) -> None:
     decider, history = make(MemoryStore(clock), spy, clock, policy=policy)
     for scope in ("loan:write", "other:scope"):
         body = hook_body(scope=scope)
-        await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+        await send(decider, body)
     await history.background.drain()
     assert spy.calls == ["record", "record"]
     # The example policy observes only transfer:write, never profile:read.
@@ -288,7 +289,7 @@ async def test_a_hung_store_neither_delays_nor_changes_a_scope_without_facts(
         redis_server.pause()
         try:
             body = hook_body(scope="profile:read")
-            decided = await decider.answer(parse_hook_request(body), body=body, signature=SIG)
+            decided = await send(decider, body)
             assert len(history.background) == 1  # recording, not waited for
         finally:
             redis_server.resume()
