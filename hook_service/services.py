@@ -24,6 +24,7 @@ from hook_service.facts.logic import Limits
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
+from hook_service.hook.history import HookHistory
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
 from hook_service.keys.admin import KeyAdmin
@@ -72,6 +73,8 @@ class Services:
     """Each user's history of attempts and proofs (design.md "Facts")."""
     attempts: AttemptFactory
     """A hook request's signals as an Attempt: keyed hashes, country, location."""
+    history: HookHistory
+    """The hook's use of the facts: observed or recorded in the background, replays."""
     tracing: Tracing | None = None
     """Spans for requests and their steps (OpenTelemetry), when configured."""
 
@@ -107,6 +110,7 @@ class Services:
             await self.scheduler.aclose()
         await self.keys.aclose()
         await self.store.aclose()
+        await self.history.background.drain()  # the attempts still being recorded
         await self.facts.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
@@ -184,7 +188,10 @@ def open_facts(
         return facts, attempts
     if settings.redis_url is None:
         return MemoryFactsStore(key, limits), attempts
-    return RedisFactsStore(settings.redis_url, key=key, limits=limits), attempts
+    facts = RedisFactsStore(
+        settings.redis_url, key=key, limits=limits, on_error=metrics.store_error
+    )
+    return facts, attempts
 
 
 # HKDF label of the key that seals verification tokens at rest (keyring.Keyring.cipher).
@@ -254,6 +261,7 @@ def build_services(
         spans,
     )
     facts, attempts = open_facts(settings, facts)
+    history = HookHistory(facts, attempts, clock, window=settings.replay_window)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     deciding: DecisionPolicy = policy
     if tracing is not None:  # wrapped only when traced: no cost otherwise
@@ -275,9 +283,10 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
-        hook=StepUpHook(HookDecider(deciding, store, clock), signatures),
+        hook=StepUpHook(HookDecider(deciding, store, clock, history=history), signatures),
         issuer=issuer,
         facts=facts,
         attempts=attempts,
         tracing=tracing,
+        history=history,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
 
 
@@ -70,8 +71,13 @@ class DecisionPolicy(Protocol):
         """The declared custom step keys (completed with a verification token)."""
         ...
 
-    def decide(self, request: HookRequest) -> Decision:
-        """The decision for ``request``; ``on_error`` if a rule fails, never a weaker rule."""
+    def reads_facts(self, scope: str) -> bool:
+        """Whether the rules of ``scope`` read ``facts`` (only then are they fetched)."""
+        ...
+
+    def decide(self, request: HookRequest, facts: Facts | None = None) -> Decision:
+        """The decision for ``request`` given ``facts`` (None: nothing known); ``on_error``
+        if a rule fails, never a weaker rule."""
         ...
 
     def on_error_decision(self, request: HookRequest, reason: str) -> Decision:

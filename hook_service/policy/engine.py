@@ -24,8 +24,10 @@ from typing import Any, Final
 from cel_expr_python import cel
 
 from hook_service import logs
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
 from hook_service.policy.base import Decision, Step
+from hook_service.policy.facts import reads_facts
 from hook_service.policy.schema import (
     GRANT_MODES,
     MANAGED_STEPS,
@@ -162,6 +164,7 @@ class Policy:
     __slots__ = (
         "_default",
         "_env",
+        "_facts_scopes",
         "_on_error",
         "_scopes",
         "custom_steps",
@@ -183,6 +186,12 @@ class Policy:
         self._env = env  # owns the compiled programs' declarations: keep it alive
         self._scopes = {scope: _chains(env, rules) for scope, rules in spec.scopes.items()}
         self.scopes = frozenset(self._scopes)
+        # Issue 11 point 6: facts are fetched only for the scopes whose rules read them.
+        self._facts_scopes = frozenset(
+            scope
+            for scope, rules in spec.scopes.items()
+            if any(reads_facts(rule.when) for rule in rules)
+        )
         self._default = _variants(spec.default, "default")
         self._on_error = _variants(spec.on_error, "on_error")
         self.on_error: Decision = self._on_error[False]
@@ -202,15 +211,22 @@ class Policy:
         """Validate and compile an already parsed policy document (``source`` names it)."""
         return cls(data, source)
 
-    def decide(self, request: HookRequest) -> Decision:
-        """The decision for ``request``; ``on_error`` if a ``when`` fails (never a weaker rule)."""
+    def reads_facts(self, scope: str) -> bool:
+        """Whether a rule of ``scope`` mentions ``facts`` (found at load by a conservative
+        token scan, :mod:`hook_service.policy.facts`); unlisted scopes never do."""
+        return scope in self._facts_scopes
+
+    def decide(self, request: HookRequest, facts: Facts | None = None) -> Decision:
+        """The decision for ``request`` given ``facts`` (None: nothing known about the user);
+        ``on_error`` if a ``when`` fails (never a weaker rule)."""
         chains = self._scopes.get(request.scope_requested)
         if chains is None:
             decision = self._default[request.has_phone]
         else:
             try:
                 # One activation per request, shared by every rule (the hot path).
-                rule = _first_match(chains, self._env.Activation(request.cel_context()))
+                activation = self._env.Activation(request.cel_context(facts))
+                rule = _first_match(chains, activation)
             except _RuleFailed as exc:
                 return self._failed(request, str(exc))
             except Exception as exc:  # a binding or context bug must fail closed, too

@@ -21,6 +21,7 @@ from cel_expr_python import cel
 from hook_service._steps import COMPLETED
 from hook_service.errors import PolicyError
 from hook_service.hook.base import SCOPE_PATTERN
+from hook_service.policy import facts as _facts
 
 STATUSES: Final = ("continue", "review", "block")
 GRANT_MODES: Final = ("single-use", "session-bound", "profile-bound")
@@ -48,6 +49,7 @@ CEL_VARIABLES: Final = {
     "metadata": _T.Map(_T.STRING, _T.STRING),
     "has_phone": _T.BOOL,
     "has_email": _T.BOOL,
+    _facts.VARIABLE: _facts.CEL_TYPE,  # design.md "Facts"; HookRequest.cel_context(facts)
 }
 
 
@@ -244,6 +246,10 @@ class _Checker:
         if "when" in rule:
             if not isinstance(when, str) or not when.strip():
                 self.fail(where, f"when must be a CEL expression string, got {_show(when)}")
+            unknown = _facts.unknown_fields(when)
+            if unknown:
+                known = ", ".join(sorted(_facts.FIELDS))
+                self.fail(where, f"facts has no field {unknown[0]!r} (fields: {known})")
             try:
                 program = self.env.compile(when)
             except RuntimeError as exc:

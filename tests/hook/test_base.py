@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from hook_service.facts.base import NO_FACTS, Facts
 from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.schema import CEL_VARIABLES, new_env
@@ -24,7 +25,10 @@ def test_cel_context_shape() -> None:
         "metadata": {"amount": "500", "currency": "USD"},
         "has_phone": True,
         "has_email": True,
+        "facts": NO_FACTS.to_cel(),  # nothing known without facts
     }
+    facts = Facts(device_known=True, step_age={"kyc_review": 5}, travel_kmh=12.5)
+    assert parse_hook_request(BODY).cel_context(facts)["facts"] == facts.to_cel()
 
 
 def test_cel_context_is_a_fresh_dict_each_call() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hook_service.errors import PolicyError
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest, Identifier
 from hook_service.policy.base import Step
 from hook_service.policy.engine import (
@@ -258,7 +259,7 @@ def test_signal_values_cel_cannot_represent_answer_on_error(bad: int) -> None:
 
 
 class _BrokenRequest(HookRequest):
-    def cel_context(self) -> dict[str, Any]:
+    def cel_context(self, facts: Facts | None = None) -> dict[str, Any]:
         raise RuntimeError("context\nbroken")
 
 
