@@ -13,8 +13,10 @@ evaluation and answers ``on_error``; it never falls through to a later, weaker r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -22,6 +24,7 @@ from typing import Any, Final
 from cel_expr_python import cel
 
 from hook_service import logs
+from hook_service.facts.base import NO_FACTS
 from hook_service.hook.base import HookRequest
 from hook_service.policy.base import Decision, Step
 from hook_service.policy.schema import (
@@ -32,8 +35,8 @@ from hook_service.policy.schema import (
     RuleSpec,
     new_env,
     parse,
-    read_file,
 )
+from hook_service.policy.source import read_yaml
 
 __all__ = [
     "GRANT_MODES",
@@ -48,6 +51,8 @@ _ERROR: Final = cel.Type.ERROR
 # rules are folded into one program (see _chain); CEL's nesting limit (32) caps it anyway.
 _CHAIN_LENGTH: Final = 16
 _MAX_ERROR_CHARS: Final = 200
+# What a `when` sees as `facts` when the caller has none (a user with no history).
+_NO_FACTS: Final = NO_FACTS.to_cel()
 
 
 # Both resolutions of `otp` are built at load, indexed by HookRequest.has_phone, so deciding
@@ -55,13 +60,15 @@ _MAX_ERROR_CHARS: Final = 200
 _Variants = tuple[Decision, Decision]
 
 
-def _variants(outcome: OutcomeSpec, rule: str) -> _Variants:
+def _variants(outcome: OutcomeSpec, rule: str, revision: str) -> _Variants:
     def resolve(otp: str) -> Decision:
         steps = tuple(
             Step(order, otp if spec.key == OTP else spec.key, spec.expiration_duration)
             for order, spec in enumerate(outcome.steps, start=1)
         )
-        return Decision(outcome.status, outcome.grant_mode, outcome.granted_for, steps, rule)
+        return Decision(
+            outcome.status, outcome.grant_mode, outcome.granted_for, steps, rule, revision=revision
+        )
 
     # design.md: otp is verify_sms when the user has a phone number, else verify_email.
     return resolve("verify_email"), resolve("verify_sms")
@@ -87,9 +94,16 @@ class _RuleFailed(Exception):
     """A ``when`` failed to evaluate or did not yield a bool."""
 
 
-def _clean(message: str) -> str:
+def clean_error(message: str) -> str:
     # CEL messages may be multi-line and quote request data: one bounded line in logs.
     return " ".join(message.split())[:_MAX_ERROR_CHARS]
+
+
+def failure(value: Any) -> str:
+    """Why a ``when``'s CEL result ``value`` (neither true nor false) fails the rule."""
+    kind = value.type()
+    message = str(value.value()) if kind == _ERROR else f"returned {kind.name().lower()}"
+    return clean_error(message)
 
 
 def _compile_chain(env: Any, specs: Sequence[RuleSpec]) -> Any:
@@ -105,7 +119,7 @@ def _compile_chain(env: Any, specs: Sequence[RuleSpec]) -> Any:
         return None
 
 
-def _chains(env: Any, specs: tuple[RuleSpec, ...]) -> tuple[_Chain, ...]:
+def _chains(env: Any, specs: tuple[RuleSpec, ...], revision: str) -> tuple[_Chain, ...]:
     chains: list[_Chain] = []
     start = 0
     while start < len(specs):
@@ -115,7 +129,7 @@ def _chains(env: Any, specs: tuple[RuleSpec, ...]) -> tuple[_Chain, ...]:
             size //= 2
             program = _compile_chain(env, specs[start : start + size])
         rules = tuple(
-            _Rule(spec.name, spec.program, _variants(spec.outcome, spec.name))
+            _Rule(spec.name, spec.program, _variants(spec.outcome, spec.name, revision))
             for spec in specs[start : start + size]
         )
         chains.append(_Chain(rules, program))
@@ -141,9 +155,7 @@ def _first_match(chains: tuple[_Chain, ...], activation: Any) -> _Rule | None:
             if result is True:
                 return rule
             if result is not False:
-                kind = value.type()
-                message = str(result) if kind == _ERROR else f"returned {kind.name().lower()}"
-                raise _RuleFailed(f"rule {rule.name}: {_clean(message)}")
+                raise _RuleFailed(f"rule {rule.name}: {failure(value)}")
     return None
 
 
@@ -152,20 +164,39 @@ class Policy:
 
     ``custom_steps`` are the declared custom step keys; ``on_error`` is the ``on_error``
     decision for a user without a phone number (``otp`` as ``verify_email``); with a request at
-    hand use :meth:`on_error_decision`. ``source`` names the file in messages.
+    hand use :meth:`on_error_decision`. ``source`` names the file in messages; ``revision`` is
+    the SHA-256 of the file's bytes (of the canonical JSON for :meth:`from_mapping`), carried
+    by every decision.
     """
 
-    __slots__ = ("_default", "_env", "_on_error", "_scopes", "custom_steps", "on_error", "source")
+    __slots__ = (
+        "_default",
+        "_env",
+        "_on_error",
+        "_scopes",
+        "custom_steps",
+        "on_error",
+        "revision",
+        "source",
+        "spec",
+    )
 
-    def __init__(self, data: Any, source: str = "<policy>") -> None:
+    def __init__(self, data: Any, source: str = "<policy>", revision: str | None = None) -> None:
         env = new_env()
         spec = parse(data, source, env)
         self.source = source
+        if revision is None:
+            canonical = json.dumps(data, sort_keys=True, default=str).encode()
+            revision = hashlib.sha256(canonical).hexdigest()
+        self.revision: str = revision
+        self.spec = spec  # the validated rules, for the lints and the trace
         self.custom_steps: frozenset[str] = spec.custom_steps
         self._env = env  # owns the compiled programs' declarations: keep it alive
-        self._scopes = {scope: _chains(env, rules) for scope, rules in spec.scopes.items()}
-        self._default = _variants(spec.default, "default")
-        self._on_error = _variants(spec.on_error, "on_error")
+        self._scopes = {
+            scope: _chains(env, rules, revision) for scope, rules in spec.scopes.items()
+        }
+        self._default = _variants(spec.default, "default", revision)
+        self._on_error = _variants(spec.on_error, "on_error", revision)
         self.on_error: Decision = self._on_error[False]
 
     @classmethod
@@ -175,26 +206,42 @@ class Policy:
         Raises :class:`~hook_service.errors.PolicyError` naming the file, the place and the
         reason, e.g. ``policy.yaml: scopes."transfer:write".rules[1] (large-transfer):
         granted_for must be an integer from 1 to 86400, got 0``."""
-        return cls(read_file(path), str(path))
+        source = read_yaml(path)
+        return cls(source.data, str(path), source.revision)
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
         """Validate and compile an already parsed policy document (``source`` names it)."""
         return cls(data, source)
 
-    def decide(self, request: HookRequest) -> Decision:
-        """The decision for ``request``; ``on_error`` if a ``when`` fails (never a weaker rule)."""
+    def context(
+        self, request: HookRequest, facts: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The CEL variables for ``request``: its own, and ``facts`` (``Facts.to_cel()``;
+        the "nothing known" values when None)."""
+        context = request.cel_context()
+        context["facts"] = _NO_FACTS if facts is None else facts
+        return context
+
+    def activation(self, context: Mapping[str, Any]) -> Any:
+        """A CEL activation of this policy's environment over ``context``."""
+        return self._env.Activation(context)
+
+    def decide(self, request: HookRequest, facts: Mapping[str, Any] | None = None) -> Decision:
+        """The decision for ``request`` given ``facts`` (``Facts.to_cel()``; None: nothing
+        known); ``on_error`` if a ``when`` fails (never a weaker rule)."""
         chains = self._scopes.get(request.scope_requested)
         if chains is None:
             decision = self._default[request.has_phone]
         else:
             try:
                 # One activation per request, shared by every rule (the hot path).
-                rule = _first_match(chains, self._env.Activation(request.cel_context()))
+                activation = self._env.Activation(self.context(request, facts))
+                rule = _first_match(chains, activation)
             except _RuleFailed as exc:
                 return self._failed(request, str(exc))
             except Exception as exc:  # a binding or context bug must fail closed, too
-                return self._failed(request, f"evaluation failed: {_clean(str(exc))}")
+                return self._failed(request, f"evaluation failed: {clean_error(str(exc))}")
             variants = self._default if rule is None else rule.decisions
             decision = variants[request.has_phone]
         _log.debug(

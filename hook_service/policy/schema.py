@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, NoReturn
 
-import yaml
 from cel_expr_python import cel
 
 from hook_service._steps import COMPLETED
 from hook_service.errors import PolicyError
 from hook_service.hook.base import SCOPE_PATTERN
+from hook_service.policy.functions import declarations
 
 STATUSES: Final = ("continue", "review", "block")
 GRANT_MODES: Final = ("single-use", "session-bound", "profile-bound")
@@ -48,12 +47,13 @@ CEL_VARIABLES: Final = {
     "metadata": _T.Map(_T.STRING, _T.STRING),
     "has_phone": _T.BOOL,
     "has_email": _T.BOOL,
+    "facts": _T.Map(_T.STRING, _T.DYN),  # Facts.to_cel() (hook_service/facts/base.py)
 }
 
 
 def new_env() -> Any:
-    """A CEL environment declaring :data:`CEL_VARIABLES`."""
-    return cel.NewEnv(variables=CEL_VARIABLES)
+    """A CEL environment declaring :data:`CEL_VARIABLES` and our functions (``number()``)."""
+    return cel.NewEnv(variables=CEL_VARIABLES, functions=declarations())
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,47 +84,6 @@ class PolicySpec:
     scopes: dict[str, tuple[RuleSpec, ...]]
     default: OutcomeSpec
     on_error: OutcomeSpec
-
-
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, except that a repeated mapping key is an error instead of
-    silently replacing the first (two `when:` in one rule must not keep only the weaker)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            # Merge keys (`<<: *base`) may legitimately be overridden; other keys never.
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                key = self.construct_object(key_node)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_file(path: Path) -> Any:
-    """The parsed YAML document at ``path``; PolicyError when unreadable or not YAML."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise PolicyError(f"{path}: the policy file is not UTF-8 text") from None
-    try:
-        loader = _UniqueKeyLoader(text)
-        # PyYAML names a str stream "<unicode string>" in its marks; name the file instead.
-        loader.name = str(path)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
 
 
 def _show(value: Any) -> str:
