@@ -84,6 +84,17 @@ class PolicySpec:
     scopes: dict[str, tuple[RuleSpec, ...]]
     default: OutcomeSpec
     on_error: OutcomeSpec
+    custom_order: tuple[str, ...] = ()  # custom_steps as declared, for messages
+
+
+def scope_place(scope: str) -> str:
+    """Where a scope is in the file, as messages name it: ``scopes."transfer:write"``."""
+    return f"scopes.{scope}" if scope.isidentifier() else f"scopes.{json.dumps(scope)}"
+
+
+def rule_place(scope: str, index: int, name: str) -> str:
+    """Where a rule is: ``scopes."transfer:write".rules[1] (large-transfer)``."""
+    return f"{scope_place(scope)}.rules[{index}] ({name})"
 
 
 def _show(value: Any) -> str:
@@ -154,6 +165,7 @@ class _Checker:
             scopes={scope: self.scope(scope, entry) for scope, entry in scopes.items()},
             default=self.fallback(data, "default"),
             on_error=self.fallback(data, "on_error"),
+            custom_order=tuple(data.get("custom_steps", [])),
         )
 
     def custom_steps(self, value: Any) -> frozenset[str]:
@@ -178,7 +190,7 @@ class _Checker:
     def scope(self, scope: Any, entry: Any) -> tuple[RuleSpec, ...]:
         if not isinstance(scope, str) or not SCOPE_PATTERN.fullmatch(scope):
             self.fail("scopes", f"a scope must match ^[a-zA-Z0-9.\\-_:]+$, got {_show(scope)}")
-        where = f"scopes.{scope}" if scope.isidentifier() else f"scopes.{json.dumps(scope)}"
+        where = scope_place(scope)
         rules = self.mapping(entry, where, ("rules",), "a scope").get("rules")
         if not isinstance(rules, list) or not rules:
             self.fail(where, "rules must be a non-empty list")
