@@ -68,6 +68,11 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
+@click.option(
+    "--shadow-policy-file",
+    type=click.Path(path_type=Path),
+    help="A policy decided beside the live one, never answered [HOOK_SHADOW_POLICY_FILE].",
+)
 @_variable_option("--prelude-jwks-url", "Prelude app JWKS URL.")
 @click.option(
     "--prelude-jwks-file", type=click.Path(path_type=Path), help="[HOOK_PRELUDE_JWKS_FILE]."

@@ -242,6 +242,7 @@ FLAG_CASES: list[tuple[list[str], dict[str, str], str, Any]] = [
     (["--key-publish-lead", "12h"], {}, "key_publish_lead", 12 * 3600),
     (["--key-rotation-interval", "30d"], {}, "key_rotation_interval", 30 * 86400),
     (["--replica-id", "eu-1:web@a"], {}, "replica", "eu-1:web@a"),
+    (["--shadow-policy-file", "next.yaml"], {}, "shadow_policy_file", Path("next.yaml")),
     (
         ["--admin-token-labels", "ops, ci"],
         {"HOOK_ADMIN_TOKENS": "admin-token-0123456789,admin-token-abcdefghij"},

@@ -177,12 +177,21 @@ class Policy:
         "custom_steps",
         "on_error",
         "revision",
+        "shadow",
         "source",
         "spec",
     )
 
-    def __init__(self, data: Any, source: str = "<policy>", revision: str | None = None) -> None:
+    def __init__(
+        self,
+        data: Any,
+        source: str = "<policy>",
+        revision: str | None = None,
+        *,
+        shadow: bool = False,
+    ) -> None:
         env = new_env()
+        self.shadow = shadow  # a shadow policy's on_error answers are never sent: DEBUG logs
         spec = parse(data, source, env)
         self.source = source
         if revision is None:
@@ -200,14 +209,14 @@ class Policy:
         self.on_error: Decision = self._on_error[False]
 
     @classmethod
-    def load(cls, path: Path) -> Policy:
+    def load(cls, path: Path, *, shadow: bool = False) -> Policy:
         """Read, validate and compile the YAML policy at ``path``.
 
         Raises :class:`~hook_service.errors.PolicyError` naming the file, the place and the
         reason, e.g. ``policy.yaml: scopes."transfer:write".rules[1] (large-transfer):
         granted_for must be an integer from 1 to 86400, got 0``."""
         source = read_yaml(path)
-        return cls(source.data, str(path), source.revision)
+        return cls(source.data, str(path), source.revision, shadow=shadow)
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
@@ -255,8 +264,10 @@ class Policy:
 
     def _failed(self, request: HookRequest, reason: str) -> Decision:
         decision = self.on_error_decision(request, reason)
-        _log.warning(
-            "scope %s: %s; answering on_error (%s)",
+        _log.log(
+            logging.DEBUG if self.shadow else logging.WARNING,
+            "%sscope %s: %s; answering on_error (%s)",
+            "shadow policy: " if self.shadow else "",
             request.scope_requested,
             reason,
             decision.status,
