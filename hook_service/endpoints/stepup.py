@@ -31,10 +31,11 @@ async def stepup_hook(request: Request) -> Response:
     )
     decision = answer.decision
     logger.info(
-        "decision status=%s rule=%s scope=%s user_id=%s",
+        "decision status=%s rule=%s scope=%s user_id=%s revision=%s",
         decision.status,
         decision.rule,
         answer.request.scope_requested,
         answer.request.user_id,
+        decision.revision,
     )
     return json_response(decision.to_json(), headers={"X-Hook-Rule": decision.rule})
