@@ -18,7 +18,6 @@ from cel_expr_python import cel
 # Digits, an optional fraction, an optional leading "-"; ASCII only ([0-9], not \d, which
 # would take "١٢"), no sign "+", no exponent, no surrounding space.
 _PLAIN_DECIMAL: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_SHOWN_CHARS: Final = 16
 
 
 def number(text: str) -> float:
@@ -31,8 +30,9 @@ def number(text: str) -> float:
         value = float(text)
         if math.isfinite(value):  # 400 nines are plain digits, but float() makes them inf
             return value
-    shown = text[:_SHOWN_CHARS] + ("..." if len(text) > _SHOWN_CHARS else "")
-    raise ValueError(f"number() takes a plain decimal string such as 1500 or -12.50, got {shown!r}")
+    # The value is not quoted: WARNING logs never carry the request's values (it is in the
+    # DEBUG trace, and in `policy eval --trace`).
+    raise ValueError("number() takes a plain decimal string such as 1500 or -12.50")
 
 
 def declarations() -> list[Any]:
