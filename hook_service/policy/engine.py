@@ -94,7 +94,7 @@ class _RuleFailed(Exception):
     """A ``when`` failed to evaluate or did not yield a bool."""
 
 
-def clean_error(message: str) -> str:
+def _clean(message: str) -> str:
     # CEL messages may be multi-line and quote request data: one bounded line in logs.
     return " ".join(message.split())[:_MAX_ERROR_CHARS]
 
@@ -103,7 +103,7 @@ def failure(value: Any) -> str:
     """Why a ``when``'s CEL result ``value`` (neither true nor false) fails the rule."""
     kind = value.type()
     message = str(value.value()) if kind == _ERROR else f"returned {kind.name().lower()}"
-    return clean_error(message)
+    return _clean(message)
 
 
 def _compile_chain(env: Any, specs: Sequence[RuleSpec]) -> Any:
@@ -250,7 +250,7 @@ class Policy:
             except _RuleFailed as exc:
                 return self._failed(request, str(exc))
             except Exception as exc:  # a binding or context bug must fail closed, too
-                return self._failed(request, f"evaluation failed: {clean_error(str(exc))}")
+                return self._failed(request, f"evaluation failed: {_clean(str(exc))}")
             variants = self._default if rule is None else rule.decisions
             decision = variants[request.has_phone]
         _log.debug(
