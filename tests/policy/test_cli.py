@@ -28,6 +28,11 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(cli, ["policy", *args])
 
 
+def transfer_policy(path: Path, *rules: dict[str, Any]) -> Path:
+    """A policy file whose only scope is transfer:write with ``rules``."""
+    return write(path, {"version": 1, "scopes": {"transfer:write": {"rules": list(rules)}}})
+
+
 def write(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data) if path.suffix == ".json" else yaml.safe_dump(data))
     return path
@@ -105,23 +110,14 @@ def test_a_changed_rule_makes_the_shipped_tests_fail(tmp_path: Path) -> None:
 
 
 def test_facts_given_in_a_case_reach_the_policy_and_json_reports_each_case(tmp_path: Path) -> None:
-    policy = write(
+    policy = transfer_policy(
         tmp_path / "p.yaml",
         {
-            "version": 1,
-            "scopes": {
-                "transfer:write": {
-                    "rules": [
-                        {
-                            "name": "known",
-                            "when": "facts.device_known && facts.attempts_1h < 5",
-                            "status": "continue",
-                        },
-                        {"name": "rest", "status": "block"},
-                    ]
-                }
-            },
+            "name": "known",
+            "when": "facts.device_known && facts.attempts_1h < 5",
+            "status": "continue",
         },
+        {"name": "rest", "status": "block"},
     )
     tests = write(
         tmp_path / "t.yaml",
@@ -243,28 +239,19 @@ def test_eval_trace_lists_every_rule_with_what_it_read(tmp_path: Path) -> None:
 
 
 def test_eval_trace_shows_facts_read_and_an_error(tmp_path: Path) -> None:
-    policy = write(
+    policy = transfer_policy(
         tmp_path / "p.yaml",
         {
-            "version": 1,
-            "scopes": {
-                "transfer:write": {
-                    "rules": [
-                        {
-                            "name": "fresh",
-                            "when": 'facts.step_age["kyc"] < 300 && facts.device_known',
-                            "status": "continue",
-                        },
-                        {
-                            "name": "amount",
-                            "when": "number(metadata.amount) > 1.0",
-                            "status": "block",
-                        },
-                        {"name": "rest", "status": "block"},
-                    ]
-                }
-            },
+            "name": "fresh",
+            "when": 'facts.step_age["kyc"] < 300 && facts.device_known',
+            "status": "continue",
         },
+        {
+            "name": "amount",
+            "when": "number(metadata.amount) > 1.0",
+            "status": "block",
+        },
+        {"name": "rest", "status": "block"},
     )
     request = write(tmp_path / "r.json", {**TRANSFER, "metadata": {"amount": "NaN"}})
     facts = write(tmp_path / "f.json", {"step_age": {"kyc": 400}, "device_known": True})
