@@ -51,7 +51,7 @@ async def stepup_hook(request: Request) -> Response:
         user_id=answer.request.user_id,
         rule=decision.rule,
         decision=decision.status,
-        policy_revision=policy.revision,
+        policy_revision=decision.revision,
         on_error=on_error,
         replay=answer.replay or None,  # the first answer again, nothing recorded
     )

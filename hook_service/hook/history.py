@@ -106,6 +106,7 @@ def encode_answer(decision: Decision, custom: tuple[str, ...], until: float) -> 
         "r": decision.rule,
         "c": list(custom),
         "u": until,
+        "v": decision.revision,  # the policy revision that decided (the request line shows it)
     }
     if decision.error is not None:
         record["e"] = decision.error
@@ -117,7 +118,15 @@ def decode_answer(text: str) -> Answered:
     try:
         r = json.loads(text)
         steps = tuple(Step(int(o), str(k), int(d)) for o, k, d in r["t"])
-        decision = Decision(str(r["s"]), str(r["g"]), int(r["f"]), steps, str(r["r"]), r.get("e"))
+        decision = Decision(
+            str(r["s"]),
+            str(r["g"]),
+            int(r["f"]),
+            steps,
+            str(r["r"]),
+            r.get("e"),
+            revision=str(r.get("v", "")),
+        )
         return Answered(decision, tuple(str(c) for c in r["c"]), float(r["u"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed replay record: {type(exc).__name__}") from None

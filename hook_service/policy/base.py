@@ -31,7 +31,8 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
-    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered.
+    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered; ``revision``
+    names the policy that decided (the log line shows it).
 
     Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
     with orders 1..n for ``review`` and empty otherwise."""
@@ -42,6 +43,7 @@ class Decision:
     steps: tuple[Step, ...]
     rule: str
     error: str | None = None
+    revision: str = ""  # the deciding policy's revision (SHA-256 of its file), for the logs
 
     def to_json(self) -> dict[str, Any]:
         """The hook response body, exactly ``{status, grant_mode, granted_for, steps}``."""

@@ -44,14 +44,16 @@ def test_cel_context_is_a_fresh_dict_each_call() -> None:
 # tests fail instead of agreeing with a private copy of the declarations. Uses every variable.
 _CEL_EXPR = new_env().compile(
     'scope == "transfer:write" && signals.platform == "WEB" && has_phone && has_email'
-    ' && double(metadata.amount) >= 500.0 && identifiers.exists(i, i.type == "phone_number")'
+    ' && number(metadata.amount) >= 500.0 && identifiers.exists(i, i.type == "phone_number")'
     ' && user_id != ""'
 )
 
 
 def test_cel_context_evaluates_in_cel() -> None:
     context = parse_hook_request(BODY).cel_context()
-    assert set(context) == set(CEL_VARIABLES)  # no variable the policy cannot see, none missing
+    # No variable the policy cannot see, none missing; `facts` holds the "nothing known"
+    # values until the facts store's are given.
+    assert set(context) == set(CEL_VARIABLES)
     # cel-expr-python rejects anything but plain dicts/lists (e.g. mappingproxy, tuples).
     assert _CEL_EXPR.eval(data=context).value() is True
 
