@@ -53,7 +53,9 @@ def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> Fac
     """A ``memory`` or ``redis`` facts store (the latter on the test's private server)."""
     if kind == "memory":
         return MemoryFactsStore(KEY, limits)
-    return RedisFactsStore(request.getfixturevalue("redis_url"), key=KEY, limits=limits)
+    # A generous timeout: the behaviour is under test, not the speed of a loaded CI machine.
+    url = request.getfixturevalue("redis_url")
+    return RedisFactsStore(url, key=KEY, limits=limits, timeout=5)
 
 
 @functools.cache
