@@ -38,10 +38,20 @@ SMALL = Limits(devices=3, ips=3, countries=2, steps=2, attempts=5, scopes=2)
 def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> FactsStore:
     if kind == "memory":
         return MemoryFactsStore(KEY, limits)
+    if kind == "sentinel":
+        target = request.getfixturevalue("sentinel_deployment").target
+        return RedisFactsStore(target, key=KEY, limits=limits)
     return RedisFactsStore(request.getfixturevalue("redis_url"), key=KEY, limits=limits)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("sentinel", marks=pytest.mark.sentinel),
+]
+
+
+@pytest.fixture(params=KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     instance = open_store(request.param, request, Limits())
     try:
@@ -50,7 +60,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
         await instance.aclose()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=KINDS)
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     """A store with tiny caps (:data:`SMALL`)."""
     instance = open_store(request.param, request, SMALL)
