@@ -41,6 +41,11 @@ ERRORS = (RedisError, OSError)
 OSErrors too)."""
 
 
+# Redis ends a WAIT on its clock tick, up to 1/hz (100 ms at the default hz 10) after its
+# timeout: the timeout sent is this much earlier than the caller's deadline.
+WAIT_LATE = 0.11
+
+
 def _url_secrets(url: str) -> tuple[str, ...]:
     try:
         parts = urlsplit(url)
@@ -221,7 +226,7 @@ class RedisSite:
         if not replicas:
             return await script(keys=keys, args=args)
         # Never WAIT 0 (it would block for ever); 1 ms is "no time left".
-        wait_ms = max(1, math.floor((until - time.monotonic()) * 1000))
+        wait_ms = max(1, math.floor((until - WAIT_LATE - time.monotonic()) * 1000))
         async with client.pipeline(transaction=False) as pipe:
             # EVAL, not EVALSHA: a master just promoted may not hold the script yet.
             pipe.eval(script.script, len(keys), *keys, *args)  # type: ignore[arg-type]

@@ -418,3 +418,18 @@ async def test_after_a_restore_a_set_at_the_version_served_is_read_not_assumed(
     assert b.current().version == a.current().version == 3
     assert (await a.refresh()) == b.current()
     assert a.signing_set().active.kid == kid_of(4) and a.stale is None
+
+
+async def test_a_change_short_of_replicas_is_refused_and_followed_once_it_stands(
+    sentinel_deployment: Deployment, clock: FakeClock
+) -> None:
+    target = sentinel_deployment.target
+    assert isinstance(target, RedisTarget)
+    unmet = make_store(dataclasses.replace(target, min_replicas=2), clock, key_supply([0, 1, 2]))
+    before = unmet.load_or_create()
+    with pytest.raises(errors.KeyStoreUnavailable, match="HOOK_REDIS_MIN_REPLICAS"):
+        await admin(unmet, clock).rotate("t", force=True)
+    # Not stale: the set served is still right; the change stands on the master, unconfirmed,
+    # and is followed like another replica's (an operator sees it in GET /admin/keys).
+    assert unmet.stale is None and unmet.current() == before
+    assert (await unmet.refresh()).version == before.version + 1
