@@ -81,8 +81,9 @@ docker-tools:
 lock: $(STAMP)
 	$(BIN)/python deploy/lock.py
 
-# Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run.
-bench: $(STAMP) redis-server wrk
+# Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run; --sentinel adds
+# the hook and token figures on a Sentinel group (docs/deploying.md, "Choosing Redis").
+bench: $(STAMP) redis-server redis-sentinel wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 wrk:
