@@ -1,4 +1,4 @@
-"""The Redis store: pending steps shared by every process and host through one Redis server.
+"""The Redis store: pending steps shared by every process and host through one Redis deployment.
 
 Same semantics as :class:`~hook_service.store.memory.MemoryStore` (see
 :mod:`hook_service.store.base`); the layout and the Lua scripts are in
