@@ -32,7 +32,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis
@@ -205,24 +205,42 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Startable)
+
+
+def _each_stopped(new: Callable[..., _S]) -> Iterator[Callable[..., _S]]:
+    """A factory fixture's body: ``make(...)`` builds with ``new`` and starts; everything made
+    is stopped after the test (also one whose start failed half-way)."""
+    made: list[_S] = []
+
+    def make(*args: Any, **kwargs: Any) -> _S:
+        thing = new(*args, **kwargs)
+        made.append(thing)
+        thing.start()
+        return thing
+
+    try:
+        yield make
+    finally:
+        for thing in made:
+            thing.stop()
+
+
 @pytest.fixture
 def redis_server_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., RedisServer]]:
     binary = _binary()
-    servers: list[RedisServer] = []
 
-    def make(*extra_args: str, password: str = "") -> RedisServer:
-        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), extra_args, password)
-        servers.append(server)
-        server.start()
-        return server
+    def new(*extra_args: str, password: str = "") -> RedisServer:
+        return RedisServer(binary, tmp_path_factory.mktemp("redis"), extra_args, password)
 
-    try:
-        yield make
-    finally:
-        for server in servers:
-            server.stop()
+    yield from _each_stopped(new)
 
 
 def _sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> SentinelGroup:
@@ -256,19 +274,7 @@ def sentinel_deployment(sentinel_group: SentinelGroup) -> Deployment:
 def sentinel_group_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[], SentinelGroup]]:
-    groups: list[SentinelGroup] = []
-
-    def make() -> SentinelGroup:
-        group = _sentinel_group(tmp_path_factory)
-        groups.append(group)
-        group.start()
-        return group
-
-    try:
-        yield make
-    finally:
-        for group in groups:
-            group.stop()
+    yield from _each_stopped(lambda: _sentinel_group(tmp_path_factory))
 
 
 @pytest.fixture(params=["redis", pytest.param("sentinel", marks=pytest.mark.sentinel)])
