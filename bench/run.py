@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from hook_service._redis_target import RedisTarget
 from hook_service.keys.backends.keyring import keyring
 from hook_service.services import AT_REST_LABEL
 from hook_service.simulator.prelude import PreludeKeys
@@ -36,7 +37,16 @@ from . import prepare
 from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
-from .servers import Process, Processes, cpu_seconds, rss_bytes, worker_pids
+from .servers import (
+    HOST,
+    SENTINEL_MASTER,
+    Process,
+    Processes,
+    cpu_seconds,
+    rss_bytes,
+    sentinel_env,
+    worker_pids,
+)
 
 SERVICE_APP = "hook_service.app:create_app_from_env"
 # Where the figures of the last run are kept (--update-docs with no file).
@@ -60,6 +70,8 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.duration: float = args.duration
+        self.sentinel: bool = args.sentinel
+        self.redis_target: RedisTarget | str = ""  # where tokens_once records pending steps
         self.connections: int = args.connections
         self.workdir = workdir
         self.procs = Processes(workdir)
@@ -105,7 +117,7 @@ class Bench:
 
     def run(self) -> list[Figure]:
         redis = self.procs.redis()
-        self.env["HOOK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+        self.env["HOOK_REDIS_URL"] = self.redis_target = f"redis://127.0.0.1:{redis.port}/0"
         _log("floor: raw RSA-2048 PKCS#1 v1.5 SHA-256 signing")
         sign_rate = rsa_sign_rate(min(self.duration, 5.0))
         pair_rate = rsa_sign_rate(min(self.duration, 5.0), ed25519_verify=True)
@@ -154,8 +166,10 @@ class Bench:
         without_facts = self.facts_load(small, reads_facts=False)
         _log("growth: Redis memory per user with a month of history")
         per_user = self.redis_bytes_per_user()
+        on_sentinel = self.sentinel_figures(large, hook_kyc, tokens, sign_rate)
 
         return [
+            *on_sentinel,
             Figure.ratio("hook req/s (signed, example policy)", hook.rate, bare.rate, 0.5),
             Figure.ratio("hook req/s with custom step (Redis)", hook_kyc.rate, bare.rate, 0.4),
             Figure.limit(f"hook p99 latency, {self.connections} conns", hook.p99_ms, "ms", 10),
@@ -189,6 +203,40 @@ class Bench:
             ),
             Figure.limit(
                 "Redis bytes per user, a month of history", per_user, "B", 2048, inclusive=True
+            ),
+        ]
+
+    def sentinel_figures(
+        self, large: Path, hook_kyc: WrkResult, tokens: WrkResult, sign_rate: float
+    ) -> list[Figure]:
+        """With ``--sentinel``: the hook with a custom step and the tokens again, on a Sentinel
+        group (master, replica, three Sentinels) with ``HOOK_REDIS_MIN_REPLICAS=1``, beside the
+        same figures on one Redis (docs/deploying.md, "Choosing Redis")."""
+        if not self.sentinel:
+            return []
+        _log("Sentinel: hook with custom step and tokens, writes waiting for 1 replica")
+        group, ports = self.procs.sentinel_group("sentinel")
+        env = {k: v for k, v in self.env.items() if k != "HOOK_REDIS_URL"}
+        env |= sentinel_env(ports, min_replicas=1)
+        one_redis, self.redis_target = self.redis_target, sentinel_target(ports, 1)
+        service = self.procs.uvicorn("service_sentinel", SERVICE_APP, env, factory=True)
+        try:
+            self.warm(service, large)
+            hook = self.load(service, large, rule="large-transfer")
+            sentinel_tokens = self.load_tokens(service, sign_rate, "fields")
+        finally:
+            self.redis_target = one_redis
+            for process in [service, *reversed(group)]:
+                self.procs.stop(process)
+        return [
+            Figure.ratio(
+                "hook req/s with custom step, Sentinel + WAIT 1 vs one Redis",
+                hook.rate,
+                hook_kyc.rate,
+                None,
+            ),
+            Figure.ratio(
+                "tokens/s, Sentinel + WAIT 1 vs one Redis", sentinel_tokens.rate, tokens.rate, None
             ),
         ]
 
@@ -239,7 +287,7 @@ class Bench:
         # Challenge tokens live 10 minutes (as Prelude's); the pool is used at once.
         now = time.time()
         users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
-        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
+        asyncio.run(record_pending(self.redis_target, users))
         warmup = [
             prepare.token_request(
                 self.keys, start + count + i, api_key=self.api_key, now=now, form=form
@@ -316,7 +364,16 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
         ]
 
 
-async def record_pending(url: str, users: list[str]) -> None:
+def sentinel_target(ports: list[int], min_replicas: int) -> RedisTarget:
+    """What the service makes of :func:`~bench.servers.sentinel_env`'s variables."""
+    return RedisTarget(
+        sentinels=tuple((HOST, port) for port in ports),
+        master=SENTINEL_MASTER,
+        min_replicas=min_replicas,
+    )
+
+
+async def record_pending(url: RedisTarget | str, users: list[str]) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
     # It only records steps: a throwaway KEK seals the tokens it never claims.
     sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
@@ -380,6 +437,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="rewrite the bench table block of FILE (default docs/benchmarks.md)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="also the hook and token figures on Sentinel (master, replica, WAIT 1)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 2.0

@@ -59,8 +59,8 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 
 
 # Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, HOOK_FACTS_KEY, a
-# password in HOOK_REDIS_URL) have no flags on purpose: a command line is visible to every
-# user of the host through ps and /proc. Every other variable has one.
+# password in HOOK_REDIS_URL, HOOK_REDIS_SENTINEL_PASSWORD) have no flags on purpose: a command
+# line is visible to every user of the host through ps and /proc. Every other variable has one.
 @cli.command()
 @click.option("--host", help="Listen address [HOOK_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
@@ -68,6 +68,9 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @click.option("--internal-port", type=int, help="Internal listener port [HOOK_INTERNAL_PORT].")
 @click.option("--workers", type=int, help="Worker processes [HOOK_WORKERS, default 1].")
 @_variable_option("--read-timeout", "Time for a request's head and body (10s).")
+@_variable_option("--redis-sentinels", "Sentinels host:port,host:port (instead of HOOK_REDIS_URL).")
+@_variable_option("--redis-sentinel-master", "The master's name the Sentinels monitor.")
+@_variable_option("--redis-min-replicas", "Replicas a claim, step or key change waits for (0).")
 @click.option(
     "--max-connections", type=int, help="Per listener and worker [HOOK_MAX_CONNECTIONS, 4096]."
 )
@@ -103,7 +106,7 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @click.option(
     "--keystore",
     type=click.Choice(KEYSTORES),
-    help="Where the signing keys live [HOOK_KEYSTORE, redis with HOOK_REDIS_URL, else file].",
+    help="Where the signing keys live [HOOK_KEYSTORE, redis with Redis, else file].",
 )
 @_variable_option(
     "--key-publish-lead", "How long a next key is published before it may sign (11m)."
@@ -250,7 +253,10 @@ def keys_import(file: Path | None, from_dir: Path | None, replace: bool) -> None
         source = FileKeyStore(from_dir).load()
         _, store = _open_keys(None)
         if not isinstance(store, SeedableKeyStore):
-            _fail("--from-dir copies into the Redis key store: set HOOK_REDIS_URL")
+            _fail(
+                "--from-dir copies into the Redis key store: set HOOK_REDIS_URL or "
+                "HOOK_REDIS_SENTINELS"
+            )
         if not replace:
             _print_set(store.create_from(source, CLI_ACTOR))
             return

@@ -149,9 +149,10 @@ def open_key_store(
     settings: Settings, *, clock: Clock = system_clock, new_key: NewKey = generate_rsa_key
 ) -> KeyStore:
     """The key store ``HOOK_KEYSTORE`` selects (not loaded yet)."""
-    if settings.key_store == "redis" and settings.redis_url:
+    target = settings.redis_target
+    if settings.key_store == "redis" and target is not None:
         return RedisKeyStore(
-            settings.redis_url,
+            target,
             keyring(settings.key_encryption_keys),
             clock=clock,
             replica=settings.replica,
@@ -184,16 +185,17 @@ def claim_guard(keys: KeyStore, *, same_redis: bool) -> ClaimGuard:
 def open_facts(
     settings: Settings, facts: FactsStore | None = None
 ) -> tuple[FactsStore, AttemptFactory]:
-    """The facts store (``facts`` if given, else Redis when ``HOOK_REDIS_URL`` is set) and the
+    """The facts store (``facts`` if given, else Redis when Redis is configured) and the
     attempt factory.
 
     Without Redis and without ``HOOK_FACTS_KEY`` (``--dev``, one process) the hashes are
     keyed by a random key: the history then lasts as long as the process."""
-    if settings.redis_url and settings.facts_key is None and facts is None:
+    target = settings.redis_target
+    if target is not None and settings.facts_key is None and facts is None:
         # Every replica must hash IPs and devices alike, and the hashes must outlive a
         # restart: a per-process key would make every device new after each deploy.
         raise SettingsError(
-            "HOOK_FACTS_KEY is required with HOOK_REDIS_URL: IPs and devices are stored "
+            f"HOOK_FACTS_KEY is required with {target.variable}: IPs and devices are stored "
             "only as keyed hashes under it (base64 of 32 random bytes: "
             "openssl rand -base64 32)"
         )
@@ -204,11 +206,9 @@ def open_facts(
     attempts = AttemptFactory(key, DeviceKeys(), geo)
     if facts is not None:
         return facts, attempts
-    if settings.redis_url is None:
+    if target is None:
         return MemoryFactsStore(key, limits), attempts
-    facts = RedisFactsStore(
-        settings.redis_url, key=key, limits=limits, on_error=metrics.store_error
-    )
+    facts = RedisFactsStore(target, key=key, limits=limits, on_error=metrics.store_error)
     return facts, attempts
 
 
@@ -235,12 +235,14 @@ AT_REST_LABEL = "verification-token-at-rest"
 
 
 def open_store(settings: Settings, clock: Clock) -> Store:
-    """The configured store: Redis when ``HOOK_REDIS_URL`` is set (its tokens sealed under
-    ``HOOK_KEY_ENCRYPTION_KEYS``, which settings require then), else in-memory."""
-    if settings.redis_url is None:
+    """The configured store: Redis when configured (``HOOK_REDIS_URL`` or
+    ``HOOK_REDIS_SENTINELS``; its tokens sealed under ``HOOK_KEY_ENCRYPTION_KEYS``, which
+    settings require then), else in-memory."""
+    target = settings.redis_target
+    if target is None:
         return MemoryStore(clock)
     sealer = keyring(settings.key_encryption_keys).cipher(AT_REST_LABEL)
-    return RedisStore(settings.redis_url, sealer=sealer, clock=clock)
+    return RedisStore(target, sealer=sealer, clock=clock)
 
 
 def build_services(
@@ -257,14 +259,14 @@ def build_services(
     """Load the policy and keys and open the store; any of them (and ``tracing``) may be
     injected (tests).
 
-    Stores built here from the settings share one Redis exactly when both are on
-    ``HOOK_REDIS_URL``; whoever injects a store and a key store knows whether they do, and
+    Stores built here from the settings share one Redis exactly when both are on the
+    configured Redis; whoever injects a store and a key store knows whether they do, and
     passes the claim ``guard`` (by default the key set is re-read around each claim)."""
     policy = open_policy(settings, clock)
     same_redis = store is None and keys is None and settings.key_store == "redis"
     if keys is None:
         keys = open_key_store(settings, clock=clock)
-    # The Redis store's errors already name HOOK_REDIS_URL or HOOK_KEY_ENCRYPTION_KEYS.
+    # The Redis store's errors already name its variable or HOOK_KEY_ENCRYPTION_KEYS.
     with _named("HOOK_KEYS_DIR") if settings.key_store == "file" else nullcontext():
         keys.load_or_create()
     admin = key_admin(settings, keys, clock)

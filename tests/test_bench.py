@@ -19,11 +19,13 @@ from bench import prepare
 from bench.facts import bytes_per_user
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
-from bench.run import BENCH_DOC, _parse, record_pending
+from bench.run import BENCH_DOC, _parse, record_pending, sentinel_target
+from bench.servers import sentinel_conf, sentinel_env
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy
+from hook_service.settings import Settings
 from hook_service.simulator.prelude import PreludeKeys
 from tests.conftest import AppFactory
 from tests.support import (
@@ -252,3 +254,22 @@ def test_a_latency_ratio_passes_at_or_below_its_goal() -> None:
     assert not slow.passed
     assert slow.cells()[3:] == ["1.550", "<= 1.5", "FAIL"]
     assert slow.to_json()["kind"] == "ratio_at_most"
+
+
+def test_the_sentinel_option_gives_the_service_variables_it_reads_as_the_bench_target(
+    tmp_path: Path,
+) -> None:
+    assert _parse(["--sentinel"]).sentinel is True and _parse([]).sentinel is False
+    env = sentinel_env([26379, 26380, 26381], min_replicas=1)
+    settings = Settings.from_env(
+        {
+            **env,
+            "HOOK_INSECURE_SKIP_SIGNATURE": "true",
+            "HOOK_KEYSTORE": "file",
+            "HOOK_KEY_ENCRYPTION_KEYS": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        }
+    )
+    assert settings.redis_target == sentinel_target([26379, 26380, 26381], 1)
+    conf = sentinel_conf(26379, 6390, tmp_path)
+    assert "port 26379\n" in conf
+    assert f"sentinel monitor {settings.redis_sentinel_master} 127.0.0.1 6390 2\n" in conf

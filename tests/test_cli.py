@@ -331,6 +331,7 @@ def test_serve_help_lists_a_flag_for_every_non_secret_variable(runner: CliRunner
     # Not ours (prometheus-client's, OpenTelemetry's): variables only, no flags.
     secrets = {
         "redis_url",
+        "redis_sentinel_password",
         "api_keys",
         "admin_tokens",
         "key_encryption_keys",

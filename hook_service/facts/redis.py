@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
+from hook_service._redis_target import RedisTarget
 from hook_service.facts import inventory, logic, redis_scripts
 from hook_service.facts.base import Attempt, Facts, Once, Proof, Replay
 from hook_service.facts.hashing import FactsKey
@@ -36,7 +37,7 @@ _MIN_LATEST_TTL_MS: Final = 60_000  # an undecided attempt waits this long for s
 _PROVE_TRIES: Final = 3
 
 
-def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
+def connect(url: RedisTarget | str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
     """A client as the stores use it (:class:`~hook_service._redis.RedisSite`): bounded waits,
     no retries (a retried script could run twice)."""
     return RedisSite(url).client(timeout=timeout, max_connections=max_connections)
@@ -51,11 +52,12 @@ def _once_args(now: int, once: Once | None) -> list[str | int]:
 
 class RedisFactsStore:
     """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` (shared, not
-    closed here) or a URL (a client of its own, closed by :meth:`aclose`)."""
+    closed here) or a URL or :class:`RedisTarget` (a client of its own, closed by
+    :meth:`aclose`)."""
 
     def __init__(
         self,
-        client: Redis | str,
+        client: Redis | RedisTarget | str,
         *,
         key: FactsKey,
         limits: Limits | None = None,
@@ -63,9 +65,9 @@ class RedisFactsStore:
         timeout: float = 0.5,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
-        self._owned = isinstance(client, str)
+        self._owned = not isinstance(client, Redis)
+        self._redis = client if isinstance(client, Redis) else connect(client, timeout)
         self._on_error = on_error  # told the operation of each failure (the metrics)
-        self._redis = connect(client, timeout) if isinstance(client, str) else client
         self._key = key
         self._limits = limits or Limits()
         self._prefix = prefix

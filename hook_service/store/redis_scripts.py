@@ -96,8 +96,11 @@ return {1, t[1], t[2]}
 # ARGV now_ms, challenge_id, sealed token, jti, kid, token expiry (s), scope ('' = any),
 # version. Replies: {0} missing/expired, {1} claimed, {2, t, j, k, x} this challenge's token,
 # {3} consumed already, {4} the key-set guard (KEYS[3] must hold ARGV[8]) failed: nothing
-# claimed, {5, recorded scope} recorded for another scope. No shebang: the read-only retry
-# must still answer under OOM; the first write is refused before any other runs.
+# claimed, {5, recorded scope} recorded for another scope. No shebang: the retry must still
+# answer under OOM (PEXPIRE is allowed then); the first write is refused before any other runs.
+# The retry re-sets the token record's TTL to what it is: a write of no effect, but one the
+# caller's WAIT (HOOK_REDIS_MIN_REPLICAS) then covers, so the token it returns is known to be
+# on the replicas too (a WAIT after a reply that wrote nothing confirms nothing).
 CLAIM_LUA = """
 if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[8] then return {4} end
 local now = tonumber(ARGV[1])
@@ -105,6 +108,8 @@ local scope = ARGV[7]
 local tok = redis.call('HMGET', KEYS[2], 't', 'j', 'k', 'x', 's')
 if tok[1] and now < tonumber(tok[4]) * 1000 then
   if scope ~= '' and tok[5] ~= scope then return {5, tok[5]} end
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
   return {2, tok[1], tok[2], tok[3], tok[4]}
 end
 local r = redis.call('HMGET', KEYS[1], 'e', 's', 'c')

@@ -8,10 +8,10 @@ import pytest
 
 from hook_service.facts.base import FactsStore
 from hook_service.facts.logic import Limits
-from tests.facts.support import open_store
+from tests.facts.support import KINDS, open_store
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     instance = open_store(request.param, request, Limits())
     try:

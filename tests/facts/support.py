@@ -54,8 +54,19 @@ def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> Fac
     if kind == "memory":
         return MemoryFactsStore(KEY, limits)
     # A generous timeout: the behaviour is under test, not the speed of a loaded CI machine.
+    if kind == "sentinel":
+        target = request.getfixturevalue("sentinel_deployment").target
+        return RedisFactsStore(target, key=KEY, limits=limits, timeout=5)
     url = request.getfixturevalue("redis_url")
     return RedisFactsStore(url, key=KEY, limits=limits, timeout=5)
+
+
+KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("sentinel", marks=pytest.mark.sentinel),
+]
+"""The facts stores the behavioural suites run on."""
 
 
 @functools.cache

@@ -17,6 +17,7 @@ from tests.facts.support import (
     CHROME_131_MAC,
     CHROME_131_WIN,
     FIREFOX_WIN,
+    KINDS,
     LONDON_IP,
     MOUNTAIN_VIEW_IP,
     OTHER_IP,
@@ -33,7 +34,7 @@ USER = "usr_1"
 SMALL = Limits(devices=3, ips=3, countries=2, steps=2, attempts=5, scopes=2)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=KINDS)
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     """A store with tiny caps (:data:`SMALL`)."""
     instance = open_store(request.param, request, SMALL)

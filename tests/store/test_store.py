@@ -1,5 +1,6 @@
 """Store semantics (design.md "POST /verification-token"), run against MemoryStore and a real
-RedisStore; what only the Redis store does is in ``test_redis.py``."""
+RedisStore, on one Redis server and on a Sentinel group (every claim and step waiting for the
+replica); what only the Redis store does is in ``test_redis.py``."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ pytestmark = pytest.mark.anyio
 # must keep Redis TTLs in the injected clock's time domain.
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("sentinel", marks=pytest.mark.sentinel)])
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     if request.param == "memory":
         instance: Store = MemoryStore(clock)
-    else:
+    elif request.param == "redis":
         instance = redis_store(request.getfixturevalue("redis_url"), clock)
+    else:
+        instance = redis_store(request.getfixturevalue("sentinel_deployment").target, clock)
     try:
         yield instance
     finally:
