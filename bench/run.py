@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 
+from hook_service._redis_target import RedisTarget
 from hook_service.keys.backends.keyring import keyring
 from hook_service.services import AT_REST_LABEL
 from hook_service.simulator.prelude import PreludeKeys
@@ -34,9 +36,19 @@ from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
 from . import prepare
+from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
-from .servers import Process, Processes, cpu_seconds, rss_bytes, worker_pids
+from .servers import (
+    HOST,
+    SENTINEL_MASTER,
+    Process,
+    Processes,
+    cpu_seconds,
+    rss_bytes,
+    sentinel_env,
+    worker_pids,
+)
 
 # Where the figures of the last run are kept (--update-docs with no file).
 BENCH_DOC = Path(__file__).parents[1] / "docs" / "benchmarks.md"
@@ -51,8 +63,6 @@ HOOK_POOL_SIZE = 2000  # distinct signed hook calls; wrk cycles through them
 WARMUP_REQUESTS = 200
 REDIS_STEPS = 100_000
 STEP_TTL = 3600.0
-FACTS_USER_OFFSET = 10**12  # the facts run's users: none of the other pools'
-FACTS_CALLS_PER_USER = 5  # at most, in the facts run (the example's velocity rule: 10 an hour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,8 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.duration: float = args.duration
+        self.sentinel: bool = args.sentinel
+        self.redis_target: RedisTarget | str = ""  # where tokens_once records pending steps
         self.connections: int = args.connections
         self.workdir = workdir
         self.procs = Processes(workdir)
@@ -119,7 +131,7 @@ class Bench:
 
     def run(self) -> list[Figure]:
         redis = self.procs.redis()
-        self.env["HOOK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+        self.env["HOOK_REDIS_URL"] = self.redis_target = f"redis://127.0.0.1:{redis.port}/0"
         _log("raw RSA-2048 PKCS#1 v1.5 SHA-256 signing in this process (the old floor)")
         sign_rate = rsa_sign_rate(min(self.duration, 5.0))
         pair_rate = rsa_sign_rate(min(self.duration, 5.0), ed25519_verify=True)
@@ -147,10 +159,12 @@ class Bench:
         hook_many = self.load_hook(service, small, SCALING_CONNECTIONS)
         rss = max(rss_bytes(pid) for pid in worker_pids(service))
         self.procs.stop(service)
-        with_facts = self.facts_hook(hook.rate)
 
         _log("growth: policies of 1, 10 and 100 rules")
-        by_rules = {count: self.policy_rate(count, small) for count in (1, 10, 100)}
+        by_rules = {
+            count: self.policy_load(str(count), prepare.policy_with_rules(count), small).rate
+            for count in (1, 10, 100)
+        }
         _log("growth: hook and tokens with serve --workers 2")
         two = self.procs.serve("service2", self.env, workers=2)
         self.warm(two, small)
@@ -159,6 +173,12 @@ class Bench:
         self.procs.stop(two)
         _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
+        _log("facts: the hook with and without facts (replay check off: every call counts)")
+        with_facts = self.facts_load(small, reads_facts=True)
+        without_facts = self.facts_load(small, reads_facts=False)
+        _log("growth: Redis memory per user with a month of history")
+        per_user = self.redis_bytes_per_user()
+        on_sentinel = self.sentinel_figures(large, hook_kyc, tokens, sign_rate)
 
         signed, signing, signing_ed = floors.signed, floors.signing, floors.signing_ed25519
         return [
@@ -222,6 +242,54 @@ class Bench:
             ),
             Figure.ratio("signed floor vs bare route", signed.rate, floors.bare.rate, None),
             Figure.ratio("signing floor vs raw RSA signs/s", signing.rate, sign_rate, None),
+            Figure.ratio(
+                "hook req/s with facts vs without", with_facts.rate, without_facts.rate, 0.7
+            ),
+            Figure.ratio_limit(
+                f"hook p99 with facts vs without, {self.connections} conns",
+                with_facts.p99_ms,
+                without_facts.p99_ms,
+                1.5,
+                "ms",
+            ),
+            Figure.limit(
+                "Redis bytes per user, a month of history", per_user, "B", 2048, inclusive=True
+            ),
+            *on_sentinel,
+        ]
+
+    def sentinel_figures(
+        self, large: Path, hook_kyc: WrkResult, tokens: WrkResult, sign_rate: float
+    ) -> list[Figure]:
+        """With ``--sentinel``: the hook with a custom step and the tokens again, on a Sentinel
+        group (master, replica, three Sentinels) with ``HOOK_REDIS_MIN_REPLICAS=1``, beside the
+        same figures on one Redis (docs/deploying.md, "Choosing Redis")."""
+        if not self.sentinel:
+            return []
+        _log("Sentinel: hook with custom step and tokens, writes waiting for 1 replica")
+        group, ports = self.procs.sentinel_group("sentinel")
+        env = {k: v for k, v in self.env.items() if k != "HOOK_REDIS_URL"}
+        env |= sentinel_env(ports, min_replicas=1)
+        one_redis, self.redis_target = self.redis_target, sentinel_target(ports, 1)
+        service = self.procs.serve("service_sentinel", env)
+        try:
+            self.warm(service, large)
+            hook = self.load(service, large, rule="large-transfer")
+            sentinel_tokens = self.load_tokens(service, sign_rate, "fields")
+        finally:
+            self.redis_target = one_redis
+            for process in [service, *reversed(group)]:
+                self.procs.stop(process)
+        return [
+            Figure.ratio(
+                "hook req/s with custom step, Sentinel + WAIT 1 vs one Redis",
+                hook.rate,
+                hook_kyc.rate,
+                None,
+            ),
+            Figure.ratio(
+                "tokens/s, Sentinel + WAIT 1 vs one Redis", sentinel_tokens.rate, tokens.rate, None
+            ),
         ]
 
     def floors(self, hook_pool: Path) -> FloorRates:
@@ -257,25 +325,6 @@ class Bench:
         return self.balanced(
             server, lambda: self.load(server, pool, rule="otp-only", connections=connections)
         )
-
-    def facts_hook(self, hook_rate: float) -> WrkResult:
-        """The hook under the example policy with ``HOOK_REPLAY_WINDOW=0``, so every call is
-        an attempt: once the policy reads facts (issue 11) each call fetches the user's
-        history from Redis before deciding and records the attempt. Users are distinct from
-        the other pools' and each is called at most :data:`FACTS_CALLS_PER_USER` times in the
-        run (the example policy's velocity rule blocks the eleventh call in an hour)."""
-        users = int(hook_rate * self.duration * 1.5 / FACTS_CALLS_PER_USER) + WARMUP_REQUESTS
-        _log(f"facts: the hook with facts read, {users} users, replay check off")
-        pool = self.pool(
-            "hook_facts",
-            prepare.hook_pool(self.keys, users, amount="50", first=FACTS_USER_OFFSET),
-        )
-        server = self.procs.serve("service_facts", {**self.env, "HOOK_REPLAY_WINDOW": "0"})
-        try:
-            self.warm(server, pool)
-            return self.load(server, pool, rule="otp-only")
-        finally:
-            self.procs.stop(server)
 
     def warm(self, server: Process, pool: Path) -> None:
         """A few sequential requests from ``pool`` first: imports, caches, connections."""
@@ -328,7 +377,7 @@ class Bench:
         # Challenge tokens live 10 minutes (as Prelude's); the pool is used at once.
         now = time.time()
         users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
-        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
+        asyncio.run(record_pending(self.redis_target, users))
         warmup = [
             prepare.token_request(
                 self.keys, start + count + i, api_key=self.api_key, now=now, form=form
@@ -347,16 +396,33 @@ class Bench:
         )
         return self.load(server, pool, once=True, connections=connections)
 
-    def policy_rate(self, rules: int, pool: Path) -> float:
-        policy_file = self.workdir / f"policy_{rules}.yaml"
-        policy_file.write_text(json.dumps(prepare.policy_with_rules(rules)))  # JSON is YAML
-        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file)}
-        server = self.procs.serve(f"policy_{rules}", env)
+    def policy_load(self, name: str, policy: dict[str, Any], pool: Path, **env: str) -> WrkResult:
+        """The hook under ``policy`` (its last rule, ``last``, must decide), ``env`` added."""
+        policy_file = self.workdir / f"policy_{name}.yaml"
+        policy_file.write_text(json.dumps(policy))  # JSON is YAML
+        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file), **env}
+        server = self.procs.serve(f"policy_{name}", env)
         try:
             self.warm(server, pool)
-            return self.load(server, pool, rule="last").rate
+            return self.load(server, pool, rule="last")
         finally:
             self.procs.stop(server)
+
+    def facts_load(self, pool: Path, *, reads_facts: bool) -> WrkResult:
+        """The hook under :func:`prepare.facts_policy`: its rules read facts (fetched before
+        deciding) or not (the attempt recorded in the background). HOOK_REPLAY_WINDOW=0, so
+        wrk's repeats of a pooled call are attempts, not replays."""
+        policy = prepare.facts_policy(reads_facts)
+        name = "facts" if reads_facts else "no_facts"
+        return self.policy_load(name, policy, pool, HOOK_REPLAY_WINDOW="0")
+
+    def redis_bytes_per_user(self) -> float:
+        redis = self.procs.redis("redis_facts")
+        try:
+            url = f"redis://127.0.0.1:{redis.port}/0"
+            return asyncio.run(bytes_per_user(url, self.env["HOOK_FACTS_KEY"]))
+        finally:
+            self.procs.stop(redis)
 
     def redis_bytes_per_step(self) -> float:
         redis = self.procs.redis("redis_memory")
@@ -388,7 +454,16 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
         ]
 
 
-async def record_pending(url: str, users: list[str]) -> None:
+def sentinel_target(ports: list[int], min_replicas: int) -> RedisTarget:
+    """What the service makes of :func:`~bench.servers.sentinel_env`'s variables."""
+    return RedisTarget(
+        sentinels=tuple((HOST, port) for port in ports),
+        master=SENTINEL_MASTER,
+        min_replicas=min_replicas,
+    )
+
+
+async def record_pending(url: RedisTarget | str, users: list[str]) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
     # It only records steps: a throwaway KEK seals the tokens it never claims.
     sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
@@ -452,6 +527,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="rewrite the bench table block of FILE (default docs/benchmarks.md)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="also the hook and token figures on Sentinel (master, replica, WAIT 1)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 2.0

@@ -1,10 +1,12 @@
-"""Processes the benchmark starts on loopback: a private redis-server, ``hook-service serve``
-and the floors under the same server settings.
+"""Processes the benchmark starts on loopback: private redis-servers (one, or a Sentinel group:
+master, replica, three Sentinels), ``hook-service serve`` and the floors under the same server
+settings.
 
 Every process is started here, tracked, and stopped by its own pid at the end."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -20,6 +22,27 @@ from typing import IO
 import httpx
 
 HOST = "127.0.0.1"
+SENTINEL_MASTER = "benchmaster"
+SENTINEL_QUORUM = 2
+
+
+def sentinel_conf(port: int, master_port: int, workdir: Path) -> str:
+    """The configuration of one bench Sentinel watching the master on ``master_port``."""
+    return (
+        f"port {port}\nbind {HOST}\ndir {workdir}\n"
+        f"sentinel monitor {SENTINEL_MASTER} {HOST} {master_port} {SENTINEL_QUORUM}\n"
+        f"sentinel down-after-milliseconds {SENTINEL_MASTER} 5000\n"
+    )
+
+
+def sentinel_env(sentinel_ports: list[int], min_replicas: int) -> dict[str, str]:
+    """The service's variables for the Sentinels on ``sentinel_ports`` (instead of
+    ``HOOK_REDIS_URL``), its writes waiting for ``min_replicas`` replicas."""
+    return {
+        "HOOK_REDIS_SENTINELS": ",".join(f"{HOST}:{port}" for port in sentinel_ports),
+        "HOOK_REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
+        "HOOK_REDIS_MIN_REPLICAS": str(min_replicas),
+    }
 
 
 def free_port() -> int:
@@ -97,15 +120,31 @@ class Processes:
         self.started.append(process)
         return process
 
-    def redis(self, name: str = "redis") -> Process:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is required: apt-get install redis-server")
+    def redis(self, name: str = "redis", *extra: str) -> Process:
         port = free_port()
-        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        argv = [_binary("redis-server"), "--port", str(port), "--bind", HOST, "--save", ""]
+        argv += ["--appendonly", "no", *extra]
         process = self._spawn(name, argv, port, dict(os.environ))
         _wait(lambda: _redis_ping(port), process)
         return process
+
+    def sentinel_group(self, name: str) -> tuple[list[Process], list[int]]:
+        """A master, its replica (in sync) and three Sentinels that see both: the processes and
+        the Sentinels' ports."""
+        master = self.redis(f"{name}_master")
+        replica = self.redis(f"{name}_replica", "--replicaof", HOST, str(master.port))
+        processes = [master, replica]
+        for index in range(3):
+            port = free_port()
+            directory = self.workdir / f"{name}_sentinel_{index}"
+            directory.mkdir()
+            conf = directory / "sentinel.conf"
+            conf.write_text(sentinel_conf(port, master.port, directory))
+            argv = [_binary("redis-sentinel"), str(conf)]
+            process = self._spawn(f"{name}_sentinel_{index}", argv, port, dict(os.environ))
+            processes.append(process)
+            _wait(functools.partial(_sentinel_sees_replica, port), process)
+        return processes, [p.port for p in processes[2:]]
 
     def serve(self, name: str, env: dict[str, str], *, workers: int = 1) -> Process:
         """The service as it is deployed: ``hook-service serve`` (server.py: its bounded
@@ -131,6 +170,24 @@ class Processes:
     def stop_all(self) -> None:
         while self.started:
             self.started.pop().stop()
+
+
+def _binary(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        raise SystemExit(f"{name} is required: apt-get install {name}")
+    return binary
+
+
+def _sentinel_sees_replica(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            sock.sendall(f"SENTINEL REPLICAS {SENTINEL_MASTER}\r\n".encode())
+            reply = sock.recv(4096)
+    except OSError:
+        return False
+    # An array of replicas, the first one up ("flags" is "slave", not "s_down,slave").
+    return reply.startswith(b"*") and not reply.startswith(b"*0") and b"s_down" not in reply
 
 
 def _redis_ping(port: int) -> bool:

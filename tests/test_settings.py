@@ -39,6 +39,7 @@ def test_every_variable_is_read() -> None:
             "HOOK_REDIS_URL": "redis://:pw@127.0.0.1:6379/2",
             "HOOK_KEYS_DIR": "/var/lib/hook/keys",
             "HOOK_POLICY_FILE": "/etc/hook/policy.yaml",
+            "HOOK_SHADOW_POLICY_FILE": "/etc/hook/next.yaml",
             "HOOK_PRELUDE_JWKS_FILE": "/etc/hook/prelude.json",
             "HOOK_API_KEYS": f"{API_KEY}, {API_KEY}2",
             "HOOK_ADMIN_TOKENS": ADMIN,
@@ -69,6 +70,7 @@ def test_every_variable_is_read() -> None:
     assert settings.redis_url == "redis://:pw@127.0.0.1:6379/2"
     assert settings.keys_dir == Path("/var/lib/hook/keys")
     assert settings.policy_file == Path("/etc/hook/policy.yaml")
+    assert settings.shadow_policy_file == Path("/etc/hook/next.yaml")
     assert settings.prelude_jwks_file == Path("/etc/hook/prelude.json")
     assert settings.api_keys == (API_KEY, API_KEY + "2")
     assert settings.admin_tokens == (ADMIN,)
@@ -261,3 +263,89 @@ def test_bad_admin_token_labels_are_refused_naming_the_variable(labels: str, mes
         Settings.from_env(env)
     assert message in str(caught.value)
     assert ADMIN not in str(caught.value)
+
+
+SENTINELS = {
+    "HOOK_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b:26380,[::1]:26381",
+    "HOOK_REDIS_SENTINEL_MASTER": "hook-master",
+    "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64,
+}
+
+
+def test_sentinel_is_redis_configured_everywhere_the_url_was() -> None:
+    settings = Settings.from_env(
+        {
+            **JWKS,
+            **SENTINELS,
+            "HOOK_REDIS_SENTINEL_PASSWORD": "hunter2hunter2",
+            "HOOK_REDIS_MIN_REPLICAS": "1",
+            "HOOK_WORKERS": "4",  # refused without Redis: the in-memory store is per process
+        }
+    )
+    target = settings.redis_target
+    assert target is not None and target.url is None
+    assert target.sentinels == (("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381))
+    assert (target.master, target.password, target.min_replicas) == (
+        "hook-master",
+        "hunter2hunter2",
+        1,
+    )
+    assert target.sentinel_list == "10.0.0.1:26379,sentinel-b:26380,[::1]:26381"
+    assert settings.redis_configured and settings.key_store == "redis"
+    assert "hunter2" not in repr(settings) and "hunter2" not in repr(target)
+    url = Settings.from_env(
+        {
+            **JWKS,
+            "HOOK_REDIS_URL": "redis://r:6379",
+            "HOOK_KEYSTORE": "file",
+            "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64,
+        }
+    )
+    assert url.redis_target is not None and url.redis_target.url == "redis://r:6379"
+    assert Settings.from_env(JWKS).redis_target is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOOK_REDIS_URL": "redis://r:6379"}, "HOOK_REDIS_URL and HOOK_REDIS_SENTINELS"),
+        (
+            {"HOOK_REDIS_SENTINEL_MASTER": ""},
+            "HOOK_REDIS_SENTINELS needs HOOK_REDIS_SENTINEL_MASTER",
+        ),
+        ({"HOOK_REDIS_SENTINELS": "a:26379,b"}, "HOOK_REDIS_SENTINELS: entry 2 must be host:port"),
+        ({"HOOK_REDIS_SENTINELS": "a:0"}, "HOOK_REDIS_SENTINELS: entry 1"),
+        ({"HOOK_REDIS_SENTINELS": ":26379"}, "HOOK_REDIS_SENTINELS: entry 1"),
+        ({"HOOK_REDIS_SENTINELS": "a:1,a:1"}, "HOOK_REDIS_SENTINELS: the same Sentinel"),
+        ({"HOOK_REDIS_SENTINEL_MASTER": "my master"}, "HOOK_REDIS_SENTINEL_MASTER must be"),
+        ({"HOOK_REDIS_MIN_REPLICAS": "-1"}, "HOOK_REDIS_MIN_REPLICAS must be from 0 to 16"),
+        ({"HOOK_REDIS_MIN_REPLICAS": "one"}, "HOOK_REDIS_MIN_REPLICAS must be an integer"),
+        (
+            {"HOOK_KEY_ENCRYPTION_KEYS": "", "HOOK_KEYSTORE": "file"},
+            "HOOK_KEY_ENCRYPTION_KEYS is required with HOOK_REDIS_SENTINELS",
+        ),
+        (
+            {"HOOK_REDIS_SENTINEL_PASSWORD": " hunter2hunter2"},
+            "HOOK_REDIS_SENTINEL_PASSWORD must not",
+        ),
+    ],
+)
+def test_a_bad_sentinel_setting_is_refused_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env({**JWKS, **SENTINELS, **env})
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOOK_REDIS_SENTINEL_MASTER": "m"}, "HOOK_REDIS_SENTINEL_MASTER is set without"),
+        ({"HOOK_REDIS_SENTINEL_PASSWORD": "pw"}, "HOOK_REDIS_SENTINEL_PASSWORD is set without"),
+        ({"HOOK_REDIS_MIN_REPLICAS": "1"}, "HOOK_REDIS_MIN_REPLICAS needs HOOK_REDIS_URL or"),
+    ],
+)
+def test_sentinel_settings_without_sentinels_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**JWKS, **env})

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
 
 # The bytes Starlette's JSONResponse would send for the same value (its render()).
@@ -34,7 +35,8 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
-    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered.
+    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered; ``revision``
+    names the policy that decided (the log line shows it).
 
     Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
     with orders 1..n for ``review`` and empty otherwise."""
@@ -45,6 +47,7 @@ class Decision:
     steps: tuple[Step, ...]
     rule: str
     error: str | None = None
+    revision: str = ""  # the deciding policy's revision (SHA-256 of its file), for the logs
     # to_json() encoded once: the policy builds its decisions at load, so a hook call sends
     # these bytes instead of encoding the same answer again (issue 15, point 3).
     body: bytes = field(init=False, repr=False, compare=False)
@@ -80,8 +83,13 @@ class DecisionPolicy(Protocol):
         """The declared custom step keys (completed with a verification token)."""
         ...
 
-    def decide(self, request: HookRequest) -> Decision:
-        """The decision for ``request``; ``on_error`` if a rule fails, never a weaker rule."""
+    def reads_facts(self, scope: str) -> bool:
+        """Whether the rules of ``scope`` read ``facts`` (only then are they fetched)."""
+        ...
+
+    def decide(self, request: HookRequest, facts: Facts | None = None) -> Decision:
+        """The decision for ``request`` given ``facts`` (None: nothing known); ``on_error``
+        if a rule fails, never a weaker rule."""
         ...
 
     def on_error_decision(self, request: HookRequest, reason: str) -> Decision:

@@ -46,3 +46,12 @@ def test_decision_body_is_what_a_json_response_of_to_json_sends() -> None:
     }
     assert blocked == replace(blocked)  # not part of equality or repr
     assert "body" not in repr(blocked)
+
+
+def test_the_revision_names_the_policy_but_is_not_part_of_the_body() -> None:
+    decision = Decision("continue", "single-use", 60, (), "default", revision="a" * 64)
+    assert decision.body == Decision("continue", "single-use", 60, (), "default").body
+    assert decision.body == JSONResponse(decision.to_json()).body
+    renamed = replace(decision, revision="b" * 64, granted_for=120)
+    assert renamed.revision == "b" * 64
+    assert json.loads(renamed.body)["granted_for"] == 120

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, Protocol
 
+from hook_service._redis_target import RedisTarget
 from hook_service.store.base import Claimed, PendingStep, Store
 from hook_service.store.redis import RedisStore
 from hook_service.tokens.base import IssuedToken
@@ -24,8 +25,9 @@ class RedisServer(Protocol):
     def resume(self) -> None: ...
 
 
-def redis_store(url: str, clock: FakeClock, **options: Any) -> RedisStore:
-    """A :class:`RedisStore` on ``url`` sealing tokens as the service does (``TEST_KEK``)."""
+def redis_store(url: RedisTarget | str, clock: FakeClock, **options: Any) -> RedisStore:
+    """A :class:`RedisStore` on ``url`` (or a Sentinel target) sealing tokens as the service
+    does (``TEST_KEK``)."""
     return RedisStore(url, sealer=token_sealer(), clock=clock, **options)
 
 

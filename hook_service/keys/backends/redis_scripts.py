@@ -30,6 +30,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from hook_service import errors, logs
+from hook_service._redis import RedisSite
 from hook_service.keys.events import KeyEvent
 
 log = logging.getLogger(logs.KEYSTORE)
@@ -170,11 +171,15 @@ class KeySetKeys:
         moved. Unfenced."""
         return self._written(client.register_script(_WRITE_LUA)(keys=self._write_keys, args=args))
 
-    async def write(self, client: AsyncRedis, args: list[str]) -> Written | None:
+    async def write(
+        self, site: RedisSite, client: AsyncRedis, args: list[str], *, until: float
+    ) -> Written | None:
         """The write script; None if the version moved, :class:`errors.LockLost` if the
-        fencing token in ``args`` is older than the last one issued."""
-        keys = self._write_keys
-        return self._written(await client.eval(_WRITE_LUA, len(keys), *keys, *args))
+        fencing token in ``args`` is older than the last one issued; with
+        ``HOOK_REDIS_MIN_REPLICAS``, :class:`~hook_service._redis.NotReplicated` when the
+        replicas did not acknowledge it by ``until`` (:meth:`RedisSite.write`)."""
+        script = client.register_script(_WRITE_LUA)
+        return self._written(await site.write(client, script, self._write_keys, args, until=until))
 
     @staticmethod
     def _written(reply: Any) -> Written | None:
