@@ -14,6 +14,7 @@ from hook_service.store.base import (
     Claimed,
     KeySetGuard,
     PendingStep,
+    UserRecords,
     check_issued,
 )
 from hook_service.tokens.base import IssuedToken
@@ -80,10 +81,23 @@ class MemoryStore:
                 raise errors.NoPendingStep(NO_PENDING)
             if record.used is None:
                 record.used = issued
-                return issued, True
+                return Claimed(issued, True, record.scope)
             if record.used.challenge_id == issued.challenge_id and now < record.used.expires_at:
-                return record.used, False
+                return Claimed(record.used, False, record.scope)
             raise errors.StepAlreadyUsed(ALREADY_USED)
+
+    async def user_records(self, user_id: str, now: float) -> UserRecords:
+        with self._lock:
+            alive = [r for (user, _), r in self._records.items() if user == user_id and now < r.end]
+        issued = sum(1 for r in alive if r.used is not None)
+        return UserRecords(pending_steps=len(alive) - issued, issued_tokens=issued)
+
+    async def erase_user(self, user_id: str) -> int:
+        with self._lock:
+            mine = [k for k in self._records if k[0] == user_id]
+            for k in mine:
+                del self._records[k]
+        return len(mine)
 
     async def ping(self) -> None:
         return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from base64 import urlsafe_b64encode
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
@@ -24,7 +25,9 @@ from hook_service.store.base import (
     Claimed,
     KeySetGuard,
     PendingStep,
+    UserRecords,
     check_issued,
+    user_tag,
 )
 from hook_service.tokens.base import IssuedToken
 
@@ -49,26 +52,39 @@ return #KEYS
 # One hash per (user_id, key): e = pending expiry (ms), s = scope; after claim also
 # c = challenge_id, t = token, j = jti, k = kid, x = token expiry (s). Expiry is checked against
 # the caller's `now` (ARGV[1], ms) and enforced by a TTL counted from that same `now`.
-# Replies: {0} missing/expired, {1} claimed, {2, t, j, k, x} same-challenge retry,
+# Replies: {0} missing/expired, {1, s} claimed, {2, t, j, k, x, s} same-challenge retry,
 # {3} used by another challenge, {4} the key-set guard (KEYS[2] must hold ARGV[7]) failed:
 # nothing claimed.
 _CLAIM_LUA = """
 if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {4} end
-local r = redis.call('HMGET', KEYS[1], 'e', 'c', 't', 'j', 'k', 'x')
+local r = redis.call('HMGET', KEYS[1], 'e', 'c', 't', 'j', 'k', 'x', 's')
 if not r[1] then return {0} end
 local now = tonumber(ARGV[1])
 local e = tonumber(r[1])
 if r[2] then
   local x = tonumber(r[6]) * 1000
   if now >= math.max(e, x) then return {0} end
-  if r[2] == ARGV[2] and now < x then return {2, r[3], r[4], r[5], r[6]} end
+  if r[2] == ARGV[2] and now < x then return {2, r[3], r[4], r[5], r[6], r[7] or ''} end
   return {3}
 end
 if now >= e then return {0} end
 redis.call('HSET', KEYS[1], 'c', ARGV[2], 't', ARGV[3], 'j', ARGV[4], 'k', ARGV[5], 'x', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(e, tonumber(ARGV[6]) * 1000) - now))
-return {1}
+return {1, r[7] or ''}
 """
+
+
+SCAN_COUNT: Final = 1000
+_GLOB: Final = re.compile(r"([\\*?\[\]])")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern (Redis globs: ``* ? [ ] \\``)."""
+    return _GLOB.sub(r"\\\1", text)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
 
 
 def _unavailable(name: str) -> errors.StoreUnavailable:
@@ -104,16 +120,24 @@ class RedisStore:
         return f"RedisStore(url={self._site.location!r}, prefix={self._prefix!r})"
 
     def record_key(self, user_id: str, key: str) -> str:
-        """Redis key of the record for (user_id, key): prefix + "s:" + 128-bit hash.
+        """Redis key of the record for (user_id, key): prefix + "s:{" + the user's tag + "}" +
+        128-bit hash of the pair.
 
         User-controlled strings never appear raw: the pair is length-prefixed (unambiguous for
         any strings, incl. separators and lone surrogates) and hashed, so keys are short and of
         fixed size (memory budget: <= 300 bytes per pending step) and cannot collide by design.
+        The tag (:func:`~hook_service.store.base.user_tag`) groups a user's records, so
+        :meth:`erase_user` finds them all whatever the step keys were (and, as a Redis Cluster
+        hash tag, keeps them on one slot).
         """
         user = user_id.encode("utf-8", "surrogatepass")
         data = b"%d:" % len(user) + user + key.encode("utf-8", "surrogatepass")
         digest = hashlib.blake2b(data, digest_size=16, person=b"hook-step").digest()
-        return self._prefix + "s:" + urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        pair = urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return self._user_prefix(user_id) + pair
+
+    def _user_prefix(self, user_id: str) -> str:
+        return f"{self._prefix}s:{{{user_tag(user_id)}}}"
 
     async def put_pending(self, steps: Sequence[PendingStep]) -> None:
         if not steps:
@@ -158,7 +182,7 @@ class RedisStore:
         if status == 4:
             return None  # the guard did not hold; nothing was claimed
         if status == 1:
-            return issued, True
+            return Claimed(issued, True, _text(reply[1]))
         if status == 2:
             stored = IssuedToken(
                 token=str(reply[1]),
@@ -169,10 +193,44 @@ class RedisStore:
                 user_id=user_id,
                 key=key,
             )
-            return stored, False
+            return Claimed(stored, False, _text(reply[5]))
         if status == 3:
             raise errors.StepAlreadyUsed(ALREADY_USED)
         raise errors.NoPendingStep(NO_PENDING)
+
+    async def _user_keys(self, user_id: str) -> list[str]:
+        """Every record key of ``user_id``: SCAN for its tag (an admin operation; it walks the
+        keyspace in batches of :data:`SCAN_COUNT` without blocking Redis)."""
+        pattern = _glob_escape(self._user_prefix(user_id)) + "*"
+        return [_text(k) async for k in self._redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+
+    async def user_records(self, user_id: str, now: float) -> UserRecords:
+        with self._site.guard("user_records", _unavailable, log=logger):
+            keys = await self._user_keys(user_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, "e", "c", "x")
+                rows: list[Any] = await pipe.execute()
+        now_ms = now * 1000
+        pending = issued = 0
+        for expires, challenge, token_expires in rows:
+            if expires is None:
+                continue  # expired between SCAN and HMGET
+            end = float(expires)
+            if challenge is not None:
+                end = max(end, float(token_expires) * 1000)
+            if now_ms < end:
+                pending += challenge is None
+                issued += challenge is not None
+        return UserRecords(pending_steps=pending, issued_tokens=issued)
+
+    async def erase_user(self, user_id: str) -> int:
+        with self._site.guard("erase_user", _unavailable, log=logger):
+            keys = await self._user_keys(user_id)
+            erased = 0
+            for start in range(0, len(keys), SCAN_COUNT):
+                erased += int(await self._redis.delete(*keys[start : start + SCAN_COUNT]))
+        return erased
 
     async def ping(self) -> None:
         with self._site.guard("ping", _unavailable, log=logger):

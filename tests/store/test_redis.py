@@ -41,7 +41,9 @@ async def test_redis_keys_are_short_prefixed_and_hide_user_ids(
         await store.put_pending([pending(clock, user_id=long_id)])
         keys = cast(list[str], await raw.keys("*"))  # decode_responses=True
         assert keys == [store.record_key(long_id, "kyc_review")]
-        assert keys[0].startswith("t1:s:") and len(keys[0]) == len("t1:s:") + 22
+        # prefix, s:, the user's tag as a hash tag, the pair's hash: 22 characters each
+        assert keys[0].startswith("t1:s:{") and keys[0][len("t1:s:{") + 22] == "}"
+        assert len(keys[0]) == len("t1:s:{}") + 2 * 22
         assert "alice" not in keys[0] and "kyc" not in keys[0]
     finally:
         await store.aclose()
@@ -98,8 +100,8 @@ async def test_redis_single_use_holds_across_instances(redis_url: str, clock: Fa
         results = await asyncio.gather(
             *(claim(stores[i % 2], clock, t) for i, t in enumerate(same))
         )
-        assert sum(fresh for _, fresh in results) == 1
-        assert len({t.token for t, _ in results}) == 1
+        assert sum(fresh for _, fresh, _ in results) == 1
+        assert len({t.token for t, _, _ in results}) == 1
         diff = [issued(clock, key="diff", challenge_id=f"chl_{i}") for i in range(20)]
         outcomes = await asyncio.gather(
             *(claim(stores[i % 2], clock, t) for i, t in enumerate(diff)), return_exceptions=True
@@ -129,7 +131,7 @@ async def test_redis_claim_checks_the_key_set_version_in_the_same_script(
         claimed = await store.claim(
             "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
         )
-        assert claimed == (token, True)
+        assert claimed == (token, True, "transfer:write")
         # A retry is guarded too: the stored token is not re-sent past a key-set change.
         await raw.set("hook:keys:version", "8")
         retried = await store.claim(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,20 +19,7 @@ from tests.support import FakeClock
 pytestmark = pytest.mark.anyio
 
 
-# ``clock`` is conftest's FakeClock: it starts far from the real time on purpose, since RedisStore
-# must keep Redis TTLs in the injected clock's time domain.
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        instance: Store = MemoryStore(clock)
-    else:
-        instance = RedisStore(request.getfixturevalue("redis_url"), clock=clock)
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
+# ``store`` (tests/store/conftest.py) is each store in turn; ``clock`` is conftest's FakeClock.
 
 
 # --- semantics shared by both stores -------------------------------------------------------
@@ -42,8 +28,9 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
 async def test_first_claim_returns_the_issued_token(store: Store, clock: FakeClock) -> None:
     await store.put_pending([pending(clock)])
     token = issued(clock)
-    got, fresh = await claim(store, clock, token)
+    got, fresh, scope = await claim(store, clock, token)
     assert fresh is True
+    assert scope == "transfer:write"  # the pending step's, for the facts' proof
     assert got == token and got.token == token.token
 
 
@@ -55,8 +42,9 @@ async def test_retry_with_same_challenge_returns_the_stored_token(
     await claim(store, clock, first)
     clock.advance(100)
     second = issued(clock)  # the endpoint mints a new token on every call
-    got, fresh = await claim(store, clock, second)
+    got, fresh, scope = await claim(store, clock, second)
     assert fresh is False
+    assert scope == "transfer:write"
     assert got.token == first.token and got == first
 
 
@@ -107,7 +95,7 @@ async def test_claimed_record_lives_until_the_later_of_both_expiries(
     first = issued(clock, ttl=300)
     await claim(store, clock, first)
     clock.advance(299)  # pending expiry long past, token still valid: retry still works
-    got, fresh = await claim(store, clock, issued(clock))
+    got, fresh, _ = await claim(store, clock, issued(clock))
     assert (got.token, fresh) == (first.token, False)
     clock.advance(1)
     with pytest.raises(errors.NoPendingStep):
@@ -119,7 +107,7 @@ async def test_put_pending_after_use_rearms_the_step(store: Store, clock: FakeCl
     await claim(store, clock, issued(clock, challenge_id="chl_1"))
     await store.put_pending([pending(clock)])  # a fresh review decision
     second = issued(clock, challenge_id="chl_2")
-    assert await claim(store, clock, second) == (second, True)
+    assert await claim(store, clock, second) == (second, True, "transfer:write")
     with pytest.raises(errors.StepAlreadyUsed):  # the old challenge lost its record
         await claim(store, clock, issued(clock, challenge_id="chl_1"))
 
@@ -164,7 +152,7 @@ async def test_user_and_key_pairs_never_collide(
     with pytest.raises(errors.NoPendingStep):
         await claim(store, clock, issued(clock, user_id=asked[0], key=asked[1]))
     token = issued(clock, user_id=stored[0], key=stored[1], challenge_id="chl_\ud800")
-    assert await claim(store, clock, token) == (token, True)
+    assert await claim(store, clock, token) == (token, True, "transfer:write")
     assert (await claim(store, clock, token))[0] == token  # round-trips through the store
 
 
@@ -174,9 +162,9 @@ async def test_concurrent_claims_same_challenge_mint_one_token(
     await store.put_pending([pending(clock)])
     tokens = [issued(clock, challenge_id="chl_1") for _ in range(20)]
     results = await asyncio.gather(*(claim(store, clock, t) for t in tokens))
-    assert sum(fresh for _, fresh in results) == 1
-    winner = next(t for t, fresh in results if fresh)
-    assert {t.token for t, _ in results} == {winner.token}
+    assert sum(fresh for _, fresh, _ in results) == 1
+    winner = next(t for t, fresh, _ in results if fresh)
+    assert {t.token for t, _, _ in results} == {winner.token}
     assert winner in tokens
 
 
@@ -209,7 +197,7 @@ async def test_tokens_never_reach_logs_or_repr(
     await store.put_pending([pending(clock)])
     token = issued(clock)
     await claim(store, clock, token)
-    stored, _ = await claim(store, clock, issued(clock))
+    stored, _, _ = await claim(store, clock, issued(clock))
     assert token.token not in caplog.text
     assert token.token not in repr(store) and token.token not in repr(stored)
 

@@ -1,0 +1,28 @@
+"""The ``store`` fixture: each :class:`~hook_service.store.base.Store` in turn, the Redis one on
+the session's real server.
+
+``clock`` is the root conftest's FakeClock: it starts far from the real time on purpose, since
+RedisStore must keep Redis TTLs in the injected clock's time domain."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hook_service.store.base import Store
+from hook_service.store.memory import MemoryStore
+from hook_service.store.redis import RedisStore
+from tests.support import FakeClock
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        instance: Store = MemoryStore(clock)
+    else:
+        instance = RedisStore(request.getfixturevalue("redis_url"), clock=clock)
+    try:
+        yield instance
+    finally:
+        await instance.aclose()
