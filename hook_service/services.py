@@ -22,6 +22,7 @@ from hook_service.facts.geo import Geo
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import Limits
 from hook_service.facts.memory import MemoryFactsStore
+from hook_service.facts.proofs import TokenProofs
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.signature import SignatureCheck
@@ -235,6 +236,7 @@ def build_services(
         guard or claim_guard(keys, same_redis=same_redis),
         custom_steps=policy.custom_steps,
         ttl=settings.token_ttl,
+        on_issued=TokenProofs(facts),  # a first token is proof (design.md "Facts")
     )
     return Services(
         settings=settings,

@@ -87,9 +87,9 @@ class Store(Protocol):
     ) -> Claimed | None:
         """Consume the pending step for ``issued``; see the module docstring.
 
-        Returns ``(issued, True, scope)`` on first use and ``(stored token, False, scope)`` to a
-        retry by the same challenge while that token is valid, and None (nothing claimed) when ``guard``
-        does not hold: the key set changed, so the caller signs again. Raises
+        Returns ``(issued, True, scope)`` on first use and ``(stored token, False, scope)`` to
+        a retry by the same challenge while that token is valid, and None (nothing claimed)
+        when ``guard`` does not hold: the key set changed, so the caller signs again. Raises
         ``errors.StepAlreadyUsed`` for another challenge or an expired stored token and
         ``errors.NoPendingStep`` if missing or expired. A store that cannot check a guard
         (the in-memory one) raises ``ValueError`` when given one.
