@@ -25,7 +25,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "invalid_request: malformed body or field (the detail names it)",
         401: "invalid_signature or unauthorized",
-        404: "no_pending_step, unknown_key, events_unavailable or not_found",
+        404: "no_pending_step, no_attempt, unknown_key, events_unavailable or not_found",
         409: "step_already_used, rotation_too_early or lock_lost",
         413: "payload_too_large (over 64 KiB)",
         415: "unsupported_media_type (not application/json)",
@@ -76,6 +76,23 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("VerificationToken"), "the token (same one on retry)"),
                     **_errors(400, 401, 404, 409, 413, 415, 503),
+                },
+            }
+        },
+        "/outcomes": {
+            "post": {
+                "summary": "Report how a step-up ended: verified (proof) or fraud",
+                "description": "verified marks the user's latest unexpired review attempt for "
+                "scope as proof (its device, IP and country become known); fraud flags the "
+                "user for HOOK_FACTS_FLAG_TTL and forgets what proofs taught.",
+                "security": [{"apiKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("OutcomeRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Outcome"), "recorded"),
+                    **_errors(400, 401, 404, 413, 415, 503),
                 },
             }
         },
@@ -142,6 +159,33 @@ def openapi_document() -> dict[str, Any]:
                     **_errors(401, 404, 503),
                 },
             }
+        },
+        "/admin/users/{user_id}/facts": {
+            "parameters": [
+                {
+                    "name": "user_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "Prelude's user id (percent-encoded; may contain /)",
+                    "schema": {"type": "string", "minLength": 1},
+                }
+            ],
+            "get": {
+                "summary": "What the service holds for a user: counts, ages, hashes",
+                "security": _ADMIN,
+                "responses": {
+                    "200": _json(_ref("UserFacts"), "facts and store records; never raw"),
+                    **_errors(400, 401, 503),
+                },
+            },
+            "delete": {
+                "summary": "Erase everything held for a user: history, flag, steps, tokens",
+                "security": _ADMIN,
+                "responses": {
+                    "200": _json(_ref("UserErased"), "what was erased (idempotent)"),
+                    **_errors(400, 401, 503),
+                },
+            },
         },
         "/healthz": {
             "get": {

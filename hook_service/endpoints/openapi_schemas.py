@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hook_service.endpoints.openapi_facts import FACTS_SCHEMAS
 from hook_service.keys.events import EVENT_KINDS
 
 _DURATION = {"type": "integer", "minimum": 1, "maximum": 86400}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
-
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -167,4 +167,5 @@ SCHEMAS: dict[str, Any] = {
             "checks": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     },
+    **FACTS_SCHEMAS,
 }
