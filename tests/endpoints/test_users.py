@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from jsonschema import Draft202012Validator, ValidationError
 from starlette.testclient import TestClient
 
 from hook_service.store.base import user_tag
@@ -169,3 +170,21 @@ def test_the_erasure_is_logged_without_the_user_id(
     assert f"user={user_tag(USER_ID)}" in line and "devices:1" in line
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("hook_service"))
     assert USER_ID not in ours and ADMIN_TOKEN not in caplog.text
+
+
+def test_answers_match_their_openapi_schemas(app_client: TestClient) -> None:
+    document = app_client.get("/openapi.json").json()
+
+    def check(name: str, body: Any) -> None:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+        Draft202012Validator(schema).validate(body)
+
+    history(app_client, USER_ID)
+    seed_review(app_client, USER_ID)  # an open attempt with a step, device and IP hashes
+    check("UserFacts", show(app_client))
+    check("UserFacts", show(app_client, "usr_nobody"))
+    verified = {"user_id": USER_ID, "scope": "transfer:write", "outcome": "verified"}
+    check("Outcome", app_client.post("/outcomes", headers=bearer(API_KEY), json=verified).json())
+    check("UserErased", erase(app_client))
+    with pytest.raises(ValidationError):  # the schemas do check something
+        check("UserErased", {"user_id": USER_ID, "erased": {"records": -1}})
