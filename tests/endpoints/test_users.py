@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError  # type: ignore[import-untyped]
 from starlette.testclient import TestClient
 
 from hook_service.store.base import user_tag
