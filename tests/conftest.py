@@ -11,6 +11,8 @@ Use from any test module:
   restarts/resumes it for the next test if a fault test failed half-way.
 * ``redis_server_factory`` (function scope): ``make(*extra_args, password=None)`` starts an
   extra private server (e.g. with ``--requirepass``), stopped after the test.
+* ``raw`` (function scope): a plain asyncio client (``decode_responses``) on ``redis_url``, to
+  inspect what a store wrote.
 
 If ``redis-server`` is not on PATH those fixtures FAIL (never skip): CI must not silently drop
 the Redis tests.
@@ -24,12 +26,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aredis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -200,6 +203,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     redis_server.reset()
     return redis_server.url
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """A plain client to inspect what a store wrote (a real server, not a mock)."""
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import yaml
 
@@ -147,7 +148,9 @@ def load_scenarios(path: Path) -> ScenarioFile:
             raise ScenarioError(f"{where}: step_keys: {key!r} does not match [a-zA-Z0-9._:-]+")
     if "scenarios" not in top and "sequences" not in top:
         raise ScenarioError(f"{where}: scenarios or sequences is required")
-    scenarios = _scenarios(top["scenarios"], where) if "scenarios" in top else ()
+    scenarios: tuple[Scenario, ...] = ()
+    if "scenarios" in top:
+        scenarios = named_list(top["scenarios"], where, "scenario", _scenario)
     sequences: tuple[Sequence, ...] = ()
     if "sequences" in top:
         from .sequences import parse_sequences  # it builds on this module's parsers
@@ -156,20 +159,33 @@ def load_scenarios(path: Path) -> ScenarioFile:
     return ScenarioFile(path, step_keys, scenarios, sequences)
 
 
-def _scenarios(items: Any, where: str) -> tuple[Scenario, ...]:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def named_list(
+    items: Any, where: str, kind: str, parse: Callable[[Any, str], _N]
+) -> tuple[_N, ...]:
+    """A non-empty list of named entries (``kind``: scenario, sequence), each read by
+    ``parse(item, label)``; the names must differ. The label names the file, the position
+    and the name."""
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where}: scenarios must be a non-empty list")
-    scenarios: list[Scenario] = []
+        raise ScenarioError(f"{where}: {kind}s must be a non-empty list")
+    entries: list[_N] = []
     for position, item in enumerate(items, start=1):
         name = item.get("name") if isinstance(item, dict) else None
-        label = f"{where}: scenario {position}" + (
+        label = f"{where}: {kind} {position}" + (
             f" ({name})" if isinstance(name, str) and name else ""
         )
-        scenario = _scenario(item, label)
-        if any(s.name == scenario.name for s in scenarios):
-            raise ScenarioError(f"{label}: name is used by an earlier scenario")
-        scenarios.append(scenario)
-    return tuple(scenarios)
+        entry = parse(item, label)
+        if any(e.name == entry.name for e in entries):
+            raise ScenarioError(f"{label}: name is used by an earlier {kind}")
+        entries.append(entry)
+    return tuple(entries)
 
 
 def _scenario(item: Any, label: str) -> Scenario:

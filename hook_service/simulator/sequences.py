@@ -39,6 +39,7 @@ from .scenarios import (
     expectation,
     hook_request,
     mapping,
+    named_list,
 )
 
 TOKEN_EXPECT: Final = ("issued", "no_pending_step", "step_already_used")
@@ -92,19 +93,9 @@ class Sequence:
 
 def parse_sequences(items: Any, where: str, step_keys: frozenset[str]) -> tuple[Sequence, ...]:
     """The ``sequences`` list of a scenario file; raises :class:`ScenarioError`."""
-    if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where}: sequences must be a non-empty list")
-    sequences: list[Sequence] = []
-    for position, item in enumerate(items, start=1):
-        name = item.get("name") if isinstance(item, dict) else None
-        label = f"{where}: sequence {position}" + (
-            f" ({name})" if isinstance(name, str) and name else ""
-        )
-        sequence = _sequence(item, label, step_keys)
-        if any(s.name == sequence.name for s in sequences):
-            raise ScenarioError(f"{label}: name is used by an earlier sequence")
-        sequences.append(sequence)
-    return tuple(sequences)
+    return named_list(
+        items, where, "sequence", lambda item, label: _sequence(item, label, step_keys)
+    )
 
 
 def _sequence(item: Any, label: str, step_keys: frozenset[str]) -> Sequence:

@@ -3,7 +3,6 @@ Redis store is then scanned key by key for anything of that user."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
@@ -61,15 +60,6 @@ async def test_user_ids_with_glob_characters_erase_only_themselves(
     for user in users:
         left = await store.user_records(user, clock())
         assert left == UserRecords(0 if user == victim else 1, 0), user
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_redis_erasure_leaves_no_key_of_the_user(

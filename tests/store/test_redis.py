@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import anyio
@@ -20,16 +20,6 @@ from tests.store.support import RedisServer, claim, issued, pending
 from tests.support import FakeClock
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    """A plain client to inspect what RedisStore wrote (a real server, not a mock)."""
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_redis_keys_are_short_prefixed_and_hide_user_ids(
