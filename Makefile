@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run cli test lint clean redis-server docker-tools lock wrk bench js-deps
+.PHONY: run cli test lint clean redis-server promtool docker-tools lock wrk bench js-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 cli: $(STAMP)
 	$(BIN)/hook-service $(ARGS)
 
-test: $(STAMP) redis-server js-deps docker-tools
+test: $(STAMP) redis-server promtool js-deps docker-tools
 	$(BIN)/python -m pytest
 
 # tests/js drives Prelude's own JS SDK (test-only npm dependency, pinned in package-lock.json)
@@ -44,6 +44,16 @@ redis-server:
 	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "redis-server is required by the tests: install Redis 7 (e.g. apt-get install redis-server)" >&2; exit 1; \
+	  fi; }
+
+# tests/deploy/test_prometheus.py runs Prometheus's promtool on deploy/prometheus/alerts.yml.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "promtool is required by the tests: install Debian's prometheus package (apt-get install prometheus)" >&2; exit 1; \
 	  fi; }
 
 # The image test (tests/deploy, marker `slow`) builds and runs the image: Debian's Docker,

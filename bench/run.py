@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
+from hook_service.keys.backends.keyring import keyring
+from hook_service.services import AT_REST_LABEL
 from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
@@ -276,7 +278,9 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
 
 async def record_pending(url: str, users: list[str]) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
-    store = RedisStore(url, timeout=5.0)
+    # It only records steps: a throwaway KEK seals the tokens it never claims.
+    sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
+    store = RedisStore(url, sealer=sealer, timeout=5.0)
     try:
         for batch in _steps(users):
             await store.put_pending(batch)

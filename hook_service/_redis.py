@@ -17,6 +17,7 @@ import redis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from hook_service import errors
@@ -54,17 +55,29 @@ class RedisSite:
             message = message.replace(secret, "***")
         return message
 
-    def client(self, *, timeout: float, max_connections: int | None = None) -> Redis:
+    def client(
+        self, *, timeout: float, max_connections: int | None = None, retry_closed: bool = False
+    ) -> Redis:
         """An asyncio client: ``timeout`` bounds connecting, each reply and (with
         ``max_connections``, a blocking pool) waiting for a pooled connection, so an
         unreachable server fails fast instead of hanging requests. A bad URL is a
-        :class:`errors.ConfigError` naming the server, never its password."""
+        :class:`errors.ConfigError` naming the server, never its password.
+
+        ``retry_closed``: a command that fails with a connection error (typically "Connection
+        closed by server" on a pooled connection after Redis restarted, which redis-py's
+        check on checkout does not always see) is sent once more, at once, on a fresh
+        connection. Only for callers whose every command is safe to run twice; never after
+        a timeout, which would double the budget."""
         options = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            # No retries: each call fails within ~timeout, and a retried script could run
-            # twice. Stale pooled sockets are already replaced on checkout by redis-py.
-            "retry": Retry(NoBackoff(), 0),
+            # Otherwise no retries: each call fails within ~timeout, and a retried script
+            # could run twice.
+            "retry": (
+                Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+                if retry_closed
+                else Retry(NoBackoff(), 0)
+            ),
             "decode_responses": True,
             # Lone surrogates (legal in JSON strings) must round-trip, not crash the encoder.
             "encoding_errors": "surrogatepass",

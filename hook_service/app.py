@@ -8,19 +8,22 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hook_service import endpoints, logs
+from hook_service import endpoints, logs, metrics
 from hook_service.clock import Clock, system_clock
 from hook_service.endpoints.http import json_response
 from hook_service.endpoints.keys import JwksDocument
+from hook_service.endpoints.observe import RequestObserver
 from hook_service.errors import (
     HookError,
     InternalError,
     InvalidRequest,
     KeyStoreFailure,
+    KeyStoreUnavailable,
     MethodNotAllowed,
     NotFound,
 )
@@ -32,6 +35,7 @@ from hook_service.services import build_services
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.tokens.base import ClaimGuard
+from hook_service.tracing import Tracing
 
 logger = logging.getLogger(logs.SERVICE)
 
@@ -49,6 +53,7 @@ routes = [
     Route("/healthz", endpoints.healthz, methods=["GET"]),
     Route("/readyz", endpoints.readyz, methods=["GET"]),
     Route("/openapi.json", endpoints.openapi, methods=["GET"]),
+    Route("/metrics", endpoints.prometheus_metrics, methods=["GET"]),
 ]
 
 
@@ -69,6 +74,9 @@ def _as_hook_error(exc: Exception) -> HookError:
 
 async def _render_error(request: Request, exc: Exception) -> Response:
     error = _as_hook_error(exc)
+    logs.note(error=error.code)
+    if isinstance(error, KeyStoreUnavailable):
+        metrics.keystore_error(error)
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else None
     return json_response(error.to_json(), status_code=error.status_code, headers=headers)
 
@@ -82,12 +90,13 @@ def create_app(
     prelude_keys: PreludeJwks | None = None,
     guard: ClaimGuard | None = None,
     facts: FactsStore | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """Build the ASGI app. Invalid configuration raises :class:`ConfigError` here, at start-up.
 
-    ``store``, ``keys``, ``prelude_keys``, the token issuer's claim ``guard`` and the
-    ``facts`` store may be injected (tests); see :func:`~hook_service.services.build_services`.
-    """
+    ``store``, ``keys``, ``prelude_keys``, the token issuer's claim ``guard``, the ``facts``
+    store and ``tracing`` may be injected (tests); see
+    :func:`~hook_service.services.build_services`."""
     services = build_services(
         settings,
         clock=clock,
@@ -96,6 +105,7 @@ def create_app(
         prelude_keys=prelude_keys,
         guard=guard,
         facts=facts,
+        tracing=tracing,
     )
 
     @asynccontextmanager
@@ -106,8 +116,10 @@ def create_app(
         finally:
             await services.aclose()
 
+    observer = Middleware(RequestObserver, log_client=settings.log_client, tracing=services.tracing)
     app = Starlette(
         routes=routes,
+        middleware=[observer],
         lifespan=lifespan,
         exception_handlers={
             HookError: _render_error,
@@ -117,11 +129,12 @@ def create_app(
     )
     app.state.services = services
     app.state.jwks_document = JwksDocument()
+    app.state.metrics = metrics.Exporter(services)
     return app
 
 
 def create_app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory hook_service.app:create_app_from_env`` (several workers)."""
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     return create_app(settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,10 +22,9 @@ from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends.base import KeyStore, SeedableKeyStore, key_problem
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.lifecycle import KeySet
-from hook_service.logs import configure_logging
 from hook_service.policy.engine import Policy
 from hook_service.services import key_admin, open_key_store
-from hook_service.settings import KEYSTORES, LOG_LEVELS, Settings, parse_variable
+from hook_service.settings import KEYSTORES, LOG_FORMATS, LOG_LEVELS, Settings, parse_variable
 from hook_service.simulator.cli import simulate
 
 KeyCommand = Callable[[KeyAdmin], Awaitable[Any]]
@@ -67,6 +65,13 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @cli.command()
 @click.option("--host", help="Listen address [HOOK_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
+@click.option("--internal-host", help="Internal listener address [HOOK_INTERNAL_HOST, 127.0.0.1].")
+@click.option("--internal-port", type=int, help="Internal listener port [HOOK_INTERNAL_PORT].")
+@click.option("--workers", type=int, help="Worker processes [HOOK_WORKERS, default 1].")
+@_variable_option("--read-timeout", "Time for a request's head and body (10s).")
+@click.option(
+    "--max-connections", type=int, help="Per listener and worker [HOOK_MAX_CONNECTIONS, 4096]."
+)
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
 @_variable_option("--prelude-jwks-url", "Prelude app JWKS URL.")
@@ -81,6 +86,15 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 )
 @click.option("--token-ttl", type=int, help="Verification-token lifetime [HOOK_TOKEN_TTL].")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="[HOOK_LOG_LEVEL, INFO].")
+@click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), help="Log lines [HOOK_LOG_FORMAT, text]."
+)
+@click.option(
+    "--log-client",
+    is_flag=True,
+    default=None,
+    help="Log the client IP address of each request [HOOK_LOG_CLIENT, off].",
+)
 @_variable_option("--admin-token-labels", "Names of the admin tokens, same order, e.g. ops,ci.")
 @click.option(
     "--keystore",
@@ -100,44 +114,27 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @_variable_option("--geoip-db", "A MaxMind-format city database (optional).")
 @_variable_option("--replay-window", "A repeated hook body within this is a replay (10m).")
 @click.option(
+    "--http",
+    type=click.Choice(("auto", "httptools", "h11")),
+    default="auto",
+    help="HTTP/1.1 parser, both with the same limits [auto: httptools].",
+)
+@click.option(
     "--dev",
     is_flag=True,
     help="Run with no configuration: in-memory store, keys under keys/, a generated API key "
     "and admin token printed once, signature check off unless a Prelude JWKS is given.",
 )
-def serve(dev: bool, **flags: Any) -> None:
-    """Run the HTTP service (one process; see docs/deploying.md for several workers)."""
-    import uvicorn  # imported here: the other commands must not pay for it
-
-    from hook_service.app import create_app
+def serve(dev: bool, http: str, **flags: Any) -> None:
+    """Run the HTTP service: its public listener, the internal one when configured, in one
+    process or --workers N (docs/deploying.md)."""
+    from hook_service import server  # imported here: the other commands must not pay for uvicorn
 
     try:
-        settings = _dev_settings(flags) if dev else Settings.from_env(**flags)
-        configure_logging(settings.log_level)
-        app = create_app(settings)
+        settings = server.dev_settings(flags, click.echo) if dev else Settings.from_env(**flags)
+        server.serve(settings, http=http)
     except ConfigError as exc:
         _fail(str(exc))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
-
-
-def _dev_settings(flags: dict[str, Any]) -> Settings:
-    api_key = "dev-api-" + secrets.token_urlsafe(24)
-    admin_token = "dev-admin-" + secrets.token_urlsafe(24)
-    settings = Settings.from_env(
-        **{**flags, "insecure_skip_signature": True},
-        api_keys=(api_key,),
-        admin_tokens=(admin_token,),
-    )
-    # --dev is "no configuration": always the in-memory store, and the signature check comes
-    # back on as soon as a Prelude JWKS is given.
-    settings = settings.replace(
-        redis_url=None, keystore="file", insecure_skip_signature=not settings.signature_source
-    )
-    # Printed once, to the terminal, never to the log.
-    click.echo(f"dev API key (POST /verification-token): {api_key}")
-    click.echo(f"dev admin token (/admin/*):             {admin_token}")
-    click.echo(f"keys directory: {settings.keys_dir.resolve()}")
-    return settings
 
 
 @cli.group()

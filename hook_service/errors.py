@@ -22,15 +22,19 @@ The tree (status in brackets)::
     │   ├── UnknownKey [404]
     │   ├── EventsUnavailable [404] ·············· the key store keeps no event stream
     │   ├── MethodNotAllowed [405]
+    │   ├── RequestTimeout [408] ················· head or body slower than HOOK_READ_TIMEOUT
     │   ├── StepAlreadyUsed [409]
     │   ├── RotationTooEarly [409]
     │   ├── LockLost [409] ······················· a fenced key-set write came too late
     │   ├── PayloadTooLarge [413]
+    │   ├── UriTooLong [414] ····················· request line over 8 KiB
     │   ├── UnsupportedMediaType [415]
+    │   ├── HeadersTooLarge [431] ················ header fields over 16 KiB
     │   ├── StoreUnavailable [503] ··············· the pending-step store cannot be reached
     │   ├── KeyStoreUnavailable [503] ············ the key set cannot be read right now
     │   │   ├── KeyStoreFailure [503] ············ a read or write failed while serving
     │   │   └── KeySetChanged [503] ·············· it kept changing while a token was issued
+    │   ├── Overloaded [503] ····················· over HOOK_MAX_CONNECTIONS on a listener
     │   ├── InternalError [500]
     │   └── NotReady [503]
     └── ConfigError ······························ start-up only; names the variable or file
@@ -62,8 +66,16 @@ class InvalidRequest(HookError):
 
 
 class InvalidSignature(HookError):
+    """``reason`` is one word from a fixed set, for the metrics (``stepup_hook_signature_
+    failures_total``): missing, malformed, missing_key_id, unknown_key, wrong_key_type,
+    mismatch, no_jwks, invalid."""
+
     code = "invalid_signature"
     status_code = 401
+
+    def __init__(self, detail: str, reason: str = "invalid") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class Unauthorized(HookError):
@@ -104,6 +116,13 @@ class MethodNotAllowed(HookError):
     status_code = 405
 
 
+class RequestTimeout(HookError):
+    """Answered by the server itself (:mod:`hook_service.protocols`), never by a handler."""
+
+    code = "request_timeout"
+    status_code = 408
+
+
 class StepAlreadyUsed(HookError):
     code = "step_already_used"
     status_code = 409
@@ -125,6 +144,16 @@ class LockLost(HookError):
 class PayloadTooLarge(HookError):
     code = "payload_too_large"
     status_code = 413
+
+
+class UriTooLong(HookError):
+    code = "uri_too_long"
+    status_code = 414
+
+
+class HeadersTooLarge(HookError):
+    code = "headers_too_large"
+    status_code = 431
 
 
 class UnsupportedMediaType(HookError):
@@ -159,6 +188,11 @@ class KeyStoreFailure(KeyStoreUnavailable):
 class KeySetChanged(KeyStoreUnavailable):
     """The shared key set kept changing while a token was being issued (the issuer signs
     again after each change, a few times): nothing was claimed; the client retries."""
+
+
+class Overloaded(HookError):
+    code = "overloaded"
+    status_code = 503
 
 
 class InternalError(HookError):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from hook_service import logs
+from hook_service import logs, metrics
 from hook_service.clock import Clock, system_clock
 from hook_service.errors import ConfigError, HookError, SettingsError
 from hook_service.facts.attempts import AttemptFactory
@@ -34,15 +34,18 @@ from hook_service.keys.backends.keyring import keyring
 from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.keys.lifecycle import NewKey, generate_rsa_key
 from hook_service.keys.scheduler import RotationScheduler
+from hook_service.policy.base import DecisionPolicy
 from hook_service.policy.engine import Policy, example_policy_path
 from hook_service.prelude.jwks import PreludeJwks
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
+from hook_service.store.observed import ObservedStore
 from hook_service.store.redis import RedisStore
 from hook_service.tokens.base import ClaimGuard
 from hook_service.tokens.guards import RereadKeySet, VersionInClaim
 from hook_service.tokens.issuer import TokenIssuer
+from hook_service.tracing import Tracing, build_tracing, no_span, traced_policy, traced_signatures
 
 logger = logging.getLogger(logs.SERVICE)
 
@@ -70,6 +73,8 @@ class Services:
     """Each user's history of attempts and proofs (design.md "Facts")."""
     attempts: AttemptFactory
     """A hook request's signals as an Attempt: keyed hashes, country, location."""
+    tracing: Tracing | None = None
+    """Spans for requests and their steps (OpenTelemetry), when configured."""
 
     async def startup(self) -> None:
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
@@ -106,6 +111,8 @@ class Services:
         await self.facts.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 @contextmanager
@@ -181,11 +188,17 @@ def open_facts(
     return RedisFactsStore(settings.redis_url, key=key, limits=limits), attempts
 
 
-def open_store(redis_url: str | None, clock: Clock) -> Store:
-    """The configured store: Redis when ``HOOK_REDIS_URL`` is set, else in-memory."""
-    if redis_url is None:
+# HKDF label of the key that seals verification tokens at rest (keyring.Keyring.cipher).
+AT_REST_LABEL = "verification-token-at-rest"
+
+
+def open_store(settings: Settings, clock: Clock) -> Store:
+    """The configured store: Redis when ``HOOK_REDIS_URL`` is set (its tokens sealed under
+    ``HOOK_KEY_ENCRYPTION_KEYS``, which settings require then), else in-memory."""
+    if settings.redis_url is None:
         return MemoryStore(clock)
-    return RedisStore(redis_url, clock=clock)
+    sealer = keyring(settings.key_encryption_keys).cipher(AT_REST_LABEL)
+    return RedisStore(settings.redis_url, sealer=sealer, clock=clock)
 
 
 def build_services(
@@ -197,8 +210,10 @@ def build_services(
     prelude_keys: PreludeJwks | None = None,
     guard: ClaimGuard | None = None,
     facts: FactsStore | None = None,
+    tracing: Tracing | None = None,
 ) -> Services:
-    """Load the policy and keys and open the store; any of them may be injected (tests).
+    """Load the policy and keys and open the store; any of them (and ``tracing``) may be
+    injected (tests).
 
     Stores built here from the settings share one Redis exactly when both are on
     ``HOOK_REDIS_URL``; whoever injects a store and a key store knows whether they do, and
@@ -216,7 +231,10 @@ def build_services(
     scheduler = RotationScheduler(admin, interval) if interval else None
     if prelude_keys is None and settings.signature_source:
         prelude_keys = PreludeJwks(
-            url=settings.prelude_jwks_url, file=settings.prelude_jwks_file, clock=clock
+            url=settings.prelude_jwks_url,
+            file=settings.prelude_jwks_file,
+            clock=clock,
+            on_fetch=metrics.jwks_fetch,
         )
     if prelude_keys is not None:
         prelude_keys.preload()
@@ -227,15 +245,27 @@ def build_services(
         )
     if not settings.api_keys:
         logger.warning("HOOK_API_KEYS is unset: POST /verification-token refuses every call")
-    if store is None:
-        store = open_store(settings.redis_url, clock)
+    if tracing is None:
+        tracing = build_tracing(settings)
+    spans = no_span if tracing is None else tracing.span
+    # Every store call's failure is counted (and traced): one wrapper, whichever store.
+    store = ObservedStore(
+        open_store(settings, clock) if store is None else store,
+        metrics.store_error,
+        spans,
+    )
     facts, attempts = open_facts(settings, facts)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
+    deciding: DecisionPolicy = policy
+    if tracing is not None:  # wrapped only when traced: no cost otherwise
+        deciding = traced_policy(policy, spans)
+        signatures = signatures and traced_signatures(signatures, spans)
     issuer = TokenIssuer(
         store,
         guard or claim_guard(keys, same_redis=same_redis),
         custom_steps=policy.custom_steps,
         ttl=settings.token_ttl,
+        spans=spans,
         on_issued=TokenProofs(facts),  # a first token is proof (design.md "Facts")
     )
     return Services(
@@ -247,8 +277,9 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
-        hook=StepUpHook(HookDecider(policy, store, clock), signatures),
+        hook=StepUpHook(HookDecider(deciding, store, clock), signatures),
         issuer=issuer,
         facts=facts,
         attempts=attempts,
+        tracing=tracing,
     )

@@ -29,7 +29,19 @@ TOKEN_TTL_RANGE = (30, 3600)
 # Secrets shorter than this are guessable; 16 characters of a random token is already 96 bits.
 MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+TRACES_EXPORTERS = ("otlp", "console", "none")
+# Settings read from variables that are not ours: prometheus-client's multiprocess directory
+# (`serve --workers` sets it) and OpenTelemetry's two switches (docs/operations.md).
+FOREIGN = {
+    "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_traces_exporter": "OTEL_TRACES_EXPORTER",
+}
 KEYSTORES = ("file", "redis")
+READ_TIMEOUT_RANGE = (1, 300)
+MAX_CONNECTIONS_RANGE = (1, 1_000_000)
+WORKERS_RANGE = (1, 64)
 MAX_DURATION = 366 * 86400
 # ASCII digits, few of them: \d also matches other scripts' digits, and int() refuses over
 # 4300 of them with a ValueError that would not name the variable.
@@ -69,6 +81,17 @@ class Settings:
     facts_flag_ttl: int = 7 * 86400
     geoip_db: Path | None = None
     replay_window: int = 600
+    # The server (docs/deploying.md, "Listeners, limits and workers"); read by server.py.
+    read_timeout: int = 10
+    max_connections: int = 4096
+    internal_host: str | None = None
+    internal_port: int | None = None
+    workers: int = 1
+    log_format: str = "text"
+    log_client: bool = False
+    metrics_dir: Path | None = None
+    otel_endpoint: str | None = field(default=None, repr=False)
+    otel_traces_exporter: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -78,10 +101,11 @@ class Settings:
         _check_names(env)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
+            name = variable_name(f.name)
+            raw = env.get(name)
             # An empty variable counts as unset (compose's `${VAR:-}` idiom).
             if raw is not None and raw.strip():
-                values[f.name] = _PARSERS[f.name](PREFIX + f.name.upper(), raw)
+                values[f.name] = _PARSERS[f.name](name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -100,6 +124,14 @@ class Settings:
             )
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"HOOK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"HOOK_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        exporter = self.otel_traces_exporter
+        if exporter is not None and exporter not in TRACES_EXPORTERS:
+            raise SettingsError(
+                f"OTEL_TRACES_EXPORTER must be one of {', '.join(TRACES_EXPORTERS)} "
+                f"(this service's tracing), got {exporter!r}"
+            )
         if self.prelude_jwks_url and self.prelude_jwks_file:
             raise SettingsError(
                 "HOOK_PRELUDE_JWKS_URL and HOOK_PRELUDE_JWKS_FILE are both set; set only one"
@@ -122,6 +154,7 @@ class Settings:
             )
         self._validate_keys()
         self._validate_facts()
+        self._validate_server()
         return self
 
     def _validate_facts(self) -> None:
@@ -132,6 +165,30 @@ class Settings:
         ):
             if not low <= value <= MAX_DURATION:
                 raise SettingsError(f"{name} must be from {low} s to 366 days, got {value} s")
+
+    def _validate_server(self) -> None:
+        for name, value, (low, high) in (
+            ("HOOK_READ_TIMEOUT", self.read_timeout, READ_TIMEOUT_RANGE),
+            ("HOOK_MAX_CONNECTIONS", self.max_connections, MAX_CONNECTIONS_RANGE),
+            ("HOOK_WORKERS", self.workers, WORKERS_RANGE),
+        ):
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be from {low} to {high}, got {value}")
+        if self.workers > 1 and not self.redis_url:
+            raise SettingsError(
+                "HOOK_WORKERS above 1 needs HOOK_REDIS_URL: the in-memory store is per process, "
+                "so a step recorded by one worker would be unknown to the others"
+            )
+        port = self.internal_port
+        if self.internal_host is not None and port is None:
+            raise SettingsError("HOOK_INTERNAL_HOST is set without HOOK_INTERNAL_PORT")
+        if port is not None and not 1 <= port <= 65535:
+            raise SettingsError(f"HOOK_INTERNAL_PORT must be from 1 to 65535, got {port}")
+        if port == self.port:
+            raise SettingsError(
+                f"HOOK_INTERNAL_PORT must differ from HOOK_PORT ({port}): the listener a "
+                "request came in on is told by its port"
+            )
 
     def _validate_keys(self) -> None:
         if self.keystore is not None and self.keystore not in KEYSTORES:
@@ -145,6 +202,14 @@ class Settings:
                     "keys are only ever stored there encrypted (see docs/keys.md, 'Key "
                     "management in production')"
                 )
+        elif self.redis_url and not self.key_encryption_keys:
+            # Issued verification tokens are kept in Redis sealed under the KEKs (issue 10,
+            # point 8), whichever key store holds the signing keys.
+            raise SettingsError(
+                "HOOK_KEY_ENCRYPTION_KEYS is required with HOOK_REDIS_URL: the verification "
+                "tokens kept in Redis are only ever stored there encrypted (see "
+                "docs/deploying.md, 'Upgrading')"
+            )
         position = wrong_length(self.key_encryption_keys)
         if position is not None:  # never echo the value
             raise SettingsError(_kek_error(position))
@@ -172,6 +237,15 @@ class Settings:
         return f"admin token #{index + 1}"
 
     @property
+    def tracing(self) -> str | None:
+        """The span exporter to use (``otlp`` or ``console``), or None: no tracing. On when
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_TRACES_EXPORTER`` is set (``none``: off)."""
+        exporter = self.otel_traces_exporter
+        if exporter is None:
+            return "otlp" if self.otel_endpoint else None
+        return None if exporter == "none" else exporter
+
+    @property
     def key_store(self) -> str:
         """``HOOK_KEYSTORE``, defaulting to ``redis`` whenever ``HOOK_REDIS_URL`` is set."""
         if self.keystore is not None:
@@ -182,6 +256,14 @@ class Settings:
     def replica(self) -> str:
         """``HOOK_REPLICA_ID``, or ``<hostname>:<pid>``: who did what, in the key audit."""
         return self.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def internal_address(self) -> tuple[str, int] | None:
+        """Where the internal listener is (``HOOK_INTERNAL_HOST`` defaults to loopback), or
+        ``None`` when everything is served on the public one."""
+        if self.internal_port is None:
+            return None
+        return self.internal_host or "127.0.0.1", self.internal_port
 
     @property
     def signature_source(self) -> str | None:
@@ -209,11 +291,17 @@ def _check_names(env: Mapping[str, str]) -> None:
             raise SettingsError(f"{name} is not a setting of this service{hint}")
 
 
+def variable_name(field_name: str) -> str:
+    """The environment variable of the :class:`Settings` field ``field_name``."""
+    return FOREIGN.get(field_name) or PREFIX + field_name.upper()
+
+
 def parse_variable(name: str, raw: str) -> Any:
     """The typed value of the variable ``name`` (``HOOK_…``) from its text ``raw``, parsed and
     checked as :meth:`Settings.from_env` reads it; :class:`SettingsError` names ``name``. For
     CLI flags that take a variable's text form (``--key-publish-lead 11m``)."""
-    return _PARSERS[name.removeprefix(PREFIX).lower()](name, raw)
+    field_name = next((f for f, v in FOREIGN.items() if v == name), None)
+    return _PARSERS[field_name or name.removeprefix(PREFIX).lower()](name, raw)
 
 
 def redact_url(url: str) -> str:
@@ -354,6 +442,21 @@ def _log_level(name: str, raw: str) -> str:
     return _text(name, raw).upper()
 
 
+def _directory(name: str, raw: str) -> Path:
+    path = Path(_text(name, raw))
+    if not path.is_dir():
+        raise SettingsError(f"{name} must name an existing directory, got {str(path)!r}")
+    return path
+
+
+def _otlp_endpoint(name: str, raw: str) -> str:
+    value = _text(name, raw)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http:// or https:// URL, got {redact_url(value)!r}")
+    return value
+
+
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "host": _text,
     "port": _int,
@@ -378,4 +481,14 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "facts_flag_ttl": parse_duration,
     "geoip_db": _path,
     "replay_window": parse_duration,
+    "read_timeout": parse_duration,
+    "max_connections": _int,
+    "internal_host": _text,
+    "internal_port": _int,
+    "workers": _int,
+    "log_format": _choice,
+    "log_client": _bool,
+    "metrics_dir": _directory,
+    "otel_endpoint": _otlp_endpoint,
+    "otel_traces_exporter": _choice,
 }

@@ -60,6 +60,8 @@ from tests.support import (  # noqa: E402
     FakeClock,
     KeyFactory,
     free_port,
+    stop_process,
+    token_sealer,
 )
 
 _START_TIMEOUT = 10.0
@@ -140,14 +142,8 @@ class RedisServer:
         """Terminate the server (data is lost: no persistence)."""
         self.resume()  # a SIGSTOPped process would not act on SIGTERM
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        if process is not None:
+            stop_process(process, timeout=5)
 
     def pause(self) -> None:
         """SIGSTOP: the port still accepts connections but nothing answers (a hung server)."""
@@ -299,7 +295,11 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
             keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
             key_stores[app_settings.keys_dir] = keys
         store_url = store_url or redis_url
-        store: Store = RedisStore(store_url, clock=clock) if store_url else MemoryStore(clock=clock)
+        store: Store = (
+            RedisStore(store_url, sealer=token_sealer(), clock=clock)
+            if store_url
+            else MemoryStore(clock=clock)
+        )
         # This wiring knows whether the key set is on the Redis where steps are claimed.
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
         guard = claim_guard(keys, same_redis=same_redis)

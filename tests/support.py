@@ -6,12 +6,18 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
+import queue
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,6 +28,8 @@ from starlette.testclient import TestClient
 
 from hook_service.facts.hashing import FactsKey
 from hook_service.keys import lifecycle as keys
+from hook_service.keys.backends.keyring import DataCipher, keyring
+from hook_service.services import AT_REST_LABEL
 
 KEYS_DIR = Path(__file__).parent / "keys"
 PRELUDE_JWKS_FILE = KEYS_DIR / "prelude_jwks.json"
@@ -33,6 +41,12 @@ USER_ID = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
 TEST_KEK = bytes(range(32))  # key-encryption key of the Redis key store in tests
 # HOOK_FACTS_KEY of the tests (IPs and devices are hashed under it).
 TEST_FACTS_KEY = FactsKey(bytes(range(32, 64)))
+
+
+def token_sealer() -> DataCipher:
+    """What seals tokens at rest in the tests' Redis stores: the service's cipher under
+    ``TEST_KEK``."""
+    return keyring([TEST_KEK]).cipher(AT_REST_LABEL)
 
 
 def load_private_key(name: str) -> Any:
@@ -133,16 +147,30 @@ def challenge_token(
     exp: float,
     key: str = "prelude_ed25519.pem",
     kid: str = CHALLENGE_KID,
+    scope_requested: str | None = "transfer:write",
+    steps: Sequence[tuple[str, bool]] | None = (("verify_sms", True), ("kyc_review", False)),
 ) -> str:
-    """A challenge token as Prelude mints it (contract 6): EdDSA JWT."""
-    claims = {
+    """A challenge token as Prelude mints it (contract 6): EdDSA JWT with the claims the JS
+    SDK reads (the shape of the simulator's ``PreludeChallenge.claims``); by default the
+    challenge of the example policy's ``transfer:write`` review, at its ``kyc_review`` step.
+    ``steps`` are ``(key, done)`` pairs; ``None`` leaves a claim out."""
+    claims: dict[str, Any] = {
         "sub": sub,
+        "sid": "ses_1",
         "challenge_id": challenge_id,
         "current_step": current_step,
         "exp": int(exp),
         "jti": f"jti-{challenge_id}",
         "grant_mode": "single-use",
+        "metadata": {},
     }
+    if scope_requested is not None:
+        claims["scope_requested"] = scope_requested
+    if steps is not None:
+        claims["steps"] = [
+            {"order": order, "key": step, "expiration_duration": 600, "done": done}
+            for order, (step, done) in enumerate(steps, start=1)
+        ]
     return jwt.encode(claims, load_private_key(key), algorithm="EdDSA", headers={"kid": kid})
 
 
@@ -297,6 +325,121 @@ def issued_claims(client: TestClient, response: Any, now: float) -> dict[str, An
     assert (claims["jti"], claims["exp"]) == (body["jti"], body["expires_at"])
     assert body["kid"] == active_kid(client)
     return claims
+
+
+class ServeProcess:
+    """``hook-service serve`` as a real process on a free loopback port, with exactly the
+    ``HOOK_*`` variables given (none inherited); a context manager that waits for ``/readyz``
+    and stops the process on exit. ``url`` is its base URL; the output goes to
+    ``directory / "serve.log"``, shown when it does not come up."""
+
+    def __init__(self, env: dict[str, str], directory: Path, start_timeout: float = 30) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HOOK_")}
+        self.env = {**inherited, **env, "HOOK_HOST": "127.0.0.1", "HOOK_PORT": str(self.port)}
+        self.directory = directory
+        self.log = directory / "serve.log"
+        self.start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServeProcess:
+        with self.log.open("wb") as out:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "hook_service", "serve"],
+                env=self.env,
+                cwd=self.directory,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while not self._ready():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                pytest.fail(f"serve did not become ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def __exit__(self, *exc_info: object) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process, timeout=10)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+class ServiceProcess:
+    """A service process started by a test (``hook-service serve``, uvicorn...) on ``port``:
+    its base URL and everything it writes to stdout and stderr, line by line. Use as a context
+    manager: it waits for ``/healthz`` on entry and terminates the process on exit."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], port: int, cwd: Path) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self._output: queue.Queue[str] = queue.Queue()
+        self.process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # bytes: a raw \r must show in its line, not split it
+        )
+
+    def __enter__(self) -> ServiceProcess:
+        stdout = self.process.stdout
+        assert stdout is not None
+
+        def drain() -> None:  # a full pipe would block the service
+            for line in stdout:
+                self._output.put(line.decode("utf-8", "surrogateescape"))
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__()
+                pytest.fail("the service did not start:\n" + "".join(self.read(0.5)))
+            time.sleep(0.1)
+
+    def read(self, quiet: float = 0.3, within: float = 10) -> list[str]:
+        """Every line so far, waiting until none came for ``quiet`` seconds (at most
+        ``within`` seconds)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                self.lines.append(self._output.get(timeout=quiet))
+            except queue.Empty:
+                break
+        return self.lines
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
 
 
 RAW_IP = "203.0.113.42"  # the IP and user agent of hook_body(): never stored or shown raw

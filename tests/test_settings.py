@@ -214,12 +214,20 @@ def test_a_bad_kek_is_refused_without_echoing_it() -> None:
 
 
 def test_file_keystore_can_be_kept_beside_redis_and_replica_defaults() -> None:
-    settings = Settings.from_env(
-        {**JWKS, "HOOK_REDIS_URL": "redis://r:6379", "HOOK_KEYSTORE": "file"}
-    )
-    assert settings.key_store == "file" and settings.key_encryption_keys == ()
+    env = {**JWKS, "HOOK_REDIS_URL": "redis://r:6379", "HOOK_KEYSTORE": "file"}
+    settings = Settings.from_env({**env, "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64})
+    assert settings.key_store == "file" and len(settings.key_encryption_keys) == 1
     host, _, pid = settings.replica.rpartition(":")
     assert host and pid.isdigit()
+
+
+def test_a_redis_store_needs_a_kek_even_beside_the_file_keystore() -> None:
+    # Issue 10, point 8: verification tokens are kept in Redis sealed under the KEKs.
+    env = {**JWKS, "HOOK_REDIS_URL": "redis://r:6379", "HOOK_KEYSTORE": "file"}
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith("HOOK_KEY_ENCRYPTION_KEYS is required with HOOK_REDIS_URL")
+    assert Settings.from_env({**JWKS, "HOOK_KEYSTORE": "file"}).key_encryption_keys == ()
 
 
 def test_admin_token_labels_name_each_token_in_order() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hook_service.endpoints.health import healthz, openapi, readyz
 from hook_service.endpoints.keys import jwks, key_events, list_keys, revoke_key, rotate_keys
+from hook_service.endpoints.metrics import prometheus_metrics
 from hook_service.endpoints.outcomes import outcomes
 from hook_service.endpoints.stepup import stepup_hook
 from hook_service.endpoints.users import erase_user_facts, user_facts
@@ -17,6 +18,7 @@ __all__ = [
     "list_keys",
     "openapi",
     "outcomes",
+    "prometheus_metrics",
     "readyz",
     "revoke_key",
     "rotate_keys",

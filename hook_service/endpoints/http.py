@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the handlers: bounded body reading, media-type check, bearer auth."""
+"""HTTP plumbing shared by the handlers: bounded body reading, media-type check, bearer auth
+(one ``Authorization`` header only)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hook_service.errors import InvalidRequest, PayloadTooLarge, Unauthorized, U
 # The handlers decode their JSON bodies with the one strict decoder the hook uses too.
 __all__ = [
     "MAX_BODY_BYTES",
+    "authorization_header",
     "json_response",
     "parse_json_object",
     "read_json_body",
@@ -52,14 +54,29 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes
     return b"".join(chunks)
 
 
+def authorization_header(request: Request) -> str:
+    """The one ``Authorization`` header of ``request`` ("" when there is none).
+
+    Refused (400 ``invalid_request``) when repeated: Starlette answers the first of repeated
+    headers while a proxy in front of us may read the last, so two headers would let the two
+    disagree about who is calling (RFC 9110 section 5.3: Authorization is not a list field,
+    so a sender must not repeat it)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidRequest(f"send one Authorization header, not {len(values)}")
+    return values[0] if values else ""
+
+
 def require_bearer(request: Request, accepted: tuple[str, ...], what: str) -> int:
     """Check ``Authorization: Bearer <secret>`` against ``accepted``; return the matching index.
 
-    Every accepted secret is compared in constant time, and all of them are compared, so the
-    time taken says nothing about which one nearly matched."""
+    The one way every endpoint reads its credentials, so that each refuses a repeated header
+    (:func:`authorization_header`). Every accepted secret is compared in constant time, and
+    all of them are compared, so the time taken says nothing about which one nearly matched."""
+    header = authorization_header(request)
     if not accepted:
         raise Unauthorized(f"{what} is disabled: no credentials are configured")
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise Unauthorized(f"{what} requires Authorization: Bearer <token>")
     candidate = presented.strip().encode()

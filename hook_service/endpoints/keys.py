@@ -161,6 +161,8 @@ async def key_events(request: Request) -> Response:
     # ASCII digits only: str.isdigit() also accepts '²', which int() then refuses.
     if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_EVENTS_PAGE:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_EVENTS_PAGE}")
-    after = params.get("after") or None
+    # Present but empty is a malformed cursor, not "from the start" (the OpenAPI document's
+    # pattern says so; the key store refuses it with 400 like any other bad id).
+    after = params.get("after")
     events, cursor = await services.key_admin.events(after, int(raw_limit))
     return json_response({"events": [e.to_json() for e in events], "next": cursor})

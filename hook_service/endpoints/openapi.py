@@ -13,6 +13,24 @@ from hook_service import __version__
 from hook_service.endpoints.openapi_schemas import SCHEMAS
 
 
+def _decimal_up_to(limit: int) -> str:
+    """A regular expression for the decimal strings (leading zeros allowed) whose value is at
+    most ``limit``: any shorter string, or one as long that is not greater digit by digit."""
+    digits = str(limit)
+    branches = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):
+        if digit != "0":
+            rest = len(digits) - i - 1
+            branches.append(
+                f"{digits[:i]}[0-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            )
+    return "(?:" + "|".join([*branches, digits]) + ")"
+
+
+# A part of a Redis stream id, as the key store accepts it for ?after= (64 bits unsigned).
+_U64 = _decimal_up_to(2**64 - 1)
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -23,7 +41,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
-        400: "invalid_request: malformed body or field (the detail names it)",
+        400: "invalid_request: malformed body, field or query parameter (the detail names "
+        "it), or more than one Authorization header",
         401: "invalid_signature or unauthorized",
         404: "no_pending_step, no_attempt, unknown_key, events_unavailable or not_found",
         409: "step_already_used, rotation_too_early or lock_lost",
@@ -35,6 +54,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+# Per operation, not on the path item: every key of a path item is then an operation.
+_USER_ID: list[dict[str, Any]] = [
+    {
+        "name": "user_id",
+        "in": "path",
+        "required": True,
+        "description": "Prelude's user id (percent-encoded; may contain /)",
+        "schema": {"type": "string", "minLength": 1},
+    }
+]
 
 
 @cache
@@ -68,6 +97,13 @@ def openapi_document() -> dict[str, Any]:
         "/verification-token": {
             "post": {
                 "summary": "Mint the RS256 token for a pending custom step",
+                "description": "One pending step yields one token; a retry by the same "
+                "challenge gets the same token while it is valid, whatever later hook calls "
+                "recorded. 404 no_pending_step: nothing pending for the user and key (never "
+                "asked for, expired), or, in the challenge_token form, the step was recorded "
+                "for a scope other than the challenge's scope_requested (checked atomically "
+                "with the claim; nothing is consumed). 409 step_already_used: the step gave "
+                "its token to another challenge.",
                 "security": [{"apiKey": []}],
                 "requestBody": {
                     "required": True,
@@ -100,7 +136,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "The key set, without private material",
                 "security": _ADMIN,
-                "responses": {"200": _json(_ref("KeySet"), "keys"), **_errors(401)},
+                "responses": {"200": _json(_ref("KeySet"), "keys"), **_errors(400, 401)},
             }
         },
         "/admin/keys/rotate": {
@@ -133,7 +169,7 @@ def openapi_document() -> dict[str, Any]:
                         "name": "after",
                         "in": "query",
                         "description": "the id of the last event of the previous page",
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+                        "schema": {"type": "string", "pattern": f"^{_U64}-{_U64}$"},
                     },
                     {
                         "name": "limit",
@@ -156,23 +192,15 @@ def openapi_document() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(_ref("KeySet"), "new key set"),
-                    **_errors(401, 404, 503),
+                    **_errors(400, 401, 404, 503),
                 },
             }
         },
         "/admin/users/{user_id}/facts": {
-            "parameters": [
-                {
-                    "name": "user_id",
-                    "in": "path",
-                    "required": True,
-                    "description": "Prelude's user id (percent-encoded; may contain /)",
-                    "schema": {"type": "string", "minLength": 1},
-                }
-            ],
             "get": {
                 "summary": "What the service holds for a user: counts, ages, hashes",
                 "security": _ADMIN,
+                "parameters": _USER_ID,
                 "responses": {
                     "200": _json(_ref("UserFacts"), "facts and store records; never raw"),
                     **_errors(400, 401, 503),
@@ -181,6 +209,7 @@ def openapi_document() -> dict[str, Any]:
             "delete": {
                 "summary": "Erase everything held for a user: history, flag, steps, tokens",
                 "security": _ADMIN,
+                "parameters": _USER_ID,
                 "responses": {
                     "200": _json(_ref("UserErased"), "what was erased (idempotent)"),
                     **_errors(400, 401, 503),
@@ -206,6 +235,17 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "This document",
                 "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (docs/operations.md)",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
             }
         },
     }

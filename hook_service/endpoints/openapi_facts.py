@@ -137,7 +137,8 @@ FACTS_SCHEMAS: dict[str, Any] = {
                     ),
                     "records": {
                         **_COUNT,
-                        "description": "pending steps and issued-token records deleted",
+                        "description": "pending-step records (claimed or not) and issued-token "
+                        "records deleted",
                     },
                 },
                 "counts of what was erased (all 0 on a second call)",

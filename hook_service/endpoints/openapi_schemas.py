@@ -11,6 +11,7 @@ from hook_service.keys.events import EVENT_KINDS
 
 _DURATION = {"type": "integer", "minimum": 1, "maximum": 86400}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_NON_EMPTY = {"type": "string", "minLength": 1}
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -22,7 +23,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["scope_requested", "user_id"],
         "properties": {
             "scope_requested": {"type": "string", "pattern": "^[a-zA-Z0-9.\\-_:]+$"},
-            "user_id": {"type": "string"},
+            "user_id": {"type": "string", "minLength": 1},
             "identifiers": {
                 "type": ["array", "null"],
                 "items": {
@@ -65,11 +66,21 @@ SCHEMAS: dict[str, Any] = {
         "description": "Either user_id, challenge_id and key, or challenge_token; "
         "when both are given they must agree.",
         "properties": {
-            "user_id": {"type": "string"},
-            "challenge_id": {"type": "string"},
-            "key": {"type": "string"},
-            "challenge_token": {"type": "string", "description": "Prelude's EdDSA JWT"},
+            "user_id": _NON_EMPTY,
+            "challenge_id": _NON_EMPTY,
+            "key": _NON_EMPTY,
+            "challenge_token": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+                "description": "Prelude's EdDSA JWT (compact form); refused with 400 or 401 "
+                "unless Prelude signed it and it has not expired, 400 unless it carries "
+                "scope_requested and steps with current_step one of its steps not yet done",
+            },
         },
+        "anyOf": [
+            {"required": ["user_id", "challenge_id", "key"]},
+            {"required": ["challenge_token"]},
+        ],
     },
     "VerificationToken": {
         "type": "object",

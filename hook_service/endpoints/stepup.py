@@ -1,20 +1,19 @@
 """``POST /hooks/stepup``: Prelude's delegation hook (contract sections 2, 3 and 8).
 
 The core is :class:`~hook_service.hook.stepup.StepUpHook`; this handler only reads the body and
-the signature headers, logs the decision and renders it."""
+the signature headers, notes the decision for the request's line, counts it and renders it."""
 
 from __future__ import annotations
 
-import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hook_service import logs
+from hook_service import logs, metrics
 from hook_service.endpoints.http import json_response, read_json_body
+from hook_service.errors import InvalidSignature
 from hook_service.services import Services
-
-logger = logging.getLogger(logs.HOOK)
 
 SIGNATURE_HEADER = "x-webhook-signature"
 KEY_ID_HEADER = "x-webhook-signature-key-id"
@@ -24,17 +23,33 @@ async def stepup_hook(request: Request) -> Response:
     """Verify the signature, decide from the policy, record custom steps, answer Prelude."""
     services: Services = request.app.state.services
     body = await read_json_body(request)
-    answer = await services.hook.answer(
-        body,
-        signature=request.headers.get(SIGNATURE_HEADER),
-        key_id=request.headers.get(KEY_ID_HEADER),
-    )
+    start = time.perf_counter()
+    try:
+        answer = await services.hook.answer(
+            body,
+            signature=request.headers.get(SIGNATURE_HEADER),
+            key_id=request.headers.get(KEY_ID_HEADER),
+        )
+    except InvalidSignature as exc:
+        metrics.signature_failure(exc.reason)
+        logs.note(signature=exc.reason)
+        raise
+    finally:
+        metrics.hook_seconds(time.perf_counter() - start)
     decision = answer.decision
-    logger.info(
-        "decision status=%s rule=%s scope=%s user_id=%s",
-        decision.status,
-        decision.rule,
-        answer.request.scope_requested,
-        answer.request.user_id,
+    policy = services.policy
+    scope = answer.request.scope_requested
+    metrics.decision(policy.scopes, scope, decision.status, decision.rule)
+    on_error = None
+    if decision.error is not None:
+        on_error = metrics.on_error_reason(decision.error)
+        metrics.on_error(on_error)
+    logs.note(
+        scope=scope,
+        user_id=answer.request.user_id,
+        rule=decision.rule,
+        decision=decision.status,
+        policy_revision=policy.revision,
+        on_error=on_error,
     )
     return json_response(decision.to_json(), headers={"X-Hook-Rule": decision.rule})

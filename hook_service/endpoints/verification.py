@@ -20,7 +20,7 @@ from hook_service.endpoints.http import (
 )
 from hook_service.errors import InvalidRequest
 from hook_service.services import Services
-from hook_service.tokens.jwt import read_challenge_kid, verify_challenge_token
+from hook_service.tokens.jwt import challenge_scope, read_challenge_kid, verify_challenge_token
 
 _FIELDS = ("user_id", "challenge_id", "key")
 
@@ -30,16 +30,20 @@ async def verification_token(request: Request) -> Response:
     services: Services = request.app.state.services
     require_bearer(request, services.settings.api_keys, "POST /verification-token")
     data = parse_json_object(await read_json_body(request))
-    user_id, challenge_id, key = await _subject(services, data)
-    issued = await services.issuer.issue(user_id, challenge_id, key, int(services.clock()))
+    user_id, challenge_id, key, scope = await _subject(services, data)
+    now = int(services.clock())
+    issued = await services.issuer.issue(user_id, challenge_id, key, now, scope)
     return json_response(issued.to_json())
 
 
-async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, str]:
-    """``(user_id, challenge_id, key)`` from the explicit fields, the challenge token, or both.
+async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    """``(user_id, challenge_id, key, scope)`` from the explicit fields, the challenge token,
+    or both; ``scope`` (the challenge's ``scope_requested``) only from a challenge token.
 
     A challenge token is untrusted input from the frontend (contract 1, note 4): it is verified
-    against Prelude's EdDSA keys, and explicit fields given beside it must agree with it."""
+    against Prelude's EdDSA keys, its ``current_step`` must be one of its ``steps`` not yet
+    done, and explicit fields given beside it must agree with it. The claim then checks that
+    the pending step was recorded for its scope (issue 10, point 11)."""
     explicit: dict[str, str] = {}
     for name in _FIELDS:
         value = data.get(name)
@@ -56,7 +60,7 @@ async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, 
                 f"give challenge_token, or all of user_id, challenge_id and key "
                 f"(missing: {', '.join(missing)})"
             )
-        return explicit["user_id"], explicit["challenge_id"], explicit["key"]
+        return explicit["user_id"], explicit["challenge_id"], explicit["key"], None
     if not isinstance(token, str) or not token:
         raise InvalidRequest("challenge_token must be a non-empty string")
     if services.prelude_keys is None:
@@ -66,6 +70,7 @@ async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, 
         )
     public_key = await services.prelude_keys.ed25519_key(read_challenge_kid(token))
     claims = verify_challenge_token(token, public_key, int(services.clock()))
+    scope = challenge_scope(claims)
     from_token = {
         "user_id": claims.sub,
         "challenge_id": claims.challenge_id,
@@ -74,4 +79,4 @@ async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, 
     for name, value in explicit.items():
         if value != from_token[name]:
             raise InvalidRequest(f"{name} does not match the challenge token")
-    return from_token["user_id"], from_token["challenge_id"], from_token["key"]
+    return from_token["user_id"], from_token["challenge_id"], from_token["key"], scope

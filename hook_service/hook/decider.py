@@ -44,12 +44,15 @@ class HookDecider:
         self._clock = clock
         self._record_timeout = record_timeout
 
-    async def decide(self, request: HookRequest) -> Decision:
-        """The policy's decision, with custom steps recorded; ``on_error`` if anything fails."""
+    async def decide(self, request: HookRequest, origin: str = "") -> Decision:
+        """The policy's decision, with custom steps recorded; ``on_error`` if anything fails.
+
+        ``origin`` names the request (:func:`~hook_service.hook.stepup.request_origin`): the
+        store lets a replay of it change nothing it recorded (store/base.py)."""
         policy = self._policy
         try:
             decision = policy.decide(request)
-            await self._record(request, decision)
+            await self._record(request, decision, origin)
         except (HookError, TimeoutError) as exc:
             reason = exc.detail if isinstance(exc, HookError) else "store timed out"
             logger.error("recording custom steps failed (%s); answering on_error", reason)
@@ -59,7 +62,7 @@ class HookDecider:
             return policy.on_error_decision(request, "internal error")
         return decision
 
-    async def _record(self, request: HookRequest, decision: Decision) -> None:
+    async def _record(self, request: HookRequest, decision: Decision, origin: str) -> None:
         # The token endpoint mints only for a step recorded here (design.md), so a custom step
         # that cannot be recorded must not be answered: the caller falls back to on_error.
         custom = decision.custom_steps(self._policy.custom_steps)
@@ -72,8 +75,11 @@ class HookDecider:
                 key=step.key,
                 scope=request.scope_requested,
                 expires_at=expires_at,
+                origin=origin,
             )
             for step in custom
         ]
+        # `within`: a write that lands after this answer has fallen back to on_error would
+        # leave a step nobody was asked for (issue 10, point 4): the store refuses it then.
         async with asyncio.timeout(self._record_timeout):
-            await self._store.put_pending(pending)
+            await self._store.put_pending(pending, within=self._record_timeout)

@@ -37,6 +37,8 @@ _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+(={0,2})")
 
 # Contract 2.3 step 5: PSS with SHA-256 and MGF1-SHA-256. The salt length is undocumented, so
 # AUTO (any salt length, verification only) covers Go's "equals hash" (32) and max-length salts.
+_MALFORMED: Final = "malformed"  # the InvalidSignature reason of a header that cannot decode
+
 _PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
 
 
@@ -48,26 +50,26 @@ def parse_signature_header(value: str | None) -> bytes:
     the message never echoes the value.
     """
     if value is None:
-        raise errors.InvalidSignature("missing X-Webhook-Signature header")
+        raise errors.InvalidSignature("missing X-Webhook-Signature header", "missing")
     raw = value.strip(" \t")
     encoded = next((raw[len(p) :] for p in SIGNATURE_PREFIXES if raw.startswith(p)), None)
     if encoded is None:
-        raise errors.InvalidSignature("X-Webhook-Signature has an unsupported prefix")
+        raise errors.InvalidSignature("X-Webhook-Signature has an unsupported prefix", _MALFORMED)
     match = _B64URL.fullmatch(encoded)
     if match is None:
-        raise errors.InvalidSignature("X-Webhook-Signature is not base64url")
+        raise errors.InvalidSignature("X-Webhook-Signature is not base64url", _MALFORMED)
     pad = match.group(1)
     body_len = len(encoded) - len(pad)
     if pad and len(encoded) % 4:
-        raise errors.InvalidSignature("X-Webhook-Signature has wrong base64 padding")
+        raise errors.InvalidSignature("X-Webhook-Signature has wrong base64 padding", _MALFORMED)
     if not pad and not SIGNATURE_PADDING_OPTIONAL and body_len % 4:
-        raise errors.InvalidSignature("X-Webhook-Signature must be padded base64url")
+        raise errors.InvalidSignature("X-Webhook-Signature must be padded base64url", _MALFORMED)
     if body_len % 4 == 1 or body_len * 3 // 4 > _MAX_SIGNATURE_BYTES:
-        raise errors.InvalidSignature("X-Webhook-Signature has an impossible length")
+        raise errors.InvalidSignature("X-Webhook-Signature has an impossible length", _MALFORMED)
     try:
         return base64.urlsafe_b64decode(encoded[:body_len] + "=" * (-body_len % 4))
     except ValueError:  # pragma: no cover - binascii.Error; the checks above rule it out
-        raise errors.InvalidSignature("X-Webhook-Signature is not base64url") from None
+        raise errors.InvalidSignature("X-Webhook-Signature is not base64url", _MALFORMED) from None
 
 
 def verify_signature(body: bytes, signature: str | bytes, public_key: RSAPublicKey) -> None:
@@ -79,11 +81,11 @@ def verify_signature(body: bytes, signature: str | bytes, public_key: RSAPublicK
     """
     sig = parse_signature_header(signature) if isinstance(signature, str) else signature
     if not isinstance(public_key, RSAPublicKey):
-        raise errors.InvalidSignature("signature key is not an RSA key")
+        raise errors.InvalidSignature("signature key is not an RSA key", "wrong_key_type")
     try:
         public_key.verify(sig, body, _PSS, hashes.SHA256())
     except (_CryptoInvalidSignature, ValueError):
-        raise errors.InvalidSignature("signature does not verify") from None
+        raise errors.InvalidSignature("signature does not verify", "mismatch") from None
 
 
 class SignatureCheck:
@@ -100,7 +102,9 @@ class SignatureCheck:
         kid = (key_id or "").strip()
         decoded = parse_signature_header(signature)
         if not kid:
-            raise errors.InvalidSignature("X-Webhook-Signature-Key-Id header is missing")
+            raise errors.InvalidSignature(
+                "X-Webhook-Signature-Key-Id header is missing", "missing_key_id"
+            )
         if self._keys is None:  # settings validation makes this unreachable
-            raise errors.InvalidSignature("no Prelude JWKS is configured")
+            raise errors.InvalidSignature("no Prelude JWKS is configured", "no_jwks")
         verify_signature(body, decoded, await self._keys.rsa_key(kid))

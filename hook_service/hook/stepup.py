@@ -4,6 +4,9 @@ raw body, parse it, decide. ``endpoints/stepup.py`` reads the HTTP request, call
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 
 from hook_service.hook.base import HookRequest
@@ -19,6 +22,18 @@ class HookAnswer:
 
     request: HookRequest
     decision: Decision
+
+
+def request_origin(body: bytes, signature: str | None) -> str:
+    """A name for one signed hook request: a 128-bit hash of its signature and body. A replay
+    (the same bytes sent again) has the same origin; Prelude's RSASSA-PSS signatures are
+    salted, so two genuine requests differ even with identical bodies. Without a checked
+    signature there is nothing to tell a replay by: every call gets a fresh origin."""
+    if signature is None:
+        return urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+    data = signature.encode("utf-8", "surrogatepass") + b"\n" + body
+    digest = hashlib.blake2b(data, digest_size=16, person=b"hook-origin").digest()
+    return urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class StepUpHook:
@@ -37,4 +52,5 @@ class StepUpHook:
         if self._signatures is not None:
             await self._signatures.verify(body, signature, key_id)
         request = parse_hook_request(body)
-        return HookAnswer(request, await self._decider.decide(request))
+        origin = request_origin(body, signature if self._signatures is not None else None)
+        return HookAnswer(request, await self._decider.decide(request, origin))

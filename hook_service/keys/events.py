@@ -1,10 +1,12 @@
 """Key audit events, derived by comparing the key set before and after a change (pure).
 
 Every change of the key set is described as events ``created``, ``activated``, ``retired``,
-``revoked``, ``expired`` (a retired key dropped after ``retire_at``) and ``rewrapped`` (its
-private key re-encrypted under the first KEK), each with the time, the kid, the actor (``admin
-token #N``, ``scheduler`` or ``cli``) and the replica. The Redis key store appends them to a
-stream in the same script that writes the set; every store also logs them.
+``revoked``, ``expired`` (a retired key dropped after ``retire_at``), ``rewrapped`` (its
+private key re-encrypted under the first KEK) and ``restored`` (put back into a Redis that
+lost the set, by a replica that held it), each with the time, the kid, the actor (``admin
+token #N``, ``scheduler``, ``cli``, ``startup`` or ``restore``) and the replica. The Redis key
+store appends them to a stream in the same script that writes the set; every store also logs
+them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from hook_service.keys.lifecycle import KeySet
 
 log = logging.getLogger(logs.KEYS)
 
-EventKind = Literal["created", "activated", "retired", "revoked", "expired", "rewrapped"]
+EventKind = Literal[
+    "created", "activated", "retired", "revoked", "expired", "rewrapped", "restored"
+]
 EVENT_KINDS: tuple[str, ...] = (
     "created",
     "activated",
@@ -26,7 +30,10 @@ EVENT_KINDS: tuple[str, ...] = (
     "revoked",
     "expired",
     "rewrapped",
+    "restored",
 )
+RESTORE_ACTOR = "restore"
+"""The actor of ``restored`` events: a replica's watcher, after Redis lost the set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,11 @@ def diff(
 def rewrapped(ks: KeySet, *, now: int, actor: str, replica: str) -> list[KeyEvent]:
     """One ``rewrapped`` event per key of ``ks`` (``hook-service keys rewrap``)."""
     return [KeyEvent("rewrapped", k.kid, now, actor, replica, ks.version) for k in ks.keys]
+
+
+def restored(ks: KeySet, *, now: int, actor: str, replica: str) -> list[KeyEvent]:
+    """One ``restored`` event per key of ``ks``, put back as version ``ks.version``."""
+    return [KeyEvent("restored", k.kid, now, actor, replica, ks.version) for k in ks.keys]
 
 
 def log_events(events: list[KeyEvent]) -> None:

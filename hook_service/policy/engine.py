@@ -13,6 +13,8 @@ evaluation and answers ``on_error``; it never falls through to a later, weaker r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -152,18 +154,35 @@ class Policy:
 
     ``custom_steps`` are the declared custom step keys; ``on_error`` is the ``on_error``
     decision for a user without a phone number (``otp`` as ``verify_email``); with a request at
-    hand use :meth:`on_error_decision`. ``source`` names the file in messages.
+    hand use :meth:`on_error_decision`. ``source`` names the file in messages; ``scopes`` are
+    the listed scopes; ``revision`` is the SHA-256 of the file's bytes (of the canonical JSON
+    of a mapping), in hex.
     """
 
-    __slots__ = ("_default", "_env", "_on_error", "_scopes", "custom_steps", "on_error", "source")
+    __slots__ = (
+        "_default",
+        "_env",
+        "_on_error",
+        "_scopes",
+        "custom_steps",
+        "on_error",
+        "revision",
+        "scopes",
+        "source",
+    )
 
-    def __init__(self, data: Any, source: str = "<policy>") -> None:
+    def __init__(self, data: Any, source: str = "<policy>", revision: str | None = None) -> None:
         env = new_env()
         spec = parse(data, source, env)
         self.source = source
+        if revision is None:
+            canonical = json.dumps(data, sort_keys=True, default=str).encode()
+            revision = hashlib.sha256(canonical).hexdigest()
+        self.revision = revision
         self.custom_steps: frozenset[str] = spec.custom_steps
         self._env = env  # owns the compiled programs' declarations: keep it alive
         self._scopes = {scope: _chains(env, rules) for scope, rules in spec.scopes.items()}
+        self.scopes = frozenset(self._scopes)
         self._default = _variants(spec.default, "default")
         self._on_error = _variants(spec.on_error, "on_error")
         self.on_error: Decision = self._on_error[False]
@@ -175,7 +194,8 @@ class Policy:
         Raises :class:`~hook_service.errors.PolicyError` naming the file, the place and the
         reason, e.g. ``policy.yaml: scopes."transfer:write".rules[1] (large-transfer):
         granted_for must be an integer from 1 to 86400, got 0``."""
-        return cls(read_file(path), str(path))
+        data = read_file(path)
+        return cls(data, str(path), hashlib.sha256(path.read_bytes()).hexdigest())
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:

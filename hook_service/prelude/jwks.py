@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -105,6 +105,8 @@ class PreludeJwks:
     misses wait for the same in-flight refetch. After ``max_age`` seconds (``None``: never) the
     next lookup also refetches, so keys Prelude withdrew stop verifying; while that refetch runs,
     other lookups of known kids use the cached keys. A failed refetch keeps the cached keys.
+    ``on_fetch(trigger, ok)`` hears of every fetch (the metrics): ``initial``, ``unknown_kid``
+    or ``stale_cache``, and whether it succeeded.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class PreludeJwks:
         client: httpx.AsyncClient | None = None,
         timeout: float = 2.0,
         max_age: float | None = 600.0,
+        on_fetch: Callable[[str, bool], None] | None = None,
     ) -> None:
         if (url is None) == (file is None):
             raise errors.ConfigError(
@@ -138,6 +141,7 @@ class PreludeJwks:
         self._attempted_at: float | None = None  # last refetch attempt, failed or not (rate limit)
         self._generation = 0  # bumped by every fetch attempt; waiters use it to share one fetch
         self._lock = anyio.Lock()
+        self._on_fetch = on_fetch
 
     @property
     def source(self) -> str:
@@ -165,7 +169,7 @@ class PreludeJwks:
         :class:`errors.ConfigError` naming it; a URL failure is logged and lookups refetch."""
         async with self._lock:
             try:
-                keys = await self._fetch()
+                keys = await self._fetch("initial")
             except _FetchError as exc:
                 if self._file is not None:
                     raise errors.ConfigError(
@@ -203,7 +207,7 @@ class PreludeJwks:
 
     async def _ensure(self, kid: str) -> None:
         if not kid or len(kid) > _MAX_KID_CHARS:
-            raise errors.InvalidSignature("missing or oversized signing key id")
+            raise errors.InvalidSignature("missing or oversized signing key id", "missing_key_id")
         if kid not in self._keys.kids:
             await self._refresh(kid, known=False)
         elif self._is_stale():
@@ -211,8 +215,10 @@ class PreludeJwks:
 
     def _missing(self, kid: str, label: str) -> errors.InvalidSignature:
         if kid in self._keys.kids:
-            return errors.InvalidSignature(f"signing key {kid[:64]!r} is not a usable {label} key")
-        return errors.InvalidSignature(f"unknown signing key id {kid[:64]!r}")
+            return errors.InvalidSignature(
+                f"signing key {kid[:64]!r} is not a usable {label} key", "wrong_key_type"
+            )
+        return errors.InvalidSignature(f"unknown signing key id {kid[:64]!r}", "unknown_key")
 
     def _is_stale(self) -> bool:
         return (
@@ -238,7 +244,7 @@ class PreludeJwks:
             self._attempted_at = self._clock()
             reason = "stale cache" if known else "unknown kid"
             try:
-                keys = await self._fetch()
+                keys = await self._fetch(reason.replace(" ", "_"))
             except _FetchError as exc:
                 log.warning(
                     "prelude JWKS refetch (%s kid=%r) from %s failed, keeping %d cached keys: %s",
@@ -261,7 +267,18 @@ class PreludeJwks:
         self._loaded = True
         self._fetched_at = self._clock()
 
-    async def _fetch(self) -> _KeySet:
+    async def _fetch(self, trigger: str) -> _KeySet:
+        try:
+            keys = await self._fetch_once()
+        except _FetchError:
+            if self._on_fetch is not None:
+                self._on_fetch(trigger, False)
+            raise
+        if self._on_fetch is not None:
+            self._on_fetch(trigger, True)
+        return keys
+
+    async def _fetch_once(self) -> _KeySet:
         # Shielded: a hook request cancelled mid-fetch must not abort the refetch others wait on;
         # the deadline bounds it instead (httpx timeouts are per phase, not for the whole fetch).
         with anyio.CancelScope(shield=True):

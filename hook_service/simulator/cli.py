@@ -71,6 +71,12 @@ _url_option = click.option(
     callback=_base_url,
     help="Base URL of the service, e.g. http://127.0.0.1:8000.",
 )
+_internal_url_option = click.option(
+    "--internal-url",
+    callback=lambda ctx, param, value: None if value is None else _base_url(ctx, param, value),
+    help="Base URL of the service's internal listener, for /verification-token and /admin/* "
+    "[default: --url].",
+)
 _api_key_option = click.option(
     "--api-key",
     envvar="SIMULATE_API_KEY",
@@ -158,11 +164,17 @@ def _serve_jwks(document: str, host: str, port: int) -> None:
 @simulate.command("run")
 @click.argument("scenarios", type=click.Path(path_type=Path, dir_okay=False), required=False)
 @_url_option
+@_internal_url_option
 @_key_option
 @_api_key_option
 @_json_option
 def run_command(
-    scenarios: Path | None, url: str, prelude_key: Path, api_key: str, as_json: bool
+    scenarios: Path | None,
+    url: str,
+    internal_url: str | None,
+    prelude_key: Path,
+    api_key: str,
+    as_json: bool,
 ) -> None:
     """Send SCENARIOS (default: the scenarios for the bundled example policy) signed as
     Prelude would, check every answer, and take each custom step end to end."""
@@ -170,7 +182,7 @@ def run_command(
     keys = _load_keys(prelude_key)
 
     async def play(http: httpx.AsyncClient) -> Report:
-        service = ServiceClient(http, url, keys, api_key=api_key)
+        service = ServiceClient(http, url, keys, api_key=api_key, internal_url=internal_url)
         return await simulate_run(service, loaded)
 
     _finish(_run(play), as_json)
@@ -178,6 +190,7 @@ def run_command(
 
 @simulate.command("rotation")
 @_url_option
+@_internal_url_option
 @_key_option
 @_api_key_option
 @click.option(
@@ -197,6 +210,7 @@ def run_command(
 @_json_option
 def rotation_command(
     url: str,
+    internal_url: str | None,
     prelude_key: Path,
     api_key: str,
     admin_token: str,
@@ -213,7 +227,9 @@ def rotation_command(
     keys = _load_keys(prelude_key)
 
     async def play(http: httpx.AsyncClient) -> Report:
-        service = ServiceClient(http, url, keys, api_key=api_key, admin_token=admin_token)
+        service = ServiceClient(
+            http, url, keys, api_key=api_key, admin_token=admin_token, internal_url=internal_url
+        )
         return await simulate_rotation(service, spec, force=force)
 
     _finish(_run(play), as_json)

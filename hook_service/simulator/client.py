@@ -21,6 +21,9 @@ OUTCOMES_PATH = "/outcomes"
 JWKS_PATH = "/.well-known/jwks.json"
 ADMIN_KEYS_PATH = "/admin/keys"
 ROTATE_PATH = "/admin/keys/rotate"
+# Called by the company's backend and its operators, so on the internal listener when the
+# service has one (docs/deploying.md); the hook and the JWKS stay on the public base URL.
+INTERNAL_PATHS = (TOKEN_PATH, "/outcomes", "/admin/")
 # Every call but the hook (which has Prelude's own 5 s) gets this long.
 CALL_TIMEOUT = 10.0
 # Every answer but the hook's (64 KB, contract 8) is read up to this size, never further: a JWKS
@@ -61,9 +64,13 @@ class ServiceClient:
     admin_token: str | None = field(default=None, repr=False)
     time_limit: float = TIME_LIMIT
     monotonic: Callable[[], float] = time.monotonic
+    internal_url: str | None = None
+    """Base URL of the internal listener, for :data:`INTERNAL_PATHS` (default: ``base_url``)."""
 
     def url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
+        internal = self.internal_url if path.startswith(INTERNAL_PATHS) else None
+        base = internal or self.base_url
+        return base.rstrip("/") + path
 
     async def call_hook(self, body: bytes, headers: dict[str, str]) -> HookAnswer:
         """POST ``body`` to the hook as Prelude does: give up after the time limit, read at

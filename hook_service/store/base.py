@@ -1,13 +1,27 @@
-"""Pending custom steps and the one token each may yield (design.md "POST /verification-token").
+"""Pending custom steps and the tokens they yield (design.md "POST /verification-token").
 
-When the hook answers ``review`` with a custom step, the endpoint records a :class:`PendingStep`
-for ``(user_id, key)``. ``POST /verification-token`` later mints a token and calls
-:meth:`Store.claim`, which consumes the step atomically: one pending step yields one token, a
-retry with the same ``challenge_id`` gets that same token back, anything else is refused.
+When the hook answers ``review`` with a custom step, it records a :class:`PendingStep` for
+``(user_id, key)``. ``POST /verification-token`` later mints a token and calls
+:meth:`Store.claim`, which consumes the step atomically and keeps the token for the claiming
+challenge. The semantics, identical in both stores:
 
-Two implementations share the semantics: :class:`~hook_service.store.memory.MemoryStore`
-(one process) and :class:`~hook_service.store.redis.RedisStore` (several processes/hosts
-sharing one Redis server; ``claim`` is one Lua script, so single use holds across instances).
+* **One pending step per (user_id, key), one token per pending step.** A claim consumes the
+  pending step for one challenge; another challenge then gets ``StepAlreadyUsed``.
+* **A claimed token belongs to its challenge until it expires** (issue 10, point 5): a retry
+  by the same challenge gets the very token it was issued, whatever later hooks record for the
+  same user and step. Tokens are kept per ``(user_id, key, challenge_id)``, apart from the
+  pending step, so a new decision that re-arms the step never touches them.
+* **A pending step never outlives the expiry its decision computed.** Each step carries the
+  ``origin`` of the hook request that decided it: a replay of that request (same origin)
+  changes nothing, neither extending the expiry nor re-arming a consumed step; a new request
+  (another origin) replaces the pending step with its own.
+* **A write either lands within its budget or not at all** (issue 10, point 4):
+  ``put_pending(..., within=s)`` is refused by the store once ``s`` seconds have passed, so a
+  hook that gave up on a slow store and answered ``on_error`` leaves nothing behind.
+
+Two implementations: :class:`~hook_service.store.memory.MemoryStore` (one process) and
+:class:`~hook_service.store.redis.RedisStore` (several processes/hosts sharing one Redis
+server; each operation is one Lua script, so single use holds across instances).
 """
 
 from __future__ import annotations
@@ -36,8 +50,8 @@ class Claimed(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class UserRecords:
     """What a store holds for one user (``GET /admin/users/{user_id}/facts``): pending steps
-    not yet claimed, and records of issued tokens still kept (until the later of the step's
-    and the token's expiry)."""
+    not yet claimed, and the issued tokens kept for their challenges' retries (until each
+    token's expiry)."""
 
     pending_steps: int = 0
     issued_tokens: int = 0
@@ -45,12 +59,17 @@ class UserRecords:
 
 @dataclass(frozen=True, slots=True)
 class PendingStep:
-    """A custom step the hook asked for; claimable until ``expires_at`` (Unix seconds)."""
+    """A custom step the hook asked for; claimable until ``expires_at`` (Unix seconds).
+
+    ``origin`` names the hook request whose decision created the step (a digest of its signed
+    bytes, :func:`~hook_service.hook.stepup.request_origin`); ``""`` is never equal to another
+    origin, so such a step always counts as a new decision."""
 
     user_id: str
     key: str
     scope: str
     expires_at: float
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if not self.user_id or not self.key:
@@ -71,11 +90,28 @@ class KeySetGuard:
     version: int
 
 
+class TokenSealer(Protocol):
+    """Encryption of the tokens a shared store keeps at rest (issue 10, point 8):
+    :class:`~hook_service.keys.backends.keyring.DataCipher` under the KEKs."""
+
+    def seal(self, data: bytes, aad: bytes) -> str:
+        """``data`` encrypted and bound to ``aad`` (the record's name), as text."""
+        ...
+
+    def open(self, sealed: str, aad: bytes) -> bytes:
+        """The data of :meth:`seal`; raises ``DecryptError`` if it does not open."""
+        ...
+
+
 class Store(Protocol):
     """Pending steps and their tokens. Every backend failure raises ``errors.StoreUnavailable``."""
 
-    async def put_pending(self, steps: Sequence[PendingStep]) -> None:
-        """Record ``steps`` all-or-nothing, replacing any older record for each (user_id, key)."""
+    async def put_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        """Record ``steps`` all-or-nothing (see the module docstring for a step already
+        recorded). With ``within``, the write is refused (``errors.StoreUnavailable``) unless
+        it takes effect within that many seconds from now."""
 
     async def claim(
         self,
@@ -84,14 +120,19 @@ class Store(Protocol):
         issued: IssuedToken,
         now: float,
         guard: KeySetGuard | None = None,
+        *,
+        scope: str | None = None,
     ) -> Claimed | None:
         """Consume the pending step for ``issued``; see the module docstring.
 
         Returns ``(issued, True, scope)`` on first use and ``(stored token, False, scope)`` to
-        a retry by the same challenge while that token is valid, and None (nothing claimed)
-        when ``guard`` does not hold: the key set changed, so the caller signs again. Raises
-        ``errors.StepAlreadyUsed`` for another challenge or an expired stored token and
-        ``errors.NoPendingStep`` if missing or expired. A store that cannot check a guard
+        a retry by the same challenge while that token is valid (``scope``: what the step was
+        recorded for), and None (nothing claimed) when ``guard`` does not hold: the key set
+        changed, so the caller signs again. With ``scope``, the step must have been recorded
+        for that scope (the challenge's ``scope_requested``), compared in the same atomic
+        operation. Raises ``errors.StepAlreadyUsed`` when the step was consumed by another
+        challenge (or by this one, whose token has expired) and ``errors.NoPendingStep`` if
+        missing, expired or recorded for another scope. A store that cannot check a guard
         (the in-memory one) raises ``ValueError`` when given one.
         """
 
@@ -124,5 +165,16 @@ def check_issued(user_id: str, key: str, issued: IssuedToken) -> None:
         raise ValueError("issued token does not belong to this user_id and key")
 
 
+def wrong_scope(key: str, requested: str, recorded: str) -> str:
+    """Why a challenge for scope ``requested`` cannot claim the ``key`` step recorded for
+    ``recorded``: the detail of that ``NoPendingStep`` (404: no step is pending for the
+    challenge's scope; the user starts again)."""
+    return (
+        f"the challenge is for scope {requested!r}, but the pending {key!r} step was recorded "
+        f"for scope {recorded!r}"
+    )
+
+
 NO_PENDING = "no pending step for this user and key (never asked for, or expired)"
 ALREADY_USED = "this step has already yielded a token to another challenge"
+LATE_WRITE = "the store answered after the write's deadline; nothing was recorded"

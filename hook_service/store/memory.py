@@ -1,4 +1,8 @@
-"""The in-memory :class:`~hook_service.store.base.Store`: one process, ``--dev`` and tests."""
+"""The in-memory :class:`~hook_service.store.base.Store`: one process, ``--dev`` and tests.
+
+Same semantics as the Redis store (:mod:`hook_service.store.base`): pending steps per
+``(user_id, key)``, claimed tokens per ``(user_id, key, challenge_id)``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from hook_service.store.base import (
     PendingStep,
     UserRecords,
     check_issued,
+    wrong_scope,
 )
 from hook_service.tokens.base import IssuedToken
 
@@ -23,46 +28,58 @@ _SWEEP_INTERVAL = 60.0  # seconds between MemoryStore sweeps of dead records
 
 
 @dataclass(slots=True)
-class _Record:
+class _Pending:
     scope: str
     expires_at: float
-    used: IssuedToken | None = None
+    origin: str
+    claimed_by: str | None = None
 
-    @property
-    def end(self) -> float:
-        # Contract: record lifetime after claim is max(pending expiry, token expiry).
-        return self.expires_at if self.used is None else max(self.expires_at, self.used.expires_at)
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    issued: IssuedToken
+    scope: str
 
 
 class MemoryStore:
     """In-process store (the embedded default). Safe for one event loop or several threads:
-    every operation runs under a lock without awaiting, so check-and-set is atomic."""
+    every operation runs under a lock without awaiting, so check-and-set is atomic (and a
+    write can never land after its caller gave up: ``within`` needs no check here)."""
 
     def __init__(self, clock: Clock = system_clock) -> None:
         self._clock = clock
-        self._records: dict[tuple[str, str], _Record] = {}
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
         self._lock = threading.Lock()
         self._next_sweep = clock() + _SWEEP_INTERVAL
 
     def __len__(self) -> int:
-        """Number of records held (dead ones linger until the next sweep)."""
-        return len(self._records)
+        """Number of records held, pending steps and tokens (dead ones linger until the next
+        sweep)."""
+        return len(self._pending) + len(self._tokens)
 
     def __repr__(self) -> str:
-        return f"MemoryStore(records={len(self._records)})"
+        return f"MemoryStore(records={len(self)})"
 
-    async def put_pending(self, steps: Sequence[PendingStep]) -> None:
+    async def put_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
         now = self._clock()
         with self._lock:
             if now >= self._next_sweep:
                 # Bounded memory without a timer task: drop dead records once a minute.
-                self._records = {k: r for k, r in self._records.items() if r.end > now}
+                self._pending = {k: r for k, r in self._pending.items() if r.expires_at > now}
+                self._tokens = {k: t for k, t in self._tokens.items() if t.issued.expires_at > now}
                 self._next_sweep = now + _SWEEP_INTERVAL
             for step in steps:
+                where = (step.user_id, step.key)
+                old = self._pending.get(where)
+                if old is not None and step.origin == old.origin != "" and now < old.expires_at:
+                    continue  # a replay of the deciding request: nothing changes
                 if step.expires_at > now:
-                    self._records[step.user_id, step.key] = _Record(step.scope, step.expires_at)
-                else:  # an already-expired step still overwrites (removes) the old record
-                    self._records.pop((step.user_id, step.key), None)
+                    self._pending[where] = _Pending(step.scope, step.expires_at, step.origin)
+                else:  # an already-expired step still replaces (removes) the old one
+                    self._pending.pop(where, None)
 
     async def claim(
         self,
@@ -71,33 +88,52 @@ class MemoryStore:
         issued: IssuedToken,
         now: float,
         guard: KeySetGuard | None = None,
+        *,
+        scope: str | None = None,
     ) -> Claimed | None:
         if guard is not None:
             raise ValueError("the in-memory store cannot check a shared key set")
         check_issued(user_id, key, issued)
         with self._lock:
-            record = self._records.get((user_id, key))
-            if record is None or now >= record.end:
+            token = self._tokens.get((user_id, key, issued.challenge_id))
+            if token is not None and now < token.issued.expires_at:
+                if scope is not None and scope != token.scope:
+                    raise errors.NoPendingStep(wrong_scope(key, scope, token.scope))
+                return Claimed(token.issued, False, token.scope)
+            record = self._pending.get((user_id, key))
+            if record is None or now >= record.expires_at:
                 raise errors.NoPendingStep(NO_PENDING)
-            if record.used is None:
-                record.used = issued
-                return Claimed(issued, True, record.scope)
-            if record.used.challenge_id == issued.challenge_id and now < record.used.expires_at:
-                return Claimed(record.used, False, record.scope)
-            raise errors.StepAlreadyUsed(ALREADY_USED)
+            if record.claimed_by is not None:
+                raise errors.StepAlreadyUsed(ALREADY_USED)
+            if scope is not None and scope != record.scope:
+                raise errors.NoPendingStep(wrong_scope(key, scope, record.scope))
+            record.claimed_by = issued.challenge_id
+            self._tokens[user_id, key, issued.challenge_id] = _Token(issued, record.scope)
+            return Claimed(issued, True, record.scope)
 
     async def user_records(self, user_id: str, now: float) -> UserRecords:
         with self._lock:
-            alive = [r for (user, _), r in self._records.items() if user == user_id and now < r.end]
-        issued = sum(1 for r in alive if r.used is not None)
-        return UserRecords(pending_steps=len(alive) - issued, issued_tokens=issued)
+            pending = sum(
+                1
+                for (user, _), r in self._pending.items()
+                if user == user_id and r.claimed_by is None and now < r.expires_at
+            )
+            issued = sum(
+                1
+                for (user, _, _), t in self._tokens.items()
+                if user == user_id and now < t.issued.expires_at
+            )
+        return UserRecords(pending_steps=pending, issued_tokens=issued)
 
     async def erase_user(self, user_id: str) -> int:
         with self._lock:
-            mine = [k for k in self._records if k[0] == user_id]
-            for k in mine:
-                del self._records[k]
-        return len(mine)
+            steps = [k for k in self._pending if k[0] == user_id]
+            tokens = [k for k in self._tokens if k[0] == user_id]
+            for step in steps:
+                del self._pending[step]
+            for token in tokens:
+                del self._tokens[token]
+        return len(steps) + len(tokens)
 
     async def ping(self) -> None:
         return None

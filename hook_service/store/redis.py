@@ -1,79 +1,50 @@
 """The Redis store: pending steps shared by every process and host through one Redis server.
 
 Same semantics as :class:`~hook_service.store.memory.MemoryStore` (see
-:mod:`hook_service.store.base`): ``claim`` is one Lua script, so single use holds across
-instances, and ``put_pending`` another, so a decision's steps land together or not at all. The
+:mod:`hook_service.store.base`); the layout and the Lua scripts are in
+:mod:`hook_service.store.redis_scripts`. ``claim`` is one script, so single use holds across
+instances, and ``put_pending`` another, so a decision's steps land together or not at all,
+and only before the write's deadline. Tokens are kept sealed (:class:`TokenSealer`). The
 client and the error guard are :mod:`hook_service._redis`'s, shared with the Redis key store.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
-from base64 import urlsafe_b64encode
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
 from hook_service.clock import Clock, system_clock
+from hook_service.keys.backends.keyring import DecryptError
+from hook_service.store import redis_scripts as scripts
 from hook_service.store.base import (
     ALREADY_USED,
+    LATE_WRITE,
     NO_PENDING,
     Claimed,
     KeySetGuard,
     PendingStep,
+    TokenSealer,
     UserRecords,
     check_issued,
-    user_tag,
+    wrong_scope,
 )
 from hook_service.tokens.base import IssuedToken
 
 logger = logging.getLogger(logs.STORE)
 
-# put_pending: per step KEYS[i] and ARGV ttl_ms, expires_ms, scope. One script in one round
-# trip (about a third less client CPU than MULTI/EXEC through redis-py); ttl <= 0 (already
-# expired) only removes the old record. The "#!lua" shebang (Redis 7) makes Redis check memory
-# before the script runs: under OOM it is refused whole, where a script without it would run
-# its DELs and then be allowed to finish its writes.
-_PUT_LUA = """#!lua
-for i = 1, #KEYS do
-  redis.call('DEL', KEYS[i])
-  local ttl = tonumber(ARGV[3 * i - 2])
-  if ttl > 0 then
-    redis.call('HSET', KEYS[i], 'e', ARGV[3 * i - 1], 's', ARGV[3 * i])
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return #KEYS
-"""
-# One hash per (user_id, key): e = pending expiry (ms), s = scope; after claim also
-# c = challenge_id, t = token, j = jti, k = kid, x = token expiry (s). Expiry is checked against
-# the caller's `now` (ARGV[1], ms) and enforced by a TTL counted from that same `now`.
-# Replies: {0} missing/expired, {1, s} claimed, {2, t, j, k, x, s} same-challenge retry,
-# {3} used by another challenge, {4} the key-set guard (KEYS[2] must hold ARGV[7]) failed:
-# nothing claimed.
-_CLAIM_LUA = """
-if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {4} end
-local r = redis.call('HMGET', KEYS[1], 'e', 'c', 't', 'j', 'k', 'x', 's')
-if not r[1] then return {0} end
-local now = tonumber(ARGV[1])
-local e = tonumber(r[1])
-if r[2] then
-  local x = tonumber(r[6]) * 1000
-  if now >= math.max(e, x) then return {0} end
-  if r[2] == ARGV[2] and now < x then return {2, r[3], r[4], r[5], r[6], r[7] or ''} end
-  return {3}
-end
-if now >= e then return {0} end
-redis.call('HSET', KEYS[1], 'c', ARGV[2], 't', ARGV[3], 'j', ARGV[4], 'k', ARGV[5], 'x', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(e, tonumber(ARGV[6]) * 1000) - now))
-return {1, r[7] or ''}
-"""
-
-
+# A write refused at its deadline must still have time to say so before the caller gives up:
+# the deadline sent to Redis is this much earlier than the caller's.
+REPLY_MARGIN = 0.05
+# An offset to Redis's clock measured with a larger error is taken over a better one older
+# than this (the server's clock may have been stepped).
+OFFSET_MAX_AGE = 60.0
+# Keys per SCAN batch and per DEL of an erasure.
 SCAN_COUNT: Final = 1000
 _GLOB: Final = re.compile(r"([\\*?\[\]])")
 
@@ -83,13 +54,35 @@ def _glob_escape(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
-
-
 def _unavailable(name: str) -> errors.StoreUnavailable:
     # The detail is client-facing and names only the error class, never the URL.
     return errors.StoreUnavailable(f"the store is unavailable ({name})")
+
+
+class RedisClock:
+    """Redis's ``TIME`` as seen from here: the local monotonic clock plus an offset measured
+    from replies that carry the server's time (error: half the round trip). A write's
+    deadline is checked by the server against its own clock, so no clock of the host (nor an
+    injected one) needs to agree with Redis's."""
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+        self.error = math.inf
+        self._at = -math.inf
+
+    def observe(self, sent: float, received: float, seconds: Any, micros: Any) -> None:
+        """Learn from a reply sent at ``sent`` and received at ``received`` (monotonic) that
+        says the server's time was ``seconds``.``micros`` when it ran."""
+        error = (received - sent) / 2
+        if self.offset is None or error <= self.error or received - self._at > OFFSET_MAX_AGE:
+            server = int(seconds) + int(micros) / 1e6
+            self.offset, self.error, self._at = server - (sent + received) / 2, error, received
+
+    def server_ms(self, local: float) -> int:
+        """The server's time, in ms, at local monotonic time ``local``, rounded early by the
+        measurement's error (a deadline never becomes later)."""
+        assert self.offset is not None
+        return math.floor((local + self.offset - self.error) * 1000)
 
 
 class RedisStore:
@@ -97,63 +90,74 @@ class RedisStore:
 
     ``timeout`` bounds connecting, each reply and waiting for a pooled connection, so an
     unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
+    A command that meets a connection closed by the server (a restarted Redis) is sent once
+    more on a fresh connection: every operation here is safe to repeat (a replayed
+    ``put_pending`` changes nothing, a repeated claim returns the same token).
     """
 
     def __init__(
         self,
         url: str,
         *,
+        sealer: TokenSealer,
         clock: Clock = system_clock,
         timeout: float = 0.5,
         prefix: str = "hook:",
         max_connections: int = 50,
     ) -> None:
         self._site = RedisSite(url)
+        self._sealer = sealer
         self._clock = clock
+        self._timeout = timeout
         self._prefix = prefix
-        # A client that retries gets the same token (same challenge_id): no Redis retries.
-        self._redis = self._site.client(timeout=timeout, max_connections=max_connections)
-        self._claim_script = self._redis.register_script(_CLAIM_LUA)
-        self._put_script = self._redis.register_script(_PUT_LUA)
+        self._server_clock = RedisClock()
+        self._redis = self._site.client(
+            timeout=timeout, max_connections=max_connections, retry_closed=True
+        )
+        self._claim_script = self._redis.register_script(scripts.CLAIM_LUA)
+        self._put_script = self._redis.register_script(scripts.PUT_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStore(url={self._site.location!r}, prefix={self._prefix!r})"
 
     def record_key(self, user_id: str, key: str) -> str:
-        """Redis key of the record for (user_id, key): prefix + "s:{" + the user's tag + "}" +
-        128-bit hash of the pair.
+        """Redis key of the pending step of (user_id, key) (memory budget: <= 300 bytes per
+        pending step); see :mod:`~hook_service.store.redis_scripts`."""
+        return scripts.record_key(self._prefix, user_id, key)
 
-        User-controlled strings never appear raw: the pair is length-prefixed (unambiguous for
-        any strings, incl. separators and lone surrogates) and hashed, so keys are short and of
-        fixed size (memory budget: <= 300 bytes per pending step) and cannot collide by design.
-        The tag (:func:`~hook_service.store.base.user_tag`) groups a user's records, so
-        :meth:`erase_user` finds them all whatever the step keys were (and, as a Redis Cluster
-        hash tag, keeps them on one slot).
-        """
-        user = user_id.encode("utf-8", "surrogatepass")
-        data = b"%d:" % len(user) + user + key.encode("utf-8", "surrogatepass")
-        digest = hashlib.blake2b(data, digest_size=16, person=b"hook-step").digest()
-        pair = urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-        return self._user_prefix(user_id) + pair
+    def token_key(self, user_id: str, key: str, challenge_id: str) -> str:
+        """Redis key of the token claimed by ``challenge_id`` for (user_id, key)."""
+        return scripts.token_key(self._prefix, user_id, key, challenge_id)
 
-    def _user_prefix(self, user_id: str) -> str:
-        return f"{self._prefix}s:{{{user_tag(user_id)}}}"
-
-    async def put_pending(self, steps: Sequence[PendingStep]) -> None:
+    async def put_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
         if not steps:
             return
+        started = time.monotonic()
+        # The caller gives up after `within`, and this client after `timeout` at the latest.
+        budget = self._timeout if within is None else min(within, self._timeout)
         now = self._clock()
         keys: list[str] = []
-        args: list[int | str] = []
+        # The deadline, once the server's clock is known; `now` in ms.
+        args: list[int | str] = [0, math.floor(now * 1000)]
         for step in steps:
             keys.append(self.record_key(step.user_id, step.key))
             # TTL relative to the injected clock, not PEXPIREAT: Redis then expires the record
             # in the same time domain as the `now` checked by claim (robust to app/Redis clock
             # skew and to fake clocks). Floor: never outlive expires_at.
             ttl_ms = math.floor((step.expires_at - now) * 1000)
-            args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope]
+            args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope, step.origin]
         with self._site.guard("put_pending", _unavailable, log=logger):
-            await self._put_script(keys=keys, args=args)
+            if self._server_clock.offset is None:
+                await self.ping()
+            args[0] = self._server_clock.server_ms(started + budget - REPLY_MARGIN)
+            sent = time.monotonic()
+            reply: Any = await self._put_script(keys=keys, args=args)
+        self._server_clock.observe(sent, time.monotonic(), reply[1], reply[2])
+        if int(reply[0]) != 1:
+            logger.warning("put_pending refused by Redis: its deadline had passed")
+            raise errors.StoreUnavailable(LATE_WRITE)
 
     async def claim(
         self,
@@ -162,16 +166,20 @@ class RedisStore:
         issued: IssuedToken,
         now: float,
         guard: KeySetGuard | None = None,
+        *,
+        scope: str | None = None,
     ) -> Claimed | None:
         check_issued(user_id, key, issued)
-        keys = [self.record_key(user_id, key)]
+        token_key = self.token_key(user_id, key, issued.challenge_id)
+        keys = [self.record_key(user_id, key), token_key]
         args: list[int | str] = [
             math.ceil(now * 1000),  # ceil: at the expiry millisecond a step is already gone
             issued.challenge_id,
-            issued.token,
+            self._sealer.seal(issued.token.encode("ascii"), token_key.encode("ascii")),
             issued.jti,
             issued.kid,
             issued.expires_at,
+            scope or "",
         ]
         if guard is not None:
             keys.append(guard.redis_key)
@@ -182,10 +190,10 @@ class RedisStore:
         if status == 4:
             return None  # the guard did not hold; nothing was claimed
         if status == 1:
-            return Claimed(issued, True, _text(reply[1]))
+            return Claimed(issued, True, str(reply[1]))
         if status == 2:
             stored = IssuedToken(
-                token=str(reply[1]),
+                token=self._open(token_key, str(reply[1])),
                 jti=str(reply[2]),
                 kid=str(reply[3]),
                 expires_at=int(reply[4]),
@@ -193,16 +201,30 @@ class RedisStore:
                 user_id=user_id,
                 key=key,
             )
-            return Claimed(stored, False, _text(reply[5]))
+            return Claimed(stored, False, str(reply[5]))
         if status == 3:
             raise errors.StepAlreadyUsed(ALREADY_USED)
+        if status == 5:
+            raise errors.NoPendingStep(wrong_scope(key, scope or "", str(reply[1])))
         raise errors.NoPendingStep(NO_PENDING)
 
+    def _open(self, token_key: str, sealed: str) -> str:
+        try:
+            return self._sealer.open(sealed, token_key.encode("ascii")).decode("ascii")
+        except (DecryptError, UnicodeDecodeError) as exc:
+            # Its KEK left HOOK_KEY_ENCRYPTION_KEYS, or the record was altered in Redis.
+            logger.error("the token stored for a challenge does not open: %s", exc)
+            raise errors.StepAlreadyUsed(
+                "the token stored for this challenge cannot be decrypted; start a new step-up"
+            ) from None
+
     async def _user_keys(self, user_id: str) -> list[str]:
-        """Every record key of ``user_id``: SCAN for its tag (an admin operation; it walks the
-        keyspace in batches of :data:`SCAN_COUNT` without blocking Redis)."""
-        pattern = _glob_escape(self._user_prefix(user_id)) + "*"
-        return [_text(k) async for k in self._redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+        """Every record key of ``user_id``, pending steps and tokens: one SCAN for its tag (an
+        admin operation; it walks the keyspace in batches of :data:`SCAN_COUNT` without
+        blocking Redis)."""
+        tagged = scripts.user_tagged(user_id)
+        pattern = _glob_escape(self._prefix) + "[st]:" + _glob_escape(tagged) + "*"
+        return [str(k) async for k in self._redis.scan_iter(match=pattern, count=SCAN_COUNT)]
 
     async def user_records(self, user_id: str, now: float) -> UserRecords:
         with self._site.guard("user_records", _unavailable, log=logger):
@@ -213,15 +235,12 @@ class RedisStore:
                 rows: list[Any] = await pipe.execute()
         now_ms = now * 1000
         pending = issued = 0
-        for expires, challenge, token_expires in rows:
-            if expires is None:
-                continue  # expired between SCAN and HMGET
-            end = float(expires)
-            if challenge is not None:
-                end = max(end, float(token_expires) * 1000)
-            if now_ms < end:
-                pending += challenge is None
-                issued += challenge is not None
+        for key, (expires, claimed_by, token_expires) in zip(keys, rows, strict=True):
+            # A field missing: the record expired between SCAN and HMGET.
+            if key[len(self._prefix)] == "s":
+                pending += expires is not None and claimed_by is None and now_ms < float(expires)
+            else:
+                issued += token_expires is not None and now_ms < float(token_expires) * 1000
         return UserRecords(pending_steps=pending, issued_tokens=issued)
 
     async def erase_user(self, user_id: str) -> int:
@@ -233,8 +252,12 @@ class RedisStore:
         return erased
 
     async def ping(self) -> None:
+        # TIME answers as PING does, and keeps the offset to the server's clock fresh (the
+        # readiness probe calls this), so a hook's write seldom waits for a measurement.
         with self._site.guard("ping", _unavailable, log=logger):
-            await self._redis.ping()
+            sent = time.monotonic()
+            seconds, micros = await self._redis.time()
+        self._server_clock.observe(sent, time.monotonic(), seconds, micros)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -81,10 +81,15 @@ class ClaimGuard(Protocol):
         ...
 
     async def claim(
-        self, store: Store, issued: IssuedToken, now: float, signed_with: KeySet
+        self,
+        store: Store,
+        issued: IssuedToken,
+        now: float,
+        signed_with: KeySet,
+        scope: str | None = None,
     ) -> Claimed | None:
-        """Claim the pending step for ``issued``; None (nothing claimed) when the key set is
-        no longer ``signed_with``."""
+        """Claim the pending step for ``issued`` (recorded for ``scope``, when given); None
+        (nothing claimed) when the key set is no longer ``signed_with``."""
         ...
 
     async def latest(self) -> KeySet:

@@ -35,9 +35,14 @@ class RereadKeySet:
         return await self.keys.refresh()
 
     async def claim(
-        self, store: Store, issued: IssuedToken, now: float, signed_with: KeySet
+        self,
+        store: Store,
+        issued: IssuedToken,
+        now: float,
+        signed_with: KeySet,
+        scope: str | None = None,
     ) -> Claimed | None:
-        return await store.claim(issued.user_id, issued.key, issued, now)
+        return await store.claim(issued.user_id, issued.key, issued, now, scope=scope)
 
     async def latest(self) -> KeySet:
         return await self.keys.refresh()
@@ -60,10 +65,15 @@ class VersionInClaim:
         return await self.keys.refresh()
 
     async def claim(
-        self, store: Store, issued: IssuedToken, now: float, signed_with: KeySet
+        self,
+        store: Store,
+        issued: IssuedToken,
+        now: float,
+        signed_with: KeySet,
+        scope: str | None = None,
     ) -> Claimed | None:
         guard = KeySetGuard(self.keys.version_key, signed_with.version)
-        return await store.claim(issued.user_id, issued.key, issued, now, guard)
+        return await store.claim(issued.user_id, issued.key, issued, now, guard, scope=scope)
 
     async def latest(self) -> KeySet:
         # The claim has just seen this version current (or the stored token's retry did).

@@ -10,7 +10,6 @@ issuance it tells ``on_issued`` (the facts learn from it, design.md "Facts"). No
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Collection
 
 from hook_service import errors, logs
@@ -18,8 +17,7 @@ from hook_service.keys.lifecycle import KeySet
 from hook_service.store.base import Claimed, Store
 from hook_service.tokens.base import ClaimGuard, IssuedToken
 from hook_service.tokens.jwt import mint_verification_token
-
-logger = logging.getLogger(logs.TOKENS)
+from hook_service.tracing import Spans, no_span
 
 # A claim that finds the key set changed is retried with the new set; more than a few changes
 # during one request means something is churning the keys.
@@ -31,7 +29,8 @@ pending step ``key`` recorded for ``scope``. It must not raise: the token is iss
 
 
 class TokenIssuer:
-    """Issue verification tokens for the pending custom steps in ``store``."""
+    """Issue verification tokens for the pending custom steps in ``store``; ``spans`` times
+    the signing (tracing)."""
 
     def __init__(
         self,
@@ -42,6 +41,7 @@ class TokenIssuer:
         ttl: int,
         attempts: int = CLAIM_ATTEMPTS,
         on_issued: OnIssued | None = None,
+        spans: Spans = no_span,
     ) -> None:
         self.store = store
         self.guard = guard
@@ -49,17 +49,23 @@ class TokenIssuer:
         self.ttl = ttl
         self.attempts = attempts
         self.on_issued = on_issued
+        self.spans = spans
 
-    async def issue(self, user_id: str, challenge_id: str, key: str, now: int) -> IssuedToken:
-        """The token for ``(user_id, key)``'s pending step, bound to ``challenge_id``.
+    async def issue(
+        self, user_id: str, challenge_id: str, key: str, now: int, scope: str | None = None
+    ) -> IssuedToken:
+        """The token for ``(user_id, key)``'s pending step, bound to ``challenge_id``; with
+        ``scope`` (a challenge token's ``scope_requested``) the step must have been recorded
+        for that scope, checked atomically with the claim (issue 10, point 11).
 
-        Raises :class:`errors.NoPendingStep` (no such custom step, or nothing pending),
+        Raises :class:`errors.NoPendingStep` (no such custom step, nothing pending, or pending
+        for another scope),
         :class:`errors.StepAlreadyUsed` (another challenge got it, or its token's key has been
         revoked since), :class:`errors.KeySetChanged` when the key set kept changing, and the
         stores' own unavailability errors."""
         if key not in self.custom_steps:
             raise errors.NoPendingStep(f"{key!r} is not a custom step of the policy")
-        result, fresh, scope = await self._sign_and_claim(user_id, challenge_id, key, now)
+        result, fresh, recorded = await self._sign_and_claim(user_id, challenge_id, key, now, scope)
         latest = await self.guard.latest()
         if all(k.kid != result.kid for k in latest.published(now)):
             # A retry gets the token stored at its first claim: its key may have been revoked
@@ -69,30 +75,33 @@ class TokenIssuer:
                 "the token for this challenge was signed by a key that has since been revoked; "
                 "start a new step-up"
             )
-        logger.info(
-            "verification token %s jti=%s kid=%s user_id=%s key=%s",
-            "issued" if fresh else "re-sent",
-            result.jti,
-            result.kid,
-            user_id,
-            key,
+        # The request's line (docs/operations.md, "Logs") and the outcome metric.
+        logs.note(
+            token="issued" if fresh else "re-sent",
+            jti=result.jti,
+            kid=result.kid,
+            user_id=user_id,
+            key=key,
         )
         if fresh and self.on_issued is not None:
-            await self.on_issued(user_id, scope, key, now)
+            await self.on_issued(user_id, recorded, key, now)
         return result
 
-    async def _sign_and_claim(self, user_id: str, challenge_id: str, key: str, now: int) -> Claimed:
+    async def _sign_and_claim(
+        self, user_id: str, challenge_id: str, key: str, now: int, scope: str | None
+    ) -> Claimed:
         key_set: KeySet = await self.guard.signing_set()
         for _ in range(self.attempts):
-            issued = mint_verification_token(
-                key_set.active,
-                user_id=user_id,
-                challenge_id=challenge_id,
-                key=key,
-                now=now,
-                ttl=self.ttl,
-            )
-            claimed = await self.guard.claim(self.store, issued, now, key_set)
+            with self.spans("tokens.sign"):
+                issued = mint_verification_token(
+                    key_set.active,
+                    user_id=user_id,
+                    challenge_id=challenge_id,
+                    key=key,
+                    now=now,
+                    ttl=self.ttl,
+                )
+            claimed = await self.guard.claim(self.store, issued, now, key_set, scope)
             if claimed is not None:
                 return claimed
             key_set = await self.guard.changed()  # another replica changed the keys

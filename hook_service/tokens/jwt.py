@@ -15,12 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hook_service import errors
 from hook_service._steps import COMPLETED
 from hook_service.keys.lifecycle import SigningKey
+from hook_service.store.base import wrong_scope
 from hook_service.tokens.base import ChallengeClaims, ChallengeStep, IssuedToken
 
 __all__ = [
     "ChallengeClaims",
     "ChallengeStep",
     "IssuedToken",
+    "challenge_scope",
     "check_challenge_step",
     "mint_verification_token",
     "read_challenge_kid",
@@ -167,25 +169,21 @@ def _steps(value: Any) -> tuple[ChallengeStep, ...] | None:
     return tuple(steps)
 
 
-def check_challenge_step(claims: ChallengeClaims, scope: str) -> None:
-    """Refuse a challenge token that does not describe the pending step recorded for
-    ``scope``: its ``scope_requested`` must be ``scope`` and its ``current_step`` one of its
-    ``steps`` not yet ``done`` (issue 10, point 11). Raises :class:`errors.InvalidRequest`.
+def challenge_scope(claims: ChallengeClaims) -> str:
+    """The scope the pending step must have been recorded for, once the challenge token shows
+    that its ``current_step`` is one of its ``steps`` not yet ``done`` (issue 10, point 11):
+    its ``scope_requested``. The comparison with the recorded scope is the store's, atomic
+    with the claim (``scope=`` of :meth:`~hook_service.store.base.Store.claim`).
 
-    Fails closed: a token without ``scope_requested`` or ``steps`` is refused, since nothing
-    then shows that the challenge is the one the hook's decision opened (the contract's rule
-    for what it cannot confirm). The explicit-fields form of ``POST /verification-token``
-    does not depend on these claims."""
+    Raises :class:`errors.InvalidRequest`. Fails closed: a token without ``scope_requested``
+    or ``steps`` is refused, since nothing then shows that the challenge is the one the
+    hook's decision opened (the contract's rule for what it cannot confirm). The
+    explicit-fields form of ``POST /verification-token`` does not depend on these claims."""
     step = claims.current_step
     if claims.scope_requested is None:
         raise errors.InvalidRequest(
             "challenge_token has no scope_requested claim: it cannot be matched to the scope "
             "of the pending step (send user_id, challenge_id and key instead)"
-        )
-    if claims.scope_requested != scope:
-        raise errors.InvalidRequest(
-            f"the challenge is for scope {claims.scope_requested!r}, but the pending {step!r} "
-            f"step was recorded for scope {scope!r}"
         )
     if claims.steps is None:
         raise errors.InvalidRequest(
@@ -199,3 +197,14 @@ def check_challenge_step(claims: ChallengeClaims, scope: str) -> None:
         raise errors.InvalidRequest(f"current_step {step!r} is not one of the challenge's steps")
     if any(s.done for s in matching):
         raise errors.InvalidRequest(f"current_step {step!r} is already done in the challenge")
+    return claims.scope_requested
+
+
+def check_challenge_step(claims: ChallengeClaims, scope: str) -> None:
+    """Refuse a challenge token that does not describe the pending step recorded for
+    ``scope``: :func:`challenge_scope`'s checks, then ``scope_requested`` must be ``scope``
+    (:class:`errors.NoPendingStep` otherwise, as the store's claim answers: no step is pending
+    for the challenge's scope)."""
+    requested = challenge_scope(claims)
+    if requested != scope:
+        raise errors.NoPendingStep(wrong_scope(claims.current_step, requested, scope))

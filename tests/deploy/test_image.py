@@ -4,7 +4,9 @@ Bases made from Debian packages (no registry image can be pulled), the Dockerfil
 with ``--network host`` and the host's CA bundle as the ``ca_bundle`` secret (this machine's
 egress inspects TLS, as many banks' proxies do), then ``compose.yaml`` started with Redis (a
 second debootstrap base) and ``hook-service simulate run`` played from the host against the
-published port. Everything this test creates is removed at the end; a daemon it started is
+published port, its backend and admin calls to the internal listener on the compose network
+(reached from the host at the container's address there, never published). Everything this
+test creates is removed at the end; a daemon it started is
 stopped by its pid.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.deploy.support import (
@@ -155,6 +158,12 @@ class Deployment:
         ids = run([*self.compose, "ps", "-q", service], timeout=60, env=self.docker.env)
         return ids.stdout.strip()
 
+    def internal_url(self, container: str) -> str:
+        """The internal listener at the container's address on the compose network."""
+        networks: dict[str, Any] = self.docker.inspect(container)["NetworkSettings"]["Networks"]  # type: ignore[index]
+        address = next(network["IPAddress"] for network in networks.values())
+        return f"http://{address}:8001"
+
     def wait_healthy(self, container: str) -> dict[str, Any]:
         deadline = time.monotonic() + HEALTHY_TIMEOUT
         while True:
@@ -183,6 +192,7 @@ def test_the_simulator_passes_against_the_published_port(deployment: Deployment)
     deployment.wait_healthy(deployment.container("redis"))
     deployment.wait_healthy(hook)
     command = [*deployment.simulate, "run", "--url", f"http://127.0.0.1:{deployment.port}"]
+    command += ["--internal-url", deployment.internal_url(hook)]
     command += ["--prelude-key", str(deployment.prelude_key), "--json"]
     env = {**os.environ, "SIMULATE_API_KEY": deployment.api_key}
     result = run(command, timeout=SIMULATE_TIMEOUT, env=env, check=False)
@@ -213,10 +223,19 @@ def test_the_container_runs_as_non_root_with_a_readyz_health_check(
 
 
 def test_only_the_public_listener_is_published(deployment: Deployment) -> None:
-    hook = deployment.docker.inspect(deployment.container("hook"))
+    container = deployment.container("hook")
+    deployment.wait_healthy(container)
+    hook = deployment.docker.inspect(container)
     ports: dict[str, Any] = hook["NetworkSettings"]["Ports"]  # type: ignore[index]
     published = {port: bindings for port, bindings in ports.items() if bindings}
     assert published == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(deployment.port)}]}
+    assert "8001/tcp" in ports  # the internal listener: exposed on the network, not published
+    public = f"http://127.0.0.1:{deployment.port}"
+    for path in ("/verification-token", "/admin/keys", "/openapi.json"):
+        answer = httpx.get(public + path, timeout=10)
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), path
+    internal = httpx.get(deployment.internal_url(container) + "/openapi.json", timeout=10)
+    assert internal.status_code == 200
     redis = deployment.docker.inspect(deployment.container("redis"))
     assert not any(redis["NetworkSettings"]["Ports"].values())  # type: ignore[index]
 

@@ -343,9 +343,16 @@ def test_decision_is_logged_with_its_rule_and_no_secrets(
         post_hook_response = client.post(HOOK, content=body, headers=headers)
         token = ask_token(client).json()["verification_token"]
     assert post_hook_response.status_code == 200
-    decisions = [r.getMessage() for r in caplog.records if r.name == "hook_service.hook"]
-    assert any("rule=large-transfer" in line and "status=review" in line for line in decisions)
-    logged = "\n".join(r.getMessage() for r in caplog.records)
+    lines = [r.__dict__["fields"] for r in caplog.records if r.name == "hook_service.access"]
+    decided = next(line for line in lines if line["path"] == HOOK)
+    assert (decided["rule"], decided["decision"], decided["status"]) == (
+        "large-transfer",
+        "review",
+        200,
+    )
+    logged = "\n".join(
+        r.getMessage() + json.dumps(getattr(r, "fields", {})) for r in caplog.records
+    )
     signature = headers["X-Webhook-Signature"].removeprefix("rsassa-pss-sha256=")
     for secret in (signature, token, API_KEY, "+33612345678", "user@example.com"):
         assert secret not in logged

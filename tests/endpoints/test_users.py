@@ -94,7 +94,8 @@ def test_delete_erases_everything_and_answers_what(app_client: TestClient) -> No
     history(app_client, "usr_keep")
     answer = erase(app_client)
     assert answer["user_id"] == USER_ID
-    assert answer["erased"]["records"] == 1  # the issued-token record
+    # The token's record and its step's (consumed, kept until the step's expiry).
+    assert answer["erased"]["records"] == 2
     assert answer["erased"]["facts"] == {
         "devices": 1,
         "ips": 1,
@@ -134,7 +135,7 @@ def test_odd_user_ids_erase_only_themselves(app_client: TestClient, victim: str)
     for user in users:
         seed_review(app_client, user)
         assert mint_token(app_client, user)[0] == 200
-    assert erase(app_client, victim)["erased"]["records"] == 1
+    assert erase(app_client, victim)["erased"]["records"] == 2  # the consumed step, the token
     assert show(app_client, victim)["records"]["issued_tokens"] == 0
     for user in users[1:]:
         held = show(app_client, user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -194,6 +195,96 @@ def test_a_new_review_rearms_the_step(client: TestClient, clock: FakeClock) -> N
     assert issued_claims(client, second, clock()) == expected_claims(
         second.json(), clock(), "chl_2"
     )
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def either(request: pytest.FixtureRequest, make_app: Any) -> Iterator[TestClient]:
+    """A client of an app on the in-memory store, then on a real Redis."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    with TestClient(make_app(url)) as test_client:
+        yield test_client
+
+
+def test_a_new_review_leaves_the_first_challenge_its_token(
+    either: TestClient, clock: FakeClock
+) -> None:
+    # Issue 10, point 5: the user starts again after the backend got its token for chl_1, and
+    # the backend's retry for chl_1 (its reply was lost) must still get that token.
+    hook(either)
+    first = ask(either, explicit("chl_1"))
+    assert first.status_code == 200
+    clock.advance(5)
+    hook(either)  # a new signed request: a new decision
+    second = ask(either, explicit("chl_2"))
+    assert second.status_code == 200
+    retry = ask(either, explicit("chl_1"))
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert ask(either, explicit("chl_2")).json() == second.json()
+
+
+def test_a_replayed_hook_request_neither_extends_nor_rearms_the_step(
+    either: TestClient, clock: FakeClock
+) -> None:
+    body = hook_body()
+    headers = sign_hook(body)
+    assert either.post("/hooks/stepup", content=body, headers=headers).status_code == 200
+    clock.advance(86_000)
+    replay = either.post("/hooks/stepup", content=body, headers=headers)
+    assert replay.status_code == 200 and replay.json()["status"] == "review"
+    clock.advance(1_000)  # past the first decision's 600 + 86400 s, not the replay's
+    assert ask(either, explicit("chl_1")).json()["error"] == "no_pending_step"
+    headers = sign_hook(body)  # a genuine new request (PSS salts every signature)
+    assert either.post("/hooks/stepup", content=body, headers=headers).status_code == 200
+    assert ask(either, explicit("chl_1")).status_code == 200
+    again = either.post("/hooks/stepup", content=body, headers=headers)  # replayed
+    assert again.status_code == 200
+    refused = ask(either, explicit("chl_2"))  # the replay did not re-arm the used step
+    assert (refused.status_code, refused.json()["error"]) == (409, "step_already_used")
+
+
+def test_challenge_token_for_another_scope_gets_no_pending_step(
+    either: TestClient, clock: FakeClock
+) -> None:
+    # Issue 10, point 11: the pending step was recorded for transfer:write.
+    hook(either)
+    token = challenge_token(exp=clock() + 600, scope_requested="profile:read")
+    response = ask(either, {"challenge_token": token})
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "no_pending_step",
+        "detail": "the challenge is for scope 'profile:read', but the pending 'kyc_review' "
+        "step was recorded for scope 'transfer:write'",
+    }
+    genuine = ask(either, {"challenge_token": challenge_token(exp=clock() + 600)})
+    assert genuine.status_code == 200  # the refused call consumed nothing
+    assert issued_claims(either, genuine, clock()) == expected_claims(genuine.json(), clock())
+    # A retry of that challenge is compared too: the same token, for its scope only.
+    assert ask(either, {"challenge_token": challenge_token(exp=clock() + 600)}).json() == (
+        genuine.json()
+    )
+
+
+@pytest.mark.parametrize(
+    ("claims", "detail"),
+    [
+        ({"steps": None}, "challenge_token has no steps claim"),
+        ({"scope_requested": None}, "challenge_token has no scope_requested claim"),
+        ({"steps": [("verify_sms", True)]}, "current_step 'kyc_review' is not one of"),
+        (
+            {"steps": [("verify_sms", True), ("kyc_review", True)]},
+            "current_step 'kyc_review' is already done",
+        ),
+    ],
+)
+def test_challenge_token_must_show_its_current_step_pending(
+    client: TestClient, clock: FakeClock, claims: dict[str, Any], detail: str
+) -> None:
+    hook(client)
+    response = ask(client, {"challenge_token": challenge_token(exp=clock() + 600, **claims)})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["detail"].startswith(detail)
+    assert ask(client, explicit()).status_code == 200  # nothing was consumed
 
 
 async def _concurrent(apps: list[Starlette], payloads: list[dict[str, Any]]) -> list[Any]:

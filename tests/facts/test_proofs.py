@@ -18,10 +18,10 @@ from hook_service.facts.redis import RedisFactsStore
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.store.base import PendingStep, Store
 from hook_service.store.memory import MemoryStore
-from hook_service.store.redis import RedisStore
 from hook_service.tokens.guards import RereadKeySet
 from hook_service.tokens.issuer import TokenIssuer
 from tests.facts.support import CHROME_131_MAC, KEY, SCOPE, Requests
+from tests.store.support import redis_store
 from tests.support import FakeClock, free_port, key_supply
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,7 @@ async def stores(
         store, facts = MemoryStore(clock), MemoryFactsStore(KEY)
     else:
         url = request.getfixturevalue("redis_url")
-        store, facts = RedisStore(url, clock=clock), RedisFactsStore(url, key=KEY)
+        store, facts = redis_store(url, clock), RedisFactsStore(url, key=KEY)
     try:
         yield store, facts
     finally:

@@ -16,6 +16,12 @@ from tests.support import PRELUDE_JWKS_FILE
 
 BASE = {"HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE)}
 KEY = base64.b64encode(bytes(range(32))).decode()
+# HOOK_REDIS_URL needs a KEK (verification tokens are sealed at rest) and names a key store.
+REDIS = {
+    "HOOK_REDIS_URL": "redis://127.0.0.1:1/0",
+    "HOOK_KEYSTORE": "file",
+    "HOOK_KEY_ENCRYPTION_KEYS": base64.b64encode(bytes(range(64, 96))).decode(),
+}
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -48,9 +54,7 @@ def test_out_of_range_durations_are_refused_by_name(name: str, value: str) -> No
 
 
 def test_redis_without_a_facts_key_fails_at_start_up_naming_it() -> None:
-    settings = Settings.from_env(
-        {**BASE, "HOOK_REDIS_URL": "redis://127.0.0.1:1/0", "HOOK_KEYSTORE": "file"}
-    )
+    settings = Settings.from_env({**BASE, **REDIS})
     with pytest.raises(SettingsError, match="HOOK_FACTS_KEY is required with HOOK_REDIS_URL"):
         open_facts(settings)
 
@@ -58,7 +62,7 @@ def test_redis_without_a_facts_key_fails_at_start_up_naming_it() -> None:
 def test_the_store_follows_the_redis_url() -> None:
     memory, _ = open_facts(Settings.from_env(BASE))
     assert isinstance(memory, MemoryFactsStore)
-    env = {**BASE, "HOOK_REDIS_URL": "redis://127.0.0.1:1/0", "HOOK_KEYSTORE": "file"}
+    env = {**BASE, **REDIS}
     env["HOOK_FACTS_KEY"] = KEY
     shared, _ = open_facts(Settings.from_env(env))
     assert isinstance(shared, RedisFactsStore)

@@ -4,6 +4,7 @@ Prelude never gets a 5xx for a signed request). Against MemoryStore and a real R
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,10 +16,10 @@ from hook_service.hook.decider import RECORD_TIMEOUT, HookDecider
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
 from hook_service.services import open_store
+from hook_service.settings import Settings
 from hook_service.store.base import Store
-from hook_service.store.redis import RedisStore
-from tests.store.support import RedisServer, claim, issued
-from tests.support import USER_ID, FakeClock, free_port, hook_body
+from tests.store.support import RedisServer, claim, issued, redis_store
+from tests.support import PRELUDE_JWKS_FILE, TEST_KEK, USER_ID, FakeClock, free_port, hook_body
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +38,8 @@ def policy() -> Policy:
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     # The service's own choice: a RedisStore on the test server's URL, else a MemoryStore.
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    instance = open_store(url, clock)
+    settings = Settings(prelude_jwks_file=PRELUDE_JWKS_FILE, key_encryption_keys=(TEST_KEK,))
+    instance = open_store(settings.replace(redis_url=url, keystore="file"), clock)
     yield instance
     await instance.aclose()
 
@@ -76,7 +78,7 @@ async def test_recorded_step_lasts_as_long_as_the_whole_challenge(
 async def test_decisions_without_a_custom_step_do_not_touch_the_store(
     policy: Policy, clock: FakeClock
 ) -> None:
-    dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", clock=clock)
+    dead = redis_store(f"redis://127.0.0.1:{free_port()}/0", clock)
     try:
         decider = HookDecider(policy, dead, clock)
         small = await decider.decide(parse_hook_request(hook_body(amount="20")))
@@ -90,7 +92,7 @@ async def test_decisions_without_a_custom_step_do_not_touch_the_store(
 async def test_unreachable_store_answers_on_error(
     policy: Policy, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", clock=clock)
+    dead = redis_store(f"redis://127.0.0.1:{free_port()}/0", clock)
     try:
         with caplog.at_level(logging.ERROR, logger="hook_service.hook"):
             decision = await HookDecider(policy, dead, clock).decide(large_transfer())
@@ -109,7 +111,7 @@ async def test_store_slower_than_the_budget_answers_on_error(
     policy: Policy, redis_server: RedisServer, redis_url: str, clock: FakeClock
 ) -> None:
     # The store's own timeout is longer than the decider's budget: the budget decides.
-    slow = RedisStore(redis_url, clock=clock, timeout=10 * RECORD_TIMEOUT)
+    slow = redis_store(redis_url, clock, timeout=10 * RECORD_TIMEOUT)
     decider = HookDecider(policy, slow, clock, record_timeout=0.2)
     try:
         await slow.ping()  # connected before the server stops answering
@@ -118,10 +120,15 @@ async def test_store_slower_than_the_budget_answers_on_error(
             decision = await decider.decide(large_transfer())
         finally:
             redis_server.resume()
+        assert (decision.rule, decision.error) == ("on_error", "store timed out")
+        assert decision.to_json() == BLOCK
+        # Issue 10, point 4: the write was sent, and runs now that the server answers again;
+        # the on_error answer must have left nothing: no pending step, no token for it.
+        await asyncio.sleep(0.3)
+        with pytest.raises(errors.NoPendingStep):
+            await claim(slow, clock, issued(clock, user_id=USER_ID, key="kyc_review"))
     finally:
         await slow.aclose()
-    assert (decision.rule, decision.error) == ("on_error", "store timed out")
-    assert decision.to_json() == BLOCK
 
 
 async def test_unexpected_failure_answers_on_error(
@@ -155,7 +162,7 @@ async def test_on_error_keeps_the_otp_resolution_of_the_request(clock: FakeClock
             "default": {"status": "review", "steps": ["otp", "kyc"]},
         }
     )
-    dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", clock=clock)
+    dead = redis_store(f"redis://127.0.0.1:{free_port()}/0", clock)
     try:
         decision = await HookDecider(policy, dead, clock).decide(
             parse_hook_request(hook_body(phone=False))

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from hook_service.keys import lifecycle as keys
-from hook_service.keys.events import KeyEvent, diff, log_events, rewrapped
+from hook_service.keys.events import KeyEvent, diff, log_events, restored, rewrapped
 from tests.support import key_supply, kid_of
 
 TTL = 300
@@ -70,6 +70,15 @@ def test_rewrapped_names_every_key_and_fields_round_trip() -> None:
     assert back.to_json() == {**events[0].to_json(), "id": "1-0"}
     with pytest.raises(ValueError):
         KeyEvent.from_fields("1-0", {**fields, "event": "stolen"})
+
+
+def test_restored_names_every_key_at_its_version_and_reads_back() -> None:
+    ks = keys.initial_key_set(0, key_supply([0, 1]))
+    events = restored(ks, now=7, actor="restore", replica="r2")
+    assert kinds(events) == [("restored", kid_of(0)), ("restored", kid_of(1))]
+    assert {(e.version, e.actor, e.replica, e.time) for e in events} == {(1, "restore", "r2", 7)}
+    back = KeyEvent.from_fields("2-0", events[1].fields())  # a stream entry the API pages
+    assert back.to_json() == {**events[1].to_json(), "id": "2-0"}
 
 
 def test_log_lines_name_kid_actor_and_replica(caplog: pytest.LogCaptureFixture) -> None:

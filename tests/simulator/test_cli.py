@@ -161,8 +161,7 @@ def clean_env(**variables: str) -> dict[str, str]:
     return {**env, **variables}
 
 
-@pytest.fixture
-def served(tmp_path: Path, key_file: Path) -> Iterator[str]:
+def start_served(tmp_path: Path, key_file: Path, **variables: str) -> Iterator[str]:
     """``hook-service serve`` trusting the JWKS written by ``hook-service simulate jwks``."""
     jwks = tmp_path / "prelude-jwks.json"
     written = subprocess.run(
@@ -181,6 +180,7 @@ def served(tmp_path: Path, key_file: Path) -> Iterator[str]:
         HOOK_PRELUDE_JWKS_FILE=str(jwks),
         HOOK_API_KEYS=API_KEY,
         HOOK_ADMIN_TOKENS=ADMIN_TOKEN,
+        **variables,
     )
     log = tmp_path / "serve.log"
     process = spawn([*HOOK, "serve"], env, log, tmp_path)
@@ -190,6 +190,11 @@ def served(tmp_path: Path, key_file: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, key_file: Path) -> Iterator[str]:
+    yield from start_served(tmp_path, key_file)
 
 
 def simulate(*args: str, **env: str) -> tuple[int, Any]:
@@ -225,6 +230,32 @@ def test_end_to_end_against_a_real_service(served: str, key_file: Path) -> None:
     code, report = simulate("rotation", "--url", served, "--prelude-key", str(key_file), "--force")
     assert [c for c in report["checks"] if not c["passed"]] == []
     assert code == 0
+
+
+def test_end_to_end_with_an_internal_listener(tmp_path: Path, key_file: Path) -> None:
+    internal = free_port()
+    for public in start_served(tmp_path, key_file, HOOK_INTERNAL_PORT=str(internal)):
+        inside = f"http://127.0.0.1:{internal}"
+        code, report = simulate(
+            "run", "--url", public, "--internal-url", inside, "--prelude-key", str(key_file)
+        )
+        assert [c for c in report["checks"] if not c["passed"]] == []
+        assert code == 0
+        code, report = simulate(
+            "rotation",
+            "--url",
+            public,
+            "--internal-url",
+            inside,
+            "--force",
+            "--prelude-key",
+            str(key_file),
+        )
+        assert [c for c in report["checks"] if not c["passed"]] == []
+        # Without --internal-url the token and admin calls meet the public listener's 404.
+        code, report = simulate("run", "--url", public, "--prelude-key", str(key_file))
+        assert code == 1
+        assert "not_found" in json.dumps([c for c in report["checks"] if not c["passed"]])
 
 
 def test_jwks_served_on_loopback(tmp_path: Path, key_file: Path) -> None:

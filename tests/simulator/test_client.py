@@ -88,3 +88,19 @@ async def test_endless_or_redirected_answers_end_in_a_clear_verdict(
         assert (verdict.reason, verdict.detail) == ("invalid_status_code", "HTTP 307: (empty body)")
         for answer in (jwks, token):
             assert answer.error == "HTTP 307 (no JSON body)"
+
+
+async def test_the_backend_and_operator_calls_go_to_the_internal_url() -> None:
+    async with httpx.AsyncClient() as http:
+        check_routing(http)
+
+
+def check_routing(http: httpx.AsyncClient) -> None:
+    public = ServiceClient(http, "http://public:8000/", sim_keys())
+    both = ServiceClient(http, "http://public:8000", sim_keys(), internal_url="http://in:8001/")
+    assert public.url("/verification-token") == "http://public:8000/verification-token"
+    assert both.url("/verification-token") == "http://in:8001/verification-token"
+    assert both.url("/admin/keys/rotate") == "http://in:8001/admin/keys/rotate"
+    assert both.url("/outcomes") == "http://in:8001/outcomes"
+    assert both.url("/hooks/stepup") == "http://public:8000/hooks/stepup"
+    assert both.url("/.well-known/jwks.json") == "http://public:8000/.well-known/jwks.json"

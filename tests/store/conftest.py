@@ -12,7 +12,7 @@ import pytest
 
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
-from hook_service.store.redis import RedisStore
+from tests.store.support import redis_store
 from tests.support import FakeClock
 
 
@@ -21,7 +21,7 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
     if request.param == "memory":
         instance: Store = MemoryStore(clock)
     else:
-        instance = RedisStore(request.getfixturevalue("redis_url"), clock=clock)
+        instance = redis_store(request.getfixturevalue("redis_url"), clock)
     try:
         yield instance
     finally:

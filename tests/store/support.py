@@ -1,13 +1,14 @@
-"""Helpers shared by the store tests (``test_store.py``, ``test_redisstore.py``)."""
+"""Helpers shared by the store tests (``test_store.py``, ``test_redis.py``)."""
 
 from __future__ import annotations
 
 import secrets
-from typing import Protocol
+from typing import Any, Protocol
 
 from hook_service.store.base import Claimed, PendingStep, Store
+from hook_service.store.redis import RedisStore
 from hook_service.tokens.base import IssuedToken
-from tests.support import FakeClock
+from tests.support import FakeClock, token_sealer
 
 
 class RedisServer(Protocol):
@@ -23,10 +24,24 @@ class RedisServer(Protocol):
     def resume(self) -> None: ...
 
 
+def redis_store(url: str, clock: FakeClock, **options: Any) -> RedisStore:
+    """A :class:`RedisStore` on ``url`` sealing tokens as the service does (``TEST_KEK``)."""
+    return RedisStore(url, sealer=token_sealer(), clock=clock, **options)
+
+
 def pending(
-    clock: FakeClock, *, user_id: str = "usr_1", key: str = "kyc_review", ttl: float = 600
+    clock: FakeClock,
+    *,
+    user_id: str = "usr_1",
+    key: str = "kyc_review",
+    ttl: float = 600,
+    scope: str = "transfer:write",
+    origin: str = "",
 ) -> PendingStep:
-    return PendingStep(user_id=user_id, key=key, scope="transfer:write", expires_at=clock() + ttl)
+    """A pending step; ``origin=""`` (the default) counts as a new decision every time."""
+    return PendingStep(
+        user_id=user_id, key=key, scope=scope, expires_at=clock() + ttl, origin=origin
+    )
 
 
 def issued(
@@ -48,7 +63,9 @@ def issued(
     )
 
 
-async def claim(store: Store, clock: FakeClock, token: IssuedToken) -> Claimed:
-    claimed = await store.claim(token.user_id, token.key, token, clock())
+async def claim(
+    store: Store, clock: FakeClock, token: IssuedToken, scope: str | None = None
+) -> Claimed:
+    claimed = await store.claim(token.user_id, token.key, token, clock(), scope=scope)
     assert claimed is not None  # None only answers a key-set guard, and none was given
     return claimed

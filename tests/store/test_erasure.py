@@ -10,8 +10,9 @@ import redis.asyncio as aredis
 
 from hook_service import errors
 from hook_service.store.base import Store, UserRecords, user_tag
-from hook_service.store.redis import RedisStore
-from tests.store.support import claim, issued, pending
+from hook_service.store.memory import MemoryStore
+from hook_service.store.observed import ObservedStore
+from tests.store.support import claim, issued, pending, redis_store
 from tests.support import FakeClock, free_port
 
 pytestmark = pytest.mark.anyio
@@ -41,10 +42,13 @@ async def test_erase_user_deletes_that_user_only(store: Store, clock: FakeClock)
     await store.put_pending([pending(clock, key="kyc_review"), pending(clock, key="manual")])
     await claim(store, clock, issued(clock, key="kyc_review"))
     await store.put_pending([pending(clock, user_id="usr_2")])
-    assert await store.erase_user("usr_1") == 2
+    # Two pending steps (one consumed) and the token kept for its challenge's retries.
+    assert await store.erase_user("usr_1") == 3
     assert await store.user_records("usr_1", clock()) == UserRecords(0, 0)
     with pytest.raises(errors.NoPendingStep):  # the erased step can no longer yield a token
         await claim(store, clock, issued(clock, key="manual"))
+    with pytest.raises(errors.NoPendingStep):  # nor the erased token be sent again
+        await claim(store, clock, issued(clock, key="kyc_review"))
     assert await store.erase_user("usr_1") == 0  # idempotent
     assert await store.user_records("usr_2", clock()) == UserRecords(1, 0)
     assert (await claim(store, clock, issued(clock, user_id="usr_2"))).fresh is True
@@ -65,7 +69,7 @@ async def test_user_ids_with_glob_characters_erase_only_themselves(
 async def test_redis_erasure_leaves_no_key_of_the_user(
     redis_url: str, raw: aredis.Redis, clock: FakeClock
 ) -> None:
-    store = RedisStore(redis_url, clock=clock)
+    store = redis_store(redis_url, clock)
     try:
         user = "usr_erase_me"
         # More records than one SCAN batch holds, among other users' records.
@@ -74,8 +78,10 @@ async def test_redis_erasure_leaves_no_key_of_the_user(
         await claim(store, clock, issued(clock, user_id=user, key="k0"))
         tag = user_tag(user)
         before = cast(list[str], [k async for k in raw.scan_iter(count=500)])
-        assert sum(tag in k for k in before) == 30
-        assert await store.erase_user(user) == 30
+        # 30 pending steps (s:{tag}...) and the claimed token (t:{tag}...).
+        assert sum(tag in k for k in before) == 31
+        assert sum(k.startswith(f"hook:t:{{{tag}}}") for k in before) == 1
+        assert await store.erase_user(user) == 31
         after = cast(list[str], [k async for k in raw.scan_iter(count=500)])
         assert not [k for k in after if tag in k or user in k]
         assert len(after) == 1500
@@ -83,8 +89,12 @@ async def test_redis_erasure_leaves_no_key_of_the_user(
         await store.aclose()
 
 
-async def test_redis_erasure_reports_an_unreachable_server(clock: FakeClock) -> None:
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", clock=clock, timeout=0.2)
+async def test_redis_erasure_reports_an_unreachable_server_and_is_counted(
+    clock: FakeClock,
+) -> None:
+    failed: list[str] = []
+    dead = redis_store(f"redis://127.0.0.1:{free_port()}/0", clock, timeout=0.2)
+    store = ObservedStore(dead, on_error=failed.append)  # as the service wraps every store
     try:
         with pytest.raises(errors.StoreUnavailable):
             await store.erase_user("usr_1")
@@ -92,12 +102,23 @@ async def test_redis_erasure_reports_an_unreachable_server(clock: FakeClock) -> 
             await store.user_records("usr_1", clock())
     finally:
         await store.aclose()
+    assert failed == ["erase_user", "user_records"]
+
+
+async def test_the_observed_store_passes_the_answers_through(clock: FakeClock) -> None:
+    failed: list[str] = []
+    store = ObservedStore(MemoryStore(clock), on_error=failed.append)
+    await store.put_pending([pending(clock), pending(clock, key="manual")])
+    await claim(store, clock, issued(clock))
+    assert await store.user_records("usr_1", clock()) == UserRecords(1, 1)
+    assert await store.erase_user("usr_1") == 3
+    assert failed == []
 
 
 async def test_redis_erasure_takes_the_prefix_literally(redis_url: str, clock: FakeClock) -> None:
-    globbed, other = RedisStore(redis_url, clock=clock, prefix="t*:"), None
+    globbed, other = redis_store(redis_url, clock, prefix="t*:"), None
     try:
-        other = RedisStore(redis_url, clock=clock, prefix="tx:")
+        other = redis_store(redis_url, clock, prefix="tx:")
         for instance in (globbed, other):
             await instance.put_pending([pending(clock)])
         assert await globbed.erase_user("usr_1") == 1

@@ -1,5 +1,5 @@
 """Store semantics (design.md "POST /verification-token"), run against MemoryStore and a real
-RedisStore; what only the Redis store does is in ``test_redisstore.py``."""
+RedisStore; what only the Redis store does is in ``test_redis.py``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 
 from hook_service import errors
 from hook_service.services import open_store
-from hook_service.store.base import KeySetGuard, PendingStep, Store
+from hook_service.settings import Settings
+from hook_service.store.base import KeySetGuard, PendingStep, Store, wrong_scope
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
-from tests.store.support import claim, issued, pending
-from tests.support import FakeClock
+from tests.store.support import claim, issued, pending, redis_store
+from tests.support import PRELUDE_JWKS_FILE, TEST_KEK, FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -102,22 +103,69 @@ async def test_claimed_record_lives_until_the_later_of_both_expiries(
         await claim(store, clock, issued(clock))
 
 
-async def test_put_pending_after_use_rearms_the_step(store: Store, clock: FakeClock) -> None:
+async def test_a_new_decision_rearms_the_step_and_keeps_the_claimed_token(
+    store: Store, clock: FakeClock
+) -> None:
+    # Issue 10, point 5: the user starts again (or Prelude calls the hook again) after the
+    # backend got its token; the backend's retry for the first challenge must still get it.
     await store.put_pending([pending(clock)])
-    await claim(store, clock, issued(clock, challenge_id="chl_1"))
-    await store.put_pending([pending(clock)])  # a fresh review decision
+    first = issued(clock, challenge_id="chl_1")
+    await claim(store, clock, first)
+    clock.advance(10)
+    # A fresh review decision (another request; here for another scope): it replaces the step.
+    await store.put_pending([pending(clock, scope="profile:read")])
     second = issued(clock, challenge_id="chl_2")
-    assert await claim(store, clock, second) == (second, True, "transfer:write")
-    with pytest.raises(errors.StepAlreadyUsed):  # the old challenge lost its record
-        await claim(store, clock, issued(clock, challenge_id="chl_1"))
+    assert await claim(store, clock, second) == (second, True, "profile:read")
+    # Each token answers with the scope its own step was recorded for.
+    got, fresh, scope = await claim(store, clock, issued(clock, challenge_id="chl_1"))
+    assert (got, fresh, scope) == (first, False, "transfer:write") and got.token == first.token
+    got, fresh, scope = await claim(store, clock, issued(clock, challenge_id="chl_2"))
+    assert (got.token, fresh, scope) == (second.token, False, "profile:read")
+    with pytest.raises(errors.StepAlreadyUsed):  # the re-armed step yielded its one token
+        await claim(store, clock, issued(clock, challenge_id="chl_3"))
 
 
-async def test_put_pending_overwrites_instead_of_extending(store: Store, clock: FakeClock) -> None:
-    await store.put_pending([pending(clock, ttl=600)])
-    await store.put_pending([pending(clock, ttl=60)])
-    clock.advance(60)
-    with pytest.raises(errors.NoPendingStep):
+async def test_a_replay_never_extends_nor_rearms_the_step(store: Store, clock: FakeClock) -> None:
+    # Issue 10, point 5: the same signed request again keeps the expiry its decision computed.
+    await store.put_pending([pending(clock, ttl=600, origin="req-1")])
+    clock.advance(300)
+    await store.put_pending([pending(clock, ttl=600, origin="req-1")])  # would end at 900
+    clock.advance(300)
+    with pytest.raises(errors.NoPendingStep):  # the first decision's expiry
         await claim(store, clock, issued(clock))
+    await store.put_pending([pending(clock, ttl=600, origin="req-2")])
+    first = issued(clock, challenge_id="chl_1")
+    await claim(store, clock, first)
+    await store.put_pending([pending(clock, ttl=600, origin="req-2")])  # replayed after use
+    with pytest.raises(errors.StepAlreadyUsed):
+        await claim(store, clock, issued(clock, challenge_id="chl_2"))
+    assert (await claim(store, clock, issued(clock, challenge_id="chl_1")))[0] == first
+
+
+async def test_a_replay_after_the_step_expired_records_it_again(
+    store: Store, clock: FakeClock
+) -> None:
+    # Nothing binds a signed request to a time (contract 2.3): once its step has expired, a
+    # replay is a request like any other (the replay window of issue 11 is what refuses it).
+    await store.put_pending([pending(clock, ttl=60, origin="req-1")])
+    clock.advance(60)
+    await store.put_pending([pending(clock, ttl=60, origin="req-1")])
+    assert (await claim(store, clock, issued(clock)))[1] is True
+
+
+async def test_claimed_token_outlives_its_step_until_it_expires_whatever_is_recorded(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock, ttl=60)])
+    first = issued(clock, ttl=300)
+    await claim(store, clock, first)
+    for origin in ("a", "b"):
+        clock.advance(100)  # the step is long gone; later hooks record new ones
+        await store.put_pending([pending(clock, ttl=600, origin=origin)])
+        assert (await claim(store, clock, issued(clock)))[0] == first
+    clock.advance(100)  # the token has expired: the retry may not re-send it
+    second = issued(clock)
+    assert await claim(store, clock, second) == (second, True, "transfer:write")  # the live step
 
 
 async def test_put_pending_records_every_step_of_a_decision(store: Store, clock: FakeClock) -> None:
@@ -209,12 +257,39 @@ def test_pending_step_rejects_empty_ids_and_non_finite_expiry() -> None:
         PendingStep(user_id="u", key="k", scope="s", expires_at=float("nan"))
 
 
+async def test_claim_compares_the_recorded_scope_atomically(store: Store, clock: FakeClock) -> None:
+    # Issue 10, point 11: a challenge for another scope cannot take the step, and takes nothing.
+    await store.put_pending([pending(clock, scope="transfer:write")])
+    with pytest.raises(errors.NoPendingStep) as info:
+        await claim(store, clock, issued(clock, challenge_id="chl_x"), scope="profile:read")
+    assert info.value.detail == wrong_scope("kyc_review", "profile:read", "transfer:write")
+    token = issued(clock)
+    assert await claim(store, clock, token, scope="transfer:write") == (
+        token,
+        True,
+        "transfer:write",
+    )
+    assert (await claim(store, clock, issued(clock), scope="transfer:write"))[0] == token
+    assert (await claim(store, clock, issued(clock)))[0] == token  # no scope: explicit form
+    with pytest.raises(errors.NoPendingStep, match="'profile:read'"):  # even on a retry
+        await claim(store, clock, issued(clock), scope="profile:read")
+
+
 async def test_open_store_picks_the_backend(redis_url: str, clock: FakeClock) -> None:
-    assert isinstance(open_store(None, clock), MemoryStore)
-    store = open_store(redis_url, clock)
+    settings = Settings(prelude_jwks_file=PRELUDE_JWKS_FILE)
+    assert isinstance(open_store(settings, clock), MemoryStore)
+    with_redis = settings.replace(
+        redis_url=redis_url, keystore="file", key_encryption_keys=(TEST_KEK,)
+    )
+    store = open_store(with_redis, clock)
     try:
         assert isinstance(store, RedisStore)
         await store.ping()
+        await store.put_pending([pending(clock)])
+        token = issued(clock)
+        await claim(store, clock, token)
+        # The token is sealed under the configured KEK's at-rest key: the tests' one opens it.
+        assert (await claim(redis_store(redis_url, clock), clock, issued(clock)))[0] == token
     finally:
         await store.aclose()
 

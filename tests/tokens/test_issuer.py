@@ -22,7 +22,7 @@ from hook_service.store.redis import RedisStore
 from hook_service.tokens.base import IssuedToken
 from hook_service.tokens.guards import RereadKeySet, VersionInClaim
 from hook_service.tokens.issuer import CLAIM_ATTEMPTS, TokenIssuer
-from tests.store.support import pending
+from tests.store.support import pending, redis_store
 from tests.support import TEST_KEK, FakeClock, key_supply, kid_of
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +42,12 @@ class ChangesUnderneath(RereadKeySet):
         self.signed_with: list[str] = []
 
     async def claim(
-        self, store: Store, issued: IssuedToken, now: float, signed_with: KeySet
+        self,
+        store: Store,
+        issued: IssuedToken,
+        now: float,
+        signed_with: KeySet,
+        scope: str | None = None,
     ) -> Claimed | None:
         self.signed_with.append(issued.kid)
         if self.changes:
@@ -51,7 +56,7 @@ class ChangesUnderneath(RereadKeySet):
                 lambda ks, at: lifecycle.rotate(ks, at, TTL, self.store.new_key, force=True)
             )
             return None
-        return await super().claim(store, issued, now, signed_with)
+        return await super().claim(store, issued, now, signed_with, scope)
 
 
 @pytest.fixture
@@ -108,6 +113,23 @@ async def test_only_a_custom_step_of_the_policy_is_issued(
         await issuer.issue("usr_1", "chl_1", "verify_sms", int(clock()))
 
 
+@pytest.mark.parametrize("place", ["file", "redis"])
+async def test_the_scope_reaches_the_claim_through_either_guard(
+    on_one_redis: tuple[RedisKeyStore, RedisKeyStore, RedisStore],
+    file_keys: FileKeyStore,
+    clock: FakeClock,
+    place: str,
+) -> None:
+    here, _, store = on_one_redis
+    guard = RereadKeySet(file_keys) if place == "file" else VersionInClaim(here)
+    await store.put_pending([pending(clock)])  # recorded for transfer:write
+    issuer = TokenIssuer(store, guard, custom_steps=STEPS, ttl=TTL)
+    with pytest.raises(errors.NoPendingStep, match="recorded for scope 'transfer:write'"):
+        await issuer.issue("usr_1", "chl_1", "kyc_review", int(clock()), "profile:read")
+    token = await issuer.issue("usr_1", "chl_1", "kyc_review", int(clock()), "transfer:write")
+    assert await issuer.issue("usr_1", "chl_1", "kyc_review", int(clock())) == token
+
+
 async def test_a_retry_never_gets_a_token_of_a_revoked_key(
     file_keys: FileKeyStore, clock: FakeClock
 ) -> None:
@@ -136,7 +158,7 @@ async def on_one_redis(
     ring = keyring((TEST_KEK,))
     here = RedisKeyStore(redis_url, ring, clock=clock, new_key=key_supply([0, 1]), replica="a")
     there = RedisKeyStore(redis_url, ring, clock=clock, new_key=key_supply([2]), replica="b")
-    store = RedisStore(redis_url, clock=clock)
+    store = redis_store(redis_url, clock)
     here.load_or_create()
     there.load()
     try:

@@ -25,6 +25,7 @@ from hook_service.tokens.jwt import (
     ChallengeClaims,
     ChallengeStep,
     IssuedToken,
+    challenge_scope,
     check_challenge_step,
     mint_verification_token,
     read_challenge_kid,
@@ -400,16 +401,26 @@ def test_check_passes_the_pending_step_of_the_scope(
     prelude_ed: ed25519.Ed25519PrivateKey,
 ) -> None:
     check_challenge_step(full_claims(prelude_ed), "transfer:write")  # does not raise
+    assert challenge_scope(full_claims(prelude_ed)) == "transfer:write"
+
+
+def test_check_refuses_another_scope_as_no_pending_step(
+    prelude_ed: ed25519.Ed25519PrivateKey,
+) -> None:
+    # The store's claim gives the same answer when it compares the scopes (atomically).
+    claims = full_claims(prelude_ed, scope_requested="profile:read")
+    with pytest.raises(errors.NoPendingStep) as info:
+        check_challenge_step(claims, "transfer:write")
+    assert info.value.status_code == 404
+    assert info.value.detail == (
+        "the challenge is for scope 'profile:read', but the pending 'kyc_review' step was "
+        "recorded for scope 'transfer:write'"
+    )
 
 
 @pytest.mark.parametrize(
     ("changes", "detail"),
     [
-        (
-            {"scope_requested": "profile:read"},
-            "the challenge is for scope 'profile:read', but the pending 'kyc_review' step was "
-            "recorded for scope 'transfer:write'",
-        ),
         ({"scope_requested": None}, "challenge_token has no scope_requested claim"),
         ({"steps": None}, "challenge_token has no steps claim"),
         ({"steps": []}, "current_step 'kyc_review' is not one of the challenge's steps"),

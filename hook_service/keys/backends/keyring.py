@@ -9,6 +9,10 @@ fingerprint, so that while KEKs are being rotated every replica picks the right 
 :meth:`Keyring.authenticate` tags a whole document (HMAC-SHA-256 under a key derived from the
 KEK with HKDF, RFC 5869, so the KEK itself is used for nothing but AES-GCM): whoever can write
 to the store but holds no KEK cannot change the clear metadata next to the sealed keys either.
+
+:meth:`Keyring.cipher` does the same for other data at rest (the verification tokens a Redis
+store keeps, issue 10 point 8): AES-256-GCM under a key derived from each KEK with HKDF and a
+label naming the purpose, the record's name as associated data.
 Pure: no I/O, and neither KEKs nor plaintext ever reach a message.
 """
 
@@ -50,9 +54,13 @@ def wrong_length(keks: Sequence[bytes]) -> int | None:
     return next((i for i, kek in enumerate(keks, start=1) if len(kek) != KEK_BYTES), None)
 
 
+def _derive(kek: bytes, info: bytes) -> bytes:
+    # RFC 5869: a separate key per purpose, so no KEK ever serves two algorithms.
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(kek)
+
+
 def _mac_key(kek: bytes) -> bytes:
-    # RFC 5869: a separate key for the MAC, so no KEK ever serves two algorithms.
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(kek)
+    return _derive(kek, _MAC_INFO)
 
 
 def _b64(raw: bytes) -> str:
@@ -134,6 +142,11 @@ class Keyring:
                 "the service, or copied from another key set)"
             )
 
+    def cipher(self, label: str) -> DataCipher:
+        """A :class:`DataCipher` for one purpose, named by ``label`` (distinct per purpose)."""
+        info = b"prelude-stepup-hook " + label.encode()
+        return DataCipher(tuple((fingerprint(k), AESGCM(_derive(k, info))) for k in self.keks))
+
     def _kek_of(self, what: str, sealed: dict[str, object]) -> bytes:
         """The configured KEK named by ``sealed["kek"]``; :class:`DecryptError` (``what``
         "under KEK …, which is not in HOOK_KEY_ENCRYPTION_KEYS") when none is."""
@@ -147,6 +160,40 @@ class Keyring:
 
     def _find(self, name: str) -> bytes | None:
         return next((k for k in self.keks if fingerprint(k) == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class DataCipher:
+    """AES-256-GCM under keys derived from the KEKs (:meth:`Keyring.cipher`): the first
+    seals, any opens, so rotating ``HOOK_KEY_ENCRYPTION_KEYS`` keeps data sealed under the
+    old first KEK readable. Sealed text: ``<KEK fingerprint>.<base64 nonce + ciphertext>``."""
+
+    keys: tuple[tuple[str, AESGCM], ...] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"DataCipher(fingerprints={tuple(name for name, _ in self.keys)})"
+
+    def seal(self, data: bytes, aad: bytes) -> str:
+        name, aead = self.keys[0]
+        nonce = os.urandom(NONCE_BYTES)  # random 96-bit nonce, NIST SP 800-38D sec. 8.2.2
+        return f"{name}.{_b64(nonce + aead.encrypt(nonce, data, aad))}"
+
+    def open(self, sealed: str, aad: bytes) -> bytes:
+        """The data of :meth:`seal` for ``aad``; :class:`DecryptError` (naming the KEK by
+        fingerprint only) when no configured KEK opens it."""
+        name, _, body = sealed.partition(".")
+        aead = next((a for n, a in self.keys if n == name), None)
+        if aead is None:
+            raise DecryptError(
+                f"sealed under KEK {name:.8}, which is not in HOOK_KEY_ENCRYPTION_KEYS"
+            )
+        try:
+            raw = base64.b64decode(body, validate=True)
+            return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
+        except (ValueError, InvalidTag):
+            raise DecryptError(
+                f"KEK {name} does not open it (altered, or moved from another record)"
+            ) from None
 
 
 def keyring(keks: Sequence[bytes]) -> Keyring:

@@ -1,16 +1,27 @@
 """How the shared key set lives in Redis: key names, the Lua scripts that change it, their calls.
 
-Under a prefix (``hook:keys:``): ``set`` (the sealed document, :mod:`hook_service.keydoc`),
-``version`` (a small key every replica polls), ``fence`` (the last fencing token issued with
-the rotation lock), ``lock``, ``events`` (the audit stream) and the pub/sub channel
-``changed``. A change is one script: compare-and-set on the version, refuse a stale fencing
-token, write the set, append the audit events and PUBLISH the new version, all or nothing.
-:class:`~hook_service.rediskeystore.RedisKeyStore` keeps the replica's state on top of this.
+Under a prefix (``hook:keys:``): ``set`` (the sealed document,
+:mod:`hook_service.keys.backends.sealed`), ``version`` (a small key every replica polls),
+``origin`` (see below), ``fence`` (the last fencing token issued with the rotation lock),
+``lock``, ``events`` (the audit stream) and the pub/sub channel ``changed``. A change is one
+script: compare-and-set on the version, refuse a stale fencing token, write the set, append
+the audit events and PUBLISH the new version, all or nothing.
+
+After data loss a running replica puts its copy back with the restore script: compare-and-set
+on "no version" (of two replicas restoring at once, one writes; the other adopts it). A set
+that was put back, or created at start-up on an empty Redis, is marked in ``origin``
+(``"restored <version> <digest>"`` or ``"created …"``) until the next change clears it; while
+it is marked, a replica holding a newer copy may replace it (the newest copy wins, never an
+older one), and a restored copy replaces a created one of the same version. A set without the
+mark (changed since, or restored from a backup by an operator) is never overwritten this way.
+:class:`~hook_service.keys.backends.redis.RedisKeyStore` keeps the replica's state on top.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,18 +29,34 @@ from typing import Any
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from hook_service import errors
+from hook_service import errors, logs
 from hook_service.keys.events import KeyEvent
+
+log = logging.getLogger(logs.KEYSTORE)
 
 STREAM_MAXLEN = 10_000  # audit entries kept (approximately: XADD MAXLEN ~)
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _MAX_ID_PART = 2**64 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
-# KEYS: set, version, fence, events. ARGV: expected version, new version, set JSON, fencing
-# token ('' when unfenced), channel, stream MAXLEN, then one JSON [field, value, ...] per event.
+# The tail both scripts share: append the events (KEYS[4], ARGV[6] MAXLEN, ARGV[8...] one
+# JSON [field, value, ...] each) and PUBLISH the version (ARGV[5] channel, ARGV[2] version).
+_EVENTS_LUA = """
+local reply = {1, tonumber(ARGV[2])}
+for i = 8, #ARGV do
+  local args = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*'}
+  for _, item in ipairs(cjson.decode(ARGV[i])) do args[#args + 1] = item end
+  reply[#reply + 1] = redis.call(unpack(args))
+end
+redis.call('PUBLISH', ARGV[5], ARGV[2])
+return reply
+"""
+# KEYS: set, version, fence, events, origin. ARGV: expected version, new version, set JSON,
+# fencing token ('' when unfenced), channel, stream MAXLEN, origin ('' clears it), events.
 # Reply: {1, version, event ids...} written; {0, current version} lost the race; {-1, last
 # token issued} fenced out.
-_WRITE_LUA = """
+_WRITE_LUA = (
+    """
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if current ~= tonumber(ARGV[1]) then return {0, current} end
 if ARGV[4] ~= '' then
@@ -38,15 +65,32 @@ if ARGV[4] ~= '' then
 end
 redis.call('SET', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
-local reply = {1, tonumber(ARGV[2])}
-for i = 7, #ARGV do
-  local args = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*'}
-  for _, item in ipairs(cjson.decode(ARGV[i])) do args[#args + 1] = item end
-  reply[#reply + 1] = redis.call(unpack(args))
-end
-redis.call('PUBLISH', ARGV[5], ARGV[2])
-return reply
+if ARGV[7] == '' then redis.call('DEL', KEYS[5]) else redis.call('SET', KEYS[5], ARGV[7]) end
 """
+    + _EVENTS_LUA
+)
+# The same KEYS; ARGV as the write's, ARGV[1] unused, ARGV[7] the new origin "restored <version>
+# <digest>". Writes when Redis holds no version, or a marked set this copy may replace: older,
+# or created at the same version, and not this very document. Reply as the write's.
+_RESTORE_LUA = (
+    """
+local current = redis.call('GET', KEYS[2])
+if current then
+  current = tonumber(current)
+  local origin = redis.call('GET', KEYS[5])
+  if not origin then return {0, current} end
+  local kind, at, digest = string.match(origin, '^(%a+) (%d+) (%x+)$')
+  local ours = tonumber(ARGV[2])
+  local _, _, our_digest = string.match(ARGV[7], '^(%a+) (%d+) (%x+)$')
+  if tonumber(at) ~= current or digest == our_digest then return {0, current} end
+  if ours < current or (ours == current and kind ~= 'created') then return {0, current} end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[7])
+"""
+    + _EVENTS_LUA
+)
 # SET NX PX plus a fencing token from INCR, atomically (KEYS: lock, fence; ARGV: ttl ms).
 _LOCK_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -89,17 +133,37 @@ class KeySetKeys:
         return self.prefix + "changed"
 
     @property
+    def origin(self) -> str:
+        return self.prefix + "origin"
+
+    @property
     def _write_keys(self) -> list[str]:
-        return [self.set, self.version, self.prefix + "fence", self.prefix + "events"]
+        return [self.set, self.version, self.prefix + "fence", self.prefix + "events", self.origin]
 
     def write_args(
-        self, expected: int, version: int, body: str, events: list[KeyEvent], fence: int | None
+        self,
+        expected: int,
+        version: int,
+        body: str,
+        events: list[KeyEvent],
+        fence: int | None,
+        origin: str = "",
     ) -> list[str]:
-        """ARGV of the write script: replace the set at ``expected`` by ``body`` (``version``)."""
+        """ARGV of the write script: replace the set at ``expected`` by ``body`` (``version``);
+        ``origin`` marks it (:func:`origin`), else the mark is cleared."""
         flat = [json.dumps([x for pair in e.fields().items() for x in pair]) for e in events]
         fence_arg = "" if fence is None else str(fence)
         header = [str(expected), str(version), body, fence_arg, self.channel]
-        return [*header, str(STREAM_MAXLEN), *flat]
+        return [*header, str(STREAM_MAXLEN), origin, *flat]
+
+    async def restore(
+        self, client: AsyncRedis, version: int, body: str, events: list[KeyEvent]
+    ) -> Written | None:
+        """Put ``body`` (the set at ``version``) back if Redis holds none, or holds a marked
+        set this one may replace (module docstring); None when it may not."""
+        args = self.write_args(0, version, body, events, None, origin("restored", version, body))
+        keys = self._write_keys
+        return self._written(await client.eval(_RESTORE_LUA, len(keys), *keys, *args))
 
     def write_sync(self, client: redis.Redis, args: list[str]) -> Written | None:
         """The write script on a synchronous client (start-up, the CLI); None if the version
@@ -135,14 +199,43 @@ class KeySetKeys:
         """Free the lock if ``token`` still holds it."""
         await client.eval(_UNLOCK_LUA, 1, self.prefix + "lock", str(token))
 
-    async def read_events(self, client: AsyncRedis, after: str | None, limit: int) -> list[Any]:
-        """Up to ``limit`` + 1 raw stream entries after id ``after`` (None: from the start);
-        :class:`errors.InvalidRequest` for an id Redis would refuse."""
+    async def events(
+        self, client: AsyncRedis, after: str | None, limit: int
+    ) -> tuple[list[KeyEvent], str | None]:
+        """Up to ``limit`` audit events after stream id ``after`` (None: from the start) and
+        the cursor of the next page, or None when there is no more; a malformed entry is
+        skipped (with a warning); :class:`errors.InvalidRequest` for an id Redis would refuse."""
         start = "-" if after is None else _exclusive_start(after)
         if start is None:  # after the largest id Redis can give: nothing can follow
-            return []
+            return [], None
         entries: Any = await client.xrange(self.prefix + "events", start, "+", count=limit + 1)
-        return list(entries)
+        out = []
+        for entry_id, fields in entries[:limit]:
+            try:
+                out.append(KeyEvent.from_fields(entry_id, fields))
+            except (KeyError, ValueError):
+                log.warning("key event %s is malformed; skipped", entry_id)
+        more = len(entries) > limit
+        return out, (str(entries[limit - 1][0]) if more and limit else None)
+
+
+def digest(body: str) -> str:
+    """A short name of one sealed document (16 hex digits of SHA-256; it holds no secret)."""
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def origin(kind: str, version: int, body: str) -> str:
+    """The ``origin`` mark of a set ``kind`` (``created``, ``restored``) as ``body``."""
+    return f"{kind} {version} {digest(body)}"
+
+
+def parse_origin(value: str | bytes | None) -> tuple[str, int, str] | None:
+    """``(kind, version, digest)`` of an ``origin`` mark, or None for none (or a bad one)."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value or ""
+    parts = text.split(" ")
+    if len(parts) != 3 or not _DIGITS.fullmatch(parts[1]):
+        return None
+    return parts[0], int(parts[1]), parts[2]
 
 
 def _exclusive_start(after: str) -> str | None:

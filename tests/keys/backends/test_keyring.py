@@ -96,3 +96,33 @@ def test_a_keyring_needs_32_byte_keks(keks: tuple[bytes, ...]) -> None:
 def test_malformed_envelopes_are_refused(envelope: object) -> None:
     with pytest.raises(DecryptError):
         keyring([KEK_A]).open(kid_of(0), envelope)
+
+
+# --- DataCipher: other data at rest (verification tokens in the Redis store) --------------
+
+
+def test_a_data_cipher_round_trips_and_binds_its_associated_data() -> None:
+    cipher = Keyring((KEK_A,)).cipher("verification-token-at-rest")
+    sealed = cipher.seal(b"eyJhbGciOi.payload.sig", b"hook:t:abc")
+    assert cipher.open(sealed, b"hook:t:abc") == b"eyJhbGciOi.payload.sig"
+    assert cipher.seal(b"same", b"k") != cipher.seal(b"same", b"k")  # fresh nonce
+    assert "eyJ" not in sealed and "payload" not in sealed
+    with pytest.raises(DecryptError, match="moved from another record"):
+        cipher.open(sealed, b"hook:t:other")
+    tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
+    with pytest.raises(DecryptError):
+        cipher.open(tampered, b"hook:t:abc")
+
+
+def test_a_data_cipher_seals_under_the_first_kek_opens_under_any_and_keys_by_label() -> None:
+    old = Keyring((KEK_A,)).cipher("verification-token-at-rest")
+    rotated = Keyring((KEK_B, KEK_A)).cipher("verification-token-at-rest")
+    sealed = old.seal(b"token", b"aad")
+    assert rotated.open(sealed, b"aad") == b"token"
+    assert rotated.seal(b"token", b"aad").startswith(fingerprint(KEK_B) + ".")
+    with pytest.raises(DecryptError, match="not in HOOK_KEY_ENCRYPTION_KEYS"):
+        old.open(rotated.seal(b"token", b"aad"), b"aad")
+    other_purpose = Keyring((KEK_A,)).cipher("another-purpose")
+    with pytest.raises(DecryptError):  # a distinct label derives a distinct key
+        other_purpose.open(sealed, b"aad")
+    assert KEK_A.hex() not in repr(old) and fingerprint(KEK_A) in repr(old)

@@ -352,19 +352,6 @@ async def test_a_forced_rotation_on_a_set_changed_elsewhere_still_warns(
     assert warning is not None and "forced rotation" in warning  # ... and the caller is told
 
 
-async def test_a_key_set_lost_from_redis_is_not_followed(
-    replicas: tuple[RedisKeyStore, RedisKeyStore], redis_url: str
-) -> None:
-    a, _ = replicas
-    served = a.current()
-    redis.Redis.from_url(redis_url).flushall()  # data loss, or an old backup restored
-    await eventually(lambda: a.stale is not None, within=TIMEOUT)
-    assert a.stale is not None and "older than 1" in a.stale
-    assert a.current() == served
-    with pytest.raises(errors.KeyStoreUnavailable):
-        a.signing_set()
-
-
 async def rotate_twice_then_restore(a: RedisKeyStore, redis_url: str, clock: FakeClock) -> None:
     """Two rotations through ``a``, then Redis restored to the set before them (an old
     backup); ``a`` has seen the older version twice, so it is stale."""

@@ -69,4 +69,4 @@ async def test_an_event_cursor_redis_would_refuse_is_invalid_request(
     client: AsyncRedis, after: str
 ) -> None:
     with pytest.raises(errors.InvalidRequest):
-        await KEYS.read_events(client, after, 10)
+        await KEYS.events(client, after, 10)

@@ -1,0 +1,120 @@
+"""Metrics under several workers (issue 13.3): the counts every worker made add up in one scrape,
+whichever worker answers it, also after a worker died; the directory comes and goes with
+metrics.prepare_multiprocess / cleanup_multiprocess.
+
+The server runs for real, uvicorn with two workers on the app factory, the way ``serve
+--workers`` starts them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from hook_service import metrics
+from hook_service.settings import Settings
+from tests.support import PRELUDE_JWKS_FILE, ServiceProcess, free_port, hook_body, sign_hook
+
+DECISIONS = "stepup_hook_decisions_total"
+LARGE = {"scope": "transfer:write", "status": "review", "rule": "large-transfer"}
+
+
+def scraped_decisions(base: str) -> float:
+    # A new connection each time: any worker may answer.
+    text = httpx.get(base + "/metrics", headers={"Connection": "close"}).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == DECISIONS and sample.labels == LARGE:
+                return sample.value
+    return 0.0
+
+
+def per_worker_decisions(directory: Path) -> dict[int, float]:
+    """What each worker's own file holds (counter_<pid>.db)."""
+    counts = {}
+    for path in directory.glob("counter_*.db"):
+        pid = int(re.fullmatch(r"counter_(\d+)\.db", path.name)[1])  # type: ignore[index]
+        total = 0.0
+        merged = MultiProcessCollector.merge([str(path)], accumulate=False)  # type: ignore[no-untyped-call]
+        for family in merged:
+            total += sum(
+                s.value for s in family.samples if s.name == DECISIONS and s.labels == LARGE
+            )
+        counts[pid] = total
+    return counts
+
+
+def hook(base: str) -> None:
+    body = hook_body(amount="1500")
+    headers = sign_hook(body) | {"Connection": "close"}
+    assert httpx.post(base + "/hooks/stepup", content=body, headers=headers).status_code == 200
+
+
+def test_counts_add_up_across_workers_and_survive_a_dead_worker(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOK_")}
+    env.pop(metrics.MULTIPROC_VARIABLE, None)
+    env |= {
+        "HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE),
+        "HOOK_KEYS_DIR": str(tmp_path / "keys"),
+        "HOOK_LOG_LEVEL": "WARNING",
+    }
+    directory = metrics.prepare_multiprocess(Settings.from_env(env), env)
+    assert directory.owned and env[metrics.MULTIPROC_VARIABLE] == str(directory.path)
+    assert list(directory.path.iterdir()) == []
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "hook_service.app:create_app_from_env",
+        "--workers", "2", "--port", str(port), "--no-access-log",
+    ]  # fmt: skip
+    try:
+        with ServiceProcess(command, env, port, tmp_path) as service:
+            sent = 0
+            # Until both workers have decided some (the kernel picks who accepts).
+            while (
+                sent < 400
+                and sum(1 for n in per_worker_decisions(directory.path).values() if n) < 2
+            ):
+                for _ in range(10):
+                    hook(service.base)
+                sent += 10
+            workers = {pid: n for pid, n in per_worker_decisions(directory.path).items() if n}
+            assert len(workers) == 2, f"one worker took all {sent} requests"
+            assert sum(workers.values()) == sent
+            # Every scrape, whichever worker serves it, counts every worker's requests.
+            assert {scraped_decisions(service.base) for _ in range(8)} == {sent}
+
+            # A worker dies: uvicorn starts another; the dead one's counts stay in the total.
+            victim = next(iter(workers))
+            os.kill(victim, signal.SIGKILL)
+            metrics.worker_exited(directory, victim)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    hook(service.base)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert {scraped_decisions(service.base) for _ in range(8)} == {sent + 1}
+    finally:
+        metrics.cleanup_multiprocess(directory, env)
+    assert not directory.path.exists()
+    assert metrics.MULTIPROC_VARIABLE not in env
+
+
+def test_an_operators_directory_is_emptied_not_removed(tmp_path: Path) -> None:
+    (tmp_path / "counter_1.db").write_bytes(b"old run")
+    env: dict[str, str] = {}
+    settings = Settings(insecure_skip_signature=True, metrics_dir=tmp_path)
+    directory = metrics.prepare_multiprocess(settings, env)
+    assert not directory.owned and list(tmp_path.iterdir()) == []
+    (tmp_path / "counter_2.db").write_bytes(b"this run")
+    metrics.cleanup_multiprocess(directory, env)
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
