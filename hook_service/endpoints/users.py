@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from starlette.convertors import Convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +23,20 @@ from hook_service.services import Services
 from hook_service.store.base import user_tag
 
 logger = logging.getLogger(logs.SERVICE)
+
+
+class UserIdConvertor(Convertor[str]):
+    """The route's ``{user_id:user_id}``: any characters, ``/`` and line breaks included (a
+    user id is any non-empty string, and Starlette's ``path`` stops at a newline: such a user
+    would get 404 and could never be erased). Registered by :mod:`hook_service.app`."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
 
 
 def _user(request: Request) -> tuple[Services, str, int]:

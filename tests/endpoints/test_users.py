@@ -129,7 +129,9 @@ def test_redis_erasure_leaves_no_key_of_the_user(make_app: AppFactory, redis_url
     assert [k for k in left if TEST_FACTS_KEY.user("usr_keep") in k]  # the other user stays
 
 
-@pytest.mark.parametrize("victim", ["usr_*", "usr_?", "usr_[ab]", "*", "usr/a", "usr a"])
+@pytest.mark.parametrize(
+    "victim", ["usr_*", "usr_?", "usr_[ab]", "*", "usr/a", "usr a", "usr\na", "usr\x11é"]
+)
 def test_odd_user_ids_erase_only_themselves(app_client: TestClient, victim: str) -> None:
     users = [victim, "usr_a", "usr_b", "usr_ab", "usr_x"]
     for user in users:
