@@ -117,9 +117,11 @@ class ScenarioFile:
         pairs = [(s.request, s.expect) for s in self.scenarios]
         return pairs + [(h.request, h.expect) for q in self.sequences for h in q.hooks()]
 
-    def first_request(self) -> HookRequestSpec:
-        """The first hook request of the file (a file has at least one)."""
-        return self.requests()[0][0]
+    def first_request(self) -> HookRequestSpec | None:
+        """The first hook request of the file; None when its sequences only ask for tokens
+        and report outcomes."""
+        requests = self.requests()
+        return requests[0][0] if requests else None
 
     def custom_step_request(self) -> HookRequestSpec | None:
         """The first request expected to yield a custom step, if any."""
