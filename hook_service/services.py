@@ -266,7 +266,8 @@ def build_services(
         custom_steps=policy.custom_steps,
         ttl=settings.token_ttl,
         spans=spans,
-        on_issued=TokenProofs(facts),  # a first token is proof (design.md "Facts")
+        # A first token is proof (design.md "Facts"); each proof counted by its result.
+        on_issued=TokenProofs(facts, on_result=metrics.token_proof),
     )
     return Services(
         settings=settings,

@@ -29,6 +29,7 @@ from tests.support import (
     bearer,
     free_port,
     hook_body,
+    seed_review,
     sign_hook,
     token_sealer,
 )
@@ -135,6 +136,33 @@ def test_tokens_count_by_outcome(client: TestClient) -> None:
     text = client.get("/metrics").text
     for private in (USER_ID, active_kid(client), "203.0.113.42", "testclient"):
         assert private not in text
+
+
+def test_outcomes_and_first_tokens_proofs_are_counted(client: TestClient) -> None:
+    before = scrape(client)
+    seed_review(client)  # the facts' review attempt with kyc_review, for USER_ID
+    post_hook(client, hook_body(amount="1500"))
+    post_hook(client, hook_body(amount="1500", user_id="usr_no_attempt"))
+    for user_id in (USER_ID, USER_ID, "usr_no_attempt"):  # a first token, its retry, another
+        request = {"user_id": user_id, "challenge_id": "chl_1", "key": "kyc_review"}
+        answer = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+        assert answer.status_code == 200
+    reports = [
+        ({"user_id": USER_ID, "outcome": "verified"}, 200),  # the attempt the token proved
+        ({"user_id": "usr_never_asked", "outcome": "verified"}, 404),  # no_attempt: not counted
+        ({"user_id": USER_ID, "outcome": "fraud"}, 200),
+    ]
+    for report, status in reports:
+        body = report | {"scope": "transfer:write"}
+        assert client.post("/outcomes", headers=bearer(API_KEY), json=body).status_code == status
+    after = scrape(client)
+    name = "stepup_hook_token_proofs_total"
+    assert delta(before, after, name, result="marked") == 1
+    assert delta(before, after, name, result="noted") == 1  # no attempt recorded the step
+    assert delta(before, after, name, result="failed") == 0
+    name = "stepup_hook_outcomes_reported_total"
+    assert delta(before, after, name, outcome="verified") == 1
+    assert delta(before, after, name, outcome="fraud") == 1
 
 
 def test_a_damaged_key_set_shows_in_the_gauges_and_the_refused_tokens(

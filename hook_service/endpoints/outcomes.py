@@ -4,7 +4,8 @@ design.md "Facts").
 ``verified`` is proof for the user's latest unexpired attempt for ``scope`` (the backend knows
 the scope was granted when it sees Prelude's refreshed access token); ``fraud`` flags the user
 and forgets what proofs taught. The facts store does the work; this handler reads and checks
-the body and renders the answer ``{"user_id", "scope", "outcome", "recorded": true}``.
+the body, counts the outcome (``stepup_hook_outcomes_reported_total``) and renders the answer
+``{"user_id", "scope", "outcome", "recorded": true}``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hook_service import logs
+from hook_service import logs, metrics
 from hook_service.endpoints.http import (
     json_response,
     parse_json_object,
@@ -47,6 +48,7 @@ async def outcomes(request: Request) -> Response:
             )
     else:
         await services.facts.report_fraud(user_id, now)
+    metrics.outcome_reported(outcome)  # recorded ones only: a 404 no_attempt is not counted
     # The user by its tag (as the store's keys name it), never the id or anything raw.
     logger.info("outcome %s recorded: user=%s scope=%s", outcome, user_tag(user_id), scope)
     return json_response({"user_id": user_id, "scope": scope, "outcome": outcome, "recorded": True})

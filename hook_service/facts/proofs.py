@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from hook_service import logs
@@ -26,11 +27,19 @@ class TokenProofs:
     """``on_issued(user_id, scope, key, now)`` of :class:`~hook_service.tokens.issuer.
     TokenIssuer`: ``facts.prove(user_id, Proof(scope, step=key), now)``, bounded by
     ``timeout``. ``marked`` counts proofs that marked an attempt, ``failures`` those that could
-    not be recorded (store down or slow, a scope the facts cannot hold)."""
+    not be recorded (store down or slow, a scope the facts cannot hold); each proof's result,
+    ``marked``, ``noted`` (no attempt to mark) or ``failed``, is also told to ``on_result``
+    (the metrics' ``token_proof``, wired in :mod:`hook_service.services`)."""
 
-    def __init__(self, facts: FactsStore, timeout: float = PROOF_TIMEOUT) -> None:
+    def __init__(
+        self,
+        facts: FactsStore,
+        timeout: float = PROOF_TIMEOUT,
+        on_result: Callable[[str], None] | None = None,
+    ) -> None:
         self.facts = facts
         self.timeout = timeout
+        self.on_result = on_result
         self.marked = 0
         self.failures = 0
 
@@ -43,10 +52,17 @@ class TokenProofs:
                 marked = await self.facts.prove(user_id, Proof(scope=scope, step=key), now)
         except Exception as exc:  # any failure: the token is issued whatever happens here
             self.failures += 1
+            self._tell("failed")
             # The error class only: a store's message may quote a URL, a value may be personal.
             logger.warning(
                 "verification token for %s: not recorded as proof (%s)", key, type(exc).__name__
             )
             return
         self.marked += marked
-        logger.debug("verification token for %s: proof %s", key, "marked" if marked else "noted")
+        result = "marked" if marked else "noted"
+        self._tell(result)
+        logger.debug("verification token for %s: proof %s", key, result)
+
+    def _tell(self, result: str) -> None:
+        if self.on_result is not None:
+            self.on_result(result)

@@ -89,12 +89,14 @@ async def test_a_retried_token_is_not_a_second_proof(
 ) -> None:
     store, facts = stores
     await review_with_kyc(store, facts, clock)
-    proofs = TokenProofs(facts)
+    results: list[str] = []
+    proofs = TokenProofs(facts, on_result=results.append)
     tokens = issuer(store, proofs, tmp_path, clock)
     first = await tokens.issue(USER, "chl_1", STEP, int(clock()))
     clock.advance(100)
     assert await tokens.issue(USER, "chl_1", STEP, int(clock())) == first
     assert (proofs.marked, proofs.failures) == (1, 0)
+    assert results == ["marked"]  # told once: the retry is no proof
     shown = await facts.show(USER, clock())
     assert shown["step_age"] == {STEP: 100}  # the first issuance's time, not the retry's
 
@@ -105,9 +107,10 @@ async def test_a_token_without_a_provable_attempt_only_sets_step_age(
     store, facts = stores
     # A pending step without any recorded attempt (recorded before facts existed).
     await store.put_pending([PendingStep(USER, STEP, SCOPE, clock() + 600)])
-    proofs = TokenProofs(facts)
+    results: list[str] = []
+    proofs = TokenProofs(facts, on_result=results.append)
     await issuer(store, proofs, tmp_path, clock).issue(USER, "chl_1", STEP, int(clock()))
-    assert (proofs.marked, proofs.failures) == (0, 0)
+    assert (proofs.marked, proofs.failures, results) == (0, 0, ["noted"])
     shown = await facts.show(USER, clock())
     assert (shown["step_age"], shown["verified_age"], shown["devices"]) == ({STEP: 0}, -1, [])
 
@@ -119,7 +122,8 @@ async def test_an_unreachable_facts_store_never_fails_the_token(
     await store.put_pending([PendingStep(USER, STEP, SCOPE, clock() + 600)])
     url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
     facts = RedisFactsStore(url, key=KEY, timeout=0.2)
-    proofs = TokenProofs(facts)
+    results: list[str] = []
+    proofs = TokenProofs(facts, on_result=results.append)
     try:
         with caplog.at_level(logging.WARNING):
             token = await issuer(store, proofs, tmp_path, clock).issue(
@@ -128,7 +132,7 @@ async def test_an_unreachable_facts_store_never_fails_the_token(
     finally:
         await facts.aclose()
     assert token.user_id == USER and token.key == STEP
-    assert (proofs.marked, proofs.failures) == (0, 1)
+    assert (proofs.marked, proofs.failures, results) == (0, 1, ["failed"])
     assert "not recorded as proof (StoreUnavailable)" in caplog.text
     assert "hunter2" not in caplog.text and token.token not in caplog.text
 
