@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -32,6 +33,7 @@ from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
 from . import prepare
+from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
 from .servers import Process, Processes, cpu_seconds, rss_bytes, worker_pids
@@ -137,13 +139,21 @@ class Bench:
         self.procs.stop(service)
 
         _log("growth: policies of 1, 10 and 100 rules")
-        by_rules = {count: self.policy_rate(count, small) for count in (1, 10, 100)}
+        by_rules = {
+            count: self.policy_load(str(count), prepare.policy_with_rules(count), small).rate
+            for count in (1, 10, 100)
+        }
         _log("growth: tokens with 2 workers")
         two = self.procs.uvicorn("service2", SERVICE_APP, self.env, workers=2, factory=True)
         tokens2 = self.load_tokens(two, sign_rate, "fields", SCALING_CONNECTIONS)
         self.procs.stop(two)
         _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
+        _log("facts: the hook with and without facts (replay check off: every call counts)")
+        with_facts = self.facts_load(small, reads_facts=True)
+        without_facts = self.facts_load(small, reads_facts=False)
+        _log("growth: Redis memory per user with a month of history")
+        per_user = self.redis_bytes_per_user()
 
         return [
             Figure.ratio("hook req/s (signed, example policy)", hook.rate, bare.rate, 0.5),
@@ -166,6 +176,19 @@ class Bench:
                 tokens2.rate,
                 tokens_many.rate,
                 1.7,
+            ),
+            Figure.ratio(
+                "hook req/s with facts vs without", with_facts.rate, without_facts.rate, 0.7
+            ),
+            Figure.ratio_limit(
+                f"hook p99 with facts vs without, {self.connections} conns",
+                with_facts.p99_ms,
+                without_facts.p99_ms,
+                1.5,
+                "ms",
+            ),
+            Figure.limit(
+                "Redis bytes per user, a month of history", per_user, "B", 2048, inclusive=True
             ),
         ]
 
@@ -235,16 +258,33 @@ class Bench:
         )
         return self.load(server, pool, once=True, connections=connections)
 
-    def policy_rate(self, rules: int, pool: Path) -> float:
-        policy_file = self.workdir / f"policy_{rules}.yaml"
-        policy_file.write_text(json.dumps(prepare.policy_with_rules(rules)))  # JSON is YAML
-        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file)}
-        server = self.procs.uvicorn(f"policy_{rules}", SERVICE_APP, env, factory=True)
+    def policy_load(self, name: str, policy: dict[str, Any], pool: Path, **env: str) -> WrkResult:
+        """The hook under ``policy`` (its last rule, ``last``, must decide), ``env`` added."""
+        policy_file = self.workdir / f"policy_{name}.yaml"
+        policy_file.write_text(json.dumps(policy))  # JSON is YAML
+        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file), **env}
+        server = self.procs.uvicorn(f"policy_{name}", SERVICE_APP, env, factory=True)
         try:
             self.warm(server, pool)
-            return self.load(server, pool, rule="last").rate
+            return self.load(server, pool, rule="last")
         finally:
             self.procs.stop(server)
+
+    def facts_load(self, pool: Path, *, reads_facts: bool) -> WrkResult:
+        """The hook under :func:`prepare.facts_policy`: its rules read facts (fetched before
+        deciding) or not (the attempt recorded in the background). HOOK_REPLAY_WINDOW=0, so
+        wrk's repeats of a pooled call are attempts, not replays."""
+        policy = prepare.facts_policy(reads_facts)
+        name = "facts" if reads_facts else "no_facts"
+        return self.policy_load(name, policy, pool, HOOK_REPLAY_WINDOW="0")
+
+    def redis_bytes_per_user(self) -> float:
+        redis = self.procs.redis("redis_facts")
+        try:
+            url = f"redis://127.0.0.1:{redis.port}/0"
+            return asyncio.run(bytes_per_user(url, self.env["HOOK_FACTS_KEY"]))
+        finally:
+            self.procs.stop(redis)
 
     def redis_bytes_per_step(self) -> float:
         redis = self.procs.redis("redis_memory")

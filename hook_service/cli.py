@@ -16,13 +16,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service.errors import ConfigError, HookError, KeyStoreFailure
-from hook_service.hook.parse import parse_hook_request
 from hook_service.keys.admin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
 from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends.base import KeyStore, SeedableKeyStore, key_problem
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.lifecycle import KeySet
-from hook_service.policy.engine import Policy
+from hook_service.policy.cli import policy
 from hook_service.services import key_admin, open_key_store
 from hook_service.settings import KEYSTORES, LOG_FORMATS, LOG_LEVELS, Settings, parse_variable
 from hook_service.simulator.cli import simulate
@@ -74,6 +73,11 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 )
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
+@click.option(
+    "--shadow-policy-file",
+    type=click.Path(path_type=Path),
+    help="A policy decided beside the live one, never answered [HOOK_SHADOW_POLICY_FILE].",
+)
 @_variable_option("--prelude-jwks-url", "Prelude app JWKS URL.")
 @click.option(
     "--prelude-jwks-file", type=click.Path(path_type=Path), help="[HOOK_PRELUDE_JWKS_FILE]."
@@ -284,44 +288,7 @@ def keys_export_public(keys_dir: Path | None, output: Path | None) -> None:
         _fail(f"{output}: {exc.strerror}")
 
 
-@cli.group()
-def policy() -> None:
-    """Check a policy file, or try it on a hook request."""
-
-
-@policy.command("check")
-@click.argument("file", type=click.Path(path_type=Path))
-def policy_check(file: Path) -> None:
-    """Validate FILE against Prelude's limits; exit 2 with the reason if it is invalid."""
-    loaded = _load_policy(file)
-    click.echo(f"{file}: ok ({len(loaded.custom_steps)} custom step(s) declared)")
-
-
-@policy.command("eval")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.argument("request", type=click.Path(path_type=Path))
-def policy_eval(file: Path, request: Path) -> None:
-    """Decide REQUEST.json (a hook request body) with FILE; print the decision and the rule."""
-    loaded = _load_policy(file)
-    try:
-        hook_request = parse_hook_request(request.read_bytes())
-    except OSError as exc:
-        _fail(f"{request}: {exc.strerror}")
-    except HookError as exc:
-        _fail(f"{request}: {exc.detail}")
-    decision = loaded.decide(hook_request)
-    click.echo(json.dumps({"rule": decision.rule, "decision": decision.to_json()}, indent=2))
-    if decision.error:
-        click.echo(f"evaluation error: {decision.error}", err=True)
-
-
-def _load_policy(file: Path) -> Policy:
-    try:
-        return Policy.load(file)
-    except ConfigError as exc:
-        _fail(str(exc))
-
-
+cli.add_command(policy)
 cli.add_command(simulate)
 
 

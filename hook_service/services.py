@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.proofs import TokenProofs
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
+from hook_service.hook.history import HookHistory
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
 from hook_service.keys.admin import KeyAdmin
@@ -36,6 +38,7 @@ from hook_service.keys.lifecycle import NewKey, generate_rsa_key
 from hook_service.keys.scheduler import RotationScheduler
 from hook_service.policy.base import DecisionPolicy
 from hook_service.policy.engine import Policy, example_policy_path
+from hook_service.policy.holder import PolicyHolder
 from hook_service.prelude.jwks import PreludeJwks
 from hook_service.settings import Settings
 from hook_service.store.base import Store
@@ -59,7 +62,8 @@ class Services:
 
     settings: Settings
     clock: Clock
-    policy: Policy
+    policy: PolicyHolder
+    """The live policy (and shadow), reloaded by SIGHUP or POST /admin/policy/reload."""
     store: Store
     keys: KeyStore
     key_admin: KeyAdmin
@@ -73,10 +77,13 @@ class Services:
     """Each user's history of attempts and proofs (design.md "Facts")."""
     attempts: AttemptFactory
     """A hook request's signals as an Attempt: keyed hashes, country, location."""
+    history: HookHistory
+    """The hook's use of the facts: observed or recorded in the background, replays."""
     tracing: Tracing | None = None
     """Spans for requests and their steps (OpenTelemetry), when configured."""
 
     async def startup(self) -> None:
+        _on_sighup(self.policy.reload_or_log)
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
             await self.prelude_keys.load()
         await self.keys.start()
@@ -104,15 +111,30 @@ class Services:
         return checks
 
     async def aclose(self) -> None:
+        _on_sighup(None)
         if self.scheduler is not None:
             await self.scheduler.aclose()
         await self.keys.aclose()
         await self.store.aclose()
+        await self.history.background.drain()  # the attempts still being recorded
         await self.facts.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
         if self.tracing is not None:
             self.tracing.shutdown()
+
+
+def _on_sighup(callback: Callable[[], object] | None) -> None:
+    """Reload the policy on SIGHUP (``None``: stop). Only where the loop may own signals:
+    the main thread of a Unix process (not under a test client's thread)."""
+    try:
+        loop = asyncio.get_running_loop()
+        if callback is None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, callback)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        pass
 
 
 @contextmanager
@@ -185,7 +207,28 @@ def open_facts(
         return facts, attempts
     if settings.redis_url is None:
         return MemoryFactsStore(key, limits), attempts
-    return RedisFactsStore(settings.redis_url, key=key, limits=limits), attempts
+    facts = RedisFactsStore(
+        settings.redis_url, key=key, limits=limits, on_error=metrics.store_error
+    )
+    return facts, attempts
+
+
+def open_policy(settings: Settings, clock: Clock) -> PolicyHolder:
+    """The policy (``HOOK_POLICY_FILE``, else the bundled example) and the shadow policy
+    (``HOOK_SHADOW_POLICY_FILE``), loaded now; an error names the variable."""
+    path = settings.policy_file or example_policy_path()
+    with _named("HOOK_POLICY_FILE"):
+        live = Policy.load(path)
+    shadow = None
+    if settings.shadow_policy_file is not None:
+        with _named("HOOK_SHADOW_POLICY_FILE"):
+            shadow = Policy.load(settings.shadow_policy_file, shadow=True)
+    holder = PolicyHolder(path, settings.shadow_policy_file, clock=clock, loaded=(live, shadow))
+    holder.on_disagreement = lambda scope, _live, _shadow: metrics.shadow_disagreement(
+        holder.scopes, scope
+    )
+    holder.on_reload = metrics.policy_reload
+    return holder
 
 
 # HKDF label of the key that seals verification tokens at rest (keyring.Keyring.cipher).
@@ -218,8 +261,7 @@ def build_services(
     Stores built here from the settings share one Redis exactly when both are on
     ``HOOK_REDIS_URL``; whoever injects a store and a key store knows whether they do, and
     passes the claim ``guard`` (by default the key set is re-read around each claim)."""
-    with _named("HOOK_POLICY_FILE"):
-        policy = Policy.load(settings.policy_file or example_policy_path())
+    policy = open_policy(settings, clock)
     same_redis = store is None and keys is None and settings.key_store == "redis"
     if keys is None:
         keys = open_key_store(settings, clock=clock)
@@ -255,6 +297,7 @@ def build_services(
         spans,
     )
     facts, attempts = open_facts(settings, facts)
+    history = HookHistory(facts, attempts, clock, window=settings.replay_window)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     deciding: DecisionPolicy = policy
     if tracing is not None:  # wrapped only when traced: no cost otherwise
@@ -263,7 +306,7 @@ def build_services(
     issuer = TokenIssuer(
         store,
         guard or claim_guard(keys, same_redis=same_redis),
-        custom_steps=policy.custom_steps,
+        custom_steps=policy.live_custom_steps(),
         ttl=settings.token_ttl,
         spans=spans,
         # A first token is proof (design.md "Facts"); each proof counted by its result.
@@ -278,9 +321,10 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
-        hook=StepUpHook(HookDecider(deciding, store, clock), signatures),
+        hook=StepUpHook(HookDecider(deciding, store, clock, history=history), signatures),
         issuer=issuer,
         facts=facts,
         attempts=attempts,
         tracing=tracing,
+        history=history,
     )

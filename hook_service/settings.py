@@ -63,6 +63,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     keys_dir: Path = Path("keys")
     policy_file: Path | None = None
+    shadow_policy_file: Path | None = None  # decided beside the live policy, never answered
     prelude_jwks_url: str | None = None
     prelude_jwks_file: Path | None = None
     insecure_skip_signature: bool = False
@@ -463,6 +464,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "redis_url": _redis_url,
     "keys_dir": _path,
     "policy_file": _path,
+    "shadow_policy_file": _path,
     "prelude_jwks_url": _jwks_url,
     "prelude_jwks_file": _path,
     "insecure_skip_signature": _bool,

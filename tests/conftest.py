@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from hook_service import metrics
 from hook_service.app import create_app
 from hook_service.facts.base import FactsStore
 from hook_service.facts.memory import MemoryFactsStore
@@ -304,7 +305,7 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
         guard = claim_guard(keys, same_redis=same_redis)
         facts: FactsStore = (
-            RedisFactsStore(store_url, key=TEST_FACTS_KEY)
+            RedisFactsStore(store_url, key=TEST_FACTS_KEY, on_error=metrics.store_error)
             if store_url
             else MemoryFactsStore(TEST_FACTS_KEY)
         )

@@ -6,16 +6,22 @@ round-trips; pooled hook calls and token requests pass the real service's checks
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from bench import prepare
+from bench.facts import bytes_per_user
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.run import BENCH_DOC, _parse, record_pending
+from hook_service.facts.hashing import FactsKey
+from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy
 from hook_service.simulator.prelude import PreludeKeys
@@ -30,6 +36,7 @@ from tests.support import (
 
 # Test keys stand in for the keys a bench run generates (keys are never generated in tests).
 KEYS = PreludeKeys(rsa_private_key("prelude_rsa.pem"), ed25519_private_key("prelude_ed25519.pem"))
+FACTS_KEY_B64 = base64.b64encode(bytes(range(64, 96))).decode()  # test-only HOOK_FACTS_KEY
 
 
 @pytest.mark.parametrize("count", [1, 10, 100])
@@ -185,3 +192,63 @@ def test_update_docs_refuses_a_file_without_the_block_before_running(
             _parse(argv)
         assert exited.value.code == 2
         assert "--update-docs" in capsys.readouterr().err
+
+
+# --- facts figures (issue 11 point 6) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("reads_facts", [True, False])
+def test_facts_policies_read_facts_or_not_and_their_last_rule_decides(
+    reads_facts: bool, make_app: AppFactory, tmp_path: Path
+) -> None:
+    data = prepare.facts_policy(reads_facts)
+    policy = Policy.from_mapping(data)
+    assert policy.reads_facts("transfer:write") is reads_facts
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(json.dumps(data))
+    jwks = tmp_path / "bench_jwks.json"
+    jwks.write_text(json.dumps(KEYS.jwks()))
+    app = make_app(prelude_jwks_file=jwks, policy_file=policy_file, replay_window=0)
+    requests = list(prepare.hook_pool(KEYS, 2, amount="50"))
+    with TestClient(app) as client:
+        for _ in range(3):  # wrk replays each pooled call: they stay on the last rule
+            for request in requests:
+                response = client.post(
+                    request.path, content=request.body.encode(), headers=dict(request.headers)
+                )
+                assert response.headers["x-hook-rule"] == "last"
+
+
+def test_a_typical_month_is_three_devices_ten_ips_sixty_attempts() -> None:
+    month = prepare.typical_month(7)
+    assert len(month) == 60
+    assert sum(step.after for step in month) == 30 * 86_400
+    assert len({step.user_agent for step in month}) == 3
+    assert len({step.ip for step in month}) == 10
+    assert [step.proof for step in month].count("kyc_review") == 4
+    assert sum(step.proof is not None for step in month) == 15
+    assert prepare.typical_month(7) == month
+    assert {s.ip for s in prepare.typical_month(8)}.isdisjoint({s.ip for s in month})
+
+
+@pytest.mark.redis
+def test_the_month_of_history_lands_in_the_facts_store(redis_url: str) -> None:
+    async def run() -> tuple[dict[str, Any], float]:
+        per_user = await bytes_per_user(redis_url, FACTS_KEY_B64, users=3)
+        store = RedisFactsStore(redis_url, key=FactsKey.from_base64(FACTS_KEY_B64))
+        try:
+            return await store.show(prepare.user_id(2), time.time()), per_user
+        finally:
+            await store.aclose()
+
+    held, per_user = asyncio.run(run())
+    assert (len(held["devices"]), len(held["ips"])) == (3, 10)
+    assert per_user > 0
+
+
+def test_a_latency_ratio_passes_at_or_below_its_goal() -> None:
+    assert Figure.ratio_limit("p99", 3.0, 2.0, 1.5, "ms").passed
+    slow = Figure.ratio_limit("p99", 3.1, 2.0, 1.5, "ms")
+    assert not slow.passed
+    assert slow.cells()[3:] == ["1.550", "<= 1.5", "FAIL"]
+    assert slow.to_json()["kind"] == "ratio_at_most"

@@ -253,6 +253,7 @@ FLAG_CASES: list[tuple[list[str], dict[str, str], str, Any]] = [
         "workers",
         3,
     ),
+    (["--shadow-policy-file", "next.yaml"], {}, "shadow_policy_file", Path("next.yaml")),
     (
         ["--admin-token-labels", "ops, ci"],
         {"HOOK_ADMIN_TOKENS": "admin-token-0123456789,admin-token-abcdefghij"},

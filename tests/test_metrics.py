@@ -17,6 +17,7 @@ from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
+from hook_service.store.base import PendingStep
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
 from tests.conftest import AppFactory
@@ -29,7 +30,6 @@ from tests.support import (
     bearer,
     free_port,
     hook_body,
-    seed_review,
     sign_hook,
     token_sealer,
 )
@@ -140,9 +140,11 @@ def test_tokens_count_by_outcome(client: TestClient) -> None:
 
 def test_outcomes_and_first_tokens_proofs_are_counted(client: TestClient) -> None:
     before = scrape(client)
-    seed_review(client)  # the facts' review attempt with kyc_review, for USER_ID
-    post_hook(client, hook_body(amount="1500"))
-    post_hook(client, hook_body(amount="1500", user_id="usr_no_attempt"))
+    post_hook(client, hook_body(amount="1500"))  # the attempt, then the kyc_review step
+    # A step no attempt recorded (as one recorded before the facts existed).
+    services = client.app.state.services  # type: ignore[attr-defined]
+    step = PendingStep("usr_no_attempt", "kyc_review", "transfer:write", services.clock() + 600)
+    client.portal.call(services.store.put_pending, [step])  # type: ignore[union-attr]
     for user_id in (USER_ID, USER_ID, "usr_no_attempt"):  # a first token, its retry, another
         request = {"user_id": user_id, "challenge_id": "chl_1", "key": "kyc_review"}
         answer = client.post("/verification-token", headers=bearer(API_KEY), json=request)
@@ -215,7 +217,9 @@ def test_store_failures_are_counted_and_answer_on_error(
         assert post_hook(client, hook_body(amount="1500")) == 200
         assert client.get("/readyz").status_code == 503
         after = scrape(client)
-    assert delta(before, after, "stepup_hook_store_errors_total", operation="put_pending") == 1
+    # transfer:write reads facts: the hook's first store call is the facts observe.
+    observe = delta(before, after, "stepup_hook_store_errors_total", operation="facts_observe")
+    assert observe == 1
     assert delta(before, after, "stepup_hook_store_errors_total", operation="ping") == 1
     assert delta(before, after, "stepup_hook_on_error_total", reason="store_unavailable") == 1
 

@@ -39,6 +39,7 @@ def test_every_variable_is_read() -> None:
             "HOOK_REDIS_URL": "redis://:pw@127.0.0.1:6379/2",
             "HOOK_KEYS_DIR": "/var/lib/hook/keys",
             "HOOK_POLICY_FILE": "/etc/hook/policy.yaml",
+            "HOOK_SHADOW_POLICY_FILE": "/etc/hook/next.yaml",
             "HOOK_PRELUDE_JWKS_FILE": "/etc/hook/prelude.json",
             "HOOK_API_KEYS": f"{API_KEY}, {API_KEY}2",
             "HOOK_ADMIN_TOKENS": ADMIN,
@@ -69,6 +70,7 @@ def test_every_variable_is_read() -> None:
     assert settings.redis_url == "redis://:pw@127.0.0.1:6379/2"
     assert settings.keys_dir == Path("/var/lib/hook/keys")
     assert settings.policy_file == Path("/etc/hook/policy.yaml")
+    assert settings.shadow_policy_file == Path("/etc/hook/next.yaml")
     assert settings.prelude_jwks_file == Path("/etc/hook/prelude.json")
     assert settings.api_keys == (API_KEY, API_KEY + "2")
     assert settings.admin_tokens == (ADMIN,)

@@ -11,6 +11,7 @@ from typing import Any
 
 from hook_service import __version__
 from hook_service.endpoints.openapi_schemas import SCHEMAS
+from hook_service.endpoints.policy import openapi_paths as policy_paths
 
 
 def _decimal_up_to(limit: int) -> str:
@@ -216,6 +217,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
         },
+        **policy_paths(_json, _errors, _ADMIN),
         "/healthz": {
             "get": {
                 "summary": "The process is alive",

@@ -9,7 +9,7 @@ when :func:`~hook_service.facts.logic.prune` finds some (rare: an entry goes sta
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -19,10 +19,16 @@ from redis.exceptions import RedisError
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
 from hook_service.facts import inventory, logic, redis_scripts
-from hook_service.facts.base import Attempt, Facts, Proof
+from hook_service.facts.base import Attempt, Facts, Once, Proof, Replay
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Latest, Limits
-from hook_service.facts.redis_layout import FIELDS, decode, encode_latest, known_fields
+from hook_service.facts.redis_layout import (
+    FIELDS,
+    decode,
+    decode_replay,
+    encode_latest,
+    known_fields,
+)
 
 logger = logging.getLogger(logs.STORE)
 
@@ -34,6 +40,13 @@ def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
     """A client as the stores use it (:class:`~hook_service._redis.RedisSite`): bounded waits,
     no retries (a retried script could run twice)."""
     return RedisSite(url).client(timeout=timeout, max_connections=max_connections)
+
+
+def _once_args(now: int, once: Once | None) -> list[str | int]:
+    """OBSERVE's ARGV 12-15 (redis_scripts._ONCE)."""
+    if once is None:
+        return ["", 0, 0, ""]
+    return [once.digest, now + once.window, once.window * 1000, once.answer]
 
 
 class RedisFactsStore:
@@ -48,15 +61,17 @@ class RedisFactsStore:
         limits: Limits | None = None,
         prefix: str = "hook:",
         timeout: float = 0.5,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._owned = isinstance(client, str)
+        self._on_error = on_error  # told the operation of each failure (the metrics)
         self._redis = connect(client, timeout) if isinstance(client, str) else client
         self._key = key
         self._limits = limits or Limits()
         self._prefix = prefix
         script = self._redis.register_script
         self._read = script(redis_scripts.READ)
-        self._observe = script(redis_scripts.OBSERVE)
+        self._observe_script = script(redis_scripts.OBSERVE)
         self._settle = script(redis_scripts.SETTLE)
         self._prove = script(redis_scripts.PROVE)
         self._fraud = script(redis_scripts.FRAUD)
@@ -67,9 +82,14 @@ class RedisFactsStore:
         return f"RedisFactsStore(prefix={self._prefix!r})"
 
     def keys(self, user_id: str) -> list[str]:
-        """The user's keys: seen, known, times, latest, flag (see the module docstring)."""
+        """The user's history keys: seen, known, times, latest, flag (see the module
+        docstring)."""
         base = f"{self._prefix}f:{{{self._key.user(user_id)}}}:"
         return [base + suffix for suffix in "sktax"]
+
+    def replay_key(self, user_id: str) -> str:
+        """The user's replay records (a hash, same hash tag as :meth:`keys`)."""
+        return f"{self._prefix}f:{{{self._key.user(user_id)}}}:r"
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -80,6 +100,8 @@ class RedisFactsStore:
         except (RedisError, OSError) as exc:
             name = type(exc).__name__
             logger.warning("redis facts %s failed: %s", operation, name)
+            if self._on_error is not None:
+                self._on_error("facts_" + operation)
             raise errors.StoreUnavailable(f"the facts store is unavailable ({name})") from exc
 
     async def _state(self, keys: list[str]) -> History:
@@ -99,7 +121,23 @@ class RedisFactsStore:
             await self._prune(keys=[keys[0], keys[1], keys[4]], args=args)
 
     async def observe(self, user_id: str, attempt: Attempt, now: float) -> Facts:
-        keys, limits, n = self.keys(user_id), self._limits, logic.seconds(now)
+        facts = await self._observe(user_id, attempt, now, None)
+        assert isinstance(facts, Facts)
+        return facts
+
+    async def observe_once(
+        self, user_id: str, attempt: Attempt, now: float, once: Once
+    ) -> Facts | Replay:
+        return await self._observe(user_id, attempt, now, once)
+
+    async def _observe(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None
+    ) -> Facts | Replay:
+        keys, limits, n = (
+            [*self.keys(user_id), self.replay_key(user_id)],
+            self._limits,
+            logic.seconds(now),
+        )
         expires = logic.seconds(attempt.expires_at)
         args: list[str | int] = [
             n,
@@ -113,27 +151,38 @@ class RedisFactsStore:
             limits.scopes,
             max((expires - n) * 1000, _MIN_LATEST_TTL_MS),
             logic.DAY * 1000,
+            *_once_args(n, once),
         ]
         with self._guard("observe"):
-            state: Any = await self._observe(keys=keys, args=args)
+            state: Any = await self._observe_script(keys=keys, args=args)
+        if len(state) == 1:  # the replay record: "<until>|<answer>"
+            return Replay(decode_replay(state[0]))
         history = decode(state)
         facts = logic.facts(history, attempt, now, limits)
         logic.record(history, attempt, now, limits)
         await self._prune_after(keys, history, now)
         return facts
 
-    async def record(self, user_id: str, attempt: Attempt, now: float) -> None:
-        await self.observe(user_id, attempt, now)
+    async def record(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None = None
+    ) -> Replay | None:
+        result = await self._observe(user_id, attempt, now, once)
+        return result if isinstance(result, Replay) else None
 
-    async def settle(self, user_id: str, attempt: Attempt, now: float) -> None:
+    async def settle(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None = None
+    ) -> None:
         ttl = (logic.seconds(attempt.expires_at) - logic.seconds(now)) * 1000
         args: list[str | int] = [
             f"{attempt.scope}|{attempt.id}|",
             encode_latest(Latest(attempt)),
             max(ttl, _MIN_LATEST_TTL_MS),
+            "" if once is None else once.digest,
+            "" if once is None else once.answer,
         ]
+        keys = [self.keys(user_id)[3], self.replay_key(user_id)]
         with self._guard("settle"):
-            await self._settle(keys=[self.keys(user_id)[3]], args=args)
+            await self._settle(keys=keys, args=args)
 
     async def prove(self, user_id: str, proof: Proof, now: float) -> bool:
         keys = self.keys(user_id)
@@ -170,7 +219,7 @@ class RedisFactsStore:
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._guard("erase"):
-            state: Any = await self._take(keys=self.keys(user_id))
+            state: Any = await self._take(keys=[*self.keys(user_id), self.replay_key(user_id)])
         return inventory.inventory(decode(state), now, self._limits)
 
     async def ping(self) -> None:

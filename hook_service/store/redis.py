@@ -116,6 +116,7 @@ class RedisStore:
         )
         self._claim_script = self._redis.register_script(scripts.CLAIM_LUA)
         self._put_script = self._redis.register_script(scripts.PUT_LUA)
+        self._ensure_script = self._redis.register_script(scripts.ENSURE_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStore(url={self._site.location!r}, prefix={self._prefix!r})"
@@ -131,6 +132,16 @@ class RedisStore:
 
     async def put_pending(
         self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        await self._write("put_pending", self._put_script, steps, within)
+
+    async def ensure_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        await self._write("ensure_pending", self._ensure_script, steps, within)
+
+    async def _write(
+        self, operation: str, script: Any, steps: Sequence[PendingStep], within: float | None
     ) -> None:
         if not steps:
             return
@@ -148,15 +159,15 @@ class RedisStore:
             # skew and to fake clocks). Floor: never outlive expires_at.
             ttl_ms = math.floor((step.expires_at - now) * 1000)
             args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope, step.origin]
-        with self._site.guard("put_pending", _unavailable, log=logger):
+        with self._site.guard(operation, _unavailable, log=logger):
             if self._server_clock.offset is None:
                 await self.ping()
             args[0] = self._server_clock.server_ms(started + budget - REPLY_MARGIN)
             sent = time.monotonic()
-            reply: Any = await self._put_script(keys=keys, args=args)
+            reply: Any = await script(keys=keys, args=args)
         self._server_clock.observe(sent, time.monotonic(), reply[1], reply[2])
         if int(reply[0]) != 1:
-            logger.warning("put_pending refused by Redis: its deadline had passed")
+            logger.warning("%s refused by Redis: its deadline had passed", operation)
             raise errors.StoreUnavailable(LATE_WRITE)
 
     async def claim(

@@ -86,6 +86,25 @@ end
 return {1, t[1], t[2]}
 """
 
+# ensure_pending: the arguments of put_pending; a step is written only where no record is
+# (a replay's steps, issue 11 point 3): never replacing, re-opening or extending one. Past the
+# deadline nothing is written, as for put_pending.
+ENSURE_LUA = """#!lua
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then
+  return {0, t[1], t[2]}
+end
+for i = 1, #KEYS do
+  local b = 4 * i - 1
+  local ttl = tonumber(ARGV[b])
+  if ttl > 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[i], 'e', ARGV[b + 1], 's', ARGV[b + 2], 'o', ARGV[b + 3])
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return {1, t[1], t[2]}
+"""
+
 # claim: KEYS[1] pending step, KEYS[2] token record, KEYS[3] (optional) the key-set version;
 # ARGV now_ms, challenge_id, sealed token, jti, kid, token expiry (s), scope ('' = any),
 # version. Replies: {0} missing/expired, {1, s} claimed, {2, t, j, k, x, s} this challenge's

@@ -60,16 +60,14 @@ def erase(client: TestClient, user_id: str = USER_ID) -> Any:
 
 def history(client: TestClient, user_id: str) -> None:
     """A token issued (a proof), a fraud report, another review open: every kind of record."""
-    seed_review(client, user_id)
-    assert mint_token(client, user_id)[0] == 200
+    assert mint_token(client, user_id)[0] == 200  # the hook records the attempt it proves
     fraud = {"user_id": user_id, "scope": "transfer:write", "outcome": "fraud"}
     assert client.post("/outcomes", headers=bearer(API_KEY), json=fraud).status_code == 200
     seed_review(client, user_id, scope="profile:read", steps=())
 
 
 def test_get_shows_counts_ages_and_hashes_never_raw_values(app_client: TestClient) -> None:
-    seed_review(app_client)
-    assert mint_token(app_client, USER_ID)[0] == 200
+    assert mint_token(app_client, USER_ID)[0] == 200  # the hook's attempt, the token's proof
     held = show(app_client)
     assert held["user_id"] == USER_ID
     assert held["records"] == {"pending_steps": 0, "issued_tokens": 1}
@@ -135,7 +133,6 @@ def test_redis_erasure_leaves_no_key_of_the_user(make_app: AppFactory, redis_url
 def test_odd_user_ids_erase_only_themselves(app_client: TestClient, victim: str) -> None:
     users = [victim, "usr_a", "usr_b", "usr_ab", "usr_x"]
     for user in users:
-        seed_review(app_client, user)
         assert mint_token(app_client, user)[0] == 200
     assert erase(app_client, victim)["erased"]["records"] == 2  # the consumed step, the token
     assert show(app_client, victim)["records"]["issued_tokens"] == 0

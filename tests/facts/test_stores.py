@@ -12,19 +12,17 @@ import pytest
 from hook_service.facts.base import CONTINUE, Attempt, Facts, FactsStore, Proof
 from hook_service.facts.geo import Geo
 from hook_service.facts.logic import DAY, HOUR, Limits
-from hook_service.facts.memory import MemoryFactsStore
-from hook_service.facts.redis import RedisFactsStore
 from tests.facts.support import (
     CHROME_130_WIN,
     CHROME_131_MAC,
     CHROME_131_WIN,
     FIREFOX_WIN,
-    KEY,
     LONDON_IP,
     MOUNTAIN_VIEW_IP,
     OTHER_IP,
     SCOPE,
     Requests,
+    open_store,
     write_city_db,
 )
 from tests.support import FakeClock
@@ -33,21 +31,6 @@ pytestmark = pytest.mark.anyio
 
 USER = "usr_1"
 SMALL = Limits(devices=3, ips=3, countries=2, steps=2, attempts=5, scopes=2)
-
-
-def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> FactsStore:
-    if kind == "memory":
-        return MemoryFactsStore(KEY, limits)
-    return RedisFactsStore(request.getfixturevalue("redis_url"), key=KEY, limits=limits)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
-    instance = open_store(request.param, request, Limits())
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
