@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from hook_service.policy.engine import example_policy_path
 from hook_service.simulator.report import Report
 from hook_service.simulator.runner import simulate_run
 from hook_service.simulator.scenarios import (
@@ -27,8 +26,8 @@ pytestmark = pytest.mark.anyio
 
 USER = "usr_sequence_1"
 TOKEN_USER = "usr_sequence_2"
-# The bundled example policy as it is on main (it reads no facts): a large transfer asks for
-# SMS then KYC, a small one for SMS; tokens and outcomes still go through the service.
+# The bundled example policy: a large transfer asks for SMS then KYC, a small one for SMS,
+# and a user reported for fraud is blocked (rule flagged).
 SEQUENCES = f"""
 version: 1
 step_keys: [kyc_review]
@@ -59,7 +58,7 @@ sequences:
       - outcome: fraud
         expect: recorded
       - hook: *large
-        expect: {{status: review, rule: large-transfer}}
+        expect: {{status: block, rule: flagged}}
   - name: a token teaches step_age
     user_id: {TOKEN_USER}
     steps:
@@ -238,10 +237,6 @@ def test_the_shipped_history_sequences_load() -> None:
     assert {s.outcome for s in steps if isinstance(s, OutcomeStep)} == {"verified", "fraud"}
 
 
-@pytest.mark.skipif(
-    "facts." not in example_policy_path().read_text(),
-    reason="the bundled example policy does not decide from facts yet (issue 11 point 7)",
-)
 async def test_the_shipped_history_sequences_pass_against_the_example_policy(
     real_app: Any, clock: FakeClock
 ) -> None:
