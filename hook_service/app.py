@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.convertors import register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from hook_service.clock import Clock, system_clock
 from hook_service.endpoints.http import json_response
 from hook_service.endpoints.keys import JwksDocument
 from hook_service.endpoints.observe import RequestObserver
+from hook_service.endpoints.users import UserIdConvertor
 from hook_service.errors import (
     HookError,
     InternalError,
@@ -39,14 +41,18 @@ from hook_service.tracing import Tracing
 
 logger = logging.getLogger(logs.SERVICE)
 
+register_url_convertor("user_id", UserIdConvertor())
 routes = [
     Route("/hooks/stepup", endpoints.stepup_hook, methods=["POST"]),
     Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
     Route("/verification-token", endpoints.verification_token, methods=["POST"]),
+    Route("/outcomes", endpoints.outcomes, methods=["POST"]),
     Route("/admin/keys", endpoints.list_keys, methods=["GET"]),
     Route("/admin/keys/rotate", endpoints.rotate_keys, methods=["POST"]),
     Route("/admin/keys/events", endpoints.key_events, methods=["GET"]),
     Route("/admin/keys/{kid}/revoke", endpoints.revoke_key, methods=["POST"]),
+    Route("/admin/users/{user_id:user_id}/facts", endpoints.user_facts, methods=["GET"]),
+    Route("/admin/users/{user_id:user_id}/facts", endpoints.erase_user_facts, methods=["DELETE"]),
     Route("/admin/policy", endpoints.policy_info, methods=["GET"]),
     Route("/admin/policy/reload", endpoints.reload_policy, methods=["POST"]),
     Route("/healthz", endpoints.healthz, methods=["GET"]),

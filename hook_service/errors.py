@@ -19,6 +19,7 @@ The tree (status in brackets)::
     │   ├── Unauthorized [401]
     │   ├── NotFound [404]
     │   ├── NoPendingStep [404]
+    │   ├── NoAttempt [404] ······················ POST /outcomes: no attempt to mark verified
     │   ├── UnknownKey [404]
     │   ├── EventsUnavailable [404] ·············· the key store keeps no event stream
     │   ├── MethodNotAllowed [405]
@@ -98,6 +99,14 @@ class NotFound(HookError):
 
 class NoPendingStep(HookError):
     code = "no_pending_step"
+    status_code = 404
+
+
+class NoAttempt(HookError):
+    """``POST /outcomes`` ``verified``: the user has no unexpired ``review`` attempt for that
+    scope to mark (never asked, expired, superseded, or forgotten by a ``fraud`` report)."""
+
+    code = "no_attempt"
     status_code = 404
 
 

@@ -103,6 +103,11 @@ TOKENS = _counter(
 OUTCOMES = _counter(
     "outcomes_reported_total", "Outcomes the backend reported (POST /outcomes).", ("outcome",)
 )
+TOKEN_PROOFS = _counter(
+    "token_proofs_total",
+    "First verification tokens recorded as proof in the facts, by result.",
+    ("result",),
+)
 SHADOW_DISAGREEMENTS = _counter(
     "shadow_disagreements_total",
     "Hook requests the shadow policy decided differently, by scope.",
@@ -150,6 +155,7 @@ KEYSTORE_REASONS: Final = frozenset({"stale", "failure", "changed"})
 JWKS_TRIGGERS: Final = frozenset({"initial", "unknown_kid", "stale_cache"})
 JWKS_RESULTS: Final = frozenset({"ok", "error"})
 OUTCOME_KINDS: Final = frozenset({"verified", "fraud"})
+PROOF_RESULTS: Final = frozenset({"marked", "noted", "failed"})
 RELOAD_RESULTS: Final = frozenset({"ok", "invalid"})
 STATUS_CODES: Final = frozenset(range(100, 600))
 
@@ -230,6 +236,11 @@ def token(outcome: str) -> None:
 
 def outcome_reported(outcome: str) -> None:
     OUTCOMES.labels(bounded(outcome, OUTCOME_KINDS)).inc()
+
+
+def token_proof(result: str) -> None:
+    """A first token's proof (facts/proofs.py): ``marked``, ``noted`` or ``failed``."""
+    TOKEN_PROOFS.labels(bounded(result, PROOF_RESULTS)).inc()
 
 
 def shadow_disagreement(scopes: Collection[str], scope: str) -> None:

@@ -23,6 +23,7 @@ from hook_service.facts.geo import Geo
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import Limits
 from hook_service.facts.memory import MemoryFactsStore
+from hook_service.facts.proofs import TokenProofs
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.history import HookHistory
@@ -310,6 +311,8 @@ def build_services(
         custom_steps=policy.live_custom_steps(),
         ttl=settings.token_ttl,
         spans=spans,
+        # A first token is proof (design.md "Facts"); each proof counted by its result.
+        on_issued=TokenProofs(facts, on_result=metrics.token_proof),
     )
     return Services(
         settings=settings,

@@ -17,6 +17,8 @@ Use from any test module:
   ``sentinel_group_factory``: a group of the test's own (failover tests: roles change).
 * ``redis_deployment`` (function scope, parametrised): one Redis server, then Sentinel: what
   the store and key-store behavioural suites run against.
+* ``raw`` (function scope): a plain asyncio client (``decode_responses``) on ``redis_url``, to
+  inspect what a store wrote.
 
 If ``redis-server`` or ``redis-sentinel`` is not on PATH those fixtures FAIL (never skip): CI
 must not silently drop the Redis tests.
@@ -30,12 +32,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis
+import redis.asyncio as aredis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -204,6 +207,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     redis_server.reset()
     return redis_server.url
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """A plain client to inspect what a store wrote (a real server, not a mock)."""
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 class _Startable(Protocol):

@@ -440,3 +440,26 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+
+
+RAW_IP = "203.0.113.42"  # the IP and user agent of hook_body(): never stored or shown raw
+RAW_UA = "Mozilla/5.0"
+
+
+def seed_review(
+    client: TestClient,
+    user_id: str = USER_ID,
+    *,
+    scope: str = "transfer:write",
+    steps: tuple[str, ...] = ("kyc_review",),
+    window: float = 600,
+) -> None:
+    """What the hook records in the facts for a ``review`` (observe, then settle), done
+    through the app's own facts store and attempt factory, on the app's event loop."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    now = services.clock()
+    signals = {"ip": RAW_IP, "user_agent": RAW_UA, "platform": "WEB"}
+    attempt = services.attempts.attempt(scope, signals, now)
+    client.portal.call(services.facts.observe, user_id, attempt, now)  # type: ignore[union-attr]
+    settled = attempt.settled("review", steps, now + window)
+    client.portal.call(services.facts.settle, user_id, settled, now)  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
+from hook_service.store.base import PendingStep
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
 from tests.conftest import AppFactory
@@ -135,6 +136,35 @@ def test_tokens_count_by_outcome(client: TestClient) -> None:
     text = client.get("/metrics").text
     for private in (USER_ID, active_kid(client), "203.0.113.42", "testclient"):
         assert private not in text
+
+
+def test_outcomes_and_first_tokens_proofs_are_counted(client: TestClient) -> None:
+    before = scrape(client)
+    post_hook(client, hook_body(amount="1500"))  # the attempt, then the kyc_review step
+    # A step no attempt recorded (as one recorded before the facts existed).
+    services = client.app.state.services  # type: ignore[attr-defined]
+    step = PendingStep("usr_no_attempt", "kyc_review", "transfer:write", services.clock() + 600)
+    client.portal.call(services.store.put_pending, [step])  # type: ignore[union-attr]
+    for user_id in (USER_ID, USER_ID, "usr_no_attempt"):  # a first token, its retry, another
+        request = {"user_id": user_id, "challenge_id": "chl_1", "key": "kyc_review"}
+        answer = client.post("/verification-token", headers=bearer(API_KEY), json=request)
+        assert answer.status_code == 200
+    reports = [
+        ({"user_id": USER_ID, "outcome": "verified"}, 200),  # the attempt the token proved
+        ({"user_id": "usr_never_asked", "outcome": "verified"}, 404),  # no_attempt: not counted
+        ({"user_id": USER_ID, "outcome": "fraud"}, 200),
+    ]
+    for report, status in reports:
+        body = report | {"scope": "transfer:write"}
+        assert client.post("/outcomes", headers=bearer(API_KEY), json=body).status_code == status
+    after = scrape(client)
+    name = "stepup_hook_token_proofs_total"
+    assert delta(before, after, name, result="marked") == 1
+    assert delta(before, after, name, result="noted") == 1  # no attempt recorded the step
+    assert delta(before, after, name, result="failed") == 0
+    name = "stepup_hook_outcomes_reported_total"
+    assert delta(before, after, name, outcome="verified") == 1
+    assert delta(before, after, name, outcome="fraud") == 1
 
 
 def test_a_damaged_key_set_shows_in_the_gauges_and_the_refused_tokens(

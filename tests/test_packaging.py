@@ -62,7 +62,8 @@ def test_example_policy_its_tests_and_type_marker_ship(built_package: Path) -> N
     assert (built_package / "py.typed").is_file()
 
 
-def test_simulator_scenarios_ship(built_package: Path) -> None:
-    scenarios = ROOT / "hook_service" / "simulator" / "scenarios" / "example.yaml"
-    shipped = built_package / "simulator" / "scenarios" / "example.yaml"
+@pytest.mark.parametrize("name", ["example.yaml", "history.yaml"])
+def test_simulator_scenarios_ship(built_package: Path, name: str) -> None:
+    scenarios = ROOT / "hook_service" / "simulator" / "scenarios" / name
+    shipped = built_package / "simulator" / "scenarios" / name
     assert shipped.read_bytes() == scenarios.read_bytes()

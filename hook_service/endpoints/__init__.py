@@ -5,16 +5,20 @@ from __future__ import annotations
 from hook_service.endpoints.health import healthz, openapi, readyz
 from hook_service.endpoints.keys import jwks, key_events, list_keys, revoke_key, rotate_keys
 from hook_service.endpoints.metrics import prometheus_metrics
+from hook_service.endpoints.outcomes import outcomes
 from hook_service.endpoints.policy import policy_info, reload_policy
 from hook_service.endpoints.stepup import stepup_hook
+from hook_service.endpoints.users import erase_user_facts, user_facts
 from hook_service.endpoints.verification import verification_token
 
 __all__ = [
+    "erase_user_facts",
     "healthz",
     "jwks",
     "key_events",
     "list_keys",
     "openapi",
+    "outcomes",
     "policy_info",
     "prometheus_metrics",
     "readyz",
@@ -22,5 +26,6 @@ __all__ = [
     "revoke_key",
     "rotate_keys",
     "stepup_hook",
+    "user_facts",
     "verification_token",
 ]

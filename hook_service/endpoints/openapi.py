@@ -10,12 +10,8 @@ from functools import cache
 from typing import Any
 
 from hook_service import __version__
+from hook_service.endpoints.openapi_schemas import SCHEMAS
 from hook_service.endpoints.policy import openapi_paths as policy_paths
-from hook_service.keys.events import EVENT_KINDS
-
-_DURATION = {"type": "integer", "minimum": 1, "maximum": 86400}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_NON_EMPTY = {"type": "string", "minLength": 1}
 
 
 def _decimal_up_to(limit: int) -> str:
@@ -49,7 +45,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "invalid_request: malformed body, field or query parameter (the detail names "
         "it), or more than one Authorization header",
         401: "invalid_signature or unauthorized",
-        404: "no_pending_step, unknown_key, events_unavailable or not_found",
+        404: "no_pending_step, no_attempt, unknown_key, events_unavailable or not_found",
         409: "step_already_used, rotation_too_early or lock_lost",
         413: "payload_too_large (over 64 KiB)",
         415: "unsupported_media_type (not application/json)",
@@ -59,174 +55,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "detail"],
-        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-    },
-    "HookRequest": {
-        "type": "object",
-        "required": ["scope_requested", "user_id"],
-        "properties": {
-            "scope_requested": {"type": "string", "pattern": "^[a-zA-Z0-9.\\-_:]+$"},
-            "user_id": {"type": "string", "minLength": 1},
-            "identifiers": {
-                "type": ["array", "null"],
-                "items": {
-                    "type": "object",
-                    "required": ["type", "value"],
-                    "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
-                },
-            },
-            "signals": {"type": ["object", "null"]},
-            "metadata": {
-                "type": ["object", "null"],
-                "additionalProperties": {"type": "string"},
-            },
-        },
-    },
-    "Decision": {
-        "type": "object",
-        "required": ["status", "grant_mode", "granted_for", "steps"],
-        "additionalProperties": False,
-        "properties": {
-            "status": {"enum": ["continue", "review", "block"]},
-            "grant_mode": {"enum": ["single-use", "session-bound", "profile-bound"]},
-            "granted_for": _DURATION,
-            "steps": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["order", "key", "expiration_duration"],
-                    "properties": {
-                        "order": {"type": "integer", "minimum": 1},
-                        "key": {"type": "string", "pattern": "^[a-zA-Z0-9._:-]+$"},
-                        "expiration_duration": _DURATION,
-                    },
-                },
-            },
-        },
-    },
-    "VerificationTokenRequest": {
-        "type": "object",
-        "description": "Either user_id, challenge_id and key, or challenge_token; "
-        "when both are given they must agree.",
-        "properties": {
-            "user_id": _NON_EMPTY,
-            "challenge_id": _NON_EMPTY,
-            "key": _NON_EMPTY,
-            "challenge_token": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
-                "description": "Prelude's EdDSA JWT (compact form); refused with 400 or 401 "
-                "unless Prelude signed it and it has not expired, 400 unless it carries "
-                "scope_requested and steps with current_step one of its steps not yet done",
-            },
-        },
-        "anyOf": [
-            {"required": ["user_id", "challenge_id", "key"]},
-            {"required": ["challenge_token"]},
-        ],
-    },
-    "VerificationToken": {
-        "type": "object",
-        "required": ["verification_token", "jti", "kid", "expires_at"],
-        "properties": {
-            "verification_token": {"type": "string", "description": "RS256 JWT"},
-            "jti": {"type": "string"},
-            "kid": {"type": "string"},
-            "expires_at": {"type": "integer", "description": "Unix time"},
-        },
-    },
-    "JWKS": {
-        "type": "object",
-        "required": ["keys"],
-        "properties": {
-            "keys": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["kty", "kid", "use", "alg", "n", "e"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "kty": {"const": "RSA"},
-                        "kid": {"type": "string"},
-                        "use": {"const": "sig"},
-                        "alg": {"const": "RS256"},
-                        "n": {"type": "string"},
-                        "e": {"type": "string"},
-                    },
-                },
-            }
-        },
-    },
-    "KeySet": {
-        "type": "object",
-        "required": ["keys"],
-        "properties": {
-            "keys": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["kid", "state", "created_at", "activated_at", "retire_at"],
-                    "properties": {
-                        "kid": {"type": "string"},
-                        "state": {"enum": ["next", "active", "retired"]},
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "activated_at": _TIME,
-                        "retire_at": _TIME,
-                    },
-                },
-            },
-            "warning": {
-                "type": "string",
-                "description": "after a revocation (Prelude's 10-minute JWKS cache) or an "
-                "early forced rotation (verifiers with a cached JWKS refetch)",
-            },
-        },
-    },
-    "KeyEvents": {
-        "type": "object",
-        "required": ["events", "next"],
-        "properties": {
-            "events": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "event", "kid", "time", "actor", "replica", "version"],
-                    "properties": {
-                        "id": {"type": "string", "description": "stream id; the page cursor"},
-                        "event": {"enum": list(EVENT_KINDS)},
-                        "kid": {"type": "string"},
-                        "time": {"type": "integer", "description": "Unix seconds"},
-                        "actor": {"type": "string"},
-                        "replica": {"type": "string"},
-                        "version": {"type": "integer"},
-                    },
-                },
-            },
-            "next": {"type": ["string", "null"], "description": "pass as ?after= for more"},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "properties": {
-            "status": {"type": "string"},
-            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
-    "NotReady": {
-        "type": "object",
-        "required": ["error", "detail", "checks"],
-        "properties": {
-            "error": {"const": "not_ready"},
-            "detail": {"type": "string"},
-            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
-}
+# Per operation, not on the path item: every key of a path item is then an operation.
+_USER_ID: list[dict[str, Any]] = [
+    {
+        "name": "user_id",
+        "in": "path",
+        "required": True,
+        "description": "Prelude's user id (percent-encoded; may contain /)",
+        "schema": {"type": "string", "minLength": 1},
+    }
+]
 
 
 @cache
@@ -275,6 +113,23 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("VerificationToken"), "the token (same one on retry)"),
                     **_errors(400, 401, 404, 409, 413, 415, 503),
+                },
+            }
+        },
+        "/outcomes": {
+            "post": {
+                "summary": "Report how a step-up ended: verified (proof) or fraud",
+                "description": "verified marks the user's latest unexpired review attempt for "
+                "scope as proof (its device, IP and country become known); fraud flags the "
+                "user for HOOK_FACTS_FLAG_TTL and forgets what proofs taught.",
+                "security": [{"apiKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("OutcomeRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Outcome"), "recorded"),
+                    **_errors(400, 401, 404, 413, 415, 503),
                 },
             }
         },
@@ -342,6 +197,26 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        "/admin/users/{user_id}/facts": {
+            "get": {
+                "summary": "What the service holds for a user: counts, ages, hashes",
+                "security": _ADMIN,
+                "parameters": _USER_ID,
+                "responses": {
+                    "200": _json(_ref("UserFacts"), "facts and store records; never raw"),
+                    **_errors(400, 401, 503),
+                },
+            },
+            "delete": {
+                "summary": "Erase everything held for a user: history, flag, steps, tokens",
+                "security": _ADMIN,
+                "parameters": _USER_ID,
+                "responses": {
+                    "200": _json(_ref("UserErased"), "what was erased (idempotent)"),
+                    **_errors(400, 401, 503),
+                },
+            },
+        },
         **policy_paths(_json, _errors, _ADMIN),
         "/healthz": {
             "get": {
@@ -385,7 +260,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": SCHEMAS,
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer"},
                 "adminToken": {"type": "http", "scheme": "bearer"},

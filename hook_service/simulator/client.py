@@ -17,6 +17,7 @@ from .prelude import PreludeKeys
 
 HOOK_PATH = "/hooks/stepup"
 TOKEN_PATH = "/verification-token"  # noqa: S105 (a path)
+OUTCOMES_PATH = "/outcomes"
 JWKS_PATH = "/.well-known/jwks.json"
 ADMIN_KEYS_PATH = "/admin/keys"
 ROTATE_PATH = "/admin/keys/rotate"
@@ -109,6 +110,10 @@ class ServiceClient:
     async def request_token_as(self, payload: dict[str, Any], bearer: str | None) -> Answer:
         """``POST /verification-token`` with ``bearer`` instead of the API key (a probe)."""
         return await self._json("POST", TOKEN_PATH, bearer, payload)
+
+    async def report_outcome(self, payload: dict[str, Any]) -> Answer:
+        """``POST /outcomes`` as the company backend, with the API key."""
+        return await self._json("POST", OUTCOMES_PATH, self.api_key, payload)
 
     async def get_jwks(self) -> Answer:
         """``GET /.well-known/jwks.json`` as it is served."""

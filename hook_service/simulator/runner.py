@@ -1,17 +1,35 @@
 """``simulate run``: send every scenario as Prelude would and check each answer, then take
-every custom step end to end and probe the signature check."""
+every custom step end to end and probe the signature check.
+
+Sequences (:mod:`.sequences`) are played after the scenarios: one user's hook requests, token
+requests and outcome reports in order, each answer checked before the next step runs. A step
+that fails ends its sequence, since what follows depended on it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-from .client import ServiceClient, ServiceError
-from .flows import SERVICE_UNREACHABLE, UNEXPECTED_DECISION, Flow, build_flow, custom_keys
-from .prelude import PreludeChallenge, new_user_id
+import anyio
+
+from .client import Answer, ServiceClient, ServiceError
+from .flows import (
+    SERVICE_UNREACHABLE,
+    TOKEN_REQUEST_FAILED,
+    UNEXPECTED_DECISION,
+    UNEXPECTED_STATUS,
+    Flow,
+    build_flow,
+    custom_keys,
+    token_of,
+)
+from .prelude import PreludeChallenge, new_challenge_id, new_user_id
 from .report import Report
 from .scenarios import Expectation, Scenario, ScenarioFile
+from .sequences import HookStep, OutcomeStep, Sequence, Step, TokenStep
+from .verifier import Challenge
 
 
 async def simulate_run(
@@ -30,7 +48,10 @@ async def run_scenarios(flow: Flow, scenarios: ScenarioFile) -> None:
         await flow.jwks()
         for scenario in scenarios.scenarios:
             await _run_one(flow, scenario)
-        await flow.probes(scenarios.scenarios[0].request)
+        await run_sequences(flow, scenarios.sequences)
+        first = scenarios.first_request()
+        if first is not None:  # the signature probes need a hook request to sign
+            await flow.probes(first)
         await flow.token_probes(scenarios.custom_step_request())
     except ServiceError as exc:
         flow.report.fail("service reachable", SERVICE_UNREACHABLE, str(exc))
@@ -90,3 +111,116 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return repr(value)
+
+
+OUTCOME_FAILED: Final = "outcome_failed"
+# A report expected to be recorded that meets 404 no_attempt is sent again every
+# OUTCOME_RETRY seconds for up to OUTCOME_SETTLE seconds (see _outcome).
+OUTCOME_SETTLE: Final = 1.0
+OUTCOME_RETRY: Final = 0.05
+
+
+@dataclass(slots=True)
+class _State:
+    """What a sequence has seen so far: its user and the last hook's request and decision."""
+
+    user_id: str
+    scope: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
+
+
+async def run_sequences(flow: Flow, sequences: tuple[Sequence, ...]) -> None:
+    """One report group per sequence, one row per step."""
+    for sequence in sequences:
+        state = _State(sequence.user_id or new_user_id())
+        for number, step in enumerate(sequence.steps, start=1):
+            if not await _run_step(flow, sequence.name, number, step, state):
+                break
+
+
+async def _run_step(flow: Flow, group: str, number: int, step: Step, state: _State) -> bool:
+    if isinstance(step, HookStep):
+        return await _hook(flow, group, number, step, state)
+    if isinstance(step, TokenStep):
+        return await _token(flow, group, number, step, state)
+    return await _outcome(flow, group, number, step, state)
+
+
+async def _hook(flow: Flow, group: str, number: int, step: HookStep, state: _State) -> bool:
+    spec = step.request
+    title = f"{number}. hook {spec.scope}" + (f" x{step.repeat}" if step.repeat > 1 else "")
+    for attempt in range(1, step.repeat + 1):
+        answer, verdict = await flow.hook(spec, state.user_id)
+        which = f"request {attempt} of {step.repeat}: " if step.repeat > 1 else ""
+        if verdict.reason is not None:
+            flow.report.fail(title, verdict.reason, which + verdict.detail, group=group)
+            return False
+        decision = verdict.decision or {}
+        mismatch = compare(step.expect, decision, answer.rule)
+        if mismatch:
+            flow.report.fail(title, UNEXPECTED_DECISION, which + mismatch, group=group)
+            return False
+    state.scope, state.metadata, state.decision = spec.scope, spec.metadata, decision
+    flow.report.ok(title, describe(decision, answer.rule), group=group)
+    return True
+
+
+async def _token(flow: Flow, group: str, number: int, step: TokenStep, state: _State) -> bool:
+    title = f"{number}. token {step.key}"
+    keys = [s.get("key") for s in state.decision.get("steps") or [] if isinstance(s, dict)]
+    if state.scope is not None and state.decision.get("status") == "review" and step.key in keys:
+        opened = PreludeChallenge.open(
+            state.decision, sub=state.user_id, scope=state.scope, metadata=state.metadata
+        )
+        now = flow.clock()
+        token = flow.service.prelude.challenge_token(opened, step.key, now)
+        answer = await flow.service.request_token({"challenge_token": token})
+        if step.expect == "issued" and token_of(answer) is not None:
+            challenge = Challenge.from_claims(opened.claims(step.key, now))
+            issued = await flow.verify(
+                title, answer, challenge, "challenge_token form", group=group
+            )
+            return issued is not None
+    else:  # the last decision did not ask for this step: the fields form, a new challenge
+        fields = {"user_id": state.user_id, "challenge_id": new_challenge_id(), "key": step.key}
+        answer = await flow.service.request_token(fields)
+    return _expected(flow, title, group, answer, step.expect, "issued", TOKEN_REQUEST_FAILED)
+
+
+async def _outcome(flow: Flow, group: str, number: int, step: OutcomeStep, state: _State) -> bool:
+    scope = step.scope or state.scope
+    title = f"{number}. outcome {step.outcome} for {scope}"
+    payload = {"user_id": state.user_id, "scope": scope, "outcome": step.outcome}
+    answer = await flow.service.report_outcome(payload)
+    # The service settles a decision's attempt in the background, right after its answer;
+    # a real backend reports the outcome seconds later (the user had a step to finish).
+    deadline = time.monotonic() + OUTCOME_SETTLE
+    while step.expect == "recorded" and _no_attempt(answer) and time.monotonic() < deadline:
+        await anyio.sleep(OUTCOME_RETRY)
+        answer = await flow.service.report_outcome(payload)
+    if answer.status_code == 200 and (answer.body or {}).get("recorded") is not True:
+        detail = 'HTTP 200 without "recorded": true'
+        flow.report.fail(title, OUTCOME_FAILED, detail, group=group)
+        return False
+    return _expected(flow, title, group, answer, step.expect, "recorded", OUTCOME_FAILED)
+
+
+def _no_attempt(answer: Answer) -> bool:
+    return answer.status_code == 404 and (answer.body or {}).get("error") == "no_attempt"
+
+
+def _expected(
+    flow: Flow, title: str, group: str, answer: Answer, expect: str, success: str, why: str
+) -> bool:
+    """Report whether ``answer`` is what ``expect`` names: ``success`` (the call did what it
+    asks for, a 200) or the error code of a refusal. ``why`` is the reason when the call was
+    expected to succeed and did not."""
+    code = success if answer.status_code == 200 else (answer.body or {}).get("error")
+    if code == expect:
+        flow.report.ok(title, f"HTTP {answer.status_code} {code}", group=group)
+        return True
+    got = f"HTTP 200 {success}" if code == success else answer.error
+    reason = why if expect == success else UNEXPECTED_STATUS
+    flow.report.fail(title, reason, f"expected {expect}, got {got}", group=group)
+    return False

@@ -11,7 +11,12 @@ scenarios:
       signals: {platform: WEB}
       metadata: {amount: "1500"}
     expect: {status: review, steps: [verify_sms, kyc_review], rule: large-transfer}
+sequences:                         # with history: hooks, tokens, outcomes (sequences.py)
+  - name: ...
 ```
+
+``scenarios`` or ``sequences`` (:mod:`.sequences`, one user through several requests with the
+answer expected after each), or both.
 
 A request Prelude would never send (a scope outside its pattern, metadata over its limits) is
 refused at load, as is any unknown key, so a typo cannot silently weaken a check. Errors name
@@ -22,14 +27,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import yaml
 
 from .lint import GRANT_MODES, MANAGED_STEPS, MAX_DURATION, STATUSES, STEP_KEY
+
+if TYPE_CHECKING:
+    from .sequences import Sequence
 
 # Contract 2.1.
 SCOPE: Final = re.compile(r"[a-zA-Z0-9.\-_:]+")
@@ -38,7 +47,7 @@ METADATA_MAX_ENTRIES: Final = 5
 METADATA_MAX_VALUE: Final = 32
 IDENTIFIER_TYPES: Final = ("email_address", "phone_number")
 
-_TOP: Final = {"version", "step_keys", "scenarios"}
+_TOP: Final = {"version", "step_keys", "scenarios", "sequences"}
 _SCENARIO: Final = {"name", "request", "expect"}
 _REQUEST: Final = {"scope", "user_id", "identifiers", "signals", "metadata"}
 _EXPECT: Final = {"status", "steps", "rule", "grant_mode", "granted_for"}
@@ -48,9 +57,10 @@ class ScenarioError(Exception):
     """The scenario file cannot be used; the message names the file and the scenario."""
 
 
-def shipped_scenarios() -> Path:
-    """The scenarios for the bundled example policy (``hook_service/policies/example.yaml``)."""
-    return Path(str(resources.files(__package__) / "scenarios" / "example.yaml"))
+def shipped_scenarios(name: str = "example.yaml") -> Path:
+    """The scenarios for the bundled example policy (``hook_service/policies/example.yaml``):
+    ``example.yaml``, or ``history.yaml`` (sequences for the policy deciding from facts)."""
+    return Path(str(resources.files(__package__) / "scenarios" / name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +110,25 @@ class ScenarioFile:
     path: Path
     step_keys: frozenset[str]
     scenarios: tuple[Scenario, ...]
+    sequences: tuple[Sequence, ...] = ()
+
+    def requests(self) -> list[tuple[HookRequestSpec, Expectation]]:
+        """Every hook request with its expectation: the scenarios', then the sequences'."""
+        pairs = [(s.request, s.expect) for s in self.scenarios]
+        return pairs + [(h.request, h.expect) for q in self.sequences for h in q.hooks()]
+
+    def first_request(self) -> HookRequestSpec | None:
+        """The first hook request of the file; None when its sequences only ask for tokens
+        and report outcomes."""
+        requests = self.requests()
+        return requests[0][0] if requests else None
 
     def custom_step_request(self) -> HookRequestSpec | None:
-        """The request of the first scenario expected to yield a custom step, if any."""
-        for scenario in self.scenarios:
-            steps = scenario.expect.steps or ()
-            if scenario.expect.status == "review" and any(k not in MANAGED_STEPS for k in steps):
-                return scenario.request
+        """The first request expected to yield a custom step, if any."""
+        for request, expect in self.requests():
+            steps = expect.steps or ()
+            if expect.status == "review" and any(k not in MANAGED_STEPS for k in steps):
+                return request
         return None
 
 
@@ -119,43 +141,69 @@ def load_scenarios(path: Path) -> ScenarioFile:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid YAML ({exc})") from None
     where = str(path)
-    top = _mapping(data, where, _TOP, required={"version", "scenarios"})
+    top = mapping(data, where, _TOP, required={"version"})
     if top["version"] != 1:
         raise ScenarioError(f"{where}: version must be 1")
     step_keys = frozenset(_string_list(top.get("step_keys", []), f"{where}: step_keys"))
     for key in step_keys:
         if not STEP_KEY.fullmatch(key):
             raise ScenarioError(f"{where}: step_keys: {key!r} does not match [a-zA-Z0-9._:-]+")
-    items = top["scenarios"]
+    if "scenarios" not in top and "sequences" not in top:
+        raise ScenarioError(f"{where}: scenarios or sequences is required")
+    scenarios: tuple[Scenario, ...] = ()
+    if "scenarios" in top:
+        scenarios = named_list(top["scenarios"], where, "scenario", _scenario)
+    sequences: tuple[Sequence, ...] = ()
+    if "sequences" in top:
+        from .sequences import parse_sequences  # it builds on this module's parsers
+
+        sequences = parse_sequences(top["sequences"], where, step_keys)
+    return ScenarioFile(path, step_keys, scenarios, sequences)
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def named_list(
+    items: Any, where: str, kind: str, parse: Callable[[Any, str], _N]
+) -> tuple[_N, ...]:
+    """A non-empty list of named entries (``kind``: scenario, sequence), each read by
+    ``parse(item, label)``; the names must differ. The label names the file, the position
+    and the name."""
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where}: scenarios must be a non-empty list")
-    scenarios: list[Scenario] = []
+        raise ScenarioError(f"{where}: {kind}s must be a non-empty list")
+    entries: list[_N] = []
     for position, item in enumerate(items, start=1):
         name = item.get("name") if isinstance(item, dict) else None
-        label = f"{where}: scenario {position}" + (
+        label = f"{where}: {kind} {position}" + (
             f" ({name})" if isinstance(name, str) and name else ""
         )
-        scenario = _scenario(item, label)
-        if any(s.name == scenario.name for s in scenarios):
-            raise ScenarioError(f"{label}: name is used by an earlier scenario")
-        scenarios.append(scenario)
-    return ScenarioFile(path, step_keys, tuple(scenarios))
+        entry = parse(item, label)
+        if any(e.name == entry.name for e in entries):
+            raise ScenarioError(f"{label}: name is used by an earlier {kind}")
+        entries.append(entry)
+    return tuple(entries)
 
 
 def _scenario(item: Any, label: str) -> Scenario:
-    data = _mapping(item, label, _SCENARIO, required=_SCENARIO)
+    data = mapping(item, label, _SCENARIO, required=_SCENARIO)
     name = data["name"]
     if not isinstance(name, str) or not name.strip():
         raise ScenarioError(f"{label}: name must be a non-empty string")
     return Scenario(
         name,
-        _request(data["request"], f"{label}: request"),
-        _expect(data["expect"], f"{label}: expect"),
+        hook_request(data["request"], f"{label}: request"),
+        expectation(data["expect"], f"{label}: expect"),
     )
 
 
-def _request(item: Any, where: str) -> HookRequestSpec:
-    data = _mapping(item, where, _REQUEST, required={"scope"})
+def hook_request(item: Any, where: str) -> HookRequestSpec:
+    data = mapping(item, where, _REQUEST, required={"scope"})
     scope = data["scope"]
     if not isinstance(scope, str) or not SCOPE.fullmatch(scope):
         raise ScenarioError(f"{where}: scope {scope!r} does not match ^[a-zA-Z0-9.\\-_:]+$")
@@ -167,7 +215,7 @@ def _request(item: Any, where: str) -> HookRequestSpec:
     if not isinstance(raw_identifiers, list):
         raise ScenarioError(f"{where}: identifiers must be a list")
     for i, raw in enumerate(raw_identifiers):
-        entry = _mapping(raw, f"{where}: identifiers[{i}]", {"type", "value"}, {"type", "value"})
+        entry = mapping(raw, f"{where}: identifiers[{i}]", {"type", "value"}, {"type", "value"})
         if entry["type"] not in IDENTIFIER_TYPES or not isinstance(entry["value"], str):
             raise ScenarioError(
                 f"{where}: identifiers[{i}] needs type email_address or phone_number and a "
@@ -187,8 +235,8 @@ def _request(item: Any, where: str) -> HookRequestSpec:
     return HookRequestSpec(scope, user_id, tuple(identifiers), signals, metadata)
 
 
-def _expect(item: Any, where: str) -> Expectation:
-    data = _mapping(item, where, _EXPECT, required={"status"})
+def expectation(item: Any, where: str) -> Expectation:
+    data = mapping(item, where, _EXPECT, required={"status"})
     if data["status"] not in STATUSES:
         raise ScenarioError(f"{where}: status must be one of {', '.join(STATUSES)}")
     steps = data.get("steps")
@@ -208,7 +256,7 @@ def _expect(item: Any, where: str) -> Expectation:
     return Expectation(data["status"], steps, rule, grant_mode, granted_for)
 
 
-def _mapping(item: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+def mapping(item: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise ScenarioError(f"{where}: must be a mapping")
     unknown = sorted(set(map(str, item)) - allowed)

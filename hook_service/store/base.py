@@ -26,16 +26,35 @@ server; each operation is one Lua script, so single use holds across instances).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from base64 import urlsafe_b64encode
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from hook_service.tokens.base import IssuedToken
 
-Claimed = tuple[IssuedToken, bool]
-"""What a claim gives: the token to hand out and whether this call stored it (True) or a retry
-of the same challenge got the stored one back (False)."""
+
+class Claimed(NamedTuple):
+    """What a claim gives: the ``token`` to hand out, whether this call stored it (``fresh``,
+    True) or a retry of the same challenge got the stored one back (False), and the ``scope``
+    the pending step was recorded for (a first token is proof for that scope's attempt,
+    design.md "Facts")."""
+
+    token: IssuedToken
+    fresh: bool
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecords:
+    """What a store holds for one user (``GET /admin/users/{user_id}/facts``): pending steps
+    not yet claimed, and the issued tokens kept for their challenges' retries (until each
+    token's expiry)."""
+
+    pending_steps: int = 0
+    issued_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +134,38 @@ class Store(Protocol):
     ) -> Claimed | None:
         """Consume the pending step for ``issued``; see the module docstring.
 
-        Returns ``(issued, True)`` on first use and ``(stored token, False)`` to a retry by the
-        same challenge while that token is valid, and None (nothing claimed) when ``guard``
-        does not hold: the key set changed, so the caller signs again. With ``scope``, the
-        step must have been recorded for that scope (the challenge's ``scope_requested``),
-        compared in the same atomic operation. Raises ``errors.StepAlreadyUsed`` when the step
-        was consumed by another challenge (or by this one, whose token has expired) and
-        ``errors.NoPendingStep`` if missing, expired or recorded for another scope. A store
-        that cannot check a guard (the in-memory one) raises ``ValueError`` when given one.
+        Returns ``(issued, True, scope)`` on first use and ``(stored token, False, scope)`` to
+        a retry by the same challenge while that token is valid (``scope``: what the step was
+        recorded for), and None (nothing claimed) when ``guard`` does not hold: the key set
+        changed, so the caller signs again. With ``scope``, the step must have been recorded
+        for that scope (the challenge's ``scope_requested``), compared in the same atomic
+        operation. Raises ``errors.StepAlreadyUsed`` when the step was consumed by another
+        challenge (or by this one, whose token has expired) and ``errors.NoPendingStep`` if
+        missing, expired or recorded for another scope. A store that cannot check a guard
+        (the in-memory one) raises ``ValueError`` when given one.
         """
+
+    async def user_records(self, user_id: str, now: float) -> UserRecords:
+        """Count the records of ``user_id`` that are alive at ``now``."""
+
+    async def erase_user(self, user_id: str) -> int:
+        """Delete every record of ``user_id`` (pending steps and issued-token records, alive or
+        not yet swept); returns how many were deleted. Records of any other user, whatever
+        their id (``*``, ``?``, ``[`` included), are untouched."""
 
     async def ping(self) -> None:
         """Raise ``errors.StoreUnavailable`` when the backend cannot be reached."""
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+def user_tag(user_id: str) -> str:
+    """A fixed-size tag for ``user_id`` (128-bit BLAKE2b, unpadded base64url): what the Redis
+    store's keys and the privacy endpoints' logs name a user by, never the id itself."""
+    data = user_id.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(data, digest_size=16, person=b"hook-user").digest()
+    return urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def check_issued(user_id: str, key: str, issued: IssuedToken) -> None:

@@ -18,6 +18,7 @@ from hook_service.store.base import (
     Claimed,
     KeySetGuard,
     PendingStep,
+    UserRecords,
     check_issued,
     wrong_scope,
 )
@@ -109,7 +110,7 @@ class MemoryStore:
             if token is not None and now < token.issued.expires_at:
                 if scope is not None and scope != token.scope:
                     raise errors.NoPendingStep(wrong_scope(key, scope, token.scope))
-                return token.issued, False
+                return Claimed(token.issued, False, token.scope)
             record = self._pending.get((user_id, key))
             if record is None or now >= record.expires_at:
                 raise errors.NoPendingStep(NO_PENDING)
@@ -119,7 +120,31 @@ class MemoryStore:
                 raise errors.NoPendingStep(wrong_scope(key, scope, record.scope))
             record.claimed_by = issued.challenge_id
             self._tokens[user_id, key, issued.challenge_id] = _Token(issued, record.scope)
-            return issued, True
+            return Claimed(issued, True, record.scope)
+
+    async def user_records(self, user_id: str, now: float) -> UserRecords:
+        with self._lock:
+            pending = sum(
+                1
+                for (user, _), r in self._pending.items()
+                if user == user_id and r.claimed_by is None and now < r.expires_at
+            )
+            issued = sum(
+                1
+                for (user, _, _), t in self._tokens.items()
+                if user == user_id and now < t.issued.expires_at
+            )
+        return UserRecords(pending_steps=pending, issued_tokens=issued)
+
+    async def erase_user(self, user_id: str) -> int:
+        with self._lock:
+            steps = [k for k in self._pending if k[0] == user_id]
+            tokens = [k for k in self._tokens if k[0] == user_id]
+            for step in steps:
+                del self._pending[step]
+            for token in tokens:
+                del self._tokens[token]
+        return len(steps) + len(tokens)
 
     async def ping(self) -> None:
         return None

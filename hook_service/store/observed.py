@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from hook_service import errors
-from hook_service.store.base import Claimed, KeySetGuard, PendingStep, Store
+from hook_service.store.base import Claimed, KeySetGuard, PendingStep, Store, UserRecords
 from hook_service.tokens.base import IssuedToken
 from hook_service.tracing import Spans, no_span
 
@@ -63,6 +63,22 @@ class ObservedStore:
                 return await self.store.claim(user_id, key, issued, now, guard, scope=scope)
             except errors.StoreUnavailable:
                 self._on_error("claim")
+                raise
+
+    async def user_records(self, user_id: str, now: float) -> UserRecords:
+        with self._spans("store.user_records"):
+            try:
+                return await self.store.user_records(user_id, now)
+            except errors.StoreUnavailable:
+                self._on_error("user_records")
+                raise
+
+    async def erase_user(self, user_id: str) -> int:
+        with self._spans("store.erase_user"):
+            try:
+                return await self.store.erase_user(user_id)
+            except errors.StoreUnavailable:
+                self._on_error("erase_user")
                 raise
 
     async def ping(self) -> None:

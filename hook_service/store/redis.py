@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
@@ -30,6 +31,7 @@ from hook_service.store.base import (
     KeySetGuard,
     PendingStep,
     TokenSealer,
+    UserRecords,
     check_issued,
     wrong_scope,
 )
@@ -43,6 +45,14 @@ REPLY_MARGIN = 0.05
 # An offset to Redis's clock measured with a larger error is taken over a better one older
 # than this (the server's clock may have been stepped).
 OFFSET_MAX_AGE = 60.0
+# Keys per SCAN batch and per DEL of an erasure.
+SCAN_COUNT: Final = 1000
+_GLOB: Final = re.compile(r"([\\*?\[\]])")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern (Redis globs: ``* ? [ ] \\``)."""
+    return _GLOB.sub(r"\\\1", text)
 
 
 def _unavailable(name: str) -> errors.StoreUnavailable:
@@ -201,7 +211,7 @@ class RedisStore:
         if status == 4:
             return None  # the guard did not hold; nothing was claimed
         if status == 1:
-            return issued, True
+            return Claimed(issued, True, str(reply[1]))
         if status == 2:
             stored = IssuedToken(
                 token=self._open(token_key, str(reply[1])),
@@ -212,7 +222,7 @@ class RedisStore:
                 user_id=user_id,
                 key=key,
             )
-            return stored, False
+            return Claimed(stored, False, str(reply[5]))
         if status == 3:
             raise errors.StepAlreadyUsed(ALREADY_USED)
         if status == 5:
@@ -228,6 +238,39 @@ class RedisStore:
             raise errors.StepAlreadyUsed(
                 "the token stored for this challenge cannot be decrypted; start a new step-up"
             ) from None
+
+    async def _user_keys(self, user_id: str) -> list[str]:
+        """Every record key of ``user_id``, pending steps and tokens: one SCAN for its tag (an
+        admin operation; it walks the keyspace in batches of :data:`SCAN_COUNT` without
+        blocking Redis)."""
+        tagged = scripts.user_tagged(user_id)
+        pattern = _glob_escape(self._prefix) + "[st]:" + _glob_escape(tagged) + "*"
+        return [str(k) async for k in self._redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+
+    async def user_records(self, user_id: str, now: float) -> UserRecords:
+        with self._site.guard("user_records", _unavailable, log=logger):
+            keys = await self._user_keys(user_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, "e", "c", "x")
+                rows: list[Any] = await pipe.execute()
+        now_ms = now * 1000
+        pending = issued = 0
+        for key, (expires, claimed_by, token_expires) in zip(keys, rows, strict=True):
+            # A field missing: the record expired between SCAN and HMGET.
+            if key[len(self._prefix)] == "s":
+                pending += expires is not None and claimed_by is None and now_ms < float(expires)
+            else:
+                issued += token_expires is not None and now_ms < float(token_expires) * 1000
+        return UserRecords(pending_steps=pending, issued_tokens=issued)
+
+    async def erase_user(self, user_id: str) -> int:
+        with self._site.guard("erase_user", _unavailable, log=logger):
+            keys = await self._user_keys(user_id)
+            erased = 0
+            for start in range(0, len(keys), SCAN_COUNT):
+                erased += int(await self._redis.delete(*keys[start : start + SCAN_COUNT]))
+        return erased
 
     async def ping(self) -> None:
         # TIME answers as PING does, and keeps the offset to the server's clock fresh (the

@@ -3,12 +3,15 @@
 Two kinds of record, each a hash under a key that hides the user-controlled strings
 (:func:`record_key`, :func:`token_key`):
 
-* the pending step of ``(user_id, key)``, ``<prefix>s:<hash>``: ``e`` pending expiry (ms),
-  ``s`` scope, ``o`` origin (the deciding request), ``c`` the challenge that claimed it. Its
-  TTL ends at ``e`` and nothing ever extends it;
-* the token of ``(user_id, key, challenge_id)``, ``<prefix>t:<hash>``: ``t`` the token sealed
-  under the KEKs with this key as associated data (never in clear, issue 10 point 8), ``j``
-  jti, ``k`` kid, ``x`` token expiry (s), ``s`` scope. Its TTL ends at ``x``.
+* the pending step of ``(user_id, key)``, ``<prefix>s:{<user tag>}<hash>``: ``e`` pending
+  expiry (ms), ``s`` scope, ``o`` origin (the deciding request), ``c`` the challenge that
+  claimed it. Its TTL ends at ``e`` and nothing ever extends it;
+* the token of ``(user_id, key, challenge_id)``, ``<prefix>t:{<user tag>}<hash>``: ``t`` the
+  token sealed under the KEKs with this key as associated data (never in clear, issue 10
+  point 8), ``j`` jti, ``k`` kid, ``x`` token expiry (s), ``s`` scope. Its TTL ends at ``x``.
+
+Both carry the user's tag in braces (:func:`user_tagged`), so one SCAN finds every record of
+a user (``erase_user``) and a Redis Cluster would keep them on one slot.
 
 Times are the caller's injected clock (``now``, ms) and TTLs are counted from that same
 ``now``, so Redis expires records in the clock domain that claims check; the exception is a
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 from base64 import urlsafe_b64encode
+
+from hook_service.store.base import user_tag
 
 
 def _digest(person: bytes, *parts: str) -> str:
@@ -33,14 +38,22 @@ def _digest(person: bytes, *parts: str) -> str:
     return urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def user_tagged(user_id: str) -> str:
+    """``{`` + the user's tag (:func:`~hook_service.store.base.user_tag`) + ``}``: what every
+    record key of ``user_id`` carries, so an erasure finds them all with one SCAN (and, as a
+    Redis Cluster hash tag, keeps a user's records, and a claim's two keys, on one slot)."""
+    return "{" + user_tag(user_id) + "}"
+
+
 def record_key(prefix: str, user_id: str, key: str) -> str:
-    """The pending step's key: prefix + "s:" + 128-bit hash of (user_id, key)."""
-    return prefix + "s:" + _digest(b"hook-step", user_id, key)
+    """The pending step's key: prefix + "s:{tag}" + 128-bit hash of (user_id, key)."""
+    return prefix + "s:" + user_tagged(user_id) + _digest(b"hook-step", user_id, key)
 
 
 def token_key(prefix: str, user_id: str, key: str, challenge_id: str) -> str:
-    """The claimed token's key: prefix + "t:" + 128-bit hash of (user_id, key, challenge_id)."""
-    return prefix + "t:" + _digest(b"hook-token", user_id, key, challenge_id)
+    """The claimed token's key: prefix + "t:{tag}" + 128-bit hash of (user_id, key,
+    challenge_id)."""
+    return prefix + "t:" + user_tagged(user_id) + _digest(b"hook-token", user_id, key, challenge_id)
 
 
 # put_pending: KEYS[i] the pending step of each step; ARGV[1] the deadline (Redis TIME, ms),
@@ -94,13 +107,14 @@ return {1, t[1], t[2]}
 
 # claim: KEYS[1] pending step, KEYS[2] token record, KEYS[3] (optional) the key-set version;
 # ARGV now_ms, challenge_id, sealed token, jti, kid, token expiry (s), scope ('' = any),
-# version. Replies: {0} missing/expired, {1} claimed, {2, t, j, k, x} this challenge's token,
-# {3} consumed already, {4} the key-set guard (KEYS[3] must hold ARGV[8]) failed: nothing
-# claimed, {5, recorded scope} recorded for another scope. No shebang: the retry must still
-# answer under OOM (PEXPIRE is allowed then); the first write is refused before any other runs.
-# The retry re-sets the token record's TTL to what it is: a write of no effect, but one the
-# caller's WAIT (HOOK_REDIS_MIN_REPLICAS) then covers, so the token it returns is known to be
-# on the replicas too (a WAIT after a reply that wrote nothing confirms nothing).
+# version. Replies: {0} missing/expired, {1, s} claimed, {2, t, j, k, x, s} this challenge's
+# token (s: the scope recorded), {3} consumed already, {4} the key-set guard (KEYS[3] must
+# hold ARGV[8]) failed: nothing claimed, {5, recorded scope} recorded for another scope.
+# No shebang: the retry must still answer under OOM (PEXPIRE is allowed then); the first
+# write is refused before any other runs. The retry re-sets the token record's TTL to what it
+# is: a write of no effect, but one the caller's WAIT (HOOK_REDIS_MIN_REPLICAS) then covers,
+# so the token it returns is known to be on the replicas too (a WAIT after a reply that wrote
+# nothing confirms nothing).
 CLAIM_LUA = """
 if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[8] then return {4} end
 local now = tonumber(ARGV[1])
@@ -110,7 +124,7 @@ if tok[1] and now < tonumber(tok[4]) * 1000 then
   if scope ~= '' and tok[5] ~= scope then return {5, tok[5]} end
   local ttl = redis.call('PTTL', KEYS[2])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-  return {2, tok[1], tok[2], tok[3], tok[4]}
+  return {2, tok[1], tok[2], tok[3], tok[4], tok[5]}
 end
 local r = redis.call('HMGET', KEYS[1], 'e', 's', 'c')
 if not r[1] or now >= tonumber(r[1]) then return {0} end
@@ -119,5 +133,5 @@ if scope ~= '' and r[2] ~= scope then return {5, r[2]} end
 redis.call('HSET', KEYS[1], 'c', ARGV[2])
 redis.call('HSET', KEYS[2], 't', ARGV[3], 'j', ARGV[4], 'k', ARGV[5], 'x', ARGV[6], 's', r[2])
 redis.call('PEXPIRE', KEYS[2], string.format('%d', tonumber(ARGV[6]) * 1000 - now))
-return {1}
+return {1, r[2]}
 """

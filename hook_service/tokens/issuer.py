@@ -4,12 +4,13 @@ The one core object behind ``POST /verification-token``: given the subject the e
 from the request, it signs a verification token with the active key, claims the pending step
 (one step, one token; a retry of the same challenge gets the stored token), and refuses to
 hand out a token whose key has since been revoked. Its :class:`~hook_service.tokens.base.
-ClaimGuard` keeps the claim from passing a change of the key set. No HTTP, no Redis.
+ClaimGuard` keeps the claim from passing a change of the key set. After a token's *first*
+issuance it tells ``on_issued`` (the facts learn from it, design.md "Facts"). No HTTP, no Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from hook_service import errors, logs
 from hook_service.keys.lifecycle import KeySet
@@ -21,6 +22,10 @@ from hook_service.tracing import Spans, no_span
 # A claim that finds the key set changed is retried with the new set; more than a few changes
 # during one request means something is churning the keys.
 CLAIM_ATTEMPTS = 3
+
+OnIssued = Callable[[str, str, str, int], Awaitable[None]]
+"""``on_issued(user_id, scope, key, now)``: a token was issued for the first time for the
+pending step ``key`` recorded for ``scope``. It must not raise: the token is issued."""
 
 
 class TokenIssuer:
@@ -35,6 +40,7 @@ class TokenIssuer:
         custom_steps: Collection[str],
         ttl: int,
         attempts: int = CLAIM_ATTEMPTS,
+        on_issued: OnIssued | None = None,
         spans: Spans = no_span,
     ) -> None:
         self.store = store
@@ -42,6 +48,7 @@ class TokenIssuer:
         self.custom_steps = custom_steps
         self.ttl = ttl
         self.attempts = attempts
+        self.on_issued = on_issued
         self.spans = spans
 
     async def issue(
@@ -58,7 +65,7 @@ class TokenIssuer:
         stores' own unavailability errors."""
         if key not in self.custom_steps:
             raise errors.NoPendingStep(f"{key!r} is not a custom step of the policy")
-        result, fresh = await self._sign_and_claim(user_id, challenge_id, key, now, scope)
+        result, fresh, recorded = await self._sign_and_claim(user_id, challenge_id, key, now, scope)
         latest = await self.guard.latest()
         if all(k.kid != result.kid for k in latest.published(now)):
             # A retry gets the token stored at its first claim: its key may have been revoked
@@ -76,6 +83,8 @@ class TokenIssuer:
             user_id=user_id,
             key=key,
         )
+        if fresh and self.on_issued is not None:
+            await self.on_issued(user_id, recorded, key, now)
         return result
 
     async def _sign_and_claim(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -182,27 +183,48 @@ def test_pending_step_lives_for_the_sum_of_the_step_durations(
         assert response.json()["expires_at"] == int(clock()) + 300
 
 
-def test_a_new_review_rearms_the_step(client: TestClient, clock: FakeClock) -> None:
-    hook(client)
-    first = ask(client, explicit("chl_1"))
-    assert first.status_code == 200
-    assert issued_claims(client, first, clock()) == expected_claims(first.json(), clock(), "chl_1")
-    clock.advance(5)
-    hook(client)
-    second = ask(client, explicit("chl_2"))
-    assert second.status_code == 200
-    assert second.json()["jti"] != first.json()["jti"]
-    assert issued_claims(client, second, clock()) == expected_claims(
-        second.json(), clock(), "chl_2"
-    )
+# Every large transfer asks for kyc_review: the example policy skips it for 30 days once a
+# token was issued (the token is proof, design.md "Facts"), so a second decision would not
+# re-arm the step there.
+KYC_EVERY_TIME = """
+version: 1
+custom_steps: [kyc_review]
+defaults: {grant_mode: single-use, granted_for: 300, expiration_duration: 600}
+on_error: {status: block}
+scopes:
+  "transfer:write":
+    rules:
+      - name: large-transfer
+        status: review
+        steps: [otp, {key: kyc_review, expiration_duration: 86400}] # as the example policy
+default: {status: block}
+"""
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def either(request: pytest.FixtureRequest, make_app: Any) -> Iterator[TestClient]:
-    """A client of an app on the in-memory store, then on a real Redis."""
+def either(request: pytest.FixtureRequest, make_app: Any, tmp_path: Path) -> Iterator[TestClient]:
+    """A client of an app asking for kyc_review on every large transfer, on the in-memory
+    store, then on a real Redis."""
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    with TestClient(make_app(url)) as test_client:
+    policy = tmp_path / "kyc-every-time.yaml"
+    policy.write_text(KYC_EVERY_TIME)
+    with TestClient(make_app(url, policy_file=policy)) as test_client:
         yield test_client
+
+
+def test_a_new_review_rearms_the_step(either: TestClient, clock: FakeClock) -> None:
+    hook(either)
+    first = ask(either, explicit("chl_1"))
+    assert first.status_code == 200
+    assert issued_claims(either, first, clock()) == expected_claims(first.json(), clock(), "chl_1")
+    clock.advance(5)
+    hook(either)
+    second = ask(either, explicit("chl_2"))
+    assert second.status_code == 200
+    assert second.json()["jti"] != first.json()["jti"]
+    assert issued_claims(either, second, clock()) == expected_claims(
+        second.json(), clock(), "chl_2"
+    )
 
 
 def test_a_new_review_leaves_the_first_challenge_its_token(
@@ -370,8 +392,9 @@ def test_token_from_before_a_rotation_verifies_until_retirement(
     before = ask(client, explicit("chl_1")).json()
     rotated = client.post("/admin/keys/rotate", headers=bearer(ADMIN_TOKEN))
     assert rotated.status_code == 200
-    hook(client)
-    after = ask(client, explicit("chl_2")).json()
+    # Another user: the first one's token was proof of kyc_review, not asked again for 30 days.
+    hook(client, user_id="usr_after_rotation")
+    after = ask(client, explicit("chl_2", user_id="usr_after_rotation")).json()
     assert after["kid"] != before["kid"]
     jwks = client.get("/.well-known/jwks.json").json()
     verify_like_prelude(before["verification_token"], jwks, clock())

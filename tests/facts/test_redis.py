@@ -34,15 +34,6 @@ USER = "usr_39CfbdV8AsXQwdphtbJe4yH07aF"
 
 
 @pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def store(raw: aredis.Redis) -> AsyncIterator[RedisFactsStore]:
     instance = RedisFactsStore(raw, key=KEY)  # a shared client: the store must not close it
     yield instance

@@ -55,7 +55,7 @@ async def test_custom_step_is_recorded_for_the_token_endpoint(
     assert (decision.rule, decision.status, decision.error) == ("large-transfer", "review", None)
     assert [step.key for step in decision.steps] == ["verify_sms", "kyc_review"]
     token = issued(clock, user_id=USER_ID, key="kyc_review")
-    assert await claim(store, clock, token) == (token, True)
+    assert await claim(store, clock, token) == (token, True, "transfer:write")
     # Prelude completes managed steps itself: they are never recorded.
     with pytest.raises(errors.NoPendingStep):
         await claim(store, clock, issued(clock, user_id=USER_ID, key="verify_sms"))
@@ -69,7 +69,7 @@ async def test_recorded_step_lasts_as_long_as_the_whole_challenge(
     await decider.decide(large_transfer("usr_late"))
     clock.advance(LARGE_TRANSFER_SECONDS - 1)
     early = issued(clock, user_id="usr_early", key="kyc_review")
-    assert await claim(store, clock, early) == (early, True)
+    assert await claim(store, clock, early) == (early, True, "transfer:write")
     clock.advance(2)
     with pytest.raises(errors.NoPendingStep):
         await claim(store, clock, issued(clock, user_id="usr_late", key="kyc_review"))

@@ -140,7 +140,7 @@ async def test_a_replay_gets_the_first_decision_and_never_a_second_token(
     first = await send(decider, body)
     assert first.decision.rule == "large-transfer"
     token = issued(clock, user_id=USER_ID, challenge_id="chl_first")
-    assert await claim(store, clock, token) == (token, True)
+    assert await claim(store, clock, token) == (token, True, "transfer:write")
     await history.background.drain()
     clock.advance(60)
     again = await send(decider, body)
@@ -148,7 +148,11 @@ async def test_a_replay_gets_the_first_decision_and_never_a_second_token(
     assert [s.key for s in again.decision.steps] == ["verify_sms", "kyc_review"]
     with pytest.raises(errors.StepAlreadyUsed):
         await claim(store, clock, issued(clock, user_id=USER_ID, challenge_id="chl_replay"))
-    assert await claim(store, clock, token) == (token, False)  # the first's retry still works
+    assert await claim(store, clock, token) == (
+        token,
+        False,
+        "transfer:write",
+    )  # the first's retry still works
 
 
 async def test_a_replay_makes_sure_a_missing_step_exists(
@@ -163,7 +167,7 @@ async def test_a_replay_makes_sure_a_missing_step_exists(
     again = await send(decider, body)
     assert again.replay
     token = issued(clock, user_id=USER_ID)
-    assert await claim(store, clock, token) == (token, True)
+    assert await claim(store, clock, token) == (token, True, "transfer:write")
 
 
 async def test_a_replay_in_a_scope_without_facts_does_not_reopen_its_step(

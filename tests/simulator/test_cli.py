@@ -24,6 +24,21 @@ from tests.simulator.support import scenario_file, sim_keys, write_key_file
 from tests.support import ADMIN_TOKEN, API_KEY, free_port, key_supply
 
 HOOK = [sys.executable, "-m", "hook_service"]
+# Only POST /outcomes calls (no hook step: the scope is given).
+OUTCOME_SEQUENCE = """
+version: 1
+step_keys: [kyc_review]
+sequences:
+  - name: outcomes reported by the backend
+    user_id: usr_outcomes
+    steps:
+      - outcome: verified
+        scope: "transfer:write"
+        expect: no_attempt
+      - outcome: fraud
+        scope: "transfer:write"
+        expect: recorded
+"""
 
 
 @pytest.fixture
@@ -256,6 +271,15 @@ def test_end_to_end_with_an_internal_listener(tmp_path: Path, key_file: Path) ->
         code, report = simulate("run", "--url", public, "--prelude-key", str(key_file))
         assert code == 1
         assert "not_found" in json.dumps([c for c in report["checks"] if not c["passed"]])
+        # The backend's outcome reports go to the internal listener too.
+        outcomes = scenario_file(tmp_path, OUTCOME_SEQUENCE, name="outcomes.yaml")
+        args = ("run", str(outcomes), "--url", public, "--prelude-key", str(key_file))
+        code, report = simulate(*args, "--internal-url", inside)
+        assert [c for c in report["checks"] if not c["passed"]] == []
+        assert code == 0
+        code, report = simulate(*args)
+        failed = [c for c in report["checks"] if not c["passed"]]
+        assert code == 1 and failed and "not_found" in json.dumps(failed)
 
 
 def test_jwks_served_on_loopback(tmp_path: Path, key_file: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import anyio
@@ -25,16 +25,6 @@ from tests.support import TEST_KEK, FakeClock
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    """A plain client to inspect what RedisStore wrote (a real server, not a mock)."""
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def test_redis_keys_are_short_prefixed_and_hide_user_ids(
     redis_url: str, raw: aredis.Redis, clock: FakeClock
 ) -> None:
@@ -44,7 +34,9 @@ async def test_redis_keys_are_short_prefixed_and_hide_user_ids(
         await store.put_pending([pending(clock, user_id=long_id)])
         keys = cast(list[str], await raw.keys("*"))  # decode_responses=True
         assert keys == [store.record_key(long_id, "kyc_review")]
-        assert keys[0].startswith("t1:s:") and len(keys[0]) == len("t1:s:") + 22
+        # prefix, s:, the user's tag as a hash tag, the pair's hash: 22 characters each
+        assert keys[0].startswith("t1:s:{") and keys[0][len("t1:s:{") + 22] == "}"
+        assert len(keys[0]) == len("t1:s:{}") + 2 * 22
         assert "alice" not in keys[0] and "kyc" not in keys[0]
     finally:
         await store.aclose()
@@ -103,8 +95,8 @@ async def test_redis_single_use_holds_across_instances(redis_url: str, clock: Fa
         results = await asyncio.gather(
             *(claim(stores[i % 2], clock, t) for i, t in enumerate(same))
         )
-        assert sum(fresh for _, fresh in results) == 1
-        assert len({t.token for t, _ in results}) == 1
+        assert sum(fresh for _, fresh, _ in results) == 1
+        assert len({t.token for t, _, _ in results}) == 1
         diff = [issued(clock, key="diff", challenge_id=f"chl_{i}") for i in range(20)]
         outcomes = await asyncio.gather(
             *(claim(stores[i % 2], clock, t) for i, t in enumerate(diff)), return_exceptions=True
@@ -134,7 +126,7 @@ async def test_redis_claim_checks_the_key_set_version_in_the_same_script(
         claimed = await store.claim(
             "usr_1", "kyc_review", token, clock(), KeySetGuard("hook:keys:version", 7)
         )
-        assert claimed == (token, True)
+        assert claimed == (token, True, "transfer:write")
         # A retry is guarded too: the stored token is not re-sent past a key-set change.
         await raw.set("hook:keys:version", "8")
         retried = await store.claim(
@@ -362,7 +354,7 @@ async def test_redis_restart_does_not_fail_commands_on_stale_connections(
         results = await asyncio.gather(
             *(claim(store, clock, issued(clock, key=key)) for key in keys)
         )
-        assert all(fresh for _, fresh in results)
+        assert all(fresh for _, fresh, _ in results)
     finally:
         await store.aclose()
 
@@ -399,7 +391,7 @@ async def test_redis_keeps_tokens_sealed_and_a_retry_still_gets_them(
             await claim(store, clock, issued(clock, user_id=t.user_id, challenge_id=t.challenge_id))
             for t in tokens
         ]
-        assert [(got.token, fresh) for got, fresh in again] == [(t.token, False) for t in tokens]
+        assert [(got.token, fresh) for got, fresh, _ in again] == [(t.token, False) for t in tokens]
     finally:
         await store.aclose()
 

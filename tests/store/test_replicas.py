@@ -46,7 +46,7 @@ async def test_a_claim_short_of_replicas_is_refused_and_a_same_challenge_retry_g
         await claim(unmet, clock, first)
     # The script ran on the master before the WAIT: the step is consumed by chl_1. A retry
     # with the same challenge gets that token (now confirmed), never a second one.
-    got, fresh = await claim(met, clock, issued(clock, challenge_id="chl_1"))
+    got, fresh, _scope = await claim(met, clock, issued(clock, challenge_id="chl_1"))
     assert fresh is False and got.token == first.token and got.jti == first.jti
     with pytest.raises(errors.StepAlreadyUsed):
         await claim(met, clock, issued(clock, challenge_id="chl_2"))
@@ -61,7 +61,7 @@ async def test_a_retry_writes_so_that_its_wait_covers_the_claimed_token(
     master = redis.Redis.from_url(sentinel_deployment.url, decode_responses=True)
     try:
         before = master.info("replication")["master_repl_offset"]
-        _got, fresh = await claim(met, clock, issued(clock))
+        _got, fresh, _scope = await claim(met, clock, issued(clock))
         after = master.info("replication")["master_repl_offset"]
     finally:
         master.close()
@@ -77,7 +77,7 @@ async def test_a_pending_step_short_of_replicas_is_refused(
     with pytest.raises(errors.StoreUnavailable, match="NotReplicated"):
         await unmet.put_pending([pending(clock)], within=0.3)
     await met.put_pending([pending(clock, key="manual_check")], within=0.3)
-    got, fresh = await claim(met, clock, issued(clock, key="manual_check"))
+    got, fresh, _scope = await claim(met, clock, issued(clock, key="manual_check"))
     assert fresh is True and got.key == "manual_check"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,22 +21,7 @@ from tests.support import PRELUDE_JWKS_FILE, TEST_KEK, FakeClock
 pytestmark = pytest.mark.anyio
 
 
-# ``clock`` is conftest's FakeClock: it starts far from the real time on purpose, since RedisStore
-# must keep Redis TTLs in the injected clock's time domain.
-
-
-@pytest.fixture(params=["memory", "redis", pytest.param("sentinel", marks=pytest.mark.sentinel)])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        instance: Store = MemoryStore(clock)
-    elif request.param == "redis":
-        instance = redis_store(request.getfixturevalue("redis_url"), clock)
-    else:
-        instance = redis_store(request.getfixturevalue("sentinel_deployment").target, clock)
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
+# ``store`` (tests/store/conftest.py) is each store in turn; ``clock`` is conftest's FakeClock.
 
 
 # --- semantics shared by both stores -------------------------------------------------------
@@ -46,8 +30,9 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
 async def test_first_claim_returns_the_issued_token(store: Store, clock: FakeClock) -> None:
     await store.put_pending([pending(clock)])
     token = issued(clock)
-    got, fresh = await claim(store, clock, token)
+    got, fresh, scope = await claim(store, clock, token)
     assert fresh is True
+    assert scope == "transfer:write"  # the pending step's, for the facts' proof
     assert got == token and got.token == token.token
 
 
@@ -59,8 +44,9 @@ async def test_retry_with_same_challenge_returns_the_stored_token(
     await claim(store, clock, first)
     clock.advance(100)
     second = issued(clock)  # the endpoint mints a new token on every call
-    got, fresh = await claim(store, clock, second)
+    got, fresh, scope = await claim(store, clock, second)
     assert fresh is False
+    assert scope == "transfer:write"
     assert got.token == first.token and got == first
 
 
@@ -111,7 +97,7 @@ async def test_claimed_record_lives_until_the_later_of_both_expiries(
     first = issued(clock, ttl=300)
     await claim(store, clock, first)
     clock.advance(299)  # pending expiry long past, token still valid: retry still works
-    got, fresh = await claim(store, clock, issued(clock))
+    got, fresh, _ = await claim(store, clock, issued(clock))
     assert (got.token, fresh) == (first.token, False)
     clock.advance(1)
     with pytest.raises(errors.NoPendingStep):
@@ -130,11 +116,12 @@ async def test_a_new_decision_rearms_the_step_and_keeps_the_claimed_token(
     # A fresh review decision (another request; here for another scope): it replaces the step.
     await store.put_pending([pending(clock, scope="profile:read")])
     second = issued(clock, challenge_id="chl_2")
-    assert await claim(store, clock, second) == (second, True)
-    got, fresh = await claim(store, clock, issued(clock, challenge_id="chl_1"))
-    assert (got, fresh) == (first, False) and got.token == first.token
-    got, fresh = await claim(store, clock, issued(clock, challenge_id="chl_2"))
-    assert (got.token, fresh) == (second.token, False)
+    assert await claim(store, clock, second) == (second, True, "profile:read")
+    # Each token answers with the scope its own step was recorded for.
+    got, fresh, scope = await claim(store, clock, issued(clock, challenge_id="chl_1"))
+    assert (got, fresh, scope) == (first, False, "transfer:write") and got.token == first.token
+    got, fresh, scope = await claim(store, clock, issued(clock, challenge_id="chl_2"))
+    assert (got.token, fresh, scope) == (second.token, False, "profile:read")
     with pytest.raises(errors.StepAlreadyUsed):  # the re-armed step yielded its one token
         await claim(store, clock, issued(clock, challenge_id="chl_3"))
 
@@ -179,7 +166,7 @@ async def test_claimed_token_outlives_its_step_until_it_expires_whatever_is_reco
         assert (await claim(store, clock, issued(clock)))[0] == first
     clock.advance(100)  # the token has expired: the retry may not re-send it
     second = issued(clock)
-    assert await claim(store, clock, second) == (second, True)  # the live step it is
+    assert await claim(store, clock, second) == (second, True, "transfer:write")  # the live step
 
 
 async def test_put_pending_records_every_step_of_a_decision(store: Store, clock: FakeClock) -> None:
@@ -214,7 +201,7 @@ async def test_user_and_key_pairs_never_collide(
     with pytest.raises(errors.NoPendingStep):
         await claim(store, clock, issued(clock, user_id=asked[0], key=asked[1]))
     token = issued(clock, user_id=stored[0], key=stored[1], challenge_id="chl_\ud800")
-    assert await claim(store, clock, token) == (token, True)
+    assert await claim(store, clock, token) == (token, True, "transfer:write")
     assert (await claim(store, clock, token))[0] == token  # round-trips through the store
 
 
@@ -224,9 +211,9 @@ async def test_concurrent_claims_same_challenge_mint_one_token(
     await store.put_pending([pending(clock)])
     tokens = [issued(clock, challenge_id="chl_1") for _ in range(20)]
     results = await asyncio.gather(*(claim(store, clock, t) for t in tokens))
-    assert sum(fresh for _, fresh in results) == 1
-    winner = next(t for t, fresh in results if fresh)
-    assert {t.token for t, _ in results} == {winner.token}
+    assert sum(fresh for _, fresh, _ in results) == 1
+    winner = next(t for t, fresh, _ in results if fresh)
+    assert {t.token for t, _, _ in results} == {winner.token}
     assert winner in tokens
 
 
@@ -259,7 +246,7 @@ async def test_tokens_never_reach_logs_or_repr(
     await store.put_pending([pending(clock)])
     token = issued(clock)
     await claim(store, clock, token)
-    stored, _ = await claim(store, clock, issued(clock))
+    stored, _, _ = await claim(store, clock, issued(clock))
     assert token.token not in caplog.text
     assert token.token not in repr(store) and token.token not in repr(stored)
 
@@ -278,7 +265,11 @@ async def test_claim_compares_the_recorded_scope_atomically(store: Store, clock:
         await claim(store, clock, issued(clock, challenge_id="chl_x"), scope="profile:read")
     assert info.value.detail == wrong_scope("kyc_review", "profile:read", "transfer:write")
     token = issued(clock)
-    assert await claim(store, clock, token, scope="transfer:write") == (token, True)
+    assert await claim(store, clock, token, scope="transfer:write") == (
+        token,
+        True,
+        "transfer:write",
+    )
     assert (await claim(store, clock, issued(clock), scope="transfer:write"))[0] == token
     assert (await claim(store, clock, issued(clock)))[0] == token  # no scope: explicit form
     with pytest.raises(errors.NoPendingStep, match="'profile:read'"):  # even on a retry
@@ -333,7 +324,7 @@ async def test_memory_store_refuses_a_key_set_guard(clock: FakeClock) -> None:
 async def test_a_missing_step_is_created(store: Store, clock: FakeClock) -> None:
     await store.ensure_pending([pending(clock)])
     token = issued(clock)
-    assert await claim(store, clock, token) == (token, True)
+    assert await claim(store, clock, token) == (token, True, "transfer:write")
 
 
 async def test_a_claimed_step_is_never_reopened(store: Store, clock: FakeClock) -> None:
