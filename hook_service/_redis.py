@@ -1,31 +1,46 @@
-"""What the two Redis backends share: one client factory and one guard for Redis errors.
+"""What the Redis backends share: one client factory and one guard for Redis errors.
 
 :mod:`hook_service.store.redis` (pending steps) and :mod:`hook_service.keys.backends.redis`
 (the shared key set) are the only modules that use it. A Redis URL may carry a password (in
 the user info or a ``password=`` query parameter); :class:`RedisSite` names the server without
 it, and scrubs it from redis-py's messages before they reach a log or an error.
+
+With ``cluster`` (``HOOK_REDIS_CLUSTER``) the URL names any node of a Redis Cluster and the
+clients are redis-py's ``RedisCluster`` (:func:`cluster_client`, :func:`sync_cluster_client`):
+each command goes to the node of its keys' slot, so every script's keys share one hash tag
+(docs/deploying.md, "Redis Cluster").
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from hook_service import errors
 from hook_service.settings import redact_url
 
-ERRORS = (RedisError, OSError)
+ERRORS = (RedisError, OSError, RedisClusterException)
 """What a Redis call raises when the server is unreachable, slow or refuses (timeouts are
-OSErrors too)."""
+OSErrors too; a cluster client's own refusals, e.g. no reachable node, are
+RedisClusterExceptions)."""
+
+AsyncClient = Redis | RedisCluster
+"""The asyncio client :meth:`RedisSite.client` gives: one server, or a cluster."""
+SyncClient = redis.Redis | redis.RedisCluster
+
+
+_T = TypeVar("_T")
 
 
 def _url_secrets(url: str) -> tuple[str, ...]:
@@ -40,8 +55,10 @@ def _url_secrets(url: str) -> tuple[str, ...]:
 class RedisSite:
     """One Redis server as the service talks about it and to it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, cluster: bool = False) -> None:
         self.url = url
+        self.cluster = cluster
+        """The URL names one node of a Redis Cluster (``HOOK_REDIS_CLUSTER``)."""
         self.location = redact_url(url)
         """The URL without user info, query or fragment: safe to log."""
         self._secrets = _url_secrets(url)
@@ -57,7 +74,7 @@ class RedisSite:
 
     def client(
         self, *, timeout: float, max_connections: int | None = None, retry_closed: bool = False
-    ) -> Redis:
+    ) -> AsyncClient:
         """An asyncio client: ``timeout`` bounds connecting, each reply and (with
         ``max_connections``, a blocking pool) waiting for a pooled connection, so an
         unreachable server fails fast instead of hanging requests. A bad URL is a
@@ -82,6 +99,8 @@ class RedisSite:
             # Lone surrogates (legal in JSON strings) must round-trip, not crash the encoder.
             "encoding_errors": "surrogatepass",
         }
+        if self.cluster:
+            return self._configured(cluster_client, self.url, options, max_connections)
         try:
             if max_connections is None:
                 pool = ConnectionPool.from_url(self.url, **options)
@@ -96,11 +115,22 @@ class RedisSite:
             ) from None
         return Redis.from_pool(pool)
 
-    def sync_client(self, *, timeout: float) -> redis.Redis:
+    def sync_client(self, *, timeout: float) -> SyncClient:
         """A synchronous client, for start-up and the CLI."""
-        return redis.Redis.from_url(
-            self.url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if self.cluster:
+            return self._configured(sync_cluster_client, self.url, options)
+        return redis.Redis.from_url(self.url, **options)
+
+    def _configured(self, make: Callable[..., _T], *args: Any) -> _T:
+        """``make(*args)``; a URL redis-py refuses is a :class:`errors.ConfigError` naming the
+        server, never its password."""
+        try:
+            return make(*args)
+        except ValueError as exc:
+            raise errors.ConfigError(
+                f"invalid redis URL {self.location}: {self.scrub(str(exc))}"
+            ) from None
 
     @contextlib.contextmanager
     def guard(
@@ -123,3 +153,44 @@ class RedisSite:
                     "redis %s failed at %s: %s: %s", operation, self.location, name, message
                 )
             raise failed(name) from None
+
+
+# --- Redis Cluster (HOOK_REDIS_CLUSTER) ------------------------------------------------------
+
+
+class _Cluster(RedisCluster):
+    """redis-py's asyncio ``RedisCluster``, whose first commands wait for one to read the slot
+    map: commands that race the first initialisation lose their connections (redis-py 8.1:
+    a burst of hook calls on a fresh replica would all fail as ConnectionError)."""
+
+    _first: asyncio.Lock | None = None
+    _mapped = False
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._mapped:
+            self._first = self._first or asyncio.Lock()
+            async with self._first:
+                if not self._mapped:
+                    await self.initialize()
+                    self._mapped = True
+        return await super().execute_command(*args, **kwargs)
+
+
+def cluster_client(url: str, options: dict[str, Any], max_connections: int | None) -> RedisCluster:
+    """An asyncio ``RedisCluster`` from any node's URL, with the single server's ``options``.
+
+    Its ``retry`` is the cluster-level one (a command that met a connection error is sent
+    again after the slot map is refreshed): the same number of attempts as on one server, so
+    a script runs twice only where that is safe. MOVED and ASK redirections are followed
+    apart from it (the command had not run). ``max_connections`` is per node; when a node's
+    connections are all busy a command fails at once (redis-py has no blocking pool for a
+    cluster), which the callers' guards turn into "unavailable"."""
+    extra = {} if max_connections is None else {"max_connections": max_connections}
+    # No client-side replica reads: every read must see the last acknowledged write.
+    return _Cluster.from_url(url, **options, **extra)
+
+
+def sync_cluster_client(url: str, options: dict[str, Any]) -> redis.RedisCluster:
+    """A synchronous ``RedisCluster`` (start-up, the CLI); it reads the slot map now, so an
+    unreachable cluster fails here (a :data:`ERRORS` one, for the caller's guard)."""
+    return redis.RedisCluster.from_url(url, **options)

@@ -134,6 +134,7 @@ def open_key_store(
             clock=clock,
             replica=settings.replica,
             new_key=new_key,
+            cluster=settings.redis_cluster,
         )
     return FileKeyStore(settings.keys_dir, clock=clock, new_key=new_key)
 
@@ -149,12 +150,14 @@ def key_admin(settings: Settings, keys: KeyStore, clock: Clock) -> KeyAdmin:
     )
 
 
-def claim_guard(keys: KeyStore, *, same_redis: bool) -> ClaimGuard:
+def claim_guard(keys: KeyStore, *, same_redis: bool, cluster: bool = False) -> ClaimGuard:
     """The issuer's claim guard: the claim checks the key set's version itself when the key
     set is on the Redis where the steps are claimed (``same_redis``), else the key set is
     re-read around the claim. (A guard read on another Redis would never match, every token
-    a 503, or worse match another deployment's version.)"""
-    if same_redis and isinstance(keys, VersionedKeyStore):
+    a 503, or worse match another deployment's version.) On a Redis Cluster (``cluster``)
+    the version key is in the key set's slot, not the user's, so one script cannot read
+    both: the key set is re-read (docs/keys.md, "Redis Cluster")."""
+    if same_redis and not cluster and isinstance(keys, VersionedKeyStore):
         return VersionInClaim(keys)
     return RereadKeySet(keys)
 
@@ -184,7 +187,10 @@ def open_facts(
         return facts, attempts
     if settings.redis_url is None:
         return MemoryFactsStore(key, limits), attempts
-    return RedisFactsStore(settings.redis_url, key=key, limits=limits), attempts
+    store = RedisFactsStore(
+        settings.redis_url, key=key, limits=limits, cluster=settings.redis_cluster
+    )
+    return store, attempts
 
 
 # HKDF label of the key that seals verification tokens at rest (keyring.Keyring.cipher).
@@ -197,7 +203,9 @@ def open_store(settings: Settings, clock: Clock) -> Store:
     if settings.redis_url is None:
         return MemoryStore(clock)
     sealer = keyring(settings.key_encryption_keys).cipher(AT_REST_LABEL)
-    return RedisStore(settings.redis_url, sealer=sealer, clock=clock)
+    return RedisStore(
+        settings.redis_url, sealer=sealer, clock=clock, cluster=settings.redis_cluster
+    )
 
 
 def build_services(
@@ -261,7 +269,7 @@ def build_services(
         signatures = signatures and traced_signatures(signatures, spans)
     issuer = TokenIssuer(
         store,
-        guard or claim_guard(keys, same_redis=same_redis),
+        guard or claim_guard(keys, same_redis=same_redis, cluster=settings.redis_cluster),
         custom_steps=policy.custom_steps,
         ttl=settings.token_ttl,
         spans=spans,

@@ -61,6 +61,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = field(default=None, repr=False)
+    redis_cluster: bool = False
     keys_dir: Path = Path("keys")
     policy_file: Path | None = None
     prelude_jwks_url: str | None = None
@@ -152,10 +153,30 @@ class Settings:
                 f"HOOK_ADMIN_TOKEN_LABELS names {len(labels)} tokens but HOOK_ADMIN_TOKENS "
                 f"holds {len(self.admin_tokens)}; give one label per token, in the same order"
             )
+        self._validate_cluster()
         self._validate_keys()
         self._validate_facts()
         self._validate_server()
         return self
+
+    def _validate_cluster(self) -> None:
+        """``HOOK_REDIS_CLUSTER``: ``HOOK_REDIS_URL`` names one node of a Redis Cluster
+        (docs/deploying.md, "Redis Cluster"); a cluster has TCP nodes and database 0 only."""
+        if not self.redis_cluster:
+            return
+        if not self.redis_url:
+            raise SettingsError("HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL (any node)")
+        parts = urlsplit(self.redis_url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise SettingsError(
+                "HOOK_REDIS_URL must start with redis:// or rediss:// with "
+                "HOOK_REDIS_CLUSTER=true: cluster nodes are reached over TCP, not unix://"
+            )
+        if parts.path.strip("/") not in ("", "0"):
+            raise SettingsError(
+                "HOOK_REDIS_URL must name database 0 (or none) with HOOK_REDIS_CLUSTER=true: "
+                "a Redis Cluster has no other database"
+            )
 
     def _validate_facts(self) -> None:
         for name, value, low in (
@@ -461,6 +482,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "host": _text,
     "port": _int,
     "redis_url": _redis_url,
+    "redis_cluster": _bool,
     "keys_dir": _path,
     "policy_file": _path,
     "prelude_jwks_url": _jwks_url,

@@ -13,11 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from hook_service import errors, logs
-from hook_service._redis import RedisSite
+from hook_service._redis import ERRORS, AsyncClient, RedisSite
 from hook_service.facts import inventory, logic, redis_scripts
 from hook_service.facts.base import Attempt, Facts, Proof
 from hook_service.facts.hashing import FactsKey
@@ -30,27 +27,34 @@ _MIN_LATEST_TTL_MS: Final = 60_000  # an undecided attempt waits this long for s
 _PROVE_TRIES: Final = 3
 
 
-def connect(url: str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
+def connect(
+    url: str, timeout: float = 0.5, max_connections: int = 50, *, cluster: bool = False
+) -> AsyncClient:
     """A client as the stores use it (:class:`~hook_service._redis.RedisSite`): bounded waits,
-    no retries (a retried script could run twice)."""
-    return RedisSite(url).client(timeout=timeout, max_connections=max_connections)
+    no retries (a retried script could run twice); ``cluster``: ``url`` is a cluster node."""
+    site = RedisSite(url, cluster=cluster)
+    return site.client(timeout=timeout, max_connections=max_connections)
 
 
 class RedisFactsStore:
-    """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` (shared, not
-    closed here) or a URL (a client of its own, closed by :meth:`aclose`)."""
+    """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` or
+    ``RedisCluster`` (shared, not closed here) or a URL (a client of its own, closed by
+    :meth:`aclose`; ``cluster``: of a cluster node). A user's keys share one hash tag."""
 
     def __init__(
         self,
-        client: Redis | str,
+        client: AsyncClient | str,
         *,
         key: FactsKey,
         limits: Limits | None = None,
         prefix: str = "hook:",
         timeout: float = 0.5,
+        cluster: bool = False,
     ) -> None:
         self._owned = isinstance(client, str)
-        self._redis = connect(client, timeout) if isinstance(client, str) else client
+        self._redis = (
+            connect(client, timeout, cluster=cluster) if isinstance(client, str) else client
+        )
         self._key = key
         self._limits = limits or Limits()
         self._prefix = prefix
@@ -77,7 +81,7 @@ class RedisFactsStore:
         message names the error class only (a Redis message may quote a URL or a value)."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             name = type(exc).__name__
             logger.warning("redis facts %s failed: %s", operation, name)
             raise errors.StoreUnavailable(f"the facts store is unavailable ({name})") from exc

@@ -82,7 +82,8 @@ class RedisStore:
     unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
     A command that meets a connection closed by the server (a restarted Redis) is sent once
     more on a fresh connection: every operation here is safe to repeat (a replayed
-    ``put_pending`` changes nothing, a repeated claim returns the same token).
+    ``put_pending`` changes nothing, a repeated claim returns the same token). ``cluster``:
+    ``url`` is a node of a Redis Cluster (``max_connections`` is then per node).
     """
 
     def __init__(
@@ -94,8 +95,9 @@ class RedisStore:
         timeout: float = 0.5,
         prefix: str = "hook:",
         max_connections: int = 50,
+        cluster: bool = False,
     ) -> None:
-        self._site = RedisSite(url)
+        self._site = RedisSite(url, cluster=cluster)
         self._sealer = sealer
         self._clock = clock
         self._timeout = timeout
