@@ -11,6 +11,11 @@ Use from any test module:
   restarts/resumes it for the next test if a fault test failed half-way.
 * ``redis_server_factory`` (function scope): ``make(*extra_args, password=None)`` starts an
   extra private server (e.g. with ``--requirepass``), stopped after the test.
+* ``cluster_url`` (function scope): the URL of one node of the session's private Redis
+  Cluster (three masters, no replicas, made with ``redis-cli --cluster create``), every
+  master flushed before the test; ``redis_cluster`` (session scope) is the
+  :class:`RedisClusterServers` behind it. Clients on it: ``tests.support.raw_redis``, and
+  the stores with ``cluster=is_cluster(url)``.
 
 If ``redis-server`` is not on PATH those fixtures FAIL (never skip): CI must not silently drop
 the Redis tests.
@@ -56,7 +61,9 @@ from tests.support import (  # noqa: E402
     TEST_KEK,
     FakeClock,
     KeyFactory,
+    cluster_urls,
     free_port,
+    is_cluster,
     stop_process,
     token_sealer,
 )
@@ -218,6 +225,85 @@ def redis_server_factory(
             server.stop()
 
 
+class RedisClusterServers:
+    """Three private ``redis-server`` masters (``cluster-enabled yes``, no replicas) joined
+    into one Redis Cluster by ``redis-cli --cluster create``."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        # The bus port is explicit: the default, port + 10000, may be out of range or taken.
+        self.nodes = [
+            RedisServer(
+                binary,
+                directory / f"node{i}",
+                ("--cluster-enabled", "yes", "--cluster-port", str(free_port())),
+            )
+            for i in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.directory.mkdir(parents=True, exist_ok=True)
+            node.start()
+        cli = shutil.which("redis-cli") or "redis-cli"
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
+        done = subprocess.run(
+            [*create, "--cluster-yes"], capture_output=True, timeout=60, check=False
+        )
+        if done.returncode != 0 or not self._ready(deadline=time.monotonic() + 30):
+            pytest.fail(f"redis-cli --cluster create failed:\n{done.stdout[-2000:]!r}")
+
+    def _ready(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if all(self._info(node.url).get("cluster_state") == "ok" for node in self.nodes):
+                return True
+            time.sleep(0.1)
+        return False
+
+    @staticmethod
+    def _info(url: str) -> dict[str, Any]:
+        client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+        try:
+            return dict(client.cluster("info"))
+        finally:
+            client.close()
+
+    def reset(self) -> None:
+        """Every master empty (each holds a third of the slots)."""
+        for node in self.nodes:
+            client = redis.Redis.from_url(node.url, socket_timeout=5)
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(_redis_server_binary(), tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        cluster_urls.add(cluster.url)
+        yield cluster
+    finally:
+        cluster_urls.discard(cluster.url)
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterServers) -> str:
+    redis_cluster.reset()
+    return redis_cluster.url
+
+
 # --- the application -----------------------------------------------------------------------
 
 
@@ -270,6 +356,7 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
     ) -> Starlette:
         if changes.get("keystore") == "redis":
             changes.setdefault("redis_url", redis_url)
+            changes.setdefault("redis_cluster", redis_url is not None and is_cluster(redis_url))
             changes.setdefault("key_encryption_keys", (TEST_KEK,))
             changes.setdefault("replica_id", f"replica-{next(replicas)}")
         app_settings = settings.replace(**changes) if changes else settings
@@ -282,16 +369,17 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
             keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
             key_stores[app_settings.keys_dir] = keys
         store_url = store_url or redis_url
+        cluster = store_url is not None and is_cluster(store_url)
         store: Store = (
-            RedisStore(store_url, sealer=token_sealer(), clock=clock)
+            RedisStore(store_url, sealer=token_sealer(), clock=clock, cluster=cluster)
             if store_url
             else MemoryStore(clock=clock)
         )
         # This wiring knows whether the key set is on the Redis where steps are claimed.
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
-        guard = claim_guard(keys, same_redis=same_redis)
+        guard = claim_guard(keys, same_redis=same_redis, cluster=cluster)
         facts: FactsStore = (
-            RedisFactsStore(store_url, key=TEST_FACTS_KEY)
+            RedisFactsStore(store_url, key=TEST_FACTS_KEY, cluster=cluster)
             if store_url
             else MemoryFactsStore(TEST_FACTS_KEY)
         )

@@ -38,10 +38,19 @@ SMALL = Limits(devices=3, ips=3, countries=2, steps=2, attempts=5, scopes=2)
 def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> FactsStore:
     if kind == "memory":
         return MemoryFactsStore(KEY, limits)
-    return RedisFactsStore(request.getfixturevalue("redis_url"), key=KEY, limits=limits)
+    cluster = kind == "cluster"
+    url = request.getfixturevalue("cluster_url" if cluster else "redis_url")
+    return RedisFactsStore(url, key=KEY, limits=limits, cluster=cluster)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+BACKENDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.slow]),
+]
+
+
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     instance = open_store(request.param, request, Limits())
     try:
@@ -50,7 +59,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
         await instance.aclose()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=BACKENDS)
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     """A store with tiny caps (:data:`SMALL`)."""
     instance = open_store(request.param, request, SMALL)

@@ -15,7 +15,7 @@ from hook_service.settings import Settings
 from hook_service.store.base import KeySetGuard, PendingStep, Store, wrong_scope
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
-from tests.store.support import claim, issued, pending, redis_store
+from tests.store.support import ON_CLUSTER, claim, issued, pending, redis_store
 from tests.support import PRELUDE_JWKS_FILE, TEST_KEK, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -25,12 +25,13 @@ pytestmark = pytest.mark.anyio
 # must keep Redis TTLs in the injected clock's time domain.
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", pytest.param("cluster", marks=ON_CLUSTER)])
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     if request.param == "memory":
         instance: Store = MemoryStore(clock)
     else:
-        instance = redis_store(request.getfixturevalue("redis_url"), clock)
+        url = "cluster_url" if request.param == "cluster" else "redis_url"
+        instance = redis_store(request.getfixturevalue(url), clock)
     try:
         yield instance
     finally:

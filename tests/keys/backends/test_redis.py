@@ -12,21 +12,23 @@ from typing import Any
 
 import anyio
 import pytest
-import redis
 
 from hook_service import errors
 from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.keyring import fingerprint, keyring
 from hook_service.keys.backends.redis import RedisKeyStore
+from hook_service.keys.backends.redis_scripts import KeySetKeys
 from hook_service.keys.lifecycle import KeySet
 from tests.support import (
     FakeClock,
     KeyFactory,
     hook_keys,
+    is_cluster,
     key_supply,
     kid_of,
     private_strings,
+    raw_redis,
 )
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +36,20 @@ pytestmark = pytest.mark.anyio
 KEK_A = bytes(range(32))
 KEK_B = bytes(range(100, 132))
 TIMEOUT = 5.0  # guards a hang; propagation itself must take under 1 s
+
+
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.slow)])
+def redis_url(request: pytest.FixtureRequest, redis_server: Any) -> str:
+    """Every test here on one Redis and on the three-master cluster (its names tagged)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    redis_server.reset()
+    return str(redis_server.url)
+
+
+def names(url: str) -> KeySetKeys:
+    """The key set's Redis names on ``url`` (hash-tagged on a cluster)."""
+    return KeySetKeys(cluster=is_cluster(url))
 
 
 def make_store(
@@ -45,7 +61,12 @@ def make_store(
     replica: str = "r1",
 ) -> RedisKeyStore:
     store = RedisKeyStore(
-        url, keyring(keks), clock=clock, replica=replica, new_key=new_key or key_supply()
+        url,
+        keyring(keks),
+        clock=clock,
+        replica=replica,
+        new_key=new_key or key_supply(),
+        cluster=is_cluster(url),
     )
     _opened.append(store)
     return store
@@ -63,7 +84,7 @@ async def close_stores() -> AsyncIterator[None]:
 
 
 def stored_bytes(url: str) -> bytes:
-    client = redis.Redis.from_url(url)
+    client = raw_redis(url)
     try:
         out = b""
         for name in client.keys("*"):
@@ -134,7 +155,7 @@ async def test_no_private_key_material_is_stored_in_clear(redis_url: str, clock:
         assert format(numbers.d, "x").encode()[:40] not in raw
         for secret in private_strings(hook_keys()[index]):
             assert secret.encode() not in raw
-    document = json.loads(redis.Redis.from_url(redis_url).get("hook:keys:set") or b"")
+    document = json.loads(raw_redis(redis_url).get(names(redis_url).set) or b"")
     assert {k["private_key"]["kek"] for k in document["keys"]} == {fingerprint(KEK_A)}
     assert ks.version == 1 and document["version"] == 2
 
@@ -155,11 +176,11 @@ async def test_a_wrong_kek_is_refused_at_start_with_a_clear_message(
 
 async def test_a_ciphertext_moved_to_another_kid_fails(redis_url: str, clock: FakeClock) -> None:
     make_store(redis_url, clock, key_supply([0, 1])).load_or_create()
-    client = redis.Redis.from_url(redis_url)
-    document = json.loads(client.get("hook:keys:set") or b"")
+    client = raw_redis(redis_url)
+    document = json.loads(client.get(names(redis_url).set) or b"")
     first, second = document["keys"]
     first["private_key"], second["private_key"] = second["private_key"], first["private_key"]
-    client.set("hook:keys:set", json.dumps(document))
+    client.set(names(redis_url).set, json.dumps(document))
     # The document's tag catches it first (keycrypt's own test covers the kid as GCM's AAD).
     with pytest.raises(errors.KeyStoreError, match="altered outside the service"):
         make_store(redis_url, clock, key_supply([])).load_or_create()
@@ -194,11 +215,9 @@ async def test_a_missed_message_is_caught_by_the_version_poll(
     writer = make_store(redis_url, clock, key_supply([]), replica="silent")
     ks = writer.load()
     changed = KeySet((ks.active, dataclasses.replace(ks.next, created_at=1)), 7)
-    client = redis.Redis.from_url(redis_url)
-    with client.pipeline(transaction=True) as pipe:
-        pipe.set("hook:keys:set", keydoc.encode(changed, keyring([KEK_A]), writer.prefix))
-        pipe.set("hook:keys:version", 7)
-        pipe.execute()
+    client, at = raw_redis(redis_url), names(redis_url)
+    body = keydoc.encode(changed, keyring([KEK_A]), writer.prefix)
+    client.mset({at.set: body, at.version: 7})  # atomic: one slot on a cluster
     client.close()
     assert writer.load().version == 7
     await eventually(lambda: b.current().version == 7 and a.current().version == 7)
@@ -226,7 +245,7 @@ async def test_concurrent_changes_on_two_replicas_both_land(
 
 def expire_now(url: str, key: str) -> None:
     """The lock's TTL runs out now: what a holder stalled past it (a GC pause) wakes up to."""
-    client = redis.Redis.from_url(url)
+    client = raw_redis(url)
     try:
         assert client.pexpire(key, 1)
         while client.exists(key):
@@ -244,7 +263,7 @@ async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClo
         stalled = await a.acquire_lock(10)
         assert stalled is not None
         assert await b.acquire_lock(10) is None  # held
-        expire_now(redis_url, a.prefix + "lock")  # a stalls past its lock
+        expire_now(redis_url, names(redis_url).lock)  # a stalls past its lock
         fresh = await b.acquire_lock(10)
         assert fresh is not None and fresh > stalled
         clock.advance(86400)
@@ -264,6 +283,7 @@ async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClo
         await b.aclose()
 
 
+@pytest.mark.parametrize("redis_url", ["single"], indirect=True)  # pauses the one server
 async def test_redis_down_keeps_the_jwks_but_stops_signing(
     replicas: tuple[RedisKeyStore, RedisKeyStore], redis_server: object
 ) -> None:
@@ -313,7 +333,7 @@ async def test_rewrap_moves_every_key_to_the_first_kek(redis_url: str, clock: Fa
     assert sorted((e.event, e.kid) for e in events) == sorted(
         [("rewrapped", kid_of(0)), ("rewrapped", kid_of(1))]
     )
-    document = json.loads(redis.Redis.from_url(redis_url).get("hook:keys:set") or b"")
+    document = json.loads(raw_redis(redis_url).get(names(redis_url).set) or b"")
     assert {k["private_key"]["kek"] for k in document["keys"]} == {fingerprint(KEK_B)}
     only_new = make_store(redis_url, clock, key_supply([]), keks=(KEK_B,)).load()
     assert only_new.active.kid == kid_of(0)
@@ -355,11 +375,11 @@ async def test_a_forced_rotation_on_a_set_changed_elsewhere_still_warns(
 async def rotate_twice_then_restore(a: RedisKeyStore, redis_url: str, clock: FakeClock) -> None:
     """Two rotations through ``a``, then Redis restored to the set before them (an old
     backup); ``a`` has seen the older version twice, so it is stale."""
-    backup = redis.Redis.from_url(redis_url)
-    restore = (backup.get("hook:keys:set"), backup.get("hook:keys:version"))
+    backup, at = raw_redis(redis_url), names(redis_url)
+    restore = (backup.get(at.set), backup.get(at.version))
     await admin(a, clock).rotate("t", force=True)
     await admin(a, clock).rotate("t", force=True)
-    backup.mset({"hook:keys:set": restore[0] or b"", "hook:keys:version": restore[1] or b""})
+    backup.mset({at.set: restore[0] or b"", at.version: restore[1] or b""})
     backup.close()
     for _ in range(2):  # the second look at an older version is data loss
         with contextlib.suppress(errors.KeyStoreUnavailable):
