@@ -261,3 +261,30 @@ def test_bad_admin_token_labels_are_refused_naming_the_variable(labels: str, mes
         Settings.from_env(env)
     assert message in str(caught.value)
     assert ADMIN not in str(caught.value)
+
+
+def test_redis_cluster_takes_any_node_s_tcp_url() -> None:
+    env = {**JWKS, "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64, "HOOK_REDIS_CLUSTER": "true"}
+    for url in ("redis://:pw@node-2:7000", "rediss://node-1:7000/0"):
+        settings = Settings.from_env({**env, "HOOK_REDIS_URL": url})
+        assert settings.redis_cluster is True and settings.key_store == "redis"
+    assert Settings.from_env({**env, "HOOK_REDIS_CLUSTER": "false"}).redis_cluster is False
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (None, "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL"),
+        ("unix:///run/redis.sock", "not unix://"),
+        ("redis://:s3cret-pw@node-1:7000/2", "must name database 0"),
+    ],
+)
+def test_a_redis_cluster_url_that_cannot_work_is_refused_at_start(
+    url: str | None, message: str
+) -> None:
+    env = {**JWKS, "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64, "HOOK_REDIS_CLUSTER": "yes"}
+    if url is not None:
+        env["HOOK_REDIS_URL"] = url
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env(env)
+    assert "s3cret-pw" not in str(caught.value)
