@@ -31,7 +31,7 @@ from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
-from . import prepare
+from . import cluster, prepare
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
 from .servers import Process, Processes, cpu_seconds, rss_bytes, worker_pids
@@ -47,6 +47,7 @@ HOOK_POOL_SIZE = 2000  # distinct signed hook calls; wrk cycles through them
 WARMUP_REQUESTS = 200
 REDIS_STEPS = 100_000
 STEP_TTL = 3600.0
+CLUSTER_WRITES = 40  # concurrent writes on a cluster (the store's pool: 50 per node)
 
 
 def _log(message: str) -> None:
@@ -58,6 +59,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.duration: float = args.duration
+        self.cluster: bool = args.cluster
         self.connections: int = args.connections
         self.workdir = workdir
         self.procs = Processes(workdir)
@@ -144,6 +146,10 @@ class Bench:
         self.procs.stop(two)
         _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
+        extra = []
+        if self.cluster:
+            single = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
+            extra = self.on_cluster(single, small, large, sign_rate)
 
         return [
             Figure.ratio("hook req/s (signed, example policy)", hook.rate, bare.rate, 0.5),
@@ -167,7 +173,30 @@ class Bench:
                 tokens_many.rate,
                 1.7,
             ),
+            *extra,
         ]
+
+    def on_cluster(
+        self, single: cluster.Rates, small: Path, large: Path, sign_rate: float
+    ) -> list[Figure]:
+        """The hook and token figures again, the service on a three-master Redis Cluster."""
+        _log(f"cluster: hook, custom step, tokens on {cluster.NODES} masters (1 worker)")
+        nodes = self.procs.redis_cluster()
+        saved, self.env = self.env, cluster.cluster_env(self.env, [n.port for n in nodes])
+        try:
+            service = self.procs.uvicorn("service_cluster", SERVICE_APP, self.env, factory=True)
+            self.warm(service, small)
+            self.warm(service, large)
+            hook = self.load(service, small, rule="otp-only")
+            hook_kyc = self.load(service, large, rule="large-transfer")
+            tokens = self.load_tokens(service, sign_rate, "fields")
+            self.procs.stop(service)
+        finally:
+            self.env = saved
+            for node in nodes:
+                self.procs.stop(node)
+        rates = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
+        return cluster.figures(single, rates, self.connections)
 
     def warm(self, server: Process, pool: Path) -> None:
         """A few sequential requests from ``pool`` first: imports, caches, connections."""
@@ -216,7 +245,8 @@ class Bench:
         # Challenge tokens live 10 minutes (as Prelude's); the pool is used at once.
         now = time.time()
         users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
-        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users))
+        on_cluster = self.env.get("HOOK_REDIS_CLUSTER") == "true"
+        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users, cluster=on_cluster))
         warmup = [
             prepare.token_request(
                 self.keys, start + count + i, api_key=self.api_key, now=now, form=form
@@ -276,14 +306,21 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
         ]
 
 
-async def record_pending(url: str, users: list[str]) -> None:
+async def record_pending(url: str, users: list[str], *, cluster: bool = False) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
     # It only records steps: a throwaway KEK seals the tokens it never claims.
     sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
-    store = RedisStore(url, sealer=sealer, timeout=5.0)
+    store = RedisStore(url, sealer=sealer, timeout=5.0, cluster=cluster)
     try:
         for batch in _steps(users):
-            await store.put_pending(batch)
+            if not cluster:
+                await store.put_pending(batch)
+                continue
+            # On a cluster one write holds one user's steps (one slot): a write per user,
+            # as many at once as the per-node pool allows.
+            for start in range(0, len(batch), CLUSTER_WRITES):
+                chunk = batch[start : start + CLUSTER_WRITES]
+                await asyncio.gather(*(store.put_pending([step]) for step in chunk))
     finally:
         await store.aclose()
 
@@ -340,6 +377,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="rewrite the bench table block of FILE (default docs/benchmarks.md)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also the hook and token figures on a three-master Redis Cluster",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 2.0

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import redis
+
+from . import cluster
 
 HOST = "127.0.0.1"
 
@@ -106,6 +109,27 @@ class Processes:
         _wait(lambda: _redis_ping(port), process)
         return process
 
+    def redis_cluster(self, name: str = "cluster") -> list[Process]:
+        """Three masters joined by ``redis-cli --cluster create`` (bench/cluster.py)."""
+        binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if binary is None or cli is None:
+            raise SystemExit(
+                "redis-server and redis-cli are required: apt-get install redis-server"
+            )
+        nodes = []
+        for index in range(cluster.NODES):
+            directory = self.workdir / f"{name}{index}"
+            directory.mkdir()
+            port = free_port()
+            argv = cluster.node_argv(binary, port, free_port(), directory)
+            nodes.append(self._spawn(f"{name}{index}", argv, port, dict(os.environ)))
+        for node in nodes:
+            _wait(lambda node=node: _redis_ping(node.port), node)  # type: ignore[misc]
+        ports = [node.port for node in nodes]
+        subprocess.run(cluster.create_argv(cli, ports), capture_output=True, timeout=60, check=True)
+        _wait(lambda: all(_cluster_ok(port) for port in ports), nodes[0])
+        return nodes
+
     def uvicorn(
         self, name: str, app: str, env: dict[str, str], *, workers: int = 1, factory: bool = False
     ) -> Process:
@@ -127,6 +151,16 @@ class Processes:
     def stop_all(self) -> None:
         while self.started:
             self.started.pop().stop()
+
+
+def _cluster_ok(port: int) -> bool:
+    client = redis.Redis(host=HOST, port=port, socket_timeout=1, decode_responses=True)
+    try:
+        return dict(client.cluster("info")).get("cluster_state") == "ok"
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def _redis_ping(port: int) -> bool:

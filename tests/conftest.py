@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from bench.cluster import create_argv as cluster_create_argv
 from hook_service.app import create_app
 from hook_service.facts.base import FactsStore
 from hook_service.facts.memory import MemoryFactsStore
@@ -249,11 +250,8 @@ class RedisClusterServers:
             node.directory.mkdir(parents=True, exist_ok=True)
             node.start()
         cli = shutil.which("redis-cli") or "redis-cli"
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
-        done = subprocess.run(
-            [*create, "--cluster-yes"], capture_output=True, timeout=60, check=False
-        )
+        create = cluster_create_argv(cli, [node.port for node in self.nodes])  # as bench's
+        done = subprocess.run(create, capture_output=True, timeout=60, check=False)
         if done.returncode != 0 or not self._ready(deadline=time.monotonic() + 30):
             pytest.fail(f"redis-cli --cluster create failed:\n{done.stdout[-2000:]!r}")
 

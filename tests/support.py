@@ -86,6 +86,16 @@ def raw_redis(url: str) -> redis.Redis | redis.RedisCluster:
     return redis.Redis.from_url(url, socket_timeout=5)
 
 
+def cluster_masters(url: str) -> list[redis.Redis]:
+    """A plain client on each master of the cluster ``url`` is a node of (close them)."""
+    client = redis.RedisCluster.from_url(url, socket_timeout=5)
+    try:
+        nodes = client.get_primaries()  # type: ignore[no-untyped-call]
+        return [redis.Redis(host=n.host, port=n.port, socket_timeout=5) for n in nodes]
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listened on a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from types import ModuleType
 
 import pytest
-import redis
 
 from hook_service.facts import redis_scripts as facts_scripts
 from hook_service.facts.base import Proof
@@ -26,7 +25,7 @@ from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.store import redis_scripts as store_scripts
 from tests.facts.support import KEY, SCOPE, Requests
 from tests.store.support import ON_CLUSTER, claim, issued, pending, redis_store
-from tests.support import TEST_KEK, FakeClock, key_supply, raw_redis
+from tests.support import TEST_KEK, FakeClock, cluster_masters, key_supply, raw_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,12 +48,7 @@ def scripts_of(module: ModuleType) -> dict[str, str]:
 
 def run_anywhere(cluster_url: str, scripts: dict[str, str]) -> set[str]:
     """The names of ``scripts`` that no master of the cluster has run."""
-    client = raw_redis(cluster_url)
-    assert isinstance(client, redis.RedisCluster)
-    try:
-        masters = [redis.Redis(host=n.host, port=n.port) for n in client.get_primaries()]
-    finally:
-        client.close()
+    masters = cluster_masters(cluster_url)
     missing = set()
     for name, text in scripts.items():
         sha = hashlib.sha1(text.encode()).hexdigest()
@@ -68,14 +62,9 @@ def run_anywhere(cluster_url: str, scripts: dict[str, str]) -> set[str]:
 @pytest.fixture
 def cluster(cluster_url: str) -> str:
     """The cluster's URL with every master empty and its script cache too."""
-    client = raw_redis(cluster_url)
-    assert isinstance(client, redis.RedisCluster)
-    try:
-        for node in client.get_primaries():
-            with redis.Redis(host=node.host, port=node.port) as master:
-                master.script_flush()
-    finally:
-        client.close()
+    for master in cluster_masters(cluster_url):
+        with master:
+            master.script_flush()
     return cluster_url
 
 
