@@ -419,3 +419,23 @@ async def test_after_a_restore_a_set_at_the_version_served_is_read_not_assumed(
     assert b.current().version == a.current().version == 3
     assert (await a.refresh()) == b.current()
     assert a.signing_set().active.kid == kid_of(4) and a.stale is None
+
+
+@pytest.mark.slow
+async def test_a_set_copied_from_one_redis_to_the_cluster_names_serves_there(
+    redis_server: Any, cluster_url: str, clock: FakeClock
+) -> None:
+    # docs/deploying.md, "Redis Cluster": moving to a cluster copies the set and its version
+    # (as stored, still sealed) to the tagged names; the document itself is unchanged.
+    redis_server.reset()
+    single = make_store(redis_server.url, clock, key_supply([0, 1, 2]), replica="old")
+    single.load_or_create()
+    await admin(single, clock).rotate("t", force=True)
+    source, target = raw_redis(redis_server.url), raw_redis(cluster_url)
+    old, new = names(redis_server.url), names(cluster_url)
+    target.set(new.set, source.get(old.set) or b"")
+    target.set(new.version, source.get(old.version) or b"")
+    source.close()
+    target.close()
+    moved = make_store(cluster_url, clock, key_supply([]), replica="new").load_or_create()
+    assert moved == single.current() and moved.version == 2
