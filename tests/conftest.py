@@ -11,6 +11,7 @@ Use from any test module:
   restarts/resumes it for the next test if a fault test failed half-way.
 * ``redis_server_factory`` (function scope): ``make(*extra_args, password=None)`` starts an
   extra private server (e.g. with ``--requirepass``), stopped after the test.
+* ``redis_or_cluster_url`` (function scope, two parameters): each of the two below.
 * ``cluster_url`` (function scope): the URL of one node of the session's private Redis
   Cluster (three masters, no replicas, made with ``redis-cli --cluster create``), every
   master flushed before the test; ``redis_cluster`` (session scope) is the
@@ -300,6 +301,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 def cluster_url(redis_cluster: RedisClusterServers) -> str:
     redis_cluster.reset()
     return redis_cluster.url
+
+
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.slow)])
+def redis_or_cluster_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> str:
+    """``redis_url``, then ``cluster_url``: a module whose ``redis_url`` returns this runs
+    every test on one Redis and on the cluster (``parametrize("redis_or_cluster_url",
+    ["single"], indirect=True)`` keeps a fault test on the one server)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    redis_server.reset()
+    return redis_server.url
 
 
 # --- the application -----------------------------------------------------------------------

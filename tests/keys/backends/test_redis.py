@@ -38,13 +38,10 @@ KEK_B = bytes(range(100, 132))
 TIMEOUT = 5.0  # guards a hang; propagation itself must take under 1 s
 
 
-@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.slow)])
-def redis_url(request: pytest.FixtureRequest, redis_server: Any) -> str:
+@pytest.fixture
+def redis_url(redis_or_cluster_url: str) -> str:
     """Every test here on one Redis and on the three-master cluster (its names tagged)."""
-    if request.param == "cluster":
-        return str(request.getfixturevalue("cluster_url"))
-    redis_server.reset()
-    return str(redis_server.url)
+    return redis_or_cluster_url
 
 
 def names(url: str) -> KeySetKeys:
@@ -283,7 +280,7 @@ async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClo
         await b.aclose()
 
 
-@pytest.mark.parametrize("redis_url", ["single"], indirect=True)  # pauses the one server
+@pytest.mark.parametrize("redis_or_cluster_url", ["single"], indirect=True)  # pauses the one server
 async def test_redis_down_keeps_the_jwks_but_stops_signing(
     replicas: tuple[RedisKeyStore, RedisKeyStore], redis_server: object
 ) -> None:

@@ -28,20 +28,17 @@ WITHIN = 5.0  # guards a hang; a running replica restores within one poll (0.5 s
 Make = Callable[..., RedisKeyStore]
 
 
-@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.slow)])
-def redis_url(request: pytest.FixtureRequest, redis_server: Any) -> str:
+@pytest.fixture
+def redis_url(redis_or_cluster_url: str) -> str:
     """Every test here on one Redis and on the three-master cluster (its names tagged)."""
-    if request.param == "cluster":
-        return str(request.getfixturevalue("cluster_url"))
-    redis_server.reset()
-    return str(redis_server.url)
+    return redis_or_cluster_url
 
 
 def names(url: str) -> KeySetKeys:
     return KeySetKeys(cluster=is_cluster(url))
 
 
-single = pytest.mark.parametrize("redis_url", ["single"], indirect=True)
+single = pytest.mark.parametrize("redis_or_cluster_url", ["single"], indirect=True)
 """For the tests that stop the one server."""
 
 
