@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio import RedisCluster
+
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
 from hook_service.clock import Clock, system_clock
@@ -214,6 +216,10 @@ class RedisStore:
         # TIME answers as PING does, and keeps the offset to the server's clock fresh (the
         # readiness probe calls this), so a hook's write seldom waits for a measurement.
         with self._site.guard("ping", _unavailable, log=logger):
+            if isinstance(self._redis, RedisCluster):
+                # A fresh cluster client first reads the slot map (and the command table):
+                # not part of the round trip measured, whose error makes deadlines early.
+                await self._redis.initialize()
             sent = time.monotonic()
             seconds, micros = await self._redis.time()
         self._server_clock.observe(sent, time.monotonic(), seconds, micros)
