@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run cli test lint clean redis-server promtool docker-tools lock wrk bench js-deps
+.PHONY: run cli test lint clean redis-server redis-sentinel promtool docker-tools lock wrk bench js-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 cli: $(STAMP)
 	$(BIN)/hook-service $(ARGS)
 
-test: $(STAMP) redis-server promtool js-deps docker-tools
+test: $(STAMP) redis-server redis-sentinel promtool js-deps docker-tools
 	$(BIN)/python -m pytest
 
 # tests/js drives Prelude's own JS SDK (test-only npm dependency, pinned in package-lock.json)
@@ -44,6 +44,15 @@ redis-server:
 	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "redis-server is required by the tests: install Redis 7 (e.g. apt-get install redis-server)" >&2; exit 1; \
+	  fi; }
+
+# The Sentinel tests (tests/sentinels.py) start a master, a replica and three Sentinels.
+redis-sentinel: redis-server
+	@command -v redis-sentinel >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq redis-sentinel >/dev/null; \
+	  else \
+	    echo "redis-sentinel is required by the tests: apt-get install redis-sentinel (Debian)" >&2; exit 1; \
 	  fi; }
 
 # tests/deploy/test_prometheus.py runs Prometheus's promtool on deploy/prometheus/alerts.yml.
@@ -72,8 +81,9 @@ docker-tools:
 lock: $(STAMP)
 	$(BIN)/python deploy/lock.py
 
-# Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run.
-bench: $(STAMP) redis-server wrk
+# Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run; --sentinel adds
+# the hook and token figures on a Sentinel group (docs/deploying.md, "Choosing Redis").
+bench: $(STAMP) redis-server redis-sentinel wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 wrk:

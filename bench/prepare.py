@@ -164,3 +164,84 @@ def policy_with_rules(count: int) -> dict[str, Any]:
         "scopes": {"transfer:write": {"rules": rules}},
         "default": {"status": "block"},
     }
+
+
+# Conditions of the same shape that are false for the bench's hook bodies: on the user's
+# facts, or on the request alone. The facts ones read most fields; the velocity threshold is
+# out of reach because wrk replays each user's request many times in one run.
+_FACTS_RULES = (
+    ("flagged", "facts.flagged"),
+    ("velocity", "facts.attempts_1h >= 1000000 || facts.distinct_ips_24h >= 1000000"),
+    ("travel", "facts.travel_kmh > 900.0 && !facts.device_known"),
+    (
+        "new-device-new-country",
+        '!facts.device_known && facts.country != "" && !facts.country_known'
+        ' && !("kyc_review" in facts.step_age && facts.step_age["kyc_review"] < 2592000)',
+    ),
+)
+_PLAIN_RULES = (
+    ("flagged", 'signals.platform == "P0"'),
+    ("velocity", 'metadata.currency == "C0" || metadata.currency == "C1"'),
+    ("travel", 'signals.platform == "P1" && !has_email'),
+    (
+        "new-device-new-country",
+        '!has_email && signals.platform != "" && signals.platform == "P2"'
+        ' && !("kyc_review" in metadata && metadata["kyc_review"] == "x")',
+    ),
+)
+
+
+def facts_policy(reads_facts: bool) -> dict[str, Any]:
+    """A policy like the example's ``transfer:write``: four blocking rules that miss for the
+    bench's hook bodies, then ``last`` (OTP). With ``reads_facts`` the four read ``facts``
+    (fetched before deciding); without, the same shape on the request alone (the attempt is
+    then recorded in the background): the pair measures what reading facts costs."""
+    rules: list[dict[str, Any]] = [
+        {"name": name, "when": when, "status": "block"}
+        for name, when in (_FACTS_RULES if reads_facts else _PLAIN_RULES)
+    ]
+    rules.append({"name": "last", "status": "review", "steps": ["otp"]})
+    policy = policy_with_rules(1)
+    policy["scopes"]["transfer:write"]["rules"] = rules
+    return policy
+
+
+@dataclass(frozen=True, slots=True)
+class PastAttempt:
+    """One step-up of a user's history: ``after`` seconds after the previous one, from
+    ``ip`` with ``user_agent``; ``proof`` says whether the user then passed it, and with which
+    custom step (``""``: an OTP only)."""
+
+    after: int
+    scope: str
+    ip: str
+    user_agent: str
+    proof: str | None
+
+
+MONTH_DEVICES = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+)
+MONTH_SCOPES = ("transfer:write", "prld:pwd:write", "profile:write")
+
+
+def typical_month(index: int, attempts: int = 60, ips: int = 10) -> list[PastAttempt]:
+    """A month of typical history for user ``index`` (issue 11 point 6): ``attempts`` step-ups
+    12 h apart from 3 devices and ``ips`` public IPv4 addresses, over 3 scopes; one in four
+    passed, one in sixteen with KYC. Deterministic per ``index``."""
+    addresses = [f"81.{(index >> 8) % 256}.{index % 256}.{n + 1}" for n in range(ips)]
+    return [
+        PastAttempt(
+            after=12 * 3600,
+            scope=MONTH_SCOPES[n % 3],
+            ip=addresses[n % ips],
+            user_agent=MONTH_DEVICES[n % 3],
+            proof=None if n % 4 else ("kyc_review" if n % 16 == 0 else ""),
+        )
+        for n in range(attempts)
+    ]

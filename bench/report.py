@@ -8,19 +8,27 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """One measured figure. A ratio figure has a floor and a minimum ratio as its goal; a limit
-    figure has an upper bound on the value itself."""
+    """One measured figure. A ratio figure has a floor and a minimum ratio as its goal (or, for
+    a latency against another, a maximum ratio); a limit figure has an upper bound on the value
+    itself."""
 
     name: str
     value: float
     unit: str
     floor: float | None
     goal: float | None
-    kind: str  # "ratio" (ratio >= goal), "below" (value < goal), "at_most" (value <= goal)
+    # "ratio" (ratio >= goal), "ratio_at_most" (ratio <= goal), "below" (value < goal),
+    # "at_most" (value <= goal)
+    kind: str
 
     @classmethod
     def ratio(cls, name: str, value: float, floor: float, goal: float | None) -> Figure:
         return cls(name, value, "/s", floor, goal, "ratio")
+
+    @classmethod
+    def ratio_limit(cls, name: str, value: float, floor: float, goal: float, unit: str) -> Figure:
+        """``value`` may be at most ``goal`` times ``floor`` (e.g. a p99 against another)."""
+        return cls(name, value, unit, floor, goal, "ratio_at_most")
 
     @classmethod
     def limit(
@@ -40,15 +48,19 @@ class Figure:
             return "-"
         if self.kind == "ratio":
             return f">= {self.goal:g}"
+        if self.kind == "ratio_at_most":
+            return f"<= {self.goal:g}"
         return f"{'<' if self.kind == 'below' else '<='} {self.goal:g} {self.unit}"
 
     @property
     def passed(self) -> bool:
         if self.goal is None:
             return True
-        if self.kind == "ratio":
+        if self.kind in ("ratio", "ratio_at_most"):
             ratio = self.ratio_value
-            return ratio is not None and ratio >= self.goal
+            if ratio is None:
+                return False
+            return ratio >= self.goal if self.kind == "ratio" else ratio <= self.goal
         return self.value < self.goal if self.kind == "below" else self.value <= self.goal
 
     def cells(self) -> list[str]:

@@ -21,10 +21,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 
+from hook_service._redis_target import RedisTarget
 from hook_service.keys.backends.keyring import keyring
 from hook_service.services import AT_REST_LABEL
 from hook_service.simulator.prelude import PreludeKeys
@@ -32,9 +34,19 @@ from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
 from . import cluster, prepare
+from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
-from .servers import Process, Processes, cpu_seconds, rss_bytes, worker_pids
+from .servers import (
+    HOST,
+    SENTINEL_MASTER,
+    Process,
+    Processes,
+    cpu_seconds,
+    rss_bytes,
+    sentinel_env,
+    worker_pids,
+)
 
 SERVICE_APP = "hook_service.app:create_app_from_env"
 # Where the figures of the last run are kept (--update-docs with no file).
@@ -60,6 +72,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.duration: float = args.duration
         self.cluster: bool = args.cluster
+        self.sentinel: bool = args.sentinel
+        self.redis_target: RedisTarget | str = ""  # where tokens_once records pending steps
         self.connections: int = args.connections
         self.workdir = workdir
         self.procs = Processes(workdir)
@@ -105,7 +119,7 @@ class Bench:
 
     def run(self) -> list[Figure]:
         redis = self.procs.redis()
-        self.env["HOOK_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/0"
+        self.env["HOOK_REDIS_URL"] = self.redis_target = f"redis://127.0.0.1:{redis.port}/0"
         _log("floor: raw RSA-2048 PKCS#1 v1.5 SHA-256 signing")
         sign_rate = rsa_sign_rate(min(self.duration, 5.0))
         pair_rate = rsa_sign_rate(min(self.duration, 5.0), ed25519_verify=True)
@@ -139,19 +153,30 @@ class Bench:
         self.procs.stop(service)
 
         _log("growth: policies of 1, 10 and 100 rules")
-        by_rules = {count: self.policy_rate(count, small) for count in (1, 10, 100)}
+        by_rules = {
+            count: self.policy_load(str(count), prepare.policy_with_rules(count), small).rate
+            for count in (1, 10, 100)
+        }
         _log("growth: tokens with 2 workers")
         two = self.procs.uvicorn("service2", SERVICE_APP, self.env, workers=2, factory=True)
         tokens2 = self.load_tokens(two, sign_rate, "fields", SCALING_CONNECTIONS)
         self.procs.stop(two)
         _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
-        extra = []
+        _log("facts: the hook with and without facts (replay check off: every call counts)")
+        with_facts = self.facts_load(small, reads_facts=True)
+        without_facts = self.facts_load(small, reads_facts=False)
+        _log("growth: Redis memory per user with a month of history")
+        per_user = self.redis_bytes_per_user()
+        on_sentinel = self.sentinel_figures(large, hook_kyc, tokens, sign_rate)
+        on_cluster: list[Figure] = []
         if self.cluster:
             single = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
-            extra = self.on_cluster(single, small, large, sign_rate)
+            on_cluster = self.on_cluster(single, small, large, sign_rate)
 
         return [
+            *on_sentinel,
+            *on_cluster,
             Figure.ratio("hook req/s (signed, example policy)", hook.rate, bare.rate, 0.5),
             Figure.ratio("hook req/s with custom step (Redis)", hook_kyc.rate, bare.rate, 0.4),
             Figure.limit(f"hook p99 latency, {self.connections} conns", hook.p99_ms, "ms", 10),
@@ -173,7 +198,53 @@ class Bench:
                 tokens_many.rate,
                 1.7,
             ),
-            *extra,
+            Figure.ratio(
+                "hook req/s with facts vs without", with_facts.rate, without_facts.rate, 0.7
+            ),
+            Figure.ratio_limit(
+                f"hook p99 with facts vs without, {self.connections} conns",
+                with_facts.p99_ms,
+                without_facts.p99_ms,
+                1.5,
+                "ms",
+            ),
+            Figure.limit(
+                "Redis bytes per user, a month of history", per_user, "B", 2048, inclusive=True
+            ),
+        ]
+
+    def sentinel_figures(
+        self, large: Path, hook_kyc: WrkResult, tokens: WrkResult, sign_rate: float
+    ) -> list[Figure]:
+        """With ``--sentinel``: the hook with a custom step and the tokens again, on a Sentinel
+        group (master, replica, three Sentinels) with ``HOOK_REDIS_MIN_REPLICAS=1``, beside the
+        same figures on one Redis (docs/deploying.md, "Choosing Redis")."""
+        if not self.sentinel:
+            return []
+        _log("Sentinel: hook with custom step and tokens, writes waiting for 1 replica")
+        group, ports = self.procs.sentinel_group("sentinel")
+        env = {k: v for k, v in self.env.items() if k != "HOOK_REDIS_URL"}
+        env |= sentinel_env(ports, min_replicas=1)
+        one_redis, self.redis_target = self.redis_target, sentinel_target(ports, 1)
+        service = self.procs.uvicorn("service_sentinel", SERVICE_APP, env, factory=True)
+        try:
+            self.warm(service, large)
+            hook = self.load(service, large, rule="large-transfer")
+            sentinel_tokens = self.load_tokens(service, sign_rate, "fields")
+        finally:
+            self.redis_target = one_redis
+            for process in [service, *reversed(group)]:
+                self.procs.stop(process)
+        return [
+            Figure.ratio(
+                "hook req/s with custom step, Sentinel + WAIT 1 vs one Redis",
+                hook.rate,
+                hook_kyc.rate,
+                None,
+            ),
+            Figure.ratio(
+                "tokens/s, Sentinel + WAIT 1 vs one Redis", sentinel_tokens.rate, tokens.rate, None
+            ),
         ]
 
     def on_cluster(
@@ -183,6 +254,8 @@ class Bench:
         _log(f"cluster: hook, custom step, tokens on {cluster.NODES} masters (1 worker)")
         nodes = self.procs.redis_cluster()
         saved, self.env = self.env, cluster.cluster_env(self.env, [n.port for n in nodes])
+        one_redis = self.redis_target
+        self.redis_target = RedisTarget(url=self.env["HOOK_REDIS_URL"], cluster=True)
         try:
             service = self.procs.uvicorn("service_cluster", SERVICE_APP, self.env, factory=True)
             self.warm(service, small)
@@ -192,7 +265,7 @@ class Bench:
             tokens = self.load_tokens(service, sign_rate, "fields")
             self.procs.stop(service)
         finally:
-            self.env = saved
+            self.env, self.redis_target = saved, one_redis
             for node in nodes:
                 self.procs.stop(node)
         rates = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
@@ -245,8 +318,7 @@ class Bench:
         # Challenge tokens live 10 minutes (as Prelude's); the pool is used at once.
         now = time.time()
         users = [prepare.token_subject(i)[0] for i in range(start, start + count + WARMUP_REQUESTS)]
-        on_cluster = self.env.get("HOOK_REDIS_CLUSTER") == "true"
-        asyncio.run(record_pending(self.env["HOOK_REDIS_URL"], users, cluster=on_cluster))
+        asyncio.run(record_pending(self.redis_target, users))
         warmup = [
             prepare.token_request(
                 self.keys, start + count + i, api_key=self.api_key, now=now, form=form
@@ -265,16 +337,33 @@ class Bench:
         )
         return self.load(server, pool, once=True, connections=connections)
 
-    def policy_rate(self, rules: int, pool: Path) -> float:
-        policy_file = self.workdir / f"policy_{rules}.yaml"
-        policy_file.write_text(json.dumps(prepare.policy_with_rules(rules)))  # JSON is YAML
-        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file)}
-        server = self.procs.uvicorn(f"policy_{rules}", SERVICE_APP, env, factory=True)
+    def policy_load(self, name: str, policy: dict[str, Any], pool: Path, **env: str) -> WrkResult:
+        """The hook under ``policy`` (its last rule, ``last``, must decide), ``env`` added."""
+        policy_file = self.workdir / f"policy_{name}.yaml"
+        policy_file.write_text(json.dumps(policy))  # JSON is YAML
+        env = {**self.env, "HOOK_POLICY_FILE": str(policy_file), **env}
+        server = self.procs.uvicorn(f"policy_{name}", SERVICE_APP, env, factory=True)
         try:
             self.warm(server, pool)
-            return self.load(server, pool, rule="last").rate
+            return self.load(server, pool, rule="last")
         finally:
             self.procs.stop(server)
+
+    def facts_load(self, pool: Path, *, reads_facts: bool) -> WrkResult:
+        """The hook under :func:`prepare.facts_policy`: its rules read facts (fetched before
+        deciding) or not (the attempt recorded in the background). HOOK_REPLAY_WINDOW=0, so
+        wrk's repeats of a pooled call are attempts, not replays."""
+        policy = prepare.facts_policy(reads_facts)
+        name = "facts" if reads_facts else "no_facts"
+        return self.policy_load(name, policy, pool, HOOK_REPLAY_WINDOW="0")
+
+    def redis_bytes_per_user(self) -> float:
+        redis = self.procs.redis("redis_facts")
+        try:
+            url = f"redis://127.0.0.1:{redis.port}/0"
+            return asyncio.run(bytes_per_user(url, self.env["HOOK_FACTS_KEY"]))
+        finally:
+            self.procs.stop(redis)
 
     def redis_bytes_per_step(self) -> float:
         redis = self.procs.redis("redis_memory")
@@ -306,11 +395,21 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
         ]
 
 
-async def record_pending(url: str, users: list[str], *, cluster: bool = False) -> None:
+def sentinel_target(ports: list[int], min_replicas: int) -> RedisTarget:
+    """What the service makes of :func:`~bench.servers.sentinel_env`'s variables."""
+    return RedisTarget(
+        sentinels=tuple((HOST, port) for port in ports),
+        master=SENTINEL_MASTER,
+        min_replicas=min_replicas,
+    )
+
+
+async def record_pending(url: RedisTarget | str, users: list[str]) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
     # It only records steps: a throwaway KEK seals the tokens it never claims.
     sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
-    store = RedisStore(url, sealer=sealer, timeout=5.0, cluster=cluster)
+    cluster = isinstance(url, RedisTarget) and url.cluster
+    store = RedisStore(url, sealer=sealer, timeout=5.0)
     try:
         for batch in _steps(users):
             if not cluster:
@@ -381,6 +480,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--cluster",
         action="store_true",
         help="also the hook and token figures on a three-master Redis Cluster",
+    )
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="also the hook and token figures on Sentinel (master, replica, WAIT 1)",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -1,9 +1,11 @@
-"""Processes the benchmark starts on loopback: a private redis-server and uvicorn servers.
+"""Processes the benchmark starts on loopback: private redis-servers (one, or a Sentinel group:
+master, replica, three Sentinels), and uvicorn servers.
 
 Every process is started here, tracked, and stopped by its own pid at the end."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -22,6 +24,27 @@ import redis
 from . import cluster
 
 HOST = "127.0.0.1"
+SENTINEL_MASTER = "benchmaster"
+SENTINEL_QUORUM = 2
+
+
+def sentinel_conf(port: int, master_port: int, workdir: Path) -> str:
+    """The configuration of one bench Sentinel watching the master on ``master_port``."""
+    return (
+        f"port {port}\nbind {HOST}\ndir {workdir}\n"
+        f"sentinel monitor {SENTINEL_MASTER} {HOST} {master_port} {SENTINEL_QUORUM}\n"
+        f"sentinel down-after-milliseconds {SENTINEL_MASTER} 5000\n"
+    )
+
+
+def sentinel_env(sentinel_ports: list[int], min_replicas: int) -> dict[str, str]:
+    """The service's variables for the Sentinels on ``sentinel_ports`` (instead of
+    ``HOOK_REDIS_URL``), its writes waiting for ``min_replicas`` replicas."""
+    return {
+        "HOOK_REDIS_SENTINELS": ",".join(f"{HOST}:{port}" for port in sentinel_ports),
+        "HOOK_REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
+        "HOOK_REDIS_MIN_REPLICAS": str(min_replicas),
+    }
 
 
 def free_port() -> int:
@@ -99,23 +122,17 @@ class Processes:
         self.started.append(process)
         return process
 
-    def redis(self, name: str = "redis") -> Process:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is required: apt-get install redis-server")
+    def redis(self, name: str = "redis", *extra: str) -> Process:
         port = free_port()
-        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        argv = [_binary("redis-server"), "--port", str(port), "--bind", HOST, "--save", ""]
+        argv += ["--appendonly", "no", *extra]
         process = self._spawn(name, argv, port, dict(os.environ))
         _wait(lambda: _redis_ping(port), process)
         return process
 
     def redis_cluster(self, name: str = "cluster") -> list[Process]:
         """Three masters joined by ``redis-cli --cluster create`` (bench/cluster.py)."""
-        binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        if binary is None or cli is None:
-            raise SystemExit(
-                "redis-server and redis-cli are required: apt-get install redis-server"
-            )
+        binary, cli = _binary("redis-server"), _binary("redis-cli")
         nodes = []
         for index in range(cluster.NODES):
             directory = self.workdir / f"{name}{index}"
@@ -129,6 +146,24 @@ class Processes:
         subprocess.run(cluster.create_argv(cli, ports), capture_output=True, timeout=60, check=True)
         _wait(lambda: all(_cluster_ok(port) for port in ports), nodes[0])
         return nodes
+
+    def sentinel_group(self, name: str) -> tuple[list[Process], list[int]]:
+        """A master, its replica (in sync) and three Sentinels that see both: the processes and
+        the Sentinels' ports."""
+        master = self.redis(f"{name}_master")
+        replica = self.redis(f"{name}_replica", "--replicaof", HOST, str(master.port))
+        processes = [master, replica]
+        for index in range(3):
+            port = free_port()
+            directory = self.workdir / f"{name}_sentinel_{index}"
+            directory.mkdir()
+            conf = directory / "sentinel.conf"
+            conf.write_text(sentinel_conf(port, master.port, directory))
+            argv = [_binary("redis-sentinel"), str(conf)]
+            process = self._spawn(f"{name}_sentinel_{index}", argv, port, dict(os.environ))
+            processes.append(process)
+            _wait(functools.partial(_sentinel_sees_replica, port), process)
+        return processes, [p.port for p in processes[2:]]
 
     def uvicorn(
         self, name: str, app: str, env: dict[str, str], *, workers: int = 1, factory: bool = False
@@ -161,6 +196,24 @@ def _cluster_ok(port: int) -> bool:
         return False
     finally:
         client.close()
+
+
+def _binary(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        raise SystemExit(f"{name} is required: apt-get install {name}")
+    return binary
+
+
+def _sentinel_sees_replica(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            sock.sendall(f"SENTINEL REPLICAS {SENTINEL_MASTER}\r\n".encode())
+            reply = sock.recv(4096)
+    except OSError:
+        return False
+    # An array of replicas, the first one up ("flags" is "slave", not "s_down,slave").
+    return reply.startswith(b"*") and not reply.startswith(b"*0") and b"s_down" not in reply
 
 
 def _redis_ping(port: int) -> bool:

@@ -16,13 +16,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service.errors import ConfigError, HookError, KeyStoreFailure
-from hook_service.hook.parse import parse_hook_request
 from hook_service.keys.admin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
 from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends.base import KeyStore, SeedableKeyStore, key_problem
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.lifecycle import KeySet
-from hook_service.policy.engine import Policy
+from hook_service.policy.cli import policy
 from hook_service.services import key_admin, open_key_store
 from hook_service.settings import KEYSTORES, LOG_FORMATS, LOG_LEVELS, Settings, parse_variable
 from hook_service.simulator.cli import simulate
@@ -60,8 +59,8 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 
 
 # Secrets (HOOK_API_KEYS, HOOK_ADMIN_TOKENS, HOOK_KEY_ENCRYPTION_KEYS, HOOK_FACTS_KEY, a
-# password in HOOK_REDIS_URL) have no flags on purpose: a command line is visible to every
-# user of the host through ps and /proc. Every other variable has one.
+# password in HOOK_REDIS_URL, HOOK_REDIS_SENTINEL_PASSWORD) have no flags on purpose: a command
+# line is visible to every user of the host through ps and /proc. Every other variable has one.
 @cli.command()
 @click.option("--host", help="Listen address [HOOK_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Listen port [HOOK_PORT, default 8000].")
@@ -69,6 +68,9 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @click.option("--internal-port", type=int, help="Internal listener port [HOOK_INTERNAL_PORT].")
 @click.option("--workers", type=int, help="Worker processes [HOOK_WORKERS, default 1].")
 @_variable_option("--read-timeout", "Time for a request's head and body (10s).")
+@_variable_option("--redis-sentinels", "Sentinels host:port,host:port (instead of HOOK_REDIS_URL).")
+@_variable_option("--redis-sentinel-master", "The master's name the Sentinels monitor.")
+@_variable_option("--redis-min-replicas", "Replicas a claim, step or key change waits for (0).")
 @click.option(
     "--max-connections", type=int, help="Per listener and worker [HOOK_MAX_CONNECTIONS, 4096]."
 )
@@ -80,6 +82,11 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
     help="HOOK_REDIS_URL names a node of a Redis Cluster [HOOK_REDIS_CLUSTER, off].",
 )
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
+@click.option(
+    "--shadow-policy-file",
+    type=click.Path(path_type=Path),
+    help="A policy decided beside the live one, never answered [HOOK_SHADOW_POLICY_FILE].",
+)
 @_variable_option("--prelude-jwks-url", "Prelude app JWKS URL.")
 @click.option(
     "--prelude-jwks-file", type=click.Path(path_type=Path), help="[HOOK_PRELUDE_JWKS_FILE]."
@@ -105,7 +112,7 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
 @click.option(
     "--keystore",
     type=click.Choice(KEYSTORES),
-    help="Where the signing keys live [HOOK_KEYSTORE, redis with HOOK_REDIS_URL, else file].",
+    help="Where the signing keys live [HOOK_KEYSTORE, redis with Redis, else file].",
 )
 @_variable_option(
     "--key-publish-lead", "How long a next key is published before it may sign (11m)."
@@ -252,7 +259,10 @@ def keys_import(file: Path | None, from_dir: Path | None, replace: bool) -> None
         source = FileKeyStore(from_dir).load()
         _, store = _open_keys(None)
         if not isinstance(store, SeedableKeyStore):
-            _fail("--from-dir copies into the Redis key store: set HOOK_REDIS_URL")
+            _fail(
+                "--from-dir copies into the Redis key store: set HOOK_REDIS_URL or "
+                "HOOK_REDIS_SENTINELS"
+            )
         if not replace:
             _print_set(store.create_from(source, CLI_ACTOR))
             return
@@ -290,44 +300,7 @@ def keys_export_public(keys_dir: Path | None, output: Path | None) -> None:
         _fail(f"{output}: {exc.strerror}")
 
 
-@cli.group()
-def policy() -> None:
-    """Check a policy file, or try it on a hook request."""
-
-
-@policy.command("check")
-@click.argument("file", type=click.Path(path_type=Path))
-def policy_check(file: Path) -> None:
-    """Validate FILE against Prelude's limits; exit 2 with the reason if it is invalid."""
-    loaded = _load_policy(file)
-    click.echo(f"{file}: ok ({len(loaded.custom_steps)} custom step(s) declared)")
-
-
-@policy.command("eval")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.argument("request", type=click.Path(path_type=Path))
-def policy_eval(file: Path, request: Path) -> None:
-    """Decide REQUEST.json (a hook request body) with FILE; print the decision and the rule."""
-    loaded = _load_policy(file)
-    try:
-        hook_request = parse_hook_request(request.read_bytes())
-    except OSError as exc:
-        _fail(f"{request}: {exc.strerror}")
-    except HookError as exc:
-        _fail(f"{request}: {exc.detail}")
-    decision = loaded.decide(hook_request)
-    click.echo(json.dumps({"rule": decision.rule, "decision": decision.to_json()}, indent=2))
-    if decision.error:
-        click.echo(f"evaluation error: {decision.error}", err=True)
-
-
-def _load_policy(file: Path) -> Policy:
-    try:
-        return Policy.load(file)
-    except ConfigError as exc:
-        _fail(str(exc))
-
-
+cli.add_command(policy)
 cli.add_command(simulate)
 
 

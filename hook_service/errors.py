@@ -14,6 +14,7 @@ The tree (status in brackets)::
     Exception
     ├── HookError [500] ·························· rendered to the client
     │   ├── InvalidRequest [400]
+    │   ├── InvalidPolicy [400] ·················· a policy reload refused; the old one stays
     │   ├── InvalidSignature [401]
     │   ├── Unauthorized [401]
     │   ├── NotFound [404]
@@ -61,6 +62,14 @@ class HookError(Exception):
 
 class InvalidRequest(HookError):
     code = "invalid_request"
+    status_code = 400
+
+
+class InvalidPolicy(HookError):
+    """``POST /admin/policy/reload`` refused the file; ``detail`` is ``policy check``'s
+    message and the policy in force stays."""
+
+    code = "invalid_policy"
     status_code = 400
 
 

@@ -109,7 +109,9 @@ SHADOW_DISAGREEMENTS = _counter(
     ("scope",),
 )
 STORE_ERRORS = _counter(
-    "store_errors_total", "Failed calls to the pending-step store, by operation.", ("operation",)
+    "store_errors_total",
+    "Failed calls to the pending-step and facts stores, by operation.",
+    ("operation",),
 )
 KEYSTORE_ERRORS = _counter(
     "keystore_errors_total",
@@ -186,8 +188,10 @@ def on_error_reason(error: str | None) -> str:
         return "store_timeout"
     if error == "internal error":
         return "internal_error"
-    if error.startswith("the store is unavailable"):
+    if error.startswith(("the store is unavailable", "the facts store is unavailable")):
         return "store_unavailable"
+    if error.startswith("the store answered after the write's deadline"):
+        return "store_timeout"  # the write was refused in Redis, past its deadline
     if error.startswith(("rule ", "evaluation failed")):
         return "policy_error"
     return OTHER

@@ -190,7 +190,13 @@ def dev_settings(flags: dict[str, Any], say: Callable[[str], Any]) -> Settings:
     # --dev is "no configuration": always the in-memory store, and the signature check comes
     # back on as soon as a Prelude JWKS is given.
     settings = settings.replace(
-        redis_url=None, keystore="file", insecure_skip_signature=not settings.signature_source
+        redis_url=None,
+        redis_sentinels=(),
+        redis_sentinel_master=None,
+        redis_sentinel_password=None,
+        redis_min_replicas=0,
+        keystore="file",
+        insecure_skip_signature=not settings.signature_source,
     )
     say(f"dev API key (POST /verification-token): {api_key}")
     say(f"dev admin token (/admin/*):             {admin_token}")

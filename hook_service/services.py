@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from hook_service.facts.logic import Limits
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.decider import HookDecider
+from hook_service.hook.history import HookHistory
 from hook_service.hook.signature import SignatureCheck
 from hook_service.hook.stepup import StepUpHook
 from hook_service.keys.admin import KeyAdmin
@@ -35,6 +37,7 @@ from hook_service.keys.lifecycle import NewKey, generate_rsa_key
 from hook_service.keys.scheduler import RotationScheduler
 from hook_service.policy.base import DecisionPolicy
 from hook_service.policy.engine import Policy, example_policy_path
+from hook_service.policy.holder import PolicyHolder
 from hook_service.prelude.jwks import PreludeJwks
 from hook_service.settings import Settings
 from hook_service.store.base import Store
@@ -58,7 +61,8 @@ class Services:
 
     settings: Settings
     clock: Clock
-    policy: Policy
+    policy: PolicyHolder
+    """The live policy (and shadow), reloaded by SIGHUP or POST /admin/policy/reload."""
     store: Store
     keys: KeyStore
     key_admin: KeyAdmin
@@ -72,10 +76,13 @@ class Services:
     """Each user's history of attempts and proofs (design.md "Facts")."""
     attempts: AttemptFactory
     """A hook request's signals as an Attempt: keyed hashes, country, location."""
+    history: HookHistory
+    """The hook's use of the facts: observed or recorded in the background, replays."""
     tracing: Tracing | None = None
     """Spans for requests and their steps (OpenTelemetry), when configured."""
 
     async def startup(self) -> None:
+        _on_sighup(self.policy.reload_or_log)
         if self.prelude_keys is not None and not self.prelude_keys.loaded:
             await self.prelude_keys.load()
         await self.keys.start()
@@ -103,15 +110,30 @@ class Services:
         return checks
 
     async def aclose(self) -> None:
+        _on_sighup(None)
         if self.scheduler is not None:
             await self.scheduler.aclose()
         await self.keys.aclose()
         await self.store.aclose()
+        await self.history.background.drain()  # the attempts still being recorded
         await self.facts.aclose()
         if self.prelude_keys is not None:
             await self.prelude_keys.aclose()
         if self.tracing is not None:
             self.tracing.shutdown()
+
+
+def _on_sighup(callback: Callable[[], object] | None) -> None:
+    """Reload the policy on SIGHUP (``None``: stop). Only where the loop may own signals:
+    the main thread of a Unix process (not under a test client's thread)."""
+    try:
+        loop = asyncio.get_running_loop()
+        if callback is None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, callback)
+    except (AttributeError, NotImplementedError, RuntimeError, ValueError):
+        pass
 
 
 @contextmanager
@@ -127,14 +149,14 @@ def open_key_store(
     settings: Settings, *, clock: Clock = system_clock, new_key: NewKey = generate_rsa_key
 ) -> KeyStore:
     """The key store ``HOOK_KEYSTORE`` selects (not loaded yet)."""
-    if settings.key_store == "redis" and settings.redis_url:
+    target = settings.redis_target
+    if settings.key_store == "redis" and target is not None:
         return RedisKeyStore(
-            settings.redis_url,
+            target,
             keyring(settings.key_encryption_keys),
             clock=clock,
             replica=settings.replica,
             new_key=new_key,
-            cluster=settings.redis_cluster,
         )
     return FileKeyStore(settings.keys_dir, clock=clock, new_key=new_key)
 
@@ -165,16 +187,17 @@ def claim_guard(keys: KeyStore, *, same_redis: bool, cluster: bool = False) -> C
 def open_facts(
     settings: Settings, facts: FactsStore | None = None
 ) -> tuple[FactsStore, AttemptFactory]:
-    """The facts store (``facts`` if given, else Redis when ``HOOK_REDIS_URL`` is set) and the
+    """The facts store (``facts`` if given, else Redis when Redis is configured) and the
     attempt factory.
 
     Without Redis and without ``HOOK_FACTS_KEY`` (``--dev``, one process) the hashes are
     keyed by a random key: the history then lasts as long as the process."""
-    if settings.redis_url and settings.facts_key is None and facts is None:
+    target = settings.redis_target
+    if target is not None and settings.facts_key is None and facts is None:
         # Every replica must hash IPs and devices alike, and the hashes must outlive a
         # restart: a per-process key would make every device new after each deploy.
         raise SettingsError(
-            "HOOK_FACTS_KEY is required with HOOK_REDIS_URL: IPs and devices are stored "
+            f"HOOK_FACTS_KEY is required with {target.variable}: IPs and devices are stored "
             "only as keyed hashes under it (base64 of 32 random bytes: "
             "openssl rand -base64 32)"
         )
@@ -185,12 +208,28 @@ def open_facts(
     attempts = AttemptFactory(key, DeviceKeys(), geo)
     if facts is not None:
         return facts, attempts
-    if settings.redis_url is None:
+    if target is None:
         return MemoryFactsStore(key, limits), attempts
-    store = RedisFactsStore(
-        settings.redis_url, key=key, limits=limits, cluster=settings.redis_cluster
+    facts = RedisFactsStore(target, key=key, limits=limits, on_error=metrics.store_error)
+    return facts, attempts
+
+
+def open_policy(settings: Settings, clock: Clock) -> PolicyHolder:
+    """The policy (``HOOK_POLICY_FILE``, else the bundled example) and the shadow policy
+    (``HOOK_SHADOW_POLICY_FILE``), loaded now; an error names the variable."""
+    path = settings.policy_file or example_policy_path()
+    with _named("HOOK_POLICY_FILE"):
+        live = Policy.load(path)
+    shadow = None
+    if settings.shadow_policy_file is not None:
+        with _named("HOOK_SHADOW_POLICY_FILE"):
+            shadow = Policy.load(settings.shadow_policy_file, shadow=True)
+    holder = PolicyHolder(path, settings.shadow_policy_file, clock=clock, loaded=(live, shadow))
+    holder.on_disagreement = lambda scope, _live, _shadow: metrics.shadow_disagreement(
+        holder.scopes, scope
     )
-    return store, attempts
+    holder.on_reload = metrics.policy_reload
+    return holder
 
 
 # HKDF label of the key that seals verification tokens at rest (keyring.Keyring.cipher).
@@ -198,14 +237,14 @@ AT_REST_LABEL = "verification-token-at-rest"
 
 
 def open_store(settings: Settings, clock: Clock) -> Store:
-    """The configured store: Redis when ``HOOK_REDIS_URL`` is set (its tokens sealed under
-    ``HOOK_KEY_ENCRYPTION_KEYS``, which settings require then), else in-memory."""
-    if settings.redis_url is None:
+    """The configured store: Redis when configured (``HOOK_REDIS_URL`` or
+    ``HOOK_REDIS_SENTINELS``; its tokens sealed under ``HOOK_KEY_ENCRYPTION_KEYS``, which
+    settings require then), else in-memory."""
+    target = settings.redis_target
+    if target is None:
         return MemoryStore(clock)
     sealer = keyring(settings.key_encryption_keys).cipher(AT_REST_LABEL)
-    return RedisStore(
-        settings.redis_url, sealer=sealer, clock=clock, cluster=settings.redis_cluster
-    )
+    return RedisStore(target, sealer=sealer, clock=clock)
 
 
 def build_services(
@@ -222,15 +261,14 @@ def build_services(
     """Load the policy and keys and open the store; any of them (and ``tracing``) may be
     injected (tests).
 
-    Stores built here from the settings share one Redis exactly when both are on
-    ``HOOK_REDIS_URL``; whoever injects a store and a key store knows whether they do, and
+    Stores built here from the settings share one Redis exactly when both are on the
+    configured Redis; whoever injects a store and a key store knows whether they do, and
     passes the claim ``guard`` (by default the key set is re-read around each claim)."""
-    with _named("HOOK_POLICY_FILE"):
-        policy = Policy.load(settings.policy_file or example_policy_path())
+    policy = open_policy(settings, clock)
     same_redis = store is None and keys is None and settings.key_store == "redis"
     if keys is None:
         keys = open_key_store(settings, clock=clock)
-    # The Redis store's errors already name HOOK_REDIS_URL or HOOK_KEY_ENCRYPTION_KEYS.
+    # The Redis store's errors already name its variable or HOOK_KEY_ENCRYPTION_KEYS.
     with _named("HOOK_KEYS_DIR") if settings.key_store == "file" else nullcontext():
         keys.load_or_create()
     admin = key_admin(settings, keys, clock)
@@ -262,6 +300,7 @@ def build_services(
         spans,
     )
     facts, attempts = open_facts(settings, facts)
+    history = HookHistory(facts, attempts, clock, window=settings.replay_window)
     signatures = None if settings.insecure_skip_signature else SignatureCheck(prelude_keys)
     deciding: DecisionPolicy = policy
     if tracing is not None:  # wrapped only when traced: no cost otherwise
@@ -270,7 +309,7 @@ def build_services(
     issuer = TokenIssuer(
         store,
         guard or claim_guard(keys, same_redis=same_redis, cluster=settings.redis_cluster),
-        custom_steps=policy.custom_steps,
+        custom_steps=policy.live_custom_steps(),
         ttl=settings.token_ttl,
         spans=spans,
     )
@@ -283,9 +322,10 @@ def build_services(
         key_admin=admin,
         scheduler=scheduler,
         prelude_keys=prelude_keys,
-        hook=StepUpHook(HookDecider(deciding, store, clock), signatures),
+        hook=StepUpHook(HookDecider(deciding, store, clock, history=history), signatures),
         issuer=issuer,
         facts=facts,
         attempts=attempts,
         tracing=tracing,
+        history=history,
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hook_service._redis_target import Address, RedisTarget
 from hook_service.errors import ConfigError, SettingsError
 from hook_service.facts.hashing import FactsKey
 from hook_service.keys.backends.keyring import KEK_BYTES, wrong_length
@@ -42,6 +43,9 @@ KEYSTORES = ("file", "redis")
 READ_TIMEOUT_RANGE = (1, 300)
 MAX_CONNECTIONS_RANGE = (1, 1_000_000)
 WORKERS_RANGE = (1, 64)
+MIN_REPLICAS_RANGE = (0, 16)
+# A Sentinel master name: what sentinel.conf's `sentinel monitor <name>` accepts in practice.
+_MASTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_DURATION = 366 * 86400
 # ASCII digits, few of them: \d also matches other scripts' digits, and int() refuses over
 # 4300 of them with a ValueError that would not name the variable.
@@ -62,8 +66,13 @@ class Settings:
     port: int = 8000
     redis_url: str | None = field(default=None, repr=False)
     redis_cluster: bool = False
+    redis_sentinels: tuple[Address, ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_min_replicas: int = 0
     keys_dir: Path = Path("keys")
     policy_file: Path | None = None
+    shadow_policy_file: Path | None = None  # decided beside the live policy, never answered
     prelude_jwks_url: str | None = None
     prelude_jwks_file: Path | None = None
     insecure_skip_signature: bool = False
@@ -153,11 +162,46 @@ class Settings:
                 f"HOOK_ADMIN_TOKEN_LABELS names {len(labels)} tokens but HOOK_ADMIN_TOKENS "
                 f"holds {len(self.admin_tokens)}; give one label per token, in the same order"
             )
+        self._validate_redis()
         self._validate_cluster()
         self._validate_keys()
         self._validate_facts()
         self._validate_server()
         return self
+
+    def _validate_redis(self) -> None:
+        if self.redis_url and self.redis_sentinels:
+            raise SettingsError(
+                "HOOK_REDIS_URL and HOOK_REDIS_SENTINELS are both set; set only one (one "
+                "Redis server, or the master a set of Sentinels names)"
+            )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise SettingsError(
+                "HOOK_REDIS_SENTINELS needs HOOK_REDIS_SENTINEL_MASTER: the name of the master "
+                "the Sentinels monitor (sentinel.conf's `sentinel monitor <name> ...`)"
+            )
+        for name, value in (
+            ("HOOK_REDIS_SENTINEL_MASTER", self.redis_sentinel_master),
+            ("HOOK_REDIS_SENTINEL_PASSWORD", self.redis_sentinel_password),
+        ):
+            if value is not None and not self.redis_sentinels:
+                raise SettingsError(f"{name} is set without HOOK_REDIS_SENTINELS")
+        master = self.redis_sentinel_master
+        if master is not None and not _MASTER_NAME.fullmatch(master):
+            raise SettingsError(
+                "HOOK_REDIS_SENTINEL_MASTER must be 1 to 64 letters, digits or . _ -"
+            )
+        low, high = MIN_REPLICAS_RANGE
+        if not low <= self.redis_min_replicas <= high:
+            raise SettingsError(
+                f"HOOK_REDIS_MIN_REPLICAS must be from {low} to {high}, got "
+                f"{self.redis_min_replicas}"
+            )
+        if self.redis_min_replicas and not self.redis_configured:
+            raise SettingsError(
+                "HOOK_REDIS_MIN_REPLICAS needs HOOK_REDIS_URL or HOOK_REDIS_SENTINELS (the "
+                "in-memory store has no replicas)"
+            )
 
     def _validate_cluster(self) -> None:
         """``HOOK_REDIS_CLUSTER``: ``HOOK_REDIS_URL`` names one node of a Redis Cluster
@@ -165,7 +209,18 @@ class Settings:
         if not self.redis_cluster:
             return
         if not self.redis_url:
-            raise SettingsError("HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL (any node)")
+            raise SettingsError(
+                "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL (any node), not "
+                "HOOK_REDIS_SENTINELS: a Redis Cluster fails over by itself"
+            )
+        if self.redis_min_replicas:
+            # WAIT counts the replicas of the connection's own last write, and redis-py's
+            # cluster client does not promise to send it on the connection that ran the
+            # script: refused rather than answered wrongly (docs/deploying.md).
+            raise SettingsError(
+                "HOOK_REDIS_MIN_REPLICAS is not supported with HOOK_REDIS_CLUSTER=true: set "
+                "HOOK_REDIS_MIN_REPLICAS=0, or use one Redis or Sentinel (docs/deploying.md)"
+            )
         parts = urlsplit(self.redis_url)
         if parts.scheme not in ("redis", "rediss"):
             raise SettingsError(
@@ -195,9 +250,10 @@ class Settings:
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be from {low} to {high}, got {value}")
-        if self.workers > 1 and not self.redis_url:
+        if self.workers > 1 and not self.redis_configured:
             raise SettingsError(
-                "HOOK_WORKERS above 1 needs HOOK_REDIS_URL: the in-memory store is per process, "
+                "HOOK_WORKERS above 1 needs HOOK_REDIS_URL or HOOK_REDIS_SENTINELS: the "
+                "in-memory store is per process, "
                 "so a step recorded by one worker would be unknown to the others"
             )
         port = self.internal_port
@@ -215,20 +271,22 @@ class Settings:
         if self.keystore is not None and self.keystore not in KEYSTORES:
             raise SettingsError(f"HOOK_KEYSTORE must be one of {', '.join(KEYSTORES)}")
         if self.key_store == "redis":
-            if not self.redis_url:
-                raise SettingsError("HOOK_KEYSTORE=redis needs HOOK_REDIS_URL")
+            if not self.redis_configured:
+                raise SettingsError(
+                    "HOOK_KEYSTORE=redis needs HOOK_REDIS_URL or HOOK_REDIS_SENTINELS"
+                )
             if not self.key_encryption_keys:
                 raise SettingsError(
                     "HOOK_KEY_ENCRYPTION_KEYS is required with the Redis key store: private "
                     "keys are only ever stored there encrypted (see docs/keys.md, 'Key "
                     "management in production')"
                 )
-        elif self.redis_url and not self.key_encryption_keys:
+        elif self.redis_target is not None and not self.key_encryption_keys:
             # Issued verification tokens are kept in Redis sealed under the KEKs (issue 10,
             # point 8), whichever key store holds the signing keys.
             raise SettingsError(
-                "HOOK_KEY_ENCRYPTION_KEYS is required with HOOK_REDIS_URL: the verification "
-                "tokens kept in Redis are only ever stored there encrypted (see "
+                f"HOOK_KEY_ENCRYPTION_KEYS is required with {self.redis_target.variable}: the "
+                "verification tokens kept in Redis are only ever stored there encrypted (see "
                 "docs/deploying.md, 'Upgrading')"
             )
         position = wrong_length(self.key_encryption_keys)
@@ -267,11 +325,37 @@ class Settings:
         return None if exporter == "none" else exporter
 
     @property
+    def redis_target(self) -> RedisTarget | None:
+        """How to reach Redis (``HOOK_REDIS_URL``, with ``HOOK_REDIS_CLUSTER`` a cluster
+        node's, or ``HOOK_REDIS_SENTINELS`` and its master), with ``HOOK_REDIS_MIN_REPLICAS``;
+        None: no Redis (the in-memory store)."""
+        if self.redis_url:
+            return RedisTarget(
+                url=self.redis_url,
+                min_replicas=self.redis_min_replicas,
+                cluster=self.redis_cluster,
+            )
+        if self.redis_sentinels:
+            return RedisTarget(
+                sentinels=self.redis_sentinels,
+                master=self.redis_sentinel_master,
+                password=self.redis_sentinel_password,
+                min_replicas=self.redis_min_replicas,
+            )
+        return None
+
+    @property
+    def redis_configured(self) -> bool:
+        """Whether Redis is configured (a URL or Sentinels): what chooses the Redis store,
+        the Redis key store by default and the Redis facts store."""
+        return bool(self.redis_url or self.redis_sentinels)
+
+    @property
     def key_store(self) -> str:
-        """``HOOK_KEYSTORE``, defaulting to ``redis`` whenever ``HOOK_REDIS_URL`` is set."""
+        """``HOOK_KEYSTORE``, defaulting to ``redis`` whenever Redis is configured."""
         if self.keystore is not None:
             return self.keystore
-        return "redis" if self.redis_url else "file"
+        return "redis" if self.redis_configured else "file"
 
     @property
     def replica(self) -> str:
@@ -440,6 +524,28 @@ def _redis_url(name: str, raw: str) -> str:
     return value
 
 
+def _sentinels(name: str, raw: str) -> tuple[Address, ...]:
+    addresses: list[Address] = []
+    for position, item in enumerate(raw.split(","), start=1):
+        host, _, port = item.strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # an IPv6 literal: [::1]:26379
+        if not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise SettingsError(
+                f"{name}: entry {position} must be host:port (port 1-65535), got {item.strip()!r}"
+            )
+        addresses.append((host, int(port)))
+    if len(set(addresses)) != len(addresses):
+        raise SettingsError(f"{name}: the same Sentinel is listed twice")
+    return tuple(addresses)
+
+
+def _password(name: str, raw: str) -> str:
+    # A secret: never echoed. Spaces around it would be a copy-paste accident.
+    if raw != raw.strip():
+        raise SettingsError(f"{name} must not start or end with spaces")
+    return raw
+
+
 def _jwks_url(name: str, raw: str) -> str:
     value = _text(name, raw)
     parts = urlsplit(value)
@@ -483,8 +589,13 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "port": _int,
     "redis_url": _redis_url,
     "redis_cluster": _bool,
+    "redis_sentinels": _sentinels,
+    "redis_sentinel_master": _text,
+    "redis_sentinel_password": _password,
+    "redis_min_replicas": _int,
     "keys_dir": _path,
     "policy_file": _path,
+    "shadow_policy_file": _path,
     "prelude_jwks_url": _jwks_url,
     "prelude_jwks_file": _path,
     "insecure_skip_signature": _bool,

@@ -22,6 +22,7 @@ from hook_service import logs
 from hook_service.errors import ConfigError
 
 if TYPE_CHECKING:
+    from hook_service.facts.base import Facts
     from hook_service.hook.base import HookRequest
     from hook_service.hook.signature import SignatureCheck
     from hook_service.policy.base import Decision, DecisionPolicy
@@ -118,9 +119,12 @@ class _TracedPolicy:
     def custom_steps(self) -> frozenset[str]:
         return self._policy.custom_steps
 
-    def decide(self, request: HookRequest) -> Decision:
+    def reads_facts(self, scope: str) -> bool:
+        return self._policy.reads_facts(scope)
+
+    def decide(self, request: HookRequest, facts: Facts | None = None) -> Decision:
         with self._spans("policy.decide"):
-            return self._policy.decide(request)
+            return self._policy.decide(request, facts)
 
     def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
         return self._policy.on_error_decision(request, reason)

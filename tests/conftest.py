@@ -17,9 +17,15 @@ Use from any test module:
   master flushed before the test; ``redis_cluster`` (session scope) is the
   :class:`RedisClusterServers` behind it. Clients on it: ``tests.support.raw_redis``, and
   the stores with ``cluster=is_cluster(url)``.
+* ``sentinel_group`` (session scope): a master, a replica and three Sentinels
+  (:class:`tests.sentinels.SentinelGroup`); ``sentinel_deployment`` (function scope): it,
+  emptied, as a :class:`~tests.sentinels.Deployment` whose writes wait for the replica;
+  ``sentinel_group_factory``: a group of the test's own (failover tests: roles change).
+* ``redis_deployment`` (function scope, parametrised): one Redis server, then Sentinel, then
+  the Redis Cluster (slow): what the store and key-store behavioural suites run against.
 
-If ``redis-server`` is not on PATH those fixtures FAIL (never skip): CI must not silently drop
-the Redis tests.
+If ``redis-server`` or ``redis-sentinel`` is not on PATH those fixtures FAIL (never skip): CI
+must not silently drop the Redis tests.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis
@@ -41,6 +47,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from bench.cluster import create_argv as cluster_create_argv
+from hook_service import metrics
+from hook_service._redis_target import RedisTarget
 from hook_service.app import create_app
 from hook_service.facts.base import FactsStore
 from hook_service.facts.memory import MemoryFactsStore
@@ -55,6 +63,7 @@ from hook_service.store.redis import RedisStore
 
 # Before support is first imported: its helpers assert, and their failures should explain.
 pytest.register_assert_rewrite("tests.support")
+from tests.sentinels import Deployment, SentinelGroup  # noqa: E402
 from tests.support import (  # noqa: E402
     ADMIN_TOKEN,
     API_KEY,
@@ -175,12 +184,12 @@ class RedisServer:
             client.close()
 
 
-def _redis_server_binary() -> str:
-    binary = shutil.which("redis-server")
+def _binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
     if binary is None:
         pytest.fail(
-            "redis-server not found on PATH: the Redis store tests need a real server "
-            "(e.g. `apt-get install redis-server`); they are never skipped",
+            f"{name} not found on PATH: the Redis tests need real servers "
+            f"(`apt-get install {name}`, as `make test` does); they are never skipped",
             pytrace=False,
         )
     return binary
@@ -193,7 +202,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(_redis_server_binary(), tmp_path_factory.mktemp("redis"))
+    server = RedisServer(_binary(), tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server
@@ -207,24 +216,96 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture
-def redis_server_factory(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., RedisServer]]:
-    binary = _redis_server_binary()
-    servers: list[RedisServer] = []
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
 
-    def make(*extra_args: str, password: str = "") -> RedisServer:
-        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), extra_args, password)
-        servers.append(server)
-        server.start()
-        return server
+
+_S = TypeVar("_S", bound=_Startable)
+
+
+def _each_stopped(new: Callable[..., _S]) -> Iterator[Callable[..., _S]]:
+    """A factory fixture's body: ``make(...)`` builds with ``new`` and starts; everything made
+    is stopped after the test (also one whose start failed half-way)."""
+    made: list[_S] = []
+
+    def make(*args: Any, **kwargs: Any) -> _S:
+        thing = new(*args, **kwargs)
+        made.append(thing)
+        thing.start()
+        return thing
 
     try:
         yield make
     finally:
-        for server in servers:
-            server.stop()
+        for thing in made:
+            thing.stop()
+
+
+@pytest.fixture
+def redis_server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RedisServer]]:
+    binary = _binary()
+
+    def new(*extra_args: str, password: str = "") -> RedisServer:
+        return RedisServer(binary, tmp_path_factory.mktemp("redis"), extra_args, password)
+
+    yield from _each_stopped(new)
+
+
+def _sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> SentinelGroup:
+    binary, sentinel = _binary(), _binary("redis-sentinel")
+
+    def make(*extra_args: str) -> RedisServer:
+        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), extra_args)
+        server.start()
+        return server
+
+    return SentinelGroup(sentinel, make, tmp_path_factory.mktemp("sentinel"))
+
+
+@pytest.fixture(scope="session")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    group = _sentinel_group(tmp_path_factory)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def sentinel_deployment(sentinel_group: SentinelGroup) -> Deployment:
+    sentinel_group.reset()
+    return sentinel_group.deployment(min_replicas=1)
+
+
+@pytest.fixture
+def sentinel_group_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[], SentinelGroup]]:
+    yield from _each_stopped(lambda: _sentinel_group(tmp_path_factory))
+
+
+@pytest.fixture(
+    params=[
+        "redis",
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+        pytest.param("cluster", marks=pytest.mark.slow),
+    ]
+)
+def redis_deployment(request: pytest.FixtureRequest) -> Deployment:
+    """One Redis server, then a Sentinel group (writes waiting for its replica), then the
+    Redis Cluster (a node's URL; ``Deployment.url`` is that node, for ``raw_redis``)."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return Deployment(url, url)
+    if request.param == "cluster":
+        node: str = request.getfixturevalue("cluster_url")
+        return Deployment(RedisTarget(url=node, cluster=True), node)
+    deployment: Deployment = request.getfixturevalue("sentinel_deployment")
+    return deployment
 
 
 class RedisClusterServers:
@@ -250,7 +331,7 @@ class RedisClusterServers:
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
             node.start()
-        cli = shutil.which("redis-cli") or "redis-cli"
+        cli = _binary("redis-cli")
         create = cluster_create_argv(cli, [node.port for node in self.nodes])  # as bench's
         done = subprocess.run(create, capture_output=True, timeout=60, check=False)
         if done.returncode != 0 or not self._ready(deadline=time.monotonic() + 30):
@@ -287,7 +368,7 @@ class RedisClusterServers:
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers(_redis_server_binary(), tmp_path_factory.mktemp("cluster"))
+    cluster = RedisClusterServers(_binary(), tmp_path_factory.mktemp("cluster"))
     try:
         cluster.start()
         cluster_urls.add(cluster.url)
@@ -389,7 +470,9 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
         guard = claim_guard(keys, same_redis=same_redis, cluster=cluster)
         facts: FactsStore = (
-            RedisFactsStore(store_url, key=TEST_FACTS_KEY, cluster=cluster)
+            RedisFactsStore(
+                store_url, key=TEST_FACTS_KEY, on_error=metrics.store_error, cluster=cluster
+            )
             if store_url
             else MemoryFactsStore(TEST_FACTS_KEY)
         )

@@ -6,18 +6,27 @@ round-trips; pooled hook calls and token requests pass the real service's checks
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from bench import cluster, prepare
+from bench.facts import bytes_per_user
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
-from bench.run import BENCH_DOC, _parse, record_pending
+from bench.run import BENCH_DOC, _parse, record_pending, sentinel_target
+from bench.servers import sentinel_conf, sentinel_env
+from hook_service._redis_target import RedisTarget
+from hook_service.facts.hashing import FactsKey
+from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy
+from hook_service.settings import Settings
 from hook_service.simulator.prelude import PreludeKeys
 from tests.conftest import AppFactory
 from tests.support import (
@@ -31,6 +40,7 @@ from tests.support import (
 
 # Test keys stand in for the keys a bench run generates (keys are never generated in tests).
 KEYS = PreludeKeys(rsa_private_key("prelude_rsa.pem"), ed25519_private_key("prelude_ed25519.pem"))
+FACTS_KEY_B64 = base64.b64encode(bytes(range(64, 96))).decode()  # test-only HOOK_FACTS_KEY
 
 
 @pytest.mark.parametrize("count", [1, 10, 100])
@@ -227,9 +237,88 @@ def test_the_cluster_processes_are_three_masters_on_their_own_ports(tmp_path: Pa
 @pytest.mark.slow
 def test_steps_recorded_like_the_bench_on_the_cluster_are_one_per_user(cluster_url: str) -> None:
     users = [prepare.token_subject(i)[0] for i in range(120)]  # over the concurrent writes
-    asyncio.run(record_pending(cluster_url, users, cluster=True))
+    asyncio.run(record_pending(RedisTarget(url=cluster_url, cluster=True), users))
     masters = cluster_masters(cluster_url)
     sizes = [master.dbsize() for master in masters]
     for master in masters:
         master.close()
     assert sum(sizes) == len(users) and all(sizes)  # spread over the three masters
+
+
+# --- facts figures (issue 11 point 6) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("reads_facts", [True, False])
+def test_facts_policies_read_facts_or_not_and_their_last_rule_decides(
+    reads_facts: bool, make_app: AppFactory, tmp_path: Path
+) -> None:
+    data = prepare.facts_policy(reads_facts)
+    policy = Policy.from_mapping(data)
+    assert policy.reads_facts("transfer:write") is reads_facts
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(json.dumps(data))
+    jwks = tmp_path / "bench_jwks.json"
+    jwks.write_text(json.dumps(KEYS.jwks()))
+    app = make_app(prelude_jwks_file=jwks, policy_file=policy_file, replay_window=0)
+    requests = list(prepare.hook_pool(KEYS, 2, amount="50"))
+    with TestClient(app) as client:
+        for _ in range(3):  # wrk replays each pooled call: they stay on the last rule
+            for request in requests:
+                response = client.post(
+                    request.path, content=request.body.encode(), headers=dict(request.headers)
+                )
+                assert response.headers["x-hook-rule"] == "last"
+
+
+def test_a_typical_month_is_three_devices_ten_ips_sixty_attempts() -> None:
+    month = prepare.typical_month(7)
+    assert len(month) == 60
+    assert sum(step.after for step in month) == 30 * 86_400
+    assert len({step.user_agent for step in month}) == 3
+    assert len({step.ip for step in month}) == 10
+    assert [step.proof for step in month].count("kyc_review") == 4
+    assert sum(step.proof is not None for step in month) == 15
+    assert prepare.typical_month(7) == month
+    assert {s.ip for s in prepare.typical_month(8)}.isdisjoint({s.ip for s in month})
+
+
+@pytest.mark.redis
+def test_the_month_of_history_lands_in_the_facts_store(redis_url: str) -> None:
+    async def run() -> tuple[dict[str, Any], float]:
+        per_user = await bytes_per_user(redis_url, FACTS_KEY_B64, users=3)
+        store = RedisFactsStore(redis_url, key=FactsKey.from_base64(FACTS_KEY_B64))
+        try:
+            return await store.show(prepare.user_id(2), time.time()), per_user
+        finally:
+            await store.aclose()
+
+    held, per_user = asyncio.run(run())
+    assert (len(held["devices"]), len(held["ips"])) == (3, 10)
+    assert per_user > 0
+
+
+def test_a_latency_ratio_passes_at_or_below_its_goal() -> None:
+    assert Figure.ratio_limit("p99", 3.0, 2.0, 1.5, "ms").passed
+    slow = Figure.ratio_limit("p99", 3.1, 2.0, 1.5, "ms")
+    assert not slow.passed
+    assert slow.cells()[3:] == ["1.550", "<= 1.5", "FAIL"]
+    assert slow.to_json()["kind"] == "ratio_at_most"
+
+
+def test_the_sentinel_option_gives_the_service_variables_it_reads_as_the_bench_target(
+    tmp_path: Path,
+) -> None:
+    assert _parse(["--sentinel"]).sentinel is True and _parse([]).sentinel is False
+    env = sentinel_env([26379, 26380, 26381], min_replicas=1)
+    settings = Settings.from_env(
+        {
+            **env,
+            "HOOK_INSECURE_SKIP_SIGNATURE": "true",
+            "HOOK_KEYSTORE": "file",
+            "HOOK_KEY_ENCRYPTION_KEYS": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        }
+    )
+    assert settings.redis_target == sentinel_target([26379, 26380, 26381], 1)
+    conf = sentinel_conf(26379, 6390, tmp_path)
+    assert "port 26379\n" in conf
+    assert f"sentinel monitor {settings.redis_sentinel_master} 127.0.0.1 6390 2\n" in conf

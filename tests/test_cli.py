@@ -253,6 +253,7 @@ FLAG_CASES: list[tuple[list[str], dict[str, str], str, Any]] = [
         "workers",
         3,
     ),
+    (["--shadow-policy-file", "next.yaml"], {}, "shadow_policy_file", Path("next.yaml")),
     (
         ["--admin-token-labels", "ops, ci"],
         {"HOOK_ADMIN_TOKENS": "admin-token-0123456789,admin-token-abcdefghij"},
@@ -330,6 +331,7 @@ def test_serve_help_lists_a_flag_for_every_non_secret_variable(runner: CliRunner
     # Not ours (prometheus-client's, OpenTelemetry's): variables only, no flags.
     secrets = {
         "redis_url",
+        "redis_sentinel_password",
         "api_keys",
         "admin_tokens",
         "key_encryption_keys",

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from types import ModuleType
 
 import pytest
+from redis.crc import key_slot
 
 from hook_service.facts import redis_scripts as facts_scripts
-from hook_service.facts.base import Proof
+from hook_service.facts.base import Facts, Once, Proof, Replay
 from hook_service.facts.logic import Limits
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.keys.admin import KeyAdmin
@@ -121,6 +122,18 @@ async def test_every_facts_script_runs_in_one_slot(cluster: str, clock: FakeCloc
         attempt = req.attempt()
         await store.observe("usr_1", attempt, clock())
         await store.settle("usr_1", req.review(attempt, ("kyc_review",)), clock())
+        # The replay check: its record is in the user's slot (the same hash tag), written by
+        # the observation, answered by the settle, and given back to a repeat of the request.
+        assert key_slot(store.replay_key("usr_1").encode()) == key_slot(
+            store.keys("usr_1")[0].encode()
+        )
+        once = Once(KEY.request(b"body", "sig"), window=60)
+        repeated = req.attempt()
+        assert isinstance(await store.observe_once("usr_1", repeated, clock(), once), Facts)
+        settled = Once(once.digest, once.window, answer="continue")
+        await store.settle("usr_1", repeated, clock(), settled)
+        replay = await store.observe_once("usr_1", req.attempt(), clock(), once)
+        assert isinstance(replay, Replay) and replay.answer == "continue"
         assert await store.prove("usr_1", Proof(SCOPE, "kyc_review"), clock())
         await store.report_fraud("usr_1", clock())
         assert (await store.show("usr_1", clock()))["flagged"] is True

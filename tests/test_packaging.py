@@ -55,9 +55,10 @@ def test_every_module_ships(built_package: Path) -> None:
     assert source == shipped
 
 
-def test_example_policy_and_type_marker_ship(built_package: Path) -> None:
-    policy = ROOT / "hook_service" / "policies" / "example.yaml"
-    assert (built_package / "policies" / "example.yaml").read_bytes() == policy.read_bytes()
+def test_example_policy_its_tests_and_type_marker_ship(built_package: Path) -> None:
+    for name in ("example.yaml", "example.tests.yaml"):
+        policy = ROOT / "hook_service" / "policies" / name
+        assert (built_package / "policies" / name).read_bytes() == policy.read_bytes()
     assert (built_package / "py.typed").is_file()
 
 

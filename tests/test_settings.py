@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hook_service._redis_target import RedisTarget
 from hook_service.errors import SettingsError
 from hook_service.settings import Settings
 
@@ -39,6 +40,7 @@ def test_every_variable_is_read() -> None:
             "HOOK_REDIS_URL": "redis://:pw@127.0.0.1:6379/2",
             "HOOK_KEYS_DIR": "/var/lib/hook/keys",
             "HOOK_POLICY_FILE": "/etc/hook/policy.yaml",
+            "HOOK_SHADOW_POLICY_FILE": "/etc/hook/next.yaml",
             "HOOK_PRELUDE_JWKS_FILE": "/etc/hook/prelude.json",
             "HOOK_API_KEYS": f"{API_KEY}, {API_KEY}2",
             "HOOK_ADMIN_TOKENS": ADMIN,
@@ -69,6 +71,7 @@ def test_every_variable_is_read() -> None:
     assert settings.redis_url == "redis://:pw@127.0.0.1:6379/2"
     assert settings.keys_dir == Path("/var/lib/hook/keys")
     assert settings.policy_file == Path("/etc/hook/policy.yaml")
+    assert settings.shadow_policy_file == Path("/etc/hook/next.yaml")
     assert settings.prelude_jwks_file == Path("/etc/hook/prelude.json")
     assert settings.api_keys == (API_KEY, API_KEY + "2")
     assert settings.admin_tokens == (ADMIN,)
@@ -268,6 +271,9 @@ def test_redis_cluster_takes_any_node_s_tcp_url() -> None:
     for url in ("redis://:pw@node-2:7000", "rediss://node-1:7000/0"):
         settings = Settings.from_env({**env, "HOOK_REDIS_URL": url})
         assert settings.redis_cluster is True and settings.key_store == "redis"
+        # The cluster is a kind of Redis target: every "is Redis configured" sees it.
+        assert settings.redis_configured
+        assert settings.redis_target == RedisTarget(url=url, cluster=True)
     assert Settings.from_env({**env, "HOOK_REDIS_CLUSTER": "false"}).redis_cluster is False
 
 
@@ -275,6 +281,8 @@ def test_redis_cluster_takes_any_node_s_tcp_url() -> None:
     ("url", "message"),
     [
         (None, "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL"),
+        ("sentinels", "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL .* not HOOK_REDIS_SENTINELS"),
+        ("min-replicas", "HOOK_REDIS_MIN_REPLICAS is not supported with HOOK_REDIS_CLUSTER"),
         ("unix:///run/redis.sock", "not unix://"),
         ("redis://:s3cret-pw@node-1:7000/2", "must name database 0"),
     ],
@@ -283,8 +291,98 @@ def test_a_redis_cluster_url_that_cannot_work_is_refused_at_start(
     url: str | None, message: str
 ) -> None:
     env = {**JWKS, "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64, "HOOK_REDIS_CLUSTER": "yes"}
-    if url is not None:
+    if url == "sentinels":
+        env |= {"HOOK_REDIS_SENTINELS": "s:26379", "HOOK_REDIS_SENTINEL_MASTER": "m"}
+    elif url == "min-replicas":  # WAIT would not be sent where the script ran
+        env |= {"HOOK_REDIS_URL": "redis://:s3cret-pw@node-1:7000", "HOOK_REDIS_MIN_REPLICAS": "1"}
+    elif url is not None:
         env["HOOK_REDIS_URL"] = url
     with pytest.raises(SettingsError, match=message) as caught:
         Settings.from_env(env)
     assert "s3cret-pw" not in str(caught.value)
+
+
+SENTINELS = {
+    "HOOK_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b:26380,[::1]:26381",
+    "HOOK_REDIS_SENTINEL_MASTER": "hook-master",
+    "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64,
+}
+
+
+def test_sentinel_is_redis_configured_everywhere_the_url_was() -> None:
+    settings = Settings.from_env(
+        {
+            **JWKS,
+            **SENTINELS,
+            "HOOK_REDIS_SENTINEL_PASSWORD": "hunter2hunter2",
+            "HOOK_REDIS_MIN_REPLICAS": "1",
+            "HOOK_WORKERS": "4",  # refused without Redis: the in-memory store is per process
+        }
+    )
+    target = settings.redis_target
+    assert target is not None and target.url is None
+    assert target.sentinels == (("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381))
+    assert (target.master, target.password, target.min_replicas) == (
+        "hook-master",
+        "hunter2hunter2",
+        1,
+    )
+    assert target.sentinel_list == "10.0.0.1:26379,sentinel-b:26380,[::1]:26381"
+    assert settings.redis_configured and settings.key_store == "redis"
+    assert "hunter2" not in repr(settings) and "hunter2" not in repr(target)
+    url = Settings.from_env(
+        {
+            **JWKS,
+            "HOOK_REDIS_URL": "redis://r:6379",
+            "HOOK_KEYSTORE": "file",
+            "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64,
+        }
+    )
+    assert url.redis_target is not None and url.redis_target.url == "redis://r:6379"
+    assert Settings.from_env(JWKS).redis_target is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOOK_REDIS_URL": "redis://r:6379"}, "HOOK_REDIS_URL and HOOK_REDIS_SENTINELS"),
+        (
+            {"HOOK_REDIS_SENTINEL_MASTER": ""},
+            "HOOK_REDIS_SENTINELS needs HOOK_REDIS_SENTINEL_MASTER",
+        ),
+        ({"HOOK_REDIS_SENTINELS": "a:26379,b"}, "HOOK_REDIS_SENTINELS: entry 2 must be host:port"),
+        ({"HOOK_REDIS_SENTINELS": "a:0"}, "HOOK_REDIS_SENTINELS: entry 1"),
+        ({"HOOK_REDIS_SENTINELS": ":26379"}, "HOOK_REDIS_SENTINELS: entry 1"),
+        ({"HOOK_REDIS_SENTINELS": "a:1,a:1"}, "HOOK_REDIS_SENTINELS: the same Sentinel"),
+        ({"HOOK_REDIS_SENTINEL_MASTER": "my master"}, "HOOK_REDIS_SENTINEL_MASTER must be"),
+        ({"HOOK_REDIS_MIN_REPLICAS": "-1"}, "HOOK_REDIS_MIN_REPLICAS must be from 0 to 16"),
+        ({"HOOK_REDIS_MIN_REPLICAS": "one"}, "HOOK_REDIS_MIN_REPLICAS must be an integer"),
+        (
+            {"HOOK_KEY_ENCRYPTION_KEYS": "", "HOOK_KEYSTORE": "file"},
+            "HOOK_KEY_ENCRYPTION_KEYS is required with HOOK_REDIS_SENTINELS",
+        ),
+        (
+            {"HOOK_REDIS_SENTINEL_PASSWORD": " hunter2hunter2"},
+            "HOOK_REDIS_SENTINEL_PASSWORD must not",
+        ),
+    ],
+)
+def test_a_bad_sentinel_setting_is_refused_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env({**JWKS, **SENTINELS, **env})
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOOK_REDIS_SENTINEL_MASTER": "m"}, "HOOK_REDIS_SENTINEL_MASTER is set without"),
+        ({"HOOK_REDIS_SENTINEL_PASSWORD": "pw"}, "HOOK_REDIS_SENTINEL_PASSWORD is set without"),
+        ({"HOOK_REDIS_MIN_REPLICAS": "1"}, "HOOK_REDIS_MIN_REPLICAS needs HOOK_REDIS_URL or"),
+    ],
+)
+def test_sentinel_settings_without_sentinels_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**JWKS, **env})

@@ -107,8 +107,8 @@ from pathlib import Path
 jwks = Path({str(PRELUDE_JWKS_FILE)!r})
 app = create_app(Settings(prelude_jwks_file=jwks, keys_dir=Path(sys.argv[1])))
 services = app.state.services
-from hook_service.policy.engine import Policy
-assert type(services.hook._decider._policy) is Policy, "the policy is wrapped"
+from hook_service.policy.holder import PolicyHolder
+assert type(services.hook._decider._policy) is PolicyHolder, "the policy is wrapped"
 # (redis-py imports OpenTelemetry's metrics API when installed; the tracing SDK is ours.)
 ours = ("opentelemetry.sdk.trace", "opentelemetry.exporter")
 loaded = sorted(m for m in sys.modules if m.startswith(ours))

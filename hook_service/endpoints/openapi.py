@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from hook_service import __version__
+from hook_service.endpoints.policy import openapi_paths as policy_paths
 from hook_service.keys.events import EVENT_KINDS
 
 _DURATION = {"type": "integer", "minimum": 1, "maximum": 86400}
@@ -341,6 +342,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        **policy_paths(_json, _errors, _ADMIN),
         "/healthz": {
             "get": {
                 "summary": "The process is alive",

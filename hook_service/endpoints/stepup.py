@@ -40,6 +40,8 @@ async def stepup_hook(request: Request) -> Response:
     policy = services.policy
     scope = answer.request.scope_requested
     metrics.decision(policy.scopes, scope, decision.status, decision.rule)
+    if answer.replay:
+        metrics.replay()
     on_error = None
     if decision.error is not None:
         on_error = metrics.on_error_reason(decision.error)
@@ -49,7 +51,8 @@ async def stepup_hook(request: Request) -> Response:
         user_id=answer.request.user_id,
         rule=decision.rule,
         decision=decision.status,
-        policy_revision=policy.revision,
+        policy_revision=decision.revision,
         on_error=on_error,
+        replay=answer.replay or None,  # the first answer again, nothing recorded
     )
     return json_response(decision.to_json(), headers={"X-Hook-Rule": decision.rule})

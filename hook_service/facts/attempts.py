@@ -2,6 +2,8 @@
 
 The only place where a raw IP or user agent is handled: both are reduced here to keyed
 hashes, a country and a rounded location, and go no further (never stored, never logged).
+The raw body, which holds them too, is reduced here to the keyed hash a replay is recognised
+by (:meth:`AttemptFactory.once`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hook_service.facts.base import Attempt
+from hook_service.facts.base import Attempt, Once
 from hook_service.facts.device import DeviceKeys
 from hook_service.facts.geo import NOWHERE, Geo
 from hook_service.facts.hashing import FactsKey, parse_ip
@@ -52,3 +54,11 @@ class AttemptFactory:
             country=place.country,
             location=place.location,
         )
+
+    def once(self, body: bytes, signature: str | None, window: int) -> Once | None:
+        """The replay check of a hook request (issue 11 point 3): keyed hash of ``signature``
+        (None when signatures are not checked) and ``body``; None when ``window`` is 0 (the
+        replay check is off)."""
+        if window <= 0:
+            return None
+        return Once(self._key.request(body, signature), window)

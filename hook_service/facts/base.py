@@ -151,6 +151,33 @@ class Proof:
             raise ValueError("Proof.step must be a step key")
 
 
+@dataclass(frozen=True, slots=True)
+class Once:
+    """The replay check of one hook request (issue 11 point 3): ``digest`` is the keyed hash
+    of its signature and body (:meth:`FactsKey.request
+    <hook_service.facts.hashing.FactsKey.request>`), ``window`` the seconds a repeat of it is
+    a replay (``HOOK_REPLAY_WINDOW``), ``answer`` the decision to give a replay (opaque text
+    to the store; ``""`` while the first is undecided)."""
+
+    digest: str
+    window: int
+    answer: str = ""
+
+    def __post_init__(self) -> None:
+        if not HASH.fullmatch(self.digest):
+            raise ValueError("Once.digest must be a keyed hash")
+        if self.window < 1:
+            raise ValueError("Once.window must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The same request was seen within its window: nothing was recorded, and ``answer`` is
+    what the first got (``""``: it was not decided, or deciding it failed)."""
+
+    answer: str
+
+
 class FactsStore(Protocol):
     """A user's history of attempts and proofs. Same semantics for every backend (they share
     :mod:`hook_service.facts.logic`); every backend failure raises ``errors.StoreUnavailable``.
@@ -160,14 +187,28 @@ class FactsStore(Protocol):
         """The facts before ``attempt``, then record it: one atomic step (one Redis round trip),
         so concurrent requests of one user each count the others."""
 
-    async def record(self, user_id: str, attempt: Attempt, now: float) -> None:
-        """The same write as :meth:`observe` without the answer: for scopes whose rules do not
-        read facts; the hook need not wait for it."""
+    async def observe_once(
+        self, user_id: str, attempt: Attempt, now: float, once: Once
+    ) -> Facts | Replay:
+        """:meth:`observe`, unless ``once.digest`` was seen within its window: then nothing is
+        recorded and the first answer comes back as a :class:`Replay`. Otherwise the replay
+        record (``once.answer``, kept ``once.window`` seconds) is written in the same atomic
+        step (the same Redis round trip), so of two concurrent copies exactly one counts."""
 
-    async def settle(self, user_id: str, attempt: Attempt, now: float) -> None:
+    async def record(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None = None
+    ) -> Replay | None:
+        """The same write as :meth:`observe` (:meth:`observe_once` with ``once``) without the
+        facts: for scopes whose rules do not read facts; the hook need not wait for it."""
+
+    async def settle(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None = None
+    ) -> None:
         """Complete an attempt :meth:`observe` recorded undecided (same ``id``) with its
         decision. Nothing happens if a newer attempt for that scope superseded it. Only a
-        ``review`` can ever be proved, so the hook may skip this for other answers."""
+        ``review`` can ever be proved, so the hook may skip this for other answers. With
+        ``once``, its replay record (written by :meth:`observe_once` at ``attempt.at``, if still
+        there) gets ``once.answer``; its lifetime is not extended."""
 
     async def prove(self, user_id: str, proof: Proof, now: float) -> bool:
         """Learn from ``proof``: if the user's latest attempt for ``proof.scope`` is a settled

@@ -94,3 +94,11 @@ class FactsKey:
     def user(self, user_id: str) -> str:
         """The hash a store files a user's history under (never the user id itself)."""
         return self._digest(b"user", user_id.encode("utf-8", "surrogatepass"))
+
+    def request(self, body: bytes, signature: str | None) -> str:
+        """The hash a replay of one hook request is recognised by (issue 11 point 3): its
+        signature (contract 2.3, the header as sent) and raw body; the body alone when
+        signatures are not checked (``HOOK_INSECURE_SKIP_SIGNATURE``: ``signature`` None).
+        Keyed, because the body holds the user's IP and user agent."""
+        sig = b"" if signature is None else signature.encode("utf-8", "surrogatepass")
+        return self._digest(b"request", b"%d:" % len(sig) + sig + body)

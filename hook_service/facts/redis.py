@@ -9,17 +9,24 @@ when :func:`~hook_service.facts.logic.prune` finds some (rare: an entry goes sta
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
 from hook_service import errors, logs
 from hook_service._redis import ERRORS, AsyncClient, RedisSite
+from hook_service._redis_target import RedisTarget
 from hook_service.facts import inventory, logic, redis_scripts
-from hook_service.facts.base import Attempt, Facts, Proof
+from hook_service.facts.base import Attempt, Facts, Once, Proof, Replay
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Latest, Limits
-from hook_service.facts.redis_layout import FIELDS, decode, encode_latest, known_fields
+from hook_service.facts.redis_layout import (
+    FIELDS,
+    decode,
+    decode_replay,
+    encode_latest,
+    known_fields,
+)
 
 logger = logging.getLogger(logs.STORE)
 
@@ -28,7 +35,11 @@ _PROVE_TRIES: Final = 3
 
 
 def connect(
-    url: str, timeout: float = 0.5, max_connections: int = 50, *, cluster: bool = False
+    url: RedisTarget | str,
+    timeout: float = 0.5,
+    max_connections: int = 50,
+    *,
+    cluster: bool = False,
 ) -> AsyncClient:
     """A client as the stores use it (:class:`~hook_service._redis.RedisSite`): bounded waits,
     no retries (a retried script could run twice); ``cluster``: ``url`` is a cluster node."""
@@ -36,31 +47,43 @@ def connect(
     return site.client(timeout=timeout, max_connections=max_connections)
 
 
+def _once_args(now: int, once: Once | None) -> list[str | int]:
+    """OBSERVE's ARGV 12-15 (redis_scripts._ONCE)."""
+    if once is None:
+        return ["", 0, 0, ""]
+    return [once.digest, now + once.window, once.window * 1000, once.answer]
+
+
 class RedisFactsStore:
     """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` or
-    ``RedisCluster`` (shared, not closed here) or a URL (a client of its own, closed by
-    :meth:`aclose`; ``cluster``: of a cluster node). A user's keys share one hash tag."""
+    ``RedisCluster`` (shared, not closed here) or a URL or :class:`RedisTarget` (a client of
+    its own, closed by :meth:`aclose`; ``cluster``: the URL is a cluster node's). A user's keys
+    share one hash tag."""
 
     def __init__(
         self,
-        client: AsyncClient | str,
+        client: AsyncClient | RedisTarget | str,
         *,
         key: FactsKey,
         limits: Limits | None = None,
         prefix: str = "hook:",
         timeout: float = 0.5,
+        on_error: Callable[[str], None] | None = None,
         cluster: bool = False,
     ) -> None:
-        self._owned = isinstance(client, str)
+        self._owned = isinstance(client, (str, RedisTarget))
         self._redis = (
-            connect(client, timeout, cluster=cluster) if isinstance(client, str) else client
+            connect(client, timeout, cluster=cluster)
+            if isinstance(client, (str, RedisTarget))
+            else client
         )
+        self._on_error = on_error  # told the operation of each failure (the metrics)
         self._key = key
         self._limits = limits or Limits()
         self._prefix = prefix
         script = self._redis.register_script
         self._read = script(redis_scripts.READ)
-        self._observe = script(redis_scripts.OBSERVE)
+        self._observe_script = script(redis_scripts.OBSERVE)
         self._settle = script(redis_scripts.SETTLE)
         self._prove = script(redis_scripts.PROVE)
         self._fraud = script(redis_scripts.FRAUD)
@@ -71,9 +94,14 @@ class RedisFactsStore:
         return f"RedisFactsStore(prefix={self._prefix!r})"
 
     def keys(self, user_id: str) -> list[str]:
-        """The user's keys: seen, known, times, latest, flag (see the module docstring)."""
+        """The user's history keys: seen, known, times, latest, flag (see the module
+        docstring)."""
         base = f"{self._prefix}f:{{{self._key.user(user_id)}}}:"
         return [base + suffix for suffix in "sktax"]
+
+    def replay_key(self, user_id: str) -> str:
+        """The user's replay records (a hash, same hash tag as :meth:`keys`)."""
+        return f"{self._prefix}f:{{{self._key.user(user_id)}}}:r"
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -84,6 +112,8 @@ class RedisFactsStore:
         except ERRORS as exc:
             name = type(exc).__name__
             logger.warning("redis facts %s failed: %s", operation, name)
+            if self._on_error is not None:
+                self._on_error("facts_" + operation)
             raise errors.StoreUnavailable(f"the facts store is unavailable ({name})") from exc
 
     async def _state(self, keys: list[str]) -> History:
@@ -103,7 +133,23 @@ class RedisFactsStore:
             await self._prune(keys=[keys[0], keys[1], keys[4]], args=args)
 
     async def observe(self, user_id: str, attempt: Attempt, now: float) -> Facts:
-        keys, limits, n = self.keys(user_id), self._limits, logic.seconds(now)
+        facts = await self._observe(user_id, attempt, now, None)
+        assert isinstance(facts, Facts)
+        return facts
+
+    async def observe_once(
+        self, user_id: str, attempt: Attempt, now: float, once: Once
+    ) -> Facts | Replay:
+        return await self._observe(user_id, attempt, now, once)
+
+    async def _observe(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None
+    ) -> Facts | Replay:
+        keys, limits, n = (
+            [*self.keys(user_id), self.replay_key(user_id)],
+            self._limits,
+            logic.seconds(now),
+        )
         expires = logic.seconds(attempt.expires_at)
         args: list[str | int] = [
             n,
@@ -117,27 +163,38 @@ class RedisFactsStore:
             limits.scopes,
             max((expires - n) * 1000, _MIN_LATEST_TTL_MS),
             logic.DAY * 1000,
+            *_once_args(n, once),
         ]
         with self._guard("observe"):
-            state: Any = await self._observe(keys=keys, args=args)
+            state: Any = await self._observe_script(keys=keys, args=args)
+        if len(state) == 1:  # the replay record: "<until>|<answer>"
+            return Replay(decode_replay(state[0]))
         history = decode(state)
         facts = logic.facts(history, attempt, now, limits)
         logic.record(history, attempt, now, limits)
         await self._prune_after(keys, history, now)
         return facts
 
-    async def record(self, user_id: str, attempt: Attempt, now: float) -> None:
-        await self.observe(user_id, attempt, now)
+    async def record(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None = None
+    ) -> Replay | None:
+        result = await self._observe(user_id, attempt, now, once)
+        return result if isinstance(result, Replay) else None
 
-    async def settle(self, user_id: str, attempt: Attempt, now: float) -> None:
+    async def settle(
+        self, user_id: str, attempt: Attempt, now: float, once: Once | None = None
+    ) -> None:
         ttl = (logic.seconds(attempt.expires_at) - logic.seconds(now)) * 1000
         args: list[str | int] = [
             f"{attempt.scope}|{attempt.id}|",
             encode_latest(Latest(attempt)),
             max(ttl, _MIN_LATEST_TTL_MS),
+            "" if once is None else once.digest,
+            "" if once is None else once.answer,
         ]
+        keys = [self.keys(user_id)[3], self.replay_key(user_id)]
         with self._guard("settle"):
-            await self._settle(keys=[self.keys(user_id)[3]], args=args)
+            await self._settle(keys=keys, args=args)
 
     async def prove(self, user_id: str, proof: Proof, now: float) -> bool:
         keys = self.keys(user_id)
@@ -174,7 +231,7 @@ class RedisFactsStore:
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._guard("erase"):
-            state: Any = await self._take(keys=self.keys(user_id))
+            state: Any = await self._take(keys=[*self.keys(user_id), self.replay_key(user_id)])
         return inventory.inventory(decode(state), now, self._limits)
 
     async def ping(self) -> None:

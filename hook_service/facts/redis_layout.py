@@ -16,6 +16,8 @@ key                    type    content                                          
                                ``scope|id|at|expires|status|proven|device|ip|cc|``  (>= 60 s)
                                ``lat|lon|steps`` (at most ``scopes``)
 ``<p>f:{T}:x`` flag    string  flagged until                                         flag TTL
+``<p>f:{T}:r`` replays hash    request digest -> ``"<until>|<answer>"`` (a replay    the replay
+                               gets the answer until then; issue 11 point 3)         window
 =====================  ======  ===================================================  ===========
 
 Timestamps are whole seconds, which Redis's compact encodings (listpack) store as integers;
@@ -89,6 +91,11 @@ def decode_latest(text: str) -> Latest:
         expires_at=float(exp),
     )
     return Latest(attempt, proven == "1")
+
+
+def decode_replay(record: Any) -> str:
+    """The answer of a replay record ``"<until>|<answer>"``."""
+    return _text(record).partition("|")[2]
 
 
 def _pairs(flat: list[Any]) -> Iterator[tuple[str, str]]:

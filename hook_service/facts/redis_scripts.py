@@ -5,7 +5,8 @@ proof marks, what is pruned) is taken in Python by :mod:`hook_service.facts.logi
 touches the keys of ONE user only, all sharing the ``{user hash}`` tag (one Cluster slot).
 
 KEYS, always in this order (as far as a script needs them): 1 seen (hash), 2 known (hash),
-3 times (list), 4 latest (list), 5 flag (string). Timestamps are whole seconds; TTLs are
+3 times (list), 4 latest (list), 5 flag (string), 6 replays (hash: request digest ->
+``"<until>|<answer>"``, issue 11 point 3). Timestamps are whole seconds; TTLs are
 milliseconds relative to the caller's ``now``, so Redis expires keys in the injected clock's
 time domain (as :mod:`hook_service.store.redis` does).
 
@@ -30,11 +31,36 @@ local state = {
 
 READ: Final = _READ + "return state\n"
 
+# The replay check of OBSERVE, before anything is read or written. ARGV: 12 the request
+# digest ('' = no check), 13 its record's end (whole seconds), 14 the window ms, 15 the answer
+# kept for a replay. A live record: return {record} and write nothing. Otherwise drop the
+# records past their end, keep this one, and go on.
+_ONCE: Final = """
+local function ends(record)
+  return tonumber(string.sub(record, 1, string.find(record, '|', 1, true) - 1))
+end
+if ARGV[12] ~= '' then
+  local moment = tonumber(ARGV[1])
+  local held = redis.call('HGET', KEYS[6], ARGV[12])
+  if held and ends(held) > moment then return {held} end
+  local records = redis.call('HGETALL', KEYS[6])
+  for i = 1, #records, 2 do
+    if ends(records[i + 1]) <= moment then redis.call('HDEL', KEYS[6], records[i]) end
+  end
+  redis.call('HSET', KEYS[6], ARGV[12], ARGV[13] .. '|' .. ARGV[15])
+  if redis.call('PTTL', KEYS[6]) < tonumber(ARGV[14]) then
+    redis.call('PEXPIRE', KEYS[6], ARGV[14])
+  end
+end
+"""
+
 # ARGV: 1 now, 2 retention ms, 3 device field or '', 4 ip field or '', 5 the 24 h cutoff,
 # 6 attempts cap, 7 "scope|" (the scope's record prefix), 8 the new record, 9 scopes cap,
-# 10 ttl of the latest-attempts list ms, 11 ttl of the times list ms.
+# 10 ttl of the latest-attempts list ms, 11 ttl of the times list ms, 12-15 see _ONCE.
+# Returns the state before the write (5 entries), or {replay record} (1 entry).
 OBSERVE: Final = (
     "#!lua\n"
+    + _ONCE
     + _READ
     + """
 local now = tonumber(ARGV[1])
@@ -66,8 +92,17 @@ return state
 """
 )
 
-# KEYS: 4 latest only (as KEYS[1]). ARGV: 1 "scope|id|", 2 the settled record, 3 its ttl ms.
+# KEYS: 4 latest, 6 replays (as KEYS[1], KEYS[2]). ARGV: 1 "scope|id|", 2 the settled record,
+# 3 its ttl ms, 4 the request digest ('' = none), 5 the answer for its replay record (which
+# keeps its end; a record already gone stays gone).
 SETTLE: Final = """#!lua
+if ARGV[4] ~= '' then
+  local held = redis.call('HGET', KEYS[2], ARGV[4])
+  if held then
+    local bar = string.find(held, '|', 1, true)
+    redis.call('HSET', KEYS[2], ARGV[4], string.sub(held, 1, bar) .. ARGV[5])
+  end
+end
 local prefix = ARGV[1]
 local records = redis.call('LRANGE', KEYS[1], 0, -1)
 for i, record in ipairs(records) do
@@ -126,7 +161,7 @@ return deleted
 TAKE: Final = (
     _READ
     + """
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', unpack(KEYS))
 return state
 """
 )

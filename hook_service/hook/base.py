@@ -11,11 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from hook_service.facts.base import NO_FACTS, Facts
+
 PHONE_NUMBER: Final = "phone_number"
 EMAIL_ADDRESS: Final = "email_address"
 # Contract 2.1 / 7: Prelude's scope pattern ^[a-zA-Z0-9.\-_:]+$ (fullmatch, so no trailing "\n").
 # The policy file's scope names are checked against it too (policy/schema.py).
 SCOPE_PATTERN: Final = re.compile(r"[a-zA-Z0-9.\-_:]+")
+# What a scope whose rules do not read facts gets (built once: CEL never mutates it).
+_NO_FACTS_CEL: Final = NO_FACTS.to_cel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,9 @@ class HookRequest:
         """Whether any identifier has type ``email_address``."""
         return self._has_email
 
-    def cel_context(self) -> dict[str, Any]:
-        """The CEL variables of a policy ``when`` expression (design.md "Policy file").
+    def cel_context(self, facts: Facts | None = None) -> dict[str, Any]:
+        """The CEL variables of a policy ``when`` expression (design.md "Policy file"), with
+        ``facts`` about the user's history (none known when None: design.md "Facts").
 
         A fresh top-level dict each call; nested values are shared, never copied, and must not
         be mutated. cel-expr-python only accepts plain dicts and lists.
@@ -74,4 +79,5 @@ class HookRequest:
             "metadata": metadata,
             "has_phone": self._has_phone,
             "has_email": self._has_email,
+            "facts": _NO_FACTS_CEL if facts is None else facts.to_cel(),
         }

@@ -18,10 +18,12 @@ from hook_service.policy.base import Decision
 
 @dataclass(frozen=True, slots=True)
 class HookAnswer:
-    """The parsed request and the decision to send back for it."""
+    """The parsed request and the decision to send back for it; ``replay``: the same body
+    and signature were answered within ``HOOK_REPLAY_WINDOW``, and this is that answer."""
 
     request: HookRequest
     decision: Decision
+    replay: bool = False
 
 
 def request_origin(body: bytes, signature: str | None) -> str:
@@ -52,5 +54,11 @@ class StepUpHook:
         if self._signatures is not None:
             await self._signatures.verify(body, signature, key_id)
         request = parse_hook_request(body)
-        origin = request_origin(body, signature if self._signatures is not None else None)
-        return HookAnswer(request, await self._decider.decide(request, origin))
+        # Issue 11 point 3: a replay is the same signature over the same body; without
+        # signature checks, the same body. The origin lets the store tell a replay of the
+        # deciding request from a new decision (issue 10, point 5).
+        signed = None if self._signatures is None else signature
+        decided = await self._decider.answer(
+            request, body=body, signature=signed, origin=request_origin(body, signed)
+        )
+        return HookAnswer(request, decided.decision, decided.replay)

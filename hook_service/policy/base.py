@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
 
 
@@ -30,7 +31,8 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
-    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered.
+    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered; ``revision``
+    names the policy that decided (the log line shows it).
 
     Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
     with orders 1..n for ``review`` and empty otherwise."""
@@ -41,6 +43,7 @@ class Decision:
     steps: tuple[Step, ...]
     rule: str
     error: str | None = None
+    revision: str = ""  # the deciding policy's revision (SHA-256 of its file), for the logs
 
     def to_json(self) -> dict[str, Any]:
         """The hook response body, exactly ``{status, grant_mode, granted_for, steps}``."""
@@ -70,8 +73,13 @@ class DecisionPolicy(Protocol):
         """The declared custom step keys (completed with a verification token)."""
         ...
 
-    def decide(self, request: HookRequest) -> Decision:
-        """The decision for ``request``; ``on_error`` if a rule fails, never a weaker rule."""
+    def reads_facts(self, scope: str) -> bool:
+        """Whether the rules of ``scope`` read ``facts`` (only then are they fetched)."""
+        ...
+
+    def decide(self, request: HookRequest, facts: Facts | None = None) -> Decision:
+        """The decision for ``request`` given ``facts`` (None: nothing known); ``on_error``
+        if a rule fails, never a weaker rule."""
         ...
 
     def on_error_decision(self, request: HookRequest, reason: str) -> Decision:

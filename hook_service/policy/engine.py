@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -24,8 +24,10 @@ from typing import Any, Final
 from cel_expr_python import cel
 
 from hook_service import logs
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
 from hook_service.policy.base import Decision, Step
+from hook_service.policy.facts import reads_facts
 from hook_service.policy.schema import (
     GRANT_MODES,
     MANAGED_STEPS,
@@ -34,8 +36,8 @@ from hook_service.policy.schema import (
     RuleSpec,
     new_env,
     parse,
-    read_file,
 )
+from hook_service.policy.source import read_yaml
 
 __all__ = [
     "GRANT_MODES",
@@ -57,13 +59,15 @@ _MAX_ERROR_CHARS: Final = 200
 _Variants = tuple[Decision, Decision]
 
 
-def _variants(outcome: OutcomeSpec, rule: str) -> _Variants:
+def _variants(outcome: OutcomeSpec, rule: str, revision: str) -> _Variants:
     def resolve(otp: str) -> Decision:
         steps = tuple(
             Step(order, otp if spec.key == OTP else spec.key, spec.expiration_duration)
             for order, spec in enumerate(outcome.steps, start=1)
         )
-        return Decision(outcome.status, outcome.grant_mode, outcome.granted_for, steps, rule)
+        return Decision(
+            outcome.status, outcome.grant_mode, outcome.granted_for, steps, rule, revision=revision
+        )
 
     # design.md: otp is verify_sms when the user has a phone number, else verify_email.
     return resolve("verify_email"), resolve("verify_sms")
@@ -94,6 +98,13 @@ def _clean(message: str) -> str:
     return " ".join(message.split())[:_MAX_ERROR_CHARS]
 
 
+def failure(value: Any) -> str:
+    """Why a ``when``'s CEL result ``value`` (neither true nor false) fails the rule."""
+    kind = value.type()
+    message = str(value.value()) if kind == _ERROR else f"returned {kind.name().lower()}"
+    return _clean(message)
+
+
 def _compile_chain(env: Any, specs: Sequence[RuleSpec]) -> Any:
     expr = "-1"
     for index in range(len(specs) - 1, -1, -1):
@@ -107,7 +118,7 @@ def _compile_chain(env: Any, specs: Sequence[RuleSpec]) -> Any:
         return None
 
 
-def _chains(env: Any, specs: tuple[RuleSpec, ...]) -> tuple[_Chain, ...]:
+def _chains(env: Any, specs: tuple[RuleSpec, ...], revision: str) -> tuple[_Chain, ...]:
     chains: list[_Chain] = []
     start = 0
     while start < len(specs):
@@ -117,7 +128,7 @@ def _chains(env: Any, specs: tuple[RuleSpec, ...]) -> tuple[_Chain, ...]:
             size //= 2
             program = _compile_chain(env, specs[start : start + size])
         rules = tuple(
-            _Rule(spec.name, spec.program, _variants(spec.outcome, spec.name))
+            _Rule(spec.name, spec.program, _variants(spec.outcome, spec.name, revision))
             for spec in specs[start : start + size]
         )
         chains.append(_Chain(rules, program))
@@ -143,9 +154,7 @@ def _first_match(chains: tuple[_Chain, ...], activation: Any) -> _Rule | None:
             if result is True:
                 return rule
             if result is not False:
-                kind = value.type()
-                message = str(result) if kind == _ERROR else f"returned {kind.name().lower()}"
-                raise _RuleFailed(f"rule {rule.name}: {_clean(message)}")
+                raise _RuleFailed(f"rule {rule.name}: {failure(value)}")
     return None
 
 
@@ -156,61 +165,104 @@ class Policy:
     decision for a user without a phone number (``otp`` as ``verify_email``); with a request at
     hand use :meth:`on_error_decision`. ``source`` names the file in messages; ``scopes`` are
     the listed scopes; ``revision`` is the SHA-256 of the file's bytes (of the canonical JSON
-    of a mapping), in hex.
+    for :meth:`from_mapping`), in hex, carried by every decision.
     """
 
     __slots__ = (
         "_default",
         "_env",
+        "_facts_scopes",
         "_on_error",
         "_scopes",
         "custom_steps",
         "on_error",
         "revision",
         "scopes",
+        "shadow",
         "source",
+        "spec",
     )
 
-    def __init__(self, data: Any, source: str = "<policy>", revision: str | None = None) -> None:
+    def __init__(
+        self,
+        data: Any,
+        source: str = "<policy>",
+        revision: str | None = None,
+        *,
+        shadow: bool = False,
+    ) -> None:
         env = new_env()
+        self.shadow = shadow  # a shadow policy's on_error answers are never sent: DEBUG logs
         spec = parse(data, source, env)
         self.source = source
         if revision is None:
             canonical = json.dumps(data, sort_keys=True, default=str).encode()
             revision = hashlib.sha256(canonical).hexdigest()
-        self.revision = revision
+        self.revision: str = revision
+        self.spec = spec  # the validated rules, for the lints and the trace
         self.custom_steps: frozenset[str] = spec.custom_steps
         self._env = env  # owns the compiled programs' declarations: keep it alive
-        self._scopes = {scope: _chains(env, rules) for scope, rules in spec.scopes.items()}
+        self._scopes = {
+            scope: _chains(env, rules, revision) for scope, rules in spec.scopes.items()
+        }
         self.scopes = frozenset(self._scopes)
-        self._default = _variants(spec.default, "default")
-        self._on_error = _variants(spec.on_error, "on_error")
+        # Issue 11 point 6: facts are fetched only for the scopes whose rules read them.
+        self._facts_scopes = frozenset(
+            scope
+            for scope, rules in spec.scopes.items()
+            if any(reads_facts(rule.when) for rule in rules)
+        )
+        self._default = _variants(spec.default, "default", revision)
+        self._on_error = _variants(spec.on_error, "on_error", revision)
         self.on_error: Decision = self._on_error[False]
 
     @classmethod
-    def load(cls, path: Path) -> Policy:
+    def load(cls, path: Path, *, shadow: bool = False) -> Policy:
         """Read, validate and compile the YAML policy at ``path``.
 
         Raises :class:`~hook_service.errors.PolicyError` naming the file, the place and the
         reason, e.g. ``policy.yaml: scopes."transfer:write".rules[1] (large-transfer):
         granted_for must be an integer from 1 to 86400, got 0``."""
-        data = read_file(path)
-        return cls(data, str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+        source = read_yaml(path)
+        return cls(source.data, str(path), source.revision, shadow=shadow)
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "<policy>") -> Policy:
         """Validate and compile an already parsed policy document (``source`` names it)."""
         return cls(data, source)
 
-    def decide(self, request: HookRequest) -> Decision:
-        """The decision for ``request``; ``on_error`` if a ``when`` fails (never a weaker rule)."""
+    def reads_facts(self, scope: str) -> bool:
+        """Whether a rule of ``scope`` mentions ``facts`` (found at load by a conservative
+        token scan, :mod:`hook_service.policy.facts`); unlisted scopes never do."""
+        return scope in self._facts_scopes
+
+    def context(
+        self, request: HookRequest, facts: Facts | Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The CEL variables for ``request``: its own, and ``facts`` (a :class:`Facts`, or
+        its ``to_cel()`` form as a policy test gives it; None: nothing known)."""
+        context = request.cel_context()
+        if facts is not None:
+            context["facts"] = facts.to_cel() if isinstance(facts, Facts) else facts
+        return context
+
+    def activation(self, context: Mapping[str, Any]) -> Any:
+        """A CEL activation of this policy's environment over ``context``."""
+        return self._env.Activation(context)
+
+    def decide(
+        self, request: HookRequest, facts: Facts | Mapping[str, Any] | None = None
+    ) -> Decision:
+        """The decision for ``request`` given ``facts`` (None: nothing known about the
+        user); ``on_error`` if a ``when`` fails (never a weaker rule)."""
         chains = self._scopes.get(request.scope_requested)
         if chains is None:
             decision = self._default[request.has_phone]
         else:
             try:
                 # One activation per request, shared by every rule (the hot path).
-                rule = _first_match(chains, self._env.Activation(request.cel_context()))
+                activation = self._env.Activation(self.context(request, facts))
+                rule = _first_match(chains, activation)
             except _RuleFailed as exc:
                 return self._failed(request, str(exc))
             except Exception as exc:  # a binding or context bug must fail closed, too
@@ -228,8 +280,10 @@ class Policy:
 
     def _failed(self, request: HookRequest, reason: str) -> Decision:
         decision = self.on_error_decision(request, reason)
-        _log.warning(
-            "scope %s: %s; answering on_error (%s)",
+        _log.log(
+            logging.DEBUG if self.shadow else logging.WARNING,
+            "%sscope %s: %s; answering on_error (%s)",
+            "shadow policy: " if self.shadow else "",
             request.scope_requested,
             reason,
             decision.status,

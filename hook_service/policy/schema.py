@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, NoReturn
 
-import yaml
 from cel_expr_python import cel
 
 from hook_service._steps import COMPLETED
 from hook_service.errors import PolicyError
 from hook_service.hook.base import SCOPE_PATTERN
+from hook_service.policy import facts as _facts
+from hook_service.policy.functions import declarations
 
 STATUSES: Final = ("continue", "review", "block")
 GRANT_MODES: Final = ("single-use", "session-bound", "profile-bound")
@@ -48,12 +48,13 @@ CEL_VARIABLES: Final = {
     "metadata": _T.Map(_T.STRING, _T.STRING),
     "has_phone": _T.BOOL,
     "has_email": _T.BOOL,
+    _facts.VARIABLE: _facts.CEL_TYPE,  # design.md "Facts"; HookRequest.cel_context(facts)
 }
 
 
 def new_env() -> Any:
-    """A CEL environment declaring :data:`CEL_VARIABLES`."""
-    return cel.NewEnv(variables=CEL_VARIABLES)
+    """A CEL environment declaring :data:`CEL_VARIABLES` and our functions (``number()``)."""
+    return cel.NewEnv(variables=CEL_VARIABLES, functions=declarations())
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,47 +85,17 @@ class PolicySpec:
     scopes: dict[str, tuple[RuleSpec, ...]]
     default: OutcomeSpec
     on_error: OutcomeSpec
+    custom_order: tuple[str, ...] = ()  # custom_steps as declared, for messages
 
 
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+def scope_place(scope: str) -> str:
+    """Where a scope is in the file, as messages name it: ``scopes."transfer:write"``."""
+    return f"scopes.{scope}" if scope.isidentifier() else f"scopes.{json.dumps(scope)}"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, except that a repeated mapping key is an error instead of
-    silently replacing the first (two `when:` in one rule must not keep only the weaker)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            # Merge keys (`<<: *base`) may legitimately be overridden; other keys never.
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                key = self.construct_object(key_node)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_file(path: Path) -> Any:
-    """The parsed YAML document at ``path``; PolicyError when unreadable or not YAML."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise PolicyError(f"{path}: the policy file is not UTF-8 text") from None
-    try:
-        loader = _UniqueKeyLoader(text)
-        # PyYAML names a str stream "<unicode string>" in its marks; name the file instead.
-        loader.name = str(path)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+def rule_place(scope: str, index: int, name: str) -> str:
+    """Where a rule is: ``scopes."transfer:write".rules[1] (large-transfer)``."""
+    return f"{scope_place(scope)}.rules[{index}] ({name})"
 
 
 def _show(value: Any) -> str:
@@ -195,6 +166,7 @@ class _Checker:
             scopes={scope: self.scope(scope, entry) for scope, entry in scopes.items()},
             default=self.fallback(data, "default"),
             on_error=self.fallback(data, "on_error"),
+            custom_order=tuple(data.get("custom_steps", [])),
         )
 
     def custom_steps(self, value: Any) -> frozenset[str]:
@@ -219,7 +191,7 @@ class _Checker:
     def scope(self, scope: Any, entry: Any) -> tuple[RuleSpec, ...]:
         if not isinstance(scope, str) or not SCOPE_PATTERN.fullmatch(scope):
             self.fail("scopes", f"a scope must match ^[a-zA-Z0-9.\\-_:]+$, got {_show(scope)}")
-        where = f"scopes.{scope}" if scope.isidentifier() else f"scopes.{json.dumps(scope)}"
+        where = scope_place(scope)
         rules = self.mapping(entry, where, ("rules",), "a scope").get("rules")
         if not isinstance(rules, list) or not rules:
             self.fail(where, "rules must be a non-empty list")
@@ -244,6 +216,10 @@ class _Checker:
         if "when" in rule:
             if not isinstance(when, str) or not when.strip():
                 self.fail(where, f"when must be a CEL expression string, got {_show(when)}")
+            unknown = _facts.unknown_fields(when)
+            if unknown:
+                known = ", ".join(sorted(_facts.FIELDS))
+                self.fail(where, f"facts has no field {unknown[0]!r} (fields: {known})")
             try:
                 program = self.env.compile(when)
             except RuntimeError as exc:

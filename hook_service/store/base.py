@@ -94,6 +94,15 @@ class Store(Protocol):
         recorded). With ``within``, the write is refused (``errors.StoreUnavailable``) unless
         it takes effect within that many seconds from now."""
 
+    async def ensure_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        """Record each of ``steps`` that has no live record (pending or claimed) for its
+        (user_id, key): never replaces a record, never extends one (issue 11 point 3, a
+        replay). A claimed step keeps its record until its pending expiry, so a step given
+        the expiry of the decision that claimed it can never be re-opened; ``within`` as for
+        :meth:`put_pending`."""
+
     async def claim(
         self,
         user_id: str,

@@ -80,6 +80,17 @@ class MemoryStore:
                 else:  # an already-expired step still replaces (removes) the old one
                     self._pending.pop(where, None)
 
+    async def ensure_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        now = self._clock()
+        with self._lock:
+            for step in steps:
+                where = (step.user_id, step.key)
+                old = self._pending.get(where)
+                if (old is None or now >= old.expires_at) and step.expires_at > now:
+                    self._pending[where] = _Pending(step.scope, step.expires_at, step.origin)
+
     async def claim(
         self,
         user_id: str,

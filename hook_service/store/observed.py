@@ -38,6 +38,16 @@ class ObservedStore:
                 self._on_error("put_pending")
                 raise
 
+    async def ensure_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        with self._spans("store.ensure_pending"):
+            try:
+                await self.store.ensure_pending(steps, within=within)
+            except errors.StoreUnavailable:
+                self._on_error("ensure_pending")
+                raise
+
     async def claim(
         self,
         user_id: str,

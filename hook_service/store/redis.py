@@ -1,4 +1,4 @@
-"""The Redis store: pending steps shared by every process and host through one Redis server.
+"""The Redis store: pending steps shared by every process and host through one Redis deployment.
 
 Same semantics as :class:`~hook_service.store.memory.MemoryStore` (see
 :mod:`hook_service.store.base`); the layout and the Lua scripts are in
@@ -20,6 +20,7 @@ from redis.asyncio import RedisCluster
 
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
+from hook_service._redis_target import RedisTarget
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends.keyring import DecryptError
 from hook_service.store import redis_scripts as scripts
@@ -78,7 +79,8 @@ class RedisClock:
 
 
 class RedisStore:
-    """Store shared by every app instance through one Redis server (redis.asyncio + hiredis).
+    """Store shared by every app instance through one Redis deployment (redis.asyncio +
+    hiredis): a URL or a :class:`RedisTarget` (Sentinel; replicas to wait for).
 
     ``timeout`` bounds connecting, each reply and waiting for a pooled connection, so an
     unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
@@ -90,7 +92,7 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        url: RedisTarget | str,
         *,
         sealer: TokenSealer,
         clock: Clock = system_clock,
@@ -110,9 +112,10 @@ class RedisStore:
         )
         self._claim_script = self._redis.register_script(scripts.CLAIM_LUA)
         self._put_script = self._redis.register_script(scripts.PUT_LUA)
+        self._ensure_script = self._redis.register_script(scripts.ENSURE_LUA)
 
     def __repr__(self) -> str:
-        return f"RedisStore(url={self._site.location!r}, prefix={self._prefix!r})"
+        return f"RedisStore({self._site.location!r}, prefix={self._prefix!r})"
 
     def record_key(self, user_id: str, key: str) -> str:
         """Redis key of the pending step of (user_id, key) (memory budget: <= 300 bytes per
@@ -125,6 +128,16 @@ class RedisStore:
 
     async def put_pending(
         self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        await self._write("put_pending", self._put_script, steps, within)
+
+    async def ensure_pending(
+        self, steps: Sequence[PendingStep], *, within: float | None = None
+    ) -> None:
+        await self._write("ensure_pending", self._ensure_script, steps, within)
+
+    async def _write(
+        self, operation: str, script: Any, steps: Sequence[PendingStep], within: float | None
     ) -> None:
         if not steps:
             return
@@ -142,15 +155,17 @@ class RedisStore:
             # skew and to fake clocks). Floor: never outlive expires_at.
             ttl_ms = math.floor((step.expires_at - now) * 1000)
             args += [ttl_ms, math.floor(step.expires_at * 1000), step.scope, step.origin]
-        with self._site.guard("put_pending", _unavailable, log=logger):
+        with self._site.guard(operation, _unavailable, log=logger):
             if self._server_clock.offset is None:
                 await self.ping()
-            args[0] = self._server_clock.server_ms(started + budget - REPLY_MARGIN)
+            until = started + budget - REPLY_MARGIN
+            args[0] = self._server_clock.server_ms(until)
             sent = time.monotonic()
-            reply: Any = await self._put_script(keys=keys, args=args)
+            # With HOOK_REDIS_MIN_REPLICAS the replicas' acknowledgement fits the same budget.
+            reply: Any = await self._site.write(self._redis, script, keys, args, until=until)
         self._server_clock.observe(sent, time.monotonic(), reply[1], reply[2])
         if int(reply[0]) != 1:
-            logger.warning("put_pending refused by Redis: its deadline had passed")
+            logger.warning("%s refused by Redis: its deadline had passed", operation)
             raise errors.StoreUnavailable(LATE_WRITE)
 
     async def claim(
@@ -178,8 +193,14 @@ class RedisStore:
         if guard is not None:
             keys.append(guard.redis_key)
             args.append(guard.version)
+        until = time.monotonic() + self._timeout - REPLY_MARGIN
         with self._site.guard("claim", _unavailable, log=logger):
-            reply: Any = await self._claim_script(keys=keys, args=args)
+            # Refused unless HOOK_REDIS_MIN_REPLICAS replicas hold it: a claim lost in a
+            # failover would let the step mint a second token (a retry with the same
+            # challenge then gets the token claimed here, confirmed by that retry's WAIT).
+            reply: Any = await self._site.write(
+                self._redis, self._claim_script, keys, args, until=until
+            )
         status = int(reply[0])
         if status == 4:
             return None  # the guard did not hold; nothing was claimed

@@ -73,12 +73,34 @@ end
 return {1, t[1], t[2]}
 """
 
+# ensure_pending: the arguments of put_pending; a step is written only where no record is
+# (a replay's steps, issue 11 point 3): never replacing, re-opening or extending one. Past the
+# deadline nothing is written, as for put_pending.
+ENSURE_LUA = """#!lua
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then
+  return {0, t[1], t[2]}
+end
+for i = 1, #KEYS do
+  local b = 4 * i - 1
+  local ttl = tonumber(ARGV[b])
+  if ttl > 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('HSET', KEYS[i], 'e', ARGV[b + 1], 's', ARGV[b + 2], 'o', ARGV[b + 3])
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return {1, t[1], t[2]}
+"""
+
 # claim: KEYS[1] pending step, KEYS[2] token record, KEYS[3] (optional) the key-set version;
 # ARGV now_ms, challenge_id, sealed token, jti, kid, token expiry (s), scope ('' = any),
 # version. Replies: {0} missing/expired, {1} claimed, {2, t, j, k, x} this challenge's token,
 # {3} consumed already, {4} the key-set guard (KEYS[3] must hold ARGV[8]) failed: nothing
-# claimed, {5, recorded scope} recorded for another scope. No shebang: the read-only retry
-# must still answer under OOM; the first write is refused before any other runs.
+# claimed, {5, recorded scope} recorded for another scope. No shebang: the retry must still
+# answer under OOM (PEXPIRE is allowed then); the first write is refused before any other runs.
+# The retry re-sets the token record's TTL to what it is: a write of no effect, but one the
+# caller's WAIT (HOOK_REDIS_MIN_REPLICAS) then covers, so the token it returns is known to be
+# on the replicas too (a WAIT after a reply that wrote nothing confirms nothing).
 CLAIM_LUA = """
 if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[8] then return {4} end
 local now = tonumber(ARGV[1])
@@ -86,6 +108,8 @@ local scope = ARGV[7]
 local tok = redis.call('HMGET', KEYS[2], 't', 'j', 'k', 'x', 's')
 if tok[1] and now < tonumber(tok[4]) * 1000 then
   if scope ~= '' and tok[5] ~= scope then return {5, tok[5]} end
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
   return {2, tok[1], tok[2], tok[3], tok[4]}
 end
 local r = redis.call('HMGET', KEYS[1], 'e', 's', 'c')

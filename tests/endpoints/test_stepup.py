@@ -325,13 +325,16 @@ def test_store_stopped_answers_on_error(make_app: Any, redis_server: Any, redis_
         redis_server.stop()
         try:
             response = post_hook(client, hook_body(amount="1500"))
-            no_custom_step = post_hook(client, hook_body(amount="20"))
+            reads_facts = post_hook(client, hook_body(amount="20"))
+            no_facts = post_hook(client, hook_body(scope="profile:read"))
         finally:
             redis_server.start()
     assert response.headers["x-hook-rule"] == "on_error"
     assert response.json()["status"] == "block"
-    # Decisions without a custom step do not need the store.
-    assert no_custom_step.headers["x-hook-rule"] == "otp-only"
+    # transfer:write reads facts (issue 11): it needs the store even without a custom step.
+    assert reads_facts.headers["x-hook-rule"] == "on_error"
+    # Decisions that neither read facts nor have a custom step do not need the store.
+    assert no_facts.headers["x-hook-rule"] == "allow"
 
 
 def test_decision_is_logged_with_its_rule_and_no_secrets(

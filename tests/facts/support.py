@@ -6,14 +6,18 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from hook_service.facts.attempts import AttemptFactory
-from hook_service.facts.base import REVIEW, Attempt
+from hook_service.facts.base import REVIEW, Attempt, FactsStore
 from hook_service.facts.device import DeviceKeys
 from hook_service.facts.geo import Geo
 from hook_service.facts.hashing import FactsKey
+from hook_service.facts.logic import Limits
+from hook_service.facts.memory import MemoryFactsStore
+from hook_service.facts.redis import RedisFactsStore
 
 KEY = FactsKey(bytes(range(100, 132)))  # test-only
 SCOPE = "transfer:write"
@@ -43,6 +47,29 @@ MOUNTAIN_VIEW = (37.39, -122.08)
 DUBLIN_IP6 = "2a00:1450:4009:81e::200e"  # in the test city database: IE, Dublin
 DUBLIN = (53.35, -6.26)
 OTHER_IP = "1.1.1.1"  # not in the test city database; iptocc: AU
+
+
+def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> FactsStore:
+    """A ``memory``, ``redis``, ``sentinel`` or ``cluster`` facts store (on the test's private
+    server, Sentinel group or Redis Cluster)."""
+    if kind == "memory":
+        return MemoryFactsStore(KEY, limits)
+    # A generous timeout: the behaviour is under test, not the speed of a loaded CI machine.
+    if kind == "sentinel":
+        target = request.getfixturevalue("sentinel_deployment").target
+        return RedisFactsStore(target, key=KEY, limits=limits, timeout=5)
+    cluster = kind == "cluster"
+    url = request.getfixturevalue("cluster_url" if cluster else "redis_url")
+    return RedisFactsStore(url, key=KEY, limits=limits, timeout=5, cluster=cluster)
+
+
+KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("sentinel", marks=pytest.mark.sentinel),
+    pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.slow]),
+]
+"""The facts stores the behavioural suites run on."""
 
 
 @functools.cache

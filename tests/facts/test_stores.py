@@ -12,19 +12,18 @@ import pytest
 from hook_service.facts.base import CONTINUE, Attempt, Facts, FactsStore, Proof
 from hook_service.facts.geo import Geo
 from hook_service.facts.logic import DAY, HOUR, Limits
-from hook_service.facts.memory import MemoryFactsStore
-from hook_service.facts.redis import RedisFactsStore
 from tests.facts.support import (
     CHROME_130_WIN,
     CHROME_131_MAC,
     CHROME_131_WIN,
     FIREFOX_WIN,
-    KEY,
+    KINDS,
     LONDON_IP,
     MOUNTAIN_VIEW_IP,
     OTHER_IP,
     SCOPE,
     Requests,
+    open_store,
     write_city_db,
 )
 from tests.support import FakeClock
@@ -35,31 +34,7 @@ USER = "usr_1"
 SMALL = Limits(devices=3, ips=3, countries=2, steps=2, attempts=5, scopes=2)
 
 
-def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> FactsStore:
-    if kind == "memory":
-        return MemoryFactsStore(KEY, limits)
-    cluster = kind == "cluster"
-    url = request.getfixturevalue("cluster_url" if cluster else "redis_url")
-    return RedisFactsStore(url, key=KEY, limits=limits, cluster=cluster)
-
-
-BACKENDS = [
-    "memory",
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.slow]),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
-    instance = open_store(request.param, request, Limits())
-    try:
-        yield instance
-    finally:
-        await instance.aclose()
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=KINDS)
 async def small(request: pytest.FixtureRequest) -> AsyncIterator[FactsStore]:
     """A store with tiny caps (:data:`SMALL`)."""
     instance = open_store(request.param, request, SMALL)

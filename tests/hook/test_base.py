@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from hook_service.facts.base import NO_FACTS, Facts
 from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.schema import CEL_VARIABLES, new_env
@@ -24,7 +25,10 @@ def test_cel_context_shape() -> None:
         "metadata": {"amount": "500", "currency": "USD"},
         "has_phone": True,
         "has_email": True,
+        "facts": NO_FACTS.to_cel(),  # nothing known without facts
     }
+    facts = Facts(device_known=True, step_age={"kyc_review": 5}, travel_kmh=12.5)
+    assert parse_hook_request(BODY).cel_context(facts)["facts"] == facts.to_cel()
 
 
 def test_cel_context_is_a_fresh_dict_each_call() -> None:
@@ -40,14 +44,16 @@ def test_cel_context_is_a_fresh_dict_each_call() -> None:
 # tests fail instead of agreeing with a private copy of the declarations. Uses every variable.
 _CEL_EXPR = new_env().compile(
     'scope == "transfer:write" && signals.platform == "WEB" && has_phone && has_email'
-    ' && double(metadata.amount) >= 500.0 && identifiers.exists(i, i.type == "phone_number")'
+    ' && number(metadata.amount) >= 500.0 && identifiers.exists(i, i.type == "phone_number")'
     ' && user_id != ""'
 )
 
 
 def test_cel_context_evaluates_in_cel() -> None:
     context = parse_hook_request(BODY).cel_context()
-    assert set(context) == set(CEL_VARIABLES)  # no variable the policy cannot see, none missing
+    # No variable the policy cannot see, none missing; `facts` holds the "nothing known"
+    # values until the facts store's are given.
+    assert set(context) == set(CEL_VARIABLES)
     # cel-expr-python rejects anything but plain dicts/lists (e.g. mappingproxy, tuples).
     assert _CEL_EXPR.eval(data=context).value() is True
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hook_service.errors import PolicyError
+from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest, Identifier
 from hook_service.policy.base import Step
 from hook_service.policy.engine import (
@@ -108,9 +109,17 @@ def test_example_large_transfer_with_email_only_is_email_then_kyc(example: Polic
     assert [s.key for s in decision.steps] == ["verify_email", "kyc_review"]
 
 
-@pytest.mark.parametrize("amount", ["1000", "1e9", "NaN", "inf", "+1500"])
-def test_example_counts_odd_but_numeric_amounts_as_large(example: Policy, amount: str) -> None:
+@pytest.mark.parametrize("amount", ["1000", "1000.00", "2500.50"])
+def test_example_counts_plain_amounts_from_1000_as_large(example: Policy, amount: str) -> None:
     assert example.decide(request(metadata={"amount": amount})).rule == "large-transfer"
+
+
+@pytest.mark.parametrize("amount", ["1e9", "NaN", "inf", "+1500", " 1500", ""])
+def test_example_odd_amounts_fail_closed_to_on_error(example: Policy, amount: str) -> None:
+    # With double() "NaN" compared false and skipped KYC; number() refuses it: block.
+    decision = example.decide(request(metadata={"amount": amount}))
+    assert (decision.rule, decision.status) == ("on_error", "block")
+    assert decision.error is not None and "number() takes a plain decimal" in decision.error
 
 
 def test_example_small_or_missing_amount_is_otp_only(example: Policy) -> None:
@@ -131,7 +140,7 @@ def test_example_unparsable_amount_answers_on_error_block(example: Policy) -> No
     assert (decision.rule, decision.status, decision.steps) == ("on_error", "block", ())
     assert decision.error is not None
     assert decision.error.startswith("rule large-transfer: ")
-    assert "cannot convert string to double" in decision.error
+    assert "number() takes a plain decimal string" in decision.error
 
 
 def test_example_profile_read_continues_session_bound(example: Policy) -> None:
@@ -258,7 +267,7 @@ def test_signal_values_cel_cannot_represent_answer_on_error(bad: int) -> None:
 
 
 class _BrokenRequest(HookRequest):
-    def cel_context(self) -> dict[str, Any]:
+    def cel_context(self, facts: Facts | None = None) -> dict[str, Any]:
         raise RuntimeError("context\nbroken")
 
 

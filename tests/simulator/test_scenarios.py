@@ -33,6 +33,9 @@ def test_shipped_scenarios_cover_every_rule_of_the_example_policy() -> None:
         (Path(__file__).parents[2] / "hook_service" / "policies" / "example.yaml").read_text()
     )
     rules = {rule["name"] for scope in policy["scopes"].values() for rule in scope["rules"]}
+    # Reached only after earlier requests, tokens or outcomes of the same user, which a
+    # scenario of one request cannot give (issue 11 points 7 and 8).
+    rules -= {"flagged", "velocity", "recently-verified"}
     expected_rules = {s.expect.rule for s in loaded.scenarios}
     assert rules | {"default", "on_error"} <= expected_rules
     assert {s.expect.status for s in loaded.scenarios} == {"continue", "review", "block"}

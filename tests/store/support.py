@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import pytest
 from redis.crc import key_slot
 
+from hook_service._redis_target import RedisTarget
 from hook_service.store import redis_scripts
 from hook_service.store.base import Claimed, PendingStep, Store
 from hook_service.store.redis import RedisStore
@@ -52,9 +53,11 @@ class RedisServer(Protocol):
     def resume(self) -> None: ...
 
 
-def redis_store(url: str, clock: FakeClock, **options: Any) -> RedisStore:
-    """A :class:`RedisStore` on ``url`` sealing tokens as the service does (``TEST_KEK``)."""
-    return RedisStore(url, sealer=token_sealer(), clock=clock, cluster=is_cluster(url), **options)
+def redis_store(url: RedisTarget | str, clock: FakeClock, **options: Any) -> RedisStore:
+    """A :class:`RedisStore` on ``url`` (a node of the tests' cluster, or a Sentinel target)
+    sealing tokens as the service does (``TEST_KEK``)."""
+    cluster = isinstance(url, str) and is_cluster(url)
+    return RedisStore(url, sealer=token_sealer(), clock=clock, cluster=cluster, **options)
 
 
 def pending(

@@ -1,5 +1,6 @@
 """Store semantics (design.md "POST /verification-token"), run against MemoryStore and a real
-RedisStore; what only the Redis store does is in ``test_redis.py``."""
+RedisStore, on one Redis server and on a Sentinel group (every claim and step waiting for the
+replica); what only the Redis store does is in ``test_redis.py``."""
 
 from __future__ import annotations
 
@@ -25,10 +26,19 @@ pytestmark = pytest.mark.anyio
 # must keep Redis TTLs in the injected clock's time domain.
 
 
-@pytest.fixture(params=["memory", "redis", pytest.param("cluster", marks=ON_CLUSTER)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "redis",
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+        pytest.param("cluster", marks=ON_CLUSTER),
+    ]
+)
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     if request.param == "memory":
         instance: Store = MemoryStore(clock)
+    elif request.param == "sentinel":
+        instance = redis_store(request.getfixturevalue("sentinel_deployment").target, clock)
     else:
         url = "cluster_url" if request.param == "cluster" else "redis_url"
         instance = redis_store(request.getfixturevalue(url), clock)
@@ -323,3 +333,46 @@ async def test_memory_store_refuses_a_key_set_guard(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="cannot check a shared key set"):
         await store.claim("usr_1", "kyc_review", issued(clock), clock(), KeySetGuard("k", 1))
     assert (await claim(store, clock, issued(clock)))[1] is True  # nothing was consumed
+
+
+# --- ensure_pending: a replay's steps (issue 11 point 3) ----------------------------------
+
+
+async def test_a_missing_step_is_created(store: Store, clock: FakeClock) -> None:
+    await store.ensure_pending([pending(clock)])
+    token = issued(clock)
+    assert await claim(store, clock, token) == (token, True)
+
+
+async def test_a_claimed_step_is_never_reopened(store: Store, clock: FakeClock) -> None:
+    step = pending(clock, ttl=600)
+    await store.put_pending([step])
+    first = issued(clock, challenge_id="chl_first", ttl=300)
+    await claim(store, clock, first)
+    await store.ensure_pending([step])
+    with pytest.raises(errors.StepAlreadyUsed):
+        await claim(store, clock, issued(clock, challenge_id="chl_replay"))
+    # Once the claimed record is gone, the decision's own expiry has passed as well: a step
+    # ensured with that expiry is not created again.
+    clock.advance(600)
+    await store.ensure_pending([step])
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock, challenge_id="chl_late"))
+
+
+async def test_a_pending_step_is_neither_replaced_nor_extended(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.put_pending([pending(clock, ttl=100)])
+    await store.ensure_pending([pending(clock, ttl=10_000)])
+    clock.advance(100)
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock))
+
+
+async def test_an_expired_step_is_not_created(store: Store, clock: FakeClock) -> None:
+    await store.ensure_pending([pending(clock, ttl=-1), pending(clock, key="other", ttl=0)])
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock))
+    with pytest.raises(errors.NoPendingStep):
+        await claim(store, clock, issued(clock, key="other"))

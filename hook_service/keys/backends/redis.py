@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from hook_service import _redis, errors, logs
+from hook_service._redis_target import RedisTarget
 from hook_service.clock import Clock, system_clock
 from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.base import Change, Describe
@@ -36,6 +38,8 @@ from hook_service.keys.lifecycle import KeySet, NewKey, generate_rsa_key, initia
 log = logging.getLogger(logs.KEYSTORE)
 
 _CAS_ATTEMPTS = 5
+# The replicas' acknowledgement of a change must come this much before the client gives up.
+_REPLY_MARGIN = 0.1
 
 
 class RedisKeyStore(FollowedSet):
@@ -44,7 +48,7 @@ class RedisKeyStore(FollowedSet):
 
     def __init__(
         self,
-        url: str,
+        url: RedisTarget | str,
         keyring: Keyring,
         *,
         clock: Clock = system_clock,
@@ -75,7 +79,7 @@ class RedisKeyStore(FollowedSet):
         )
 
     def __repr__(self) -> str:
-        return f"RedisKeyStore(url={self._site.location!r}, keyring={self._keyring!r})"
+        return f"RedisKeyStore({self._site.location!r}, keyring={self._keyring!r})"
 
     @property
     def version_key(self) -> str:
@@ -186,8 +190,18 @@ class RedisKeyStore(FollowedSet):
             events = describe(before, after, now)
             body = keydoc.encode(after, self._keyring, self.prefix)
             args = self._redis.write_args(before.version, after.version, body, events, fence)
+            until = time.monotonic() + self._timeout - _REPLY_MARGIN
             with self._guard("change"):
-                written = await self._redis.write(client, args)  # LockLost passes through
+                try:  # LockLost passes through
+                    written = await self._redis.write(self._site, client, args, until=until)
+                except _redis.NotReplicated:
+                    # Not "stale": the set served here is still right. The change stands on the
+                    # master and is followed by the next poll, unless a failover loses it.
+                    raise errors.KeyStoreUnavailable(
+                        "the key set change reached Redis but not HOOK_REDIS_MIN_REPLICAS "
+                        "replicas in time, so it may be lost in a failover; GET /admin/keys "
+                        "shows whether it stands"
+                    ) from None
             if written is not None:
                 return self._committed(after, events, written, body), events
         raise errors.KeyStoreUnavailable("the key set kept changing during this change; retry")

@@ -71,11 +71,11 @@ def fetch(
 ) -> Fetched:
     """The key set document in Redis; with ``first`` (the service's start, an import), the
     one it makes when Redis holds none and no running replica puts one back. Start-up errors
-    are :class:`errors.KeyStoreError` naming ``HOOK_REDIS_URL``."""
+    are :class:`errors.KeyStoreError` naming ``HOOK_REDIS_URL`` (or ``HOOK_REDIS_SENTINELS``)."""
 
     def failed(name: str) -> errors.KeyStoreError:
         return errors.KeyStoreError(
-            f"HOOK_REDIS_URL: cannot load the key set from {site.location}: {name}"
+            f"{site.variable}: cannot load the key set from {site.location}: {name}"
         )
 
     with site.guard("load", failed):  # a cluster client reads the slot map as it is made
@@ -83,7 +83,7 @@ def fetch(
     try:
         with site.guard("load", failed):
             if first is not None:
-                check_eviction(client, site.location)
+                check_eviction(client, site)
             raw = client.get(keys.set)
             if raw is None and first is not None:
                 raw = _wait_for_peers(client, site.location, keys, peer_wait)
@@ -103,7 +103,7 @@ def fetch(
     return Fetched(_text(raw))
 
 
-def check_eviction(client: _redis.SyncClient, location: str) -> None:
+def check_eviction(client: _redis.SyncClient, site: _redis.RedisSite) -> None:
     """Refuse (:class:`errors.KeyStoreError`) a Redis whose ``maxmemory-policy`` may evict
     keys without a TTL (``allkeys-*``): under memory pressure the key set would vanish, and
     every replica stop signing. Where ``CONFIG`` is forbidden (managed Redis), warn. On a
@@ -119,20 +119,20 @@ def check_eviction(client: _redis.SyncClient, location: str) -> None:
             "cannot read the maxmemory-policy of Redis at %s (%s): make sure it is "
             "noeviction (or volatile-*), and that Redis persists its data (AOF or RDB), or "
             "the key set can be lost (docs/keys.md)",
-            location,
+            site.location,
             type(exc).__name__,
         )
         return
     for reply in replies:
-        _check_policy(_text(next(iter(dict(reply).values()), b"")), location)
+        _check_policy(_text(next(iter(dict(reply).values()), b"")), site)
 
 
-def _check_policy(policy: str, location: str) -> None:
+def _check_policy(policy: str, site: _redis.RedisSite) -> None:
     if policy in _SAFE_POLICIES or policy.startswith(_SAFE_PREFIXES):
         return
     raise errors.KeyStoreError(
-        f"HOOK_REDIS_URL: Redis at {location} has maxmemory-policy {policy}, which can evict "
-        "the key set; set it to noeviction (or a volatile-* policy: the key set has no TTL)"
+        f"{site.variable}: Redis at {site.location} has maxmemory-policy {policy}, which can "
+        "evict the key set; set it to noeviction (or a volatile-* policy: the key set has no TTL)"
     )
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hook_service import errors, logs
-from hook_service._redis import AsyncClient, SyncClient
+from hook_service._redis import AsyncClient, RedisSite, SyncClient
 from hook_service.keys.events import KeyEvent
 
 log = logging.getLogger(logs.KEYSTORE)
@@ -221,11 +221,15 @@ class KeySetKeys:
         script = client.register_script(self._write_lua)
         return self._written(script(keys=self._write_keys, args=args))
 
-    async def write(self, client: AsyncClient, args: list[str]) -> Written | None:
+    async def write(
+        self, site: RedisSite, client: AsyncClient, args: list[str], *, until: float
+    ) -> Written | None:
         """The write script; None if the version moved, :class:`errors.LockLost` if the
-        fencing token in ``args`` is older than the last one issued."""
-        keys = self._write_keys
-        return self._written(await client.eval(self._write_lua, len(keys), *keys, *args))
+        fencing token in ``args`` is older than the last one issued; with
+        ``HOOK_REDIS_MIN_REPLICAS``, :class:`~hook_service._redis.NotReplicated` when the
+        replicas did not acknowledge it by ``until`` (:meth:`RedisSite.write`)."""
+        script = client.register_script(self._write_lua)
+        return self._written(await site.write(client, script, self._write_keys, args, until=until))
 
     @staticmethod
     def _written(reply: Any) -> Written | None:

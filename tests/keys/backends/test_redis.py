@@ -1,5 +1,6 @@
-"""RedisKeyStore on a real private redis-server: encryption at rest, compare-and-set writes,
-fencing, propagation to other replicas (pub/sub and version poll), outages, audit stream."""
+"""RedisKeyStore on a real private redis-server, and on a Sentinel group (changes waiting for
+its replica): encryption at rest, compare-and-set writes, fencing, propagation to other
+replicas (pub/sub and version poll), outages, audit stream."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import anyio
 import pytest
 
 from hook_service import errors
+from hook_service._redis_target import RedisTarget
 from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.keyring import fingerprint, keyring
 from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.keys.backends.redis_scripts import KeySetKeys
 from hook_service.keys.lifecycle import KeySet
+from tests.sentinels import Deployment
 from tests.support import (
     FakeClock,
     KeyFactory,
@@ -38,19 +41,13 @@ KEK_B = bytes(range(100, 132))
 TIMEOUT = 5.0  # guards a hang; propagation itself must take under 1 s
 
 
-@pytest.fixture
-def redis_url(redis_or_cluster_url: str) -> str:
-    """Every test here on one Redis and on the three-master cluster (its names tagged)."""
-    return redis_or_cluster_url
-
-
 def names(url: str) -> KeySetKeys:
     """The key set's Redis names on ``url`` (hash-tagged on a cluster)."""
     return KeySetKeys(cluster=is_cluster(url))
 
 
 def make_store(
-    url: str,
+    url: RedisTarget | str,
     clock: FakeClock,
     new_key: KeyFactory | None = None,
     *,
@@ -63,7 +60,7 @@ def make_store(
         clock=clock,
         replica=replica,
         new_key=new_key or key_supply(),
-        cluster=is_cluster(url),
+        cluster=isinstance(url, str) and is_cluster(url),
     )
     _opened.append(store)
     return store
@@ -78,6 +75,15 @@ async def close_stores() -> AsyncIterator[None]:
     yield
     while _opened:
         await _opened.pop().aclose()
+
+
+def stored_set(url: str) -> Any:
+    """The key set document as Redis holds it at ``url`` (its names tagged on a cluster)."""
+    client = raw_redis(url)
+    try:
+        return json.loads(client.get(names(url).set) or b"")
+    finally:
+        client.close()
 
 
 def stored_bytes(url: str) -> bytes:
@@ -110,11 +116,11 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def replicas(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> AsyncIterator[tuple[RedisKeyStore, RedisKeyStore]]:
     supply = key_supply()
-    a = make_store(redis_url, clock, supply, replica="a")
-    b = make_store(redis_url, clock, supply, replica="b")
+    a = make_store(redis_deployment.target, clock, supply, replica="a")
+    b = make_store(redis_deployment.target, clock, supply, replica="b")
     a.load_or_create()
     b.load_or_create()
     await a.start()
@@ -132,18 +138,24 @@ def admin(store: RedisKeyStore, clock: FakeClock) -> KeyAdmin:
 
 
 async def test_first_start_creates_one_set_that_every_replica_loads(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
-    first = make_store(redis_url, clock, key_supply([0, 1])).load_or_create()
-    second = make_store(redis_url, clock, key_supply([])).load_or_create()  # generates nothing
+    first = make_store(redis_deployment.target, clock, key_supply([0, 1])).load_or_create()
+    second = make_store(
+        redis_deployment.target, clock, key_supply([])
+    ).load_or_create()  # generates nothing
     assert second == first and (first.active.kid, first.next.kid) == (kid_of(0), kid_of(1))
     assert second.active.private_key.private_numbers() == hook_keys()[0].private_numbers()
 
 
-async def test_no_private_key_material_is_stored_in_clear(redis_url: str, clock: FakeClock) -> None:
-    ks = make_store(redis_url, clock, key_supply([0, 1, 2])).load_or_create()
-    await admin(make_store(redis_url, clock, key_supply([2])), clock).rotate("t", force=True)
-    raw = stored_bytes(redis_url)
+async def test_no_private_key_material_is_stored_in_clear(
+    redis_deployment: Deployment, clock: FakeClock
+) -> None:
+    ks = make_store(redis_deployment.target, clock, key_supply([0, 1, 2])).load_or_create()
+    await admin(make_store(redis_deployment.target, clock, key_supply([2])), clock).rotate(
+        "t", force=True
+    )
+    raw = stored_bytes(redis_deployment.url)
     assert kid_of(0).encode() in raw  # the scan does see the key set
     assert b"-----BEGIN" not in raw and b"PRIVATE KEY" not in raw
     for index in (0, 1, 2):
@@ -152,42 +164,44 @@ async def test_no_private_key_material_is_stored_in_clear(redis_url: str, clock:
         assert format(numbers.d, "x").encode()[:40] not in raw
         for secret in private_strings(hook_keys()[index]):
             assert secret.encode() not in raw
-    document = json.loads(raw_redis(redis_url).get(names(redis_url).set) or b"")
+    document = stored_set(redis_deployment.url)
     assert {k["private_key"]["kek"] for k in document["keys"]} == {fingerprint(KEK_A)}
     assert ks.version == 1 and document["version"] == 2
 
 
 async def test_a_wrong_kek_is_refused_at_start_with_a_clear_message(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
-    make_store(redis_url, clock, key_supply([0, 1])).load_or_create()
-    before = stored_bytes(redis_url)
+    make_store(redis_deployment.target, clock, key_supply([0, 1])).load_or_create()
+    before = stored_bytes(redis_deployment.url)
     with pytest.raises(errors.KeyStoreError) as caught:
-        make_store(redis_url, clock, key_supply([]), keks=(KEK_B,)).load_or_create()
+        make_store(redis_deployment.target, clock, key_supply([]), keks=(KEK_B,)).load_or_create()
     message = str(caught.value)
     assert "HOOK_KEY_ENCRYPTION_KEYS cannot decrypt" in message
     assert fingerprint(KEK_A) in message and fingerprint(KEK_B) in message
     assert KEK_A.hex() not in message and KEK_B.hex() not in message
-    assert stored_bytes(redis_url) == before  # nothing written
+    assert stored_bytes(redis_deployment.url) == before  # nothing written
 
 
-async def test_a_ciphertext_moved_to_another_kid_fails(redis_url: str, clock: FakeClock) -> None:
-    make_store(redis_url, clock, key_supply([0, 1])).load_or_create()
-    client = raw_redis(redis_url)
-    document = json.loads(client.get(names(redis_url).set) or b"")
+async def test_a_ciphertext_moved_to_another_kid_fails(
+    redis_deployment: Deployment, clock: FakeClock
+) -> None:
+    make_store(redis_deployment.target, clock, key_supply([0, 1])).load_or_create()
+    client, at = raw_redis(redis_deployment.url), names(redis_deployment.url)
+    document = json.loads(client.get(at.set) or b"")
     first, second = document["keys"]
     first["private_key"], second["private_key"] = second["private_key"], first["private_key"]
-    client.set(names(redis_url).set, json.dumps(document))
+    client.set(at.set, json.dumps(document))
     # The document's tag catches it first (keycrypt's own test covers the kid as GCM's AAD).
     with pytest.raises(errors.KeyStoreError, match="altered outside the service"):
-        make_store(redis_url, clock, key_supply([])).load_or_create()
+        make_store(redis_deployment.target, clock, key_supply([])).load_or_create()
 
 
 async def test_no_key_set_and_no_redis_are_start_up_errors(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
     with pytest.raises(errors.KeyStoreError, match="no key set in Redis"):
-        make_store(redis_url, clock).load()
+        make_store(redis_deployment.target, clock).load()
     with pytest.raises(errors.KeyStoreError, match="HOOK_REDIS_URL: cannot load"):
         make_store("redis://127.0.0.1:1/0", clock).load()
 
@@ -205,14 +219,14 @@ async def test_a_rotation_reaches_the_other_replica_within_a_second(
 
 
 async def test_a_missed_message_is_caught_by_the_version_poll(
-    replicas: tuple[RedisKeyStore, RedisKeyStore], clock: FakeClock, redis_url: str
+    replicas: tuple[RedisKeyStore, RedisKeyStore], clock: FakeClock, redis_deployment: Deployment
 ) -> None:
     a, b = replicas
     # A writer that never publishes: the same document a rotation would write, set by hand.
-    writer = make_store(redis_url, clock, key_supply([]), replica="silent")
+    writer = make_store(redis_deployment.target, clock, key_supply([]), replica="silent")
     ks = writer.load()
     changed = KeySet((ks.active, dataclasses.replace(ks.next, created_at=1)), 7)
-    client, at = raw_redis(redis_url), names(redis_url)
+    client, at = raw_redis(redis_deployment.url), names(redis_deployment.url)
     body = keydoc.encode(changed, keyring([KEK_A]), writer.prefix)
     client.mset({at.set: body, at.version: 7})  # atomic: one slot on a cluster
     client.close()
@@ -251,26 +265,28 @@ def expire_now(url: str, key: str) -> None:
         client.close()
 
 
-async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClock) -> None:
-    a = make_store(redis_url, clock, key_supply([0, 1, 3]), replica="a")
-    b = make_store(redis_url, clock, key_supply([2]), replica="b")
+async def test_a_stalled_lock_holder_cannot_write(
+    redis_deployment: Deployment, clock: FakeClock
+) -> None:
+    a = make_store(redis_deployment.target, clock, key_supply([0, 1, 3]), replica="a")
+    b = make_store(redis_deployment.target, clock, key_supply([2]), replica="b")
     try:
         a.load_or_create()
         b.load()
         stalled = await a.acquire_lock(10)
         assert stalled is not None
         assert await b.acquire_lock(10) is None  # held
-        expire_now(redis_url, names(redis_url).lock)  # a stalls past its lock
+        expire_now(redis_deployment.url, names(redis_deployment.url).lock)  # a stalls past it
         fresh = await b.acquire_lock(10)
         assert fresh is not None and fresh > stalled
         clock.advance(86400)
         rotated = await admin(b, clock).rotate_if_due(3600, fence=fresh)
         assert rotated is not None and rotated.version == 2
         clock.advance(86400)
-        before = stored_bytes(redis_url)
+        before = stored_bytes(redis_deployment.url)
         with pytest.raises(errors.LockLost):
             await admin(a, clock).rotate_if_due(3600, fence=stalled)
-        assert stored_bytes(redis_url) == before
+        assert stored_bytes(redis_deployment.url) == before
         await a.release_lock(stalled)  # not a's any more: must not free b's lock
         assert await a.acquire_lock(10) is None
         await b.release_lock(fresh)
@@ -280,11 +296,12 @@ async def test_a_stalled_lock_holder_cannot_write(redis_url: str, clock: FakeClo
         await b.aclose()
 
 
-@pytest.mark.parametrize("redis_or_cluster_url", ["single"], indirect=True)  # pauses the one server
 async def test_redis_down_keeps_the_jwks_but_stops_signing(
-    replicas: tuple[RedisKeyStore, RedisKeyStore], redis_server: object
+    redis_url: str, redis_server: object, clock: FakeClock
 ) -> None:
-    a, _ = replicas
+    a = make_store(redis_url, clock, key_supply(), replica="a")  # one server: it is paused
+    a.load_or_create()
+    await a.start()
     server = redis_server
     served = a.current()
     server.pause()  # type: ignore[attr-defined]
@@ -322,27 +339,29 @@ async def test_events_are_streamed_and_paged(
         await b.events("not-an-id", 10)
 
 
-async def test_rewrap_moves_every_key_to_the_first_kek(redis_url: str, clock: FakeClock) -> None:
-    make_store(redis_url, clock, key_supply([0, 1])).load_or_create()
-    both = make_store(redis_url, clock, key_supply([]), keks=(KEK_B, KEK_A))
+async def test_rewrap_moves_every_key_to_the_first_kek(
+    redis_deployment: Deployment, clock: FakeClock
+) -> None:
+    make_store(redis_deployment.target, clock, key_supply([0, 1])).load_or_create()
+    both = make_store(redis_deployment.target, clock, key_supply([]), keks=(KEK_B, KEK_A))
     both.load()
     events = await admin(both, clock).rewrap("cli")
     assert sorted((e.event, e.kid) for e in events) == sorted(
         [("rewrapped", kid_of(0)), ("rewrapped", kid_of(1))]
     )
-    document = json.loads(raw_redis(redis_url).get(names(redis_url).set) or b"")
+    document = stored_set(redis_deployment.url)
     assert {k["private_key"]["kek"] for k in document["keys"]} == {fingerprint(KEK_B)}
-    only_new = make_store(redis_url, clock, key_supply([]), keks=(KEK_B,)).load()
+    only_new = make_store(redis_deployment.target, clock, key_supply([]), keks=(KEK_B,)).load()
     assert only_new.active.kid == kid_of(0)
     await both.aclose()
 
 
 async def test_refresh_applies_a_revocation_before_any_message(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
     # b follows nothing (no watcher started): only refresh() can tell it about the revoke.
-    a = make_store(redis_url, clock, key_supply([0, 1, 2]), replica="a")
-    b = make_store(redis_url, clock, key_supply([]), replica="b")
+    a = make_store(redis_deployment.target, clock, key_supply([0, 1, 2]), replica="a")
+    b = make_store(redis_deployment.target, clock, key_supply([]), replica="b")
     a.load_or_create()
     b.load()
     await admin(a, clock).revoke(kid_of(0), "admin token #1")
@@ -355,11 +374,11 @@ async def test_refresh_applies_a_revocation_before_any_message(
 
 
 async def test_a_forced_rotation_on_a_set_changed_elsewhere_still_warns(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
     # b follows nothing: its copy still shows the old next key, published long ago.
-    a = make_store(redis_url, clock, key_supply([0, 1, 2]), replica="a")
-    b = make_store(redis_url, clock, key_supply([3]), replica="b")
+    a = make_store(redis_deployment.target, clock, key_supply([0, 1, 2]), replica="a")
+    b = make_store(redis_deployment.target, clock, key_supply([3]), replica="b")
     a.load_or_create()
     b.load()
     clock.advance(660)
@@ -369,10 +388,12 @@ async def test_a_forced_rotation_on_a_set_changed_elsewhere_still_warns(
     assert warning is not None and "forced rotation" in warning  # ... and the caller is told
 
 
-async def rotate_twice_then_restore(a: RedisKeyStore, redis_url: str, clock: FakeClock) -> None:
+async def rotate_twice_then_restore(
+    a: RedisKeyStore, redis_deployment: Deployment, clock: FakeClock
+) -> None:
     """Two rotations through ``a``, then Redis restored to the set before them (an old
     backup); ``a`` has seen the older version twice, so it is stale."""
-    backup, at = raw_redis(redis_url), names(redis_url)
+    backup, at = raw_redis(redis_deployment.url), names(redis_deployment.url)
     restore = (backup.get(at.set), backup.get(at.version))
     await admin(a, clock).rotate("t", force=True)
     await admin(a, clock).rotate("t", force=True)
@@ -385,11 +406,11 @@ async def rotate_twice_then_restore(a: RedisKeyStore, redis_url: str, clock: Fak
 
 
 async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
-    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3, 4]), replica="a")
+    a = make_store(redis_deployment.target, clock, key_supply([0, 1, 2, 3, 4]), replica="a")
     old = a.load_or_create()
-    await rotate_twice_then_restore(a, redis_url, clock)
+    await rotate_twice_then_restore(a, redis_deployment, clock)
     # An admin change through this replica lands on the restored (older) set in Redis ...
     written = await admin(a, clock).revoke(old.next.kid, "admin token #1")
     assert written.version == 2 and a.current().version == 3
@@ -400,16 +421,16 @@ async def test_a_write_onto_an_older_restored_set_does_not_end_the_stale_state(
 
 
 async def test_after_a_restore_a_set_at_the_version_served_is_read_not_assumed(
-    redis_url: str, clock: FakeClock
+    redis_deployment: Deployment, clock: FakeClock
 ) -> None:
     # Redis is restored to version 1 while replica a serves version 3; changes made since on
     # the restored set bring Redis back to version 3 with other keys. Equal numbers are not
     # the same set: a must serve (and sign with) what Redis holds, or the claim's version
     # check would pass for a set that no longer exists.
-    a = make_store(redis_url, clock, key_supply([0, 1, 2, 3]), replica="a")
+    a = make_store(redis_deployment.target, clock, key_supply([0, 1, 2, 3]), replica="a")
     a.load_or_create()
-    await rotate_twice_then_restore(a, redis_url, clock)
-    b = make_store(redis_url, clock, key_supply([4, 5]), replica="b")
+    await rotate_twice_then_restore(a, redis_deployment, clock)
+    b = make_store(redis_deployment.target, clock, key_supply([4, 5]), replica="b")
     b.load()
     await admin(b, clock).rotate("t", force=True)
     await admin(b, clock).rotate("t", force=True)
@@ -436,3 +457,18 @@ async def test_a_set_copied_from_one_redis_to_the_cluster_names_serves_there(
     target.close()
     moved = make_store(cluster_url, clock, key_supply([]), replica="new").load_or_create()
     assert moved == single.current() and moved.version == 2
+
+
+async def test_a_change_short_of_replicas_is_refused_and_followed_once_it_stands(
+    sentinel_deployment: Deployment, clock: FakeClock
+) -> None:
+    target = sentinel_deployment.target
+    assert isinstance(target, RedisTarget)
+    unmet = make_store(dataclasses.replace(target, min_replicas=2), clock, key_supply([0, 1, 2]))
+    before = unmet.load_or_create()
+    with pytest.raises(errors.KeyStoreUnavailable, match="HOOK_REDIS_MIN_REPLICAS"):
+        await admin(unmet, clock).rotate("t", force=True)
+    # Not stale: the set served is still right; the change stands on the master, unconfirmed,
+    # and is followed like another replica's (an operator sees it in GET /admin/keys).
+    assert unmet.stale is None and unmet.current() == before
+    assert (await unmet.refresh()).version == before.version + 1

@@ -11,7 +11,8 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.crc import key_slot
 
 from hook_service import errors
-from hook_service.keys.backends.redis_scripts import KeySetKeys, cluster_names
+from hook_service._redis import RedisSite
+from hook_service.keys.backends.redis_scripts import KeySetKeys, Written, cluster_names
 from hook_service.keys.events import KeyEvent
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +50,14 @@ def test_one_redis_keeps_the_names_and_a_cluster_tags_them_into_one_slot() -> No
     assert cluster_names("keys") == "{keys}:"
 
 
+# Only consulted for how many replicas a write waits for (none); the client is the test's.
+SITE = RedisSite("redis://127.0.0.1")
+
+
+async def write(client: AsyncRedis, args: list[str]) -> Written | None:
+    return await KEYS.write(SITE, client, args, until=0)
+
+
 def event(version: int) -> KeyEvent:
     return KeyEvent("created", "k" * 43, 1000, "cli", "r1", version)
 
@@ -56,9 +65,9 @@ def event(version: int) -> KeyEvent:
 async def test_a_write_is_compare_and_set_on_the_version(client: AsyncRedis) -> None:
     pubsub = client.pubsub()
     await pubsub.subscribe(KEYS.channel)
-    first = await KEYS.write(client, KEYS.write_args(0, 1, "one", [event(1)], None))
+    first = await write(client, KEYS.write_args(0, 1, "one", [event(1)], None))
     assert first is not None and first.version == 1 and len(first.event_ids) == 1
-    assert await KEYS.write(client, KEYS.write_args(0, 2, "lost", [event(2)], None)) is None
+    assert await write(client, KEYS.write_args(0, 2, "lost", [event(2)], None)) is None
     assert (await client.get(KEYS.set), await client.get(KEYS.version)) == ("one", "1")
     assert await client.xlen("t:keys:events") == 1  # the losing write appended nothing
     messages: list[dict[str, Any]] = []
@@ -77,11 +86,11 @@ async def test_a_stale_fencing_token_cannot_write_and_cannot_unlock(client: Asyn
     new = await KEYS.acquire_lock(client, 10)
     assert new is not None and new > old
     with pytest.raises(errors.LockLost):
-        await KEYS.write(client, KEYS.write_args(0, 1, "stale", [], old))
+        await write(client, KEYS.write_args(0, 1, "stale", [], old))
     assert await client.get(KEYS.set) is None
     await KEYS.release_lock(client, old)
     assert await client.get("t:keys:lock") == str(new)  # still the new holder's
-    assert await KEYS.write(client, KEYS.write_args(0, 1, "fresh", [], new)) is not None
+    assert await write(client, KEYS.write_args(0, 1, "fresh", [], new)) is not None
     await KEYS.release_lock(client, new)
     assert await client.get("t:keys:lock") is None
 
