@@ -35,15 +35,21 @@ DAY = 86400
 
 def scripts_of(module: ModuleType) -> dict[str, str]:
     """The module's Lua scripts by name: its string constants that call Redis and return.
-    Left out: fragments that others start or end with (no ``return``), and the key set's
+    Left out: fragments that others start, end with or hold, and the key set's
     single-server variants (PUBLISH, where the cluster ones SPUBLISH)."""
-    return {
+    found = {
         name: value
         for name, value in vars(module).items()
         if isinstance(value, str)
         and "redis.call(" in value
         and "return" in value
         and "'PUBLISH'" not in value
+    }
+    # A fragment other scripts are built of (the facts' replay check, _ONCE) runs inside them.
+    return {
+        name: value
+        for name, value in found.items()
+        if not any(value in other for key, other in found.items() if key != name)
     }
 
 
@@ -71,7 +77,7 @@ def cluster(cluster_url: str) -> str:
 
 def test_the_script_lists_are_what_the_backends_hold() -> None:
     # A check of the check: a new script in these modules is picked up by name.
-    assert set(scripts_of(store_scripts)) == {"PUT_LUA", "CLAIM_LUA"}
+    assert set(scripts_of(store_scripts)) == {"PUT_LUA", "CLAIM_LUA", "ENSURE_LUA"}
     assert set(scripts_of(facts_scripts)) == {
         "READ",
         "OBSERVE",
@@ -122,6 +128,9 @@ async def test_every_facts_script_runs_in_one_slot(cluster: str, clock: FakeCloc
         attempt = req.attempt()
         await store.observe("usr_1", attempt, clock())
         await store.settle("usr_1", req.review(attempt, ("kyc_review",)), clock())
+        assert await store.prove("usr_1", Proof(SCOPE, "kyc_review"), clock())
+        await store.report_fraud("usr_1", clock())
+        assert (await store.show("usr_1", clock()))["flagged"] is True
         # The replay check: its record is in the user's slot (the same hash tag), written by
         # the observation, answered by the settle, and given back to a repeat of the request.
         assert key_slot(store.replay_key("usr_1").encode()) == key_slot(
@@ -134,9 +143,6 @@ async def test_every_facts_script_runs_in_one_slot(cluster: str, clock: FakeCloc
         await store.settle("usr_1", repeated, clock(), settled)
         replay = await store.observe_once("usr_1", req.attempt(), clock(), once)
         assert isinstance(replay, Replay) and replay.answer == "continue"
-        assert await store.prove("usr_1", Proof(SCOPE, "kyc_review"), clock())
-        await store.report_fraud("usr_1", clock())
-        assert (await store.show("usr_1", clock()))["flagged"] is True
         clock.advance(31 * DAY)  # past the retention: the next observation prunes
         await store.observe("usr_1", req.attempt("81.2.69.7"), clock())
         assert (await store.erase("usr_1", clock()))["devices"] >= 1
@@ -151,6 +157,7 @@ async def test_every_store_script_runs_in_one_slot(cluster: str, clock: FakeCloc
     try:
         two_steps = [pending(clock), pending(clock, key="verify_sms")]
         await store.put_pending(two_steps)  # one decision's steps: one script
+        await store.ensure_pending([pending(clock, key="verify_email")])  # a replay's re-record
         token = issued(clock)
         assert (await claim(store, clock, token))[0] == token
     finally:
