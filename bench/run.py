@@ -35,7 +35,7 @@ from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
-from . import prepare
+from . import cluster, prepare
 from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
@@ -63,6 +63,7 @@ HOOK_POOL_SIZE = 2000  # distinct signed hook calls; wrk cycles through them
 WARMUP_REQUESTS = 200
 REDIS_STEPS = 100_000
 STEP_TTL = 3600.0
+CLUSTER_WRITES = 40  # concurrent writes on a cluster (the store's pool: 50 per node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.duration: float = args.duration
+        self.cluster: bool = args.cluster
         self.sentinel: bool = args.sentinel
         self.redis_target: RedisTarget | str = ""  # where tokens_once records pending steps
         self.connections: int = args.connections
@@ -190,9 +192,14 @@ class Bench:
         _log("growth: Redis memory per user with a month of history")
         per_user = self.redis_bytes_per_user()
         on_sentinel = self.sentinel_figures(large, hook_kyc, tokens, sign_rate)
+        on_cluster: list[Figure] = []
+        if self.cluster:
+            single = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
+            on_cluster = self.on_cluster(single, small, large, sign_rate)
 
         signed, signing, signing_ed = floors.signed, floors.signing, floors.signing_ed25519
         return [
+            *on_cluster,
             # The goals (issue 15): against floors doing the work the contract makes
             # unavoidable, measured in this run under the same server settings.
             Figure.ratio("hook req/s vs signed floor", hook.rate, signed.rate, 0.7),
@@ -339,6 +346,30 @@ class Bench:
             server, lambda: self.load(server, pool, rule="otp-only", connections=connections)
         )
 
+    def on_cluster(
+        self, single: cluster.Rates, small: Path, large: Path, sign_rate: float
+    ) -> list[Figure]:
+        """The hook and token figures again, the service on a three-master Redis Cluster."""
+        _log(f"cluster: hook, custom step, tokens on {cluster.NODES} masters (1 worker)")
+        nodes = self.procs.redis_cluster()
+        saved, self.env = self.env, cluster.cluster_env(self.env, [n.port for n in nodes])
+        one_redis = self.redis_target
+        self.redis_target = RedisTarget(url=self.env["HOOK_REDIS_URL"], cluster=True)
+        try:
+            service = self.procs.serve("service_cluster", self.env)
+            self.warm(service, small)
+            self.warm(service, large)
+            hook = self.load(service, small, rule="otp-only")
+            hook_kyc = self.load(service, large, rule="large-transfer")
+            tokens = self.load_tokens(service, sign_rate, "fields")
+            self.procs.stop(service)
+        finally:
+            self.env, self.redis_target = saved, one_redis
+            for node in nodes:
+                self.procs.stop(node)
+        rates = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
+        return cluster.figures(single, rates, self.connections)
+
     def warm(self, server: Process, pool: Path) -> None:
         """A few sequential requests from ``pool`` first: imports, caches, connections."""
         requests = prepare.read_pool(pool)
@@ -480,10 +511,18 @@ async def record_pending(url: RedisTarget | str, users: list[str]) -> None:
     # Through the service's own RedisStore: the same records the hook writes.
     # It only records steps: a throwaway KEK seals the tokens it never claims.
     sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
+    cluster = isinstance(url, RedisTarget) and url.cluster
     store = RedisStore(url, sealer=sealer, timeout=5.0)
     try:
         for batch in _steps(users):
-            await store.put_pending(batch)
+            if not cluster:
+                await store.put_pending(batch)
+                continue
+            # On a cluster one write holds one user's steps (one slot): a write per user,
+            # as many at once as the per-node pool allows.
+            for start in range(0, len(batch), CLUSTER_WRITES):
+                chunk = batch[start : start + CLUSTER_WRITES]
+                await asyncio.gather(*(store.put_pending([step]) for step in chunk))
     finally:
         await store.aclose()
 
@@ -540,6 +579,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="rewrite the bench table block of FILE (default docs/benchmarks.md)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also the hook and token figures on a three-master Redis Cluster",
+    )
     parser.add_argument(
         "--sentinel",
         action="store_true",

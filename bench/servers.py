@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import redis
+
+from . import cluster
 
 HOST = "127.0.0.1"
 SENTINEL_MASTER = "benchmaster"
@@ -128,6 +131,23 @@ class Processes:
         _wait(lambda: _redis_ping(port), process)
         return process
 
+    def redis_cluster(self, name: str = "cluster") -> list[Process]:
+        """Three masters joined by ``redis-cli --cluster create`` (bench/cluster.py)."""
+        binary, cli = _binary("redis-server"), _binary("redis-cli")
+        nodes = []
+        for index in range(cluster.NODES):
+            directory = self.workdir / f"{name}{index}"
+            directory.mkdir()
+            port = free_port()
+            argv = cluster.node_argv(binary, port, free_port(), directory)
+            nodes.append(self._spawn(f"{name}{index}", argv, port, dict(os.environ)))
+        for node in nodes:
+            _wait(lambda node=node: _redis_ping(node.port), node)  # type: ignore[misc]
+        ports = [node.port for node in nodes]
+        subprocess.run(cluster.create_argv(cli, ports), capture_output=True, timeout=60, check=True)
+        _wait(lambda: all(_cluster_ok(port) for port in ports), nodes[0])
+        return nodes
+
     def sentinel_group(self, name: str) -> tuple[list[Process], list[int]]:
         """A master, its replica (in sync) and three Sentinels that see both: the processes and
         the Sentinels' ports."""
@@ -170,6 +190,16 @@ class Processes:
     def stop_all(self) -> None:
         while self.started:
             self.started.pop().stop()
+
+
+def _cluster_ok(port: int) -> bool:
+    client = redis.Redis(host=HOST, port=port, socket_timeout=1, decode_responses=True)
+    try:
+        return dict(client.cluster("info")).get("cluster_state") == "ok"
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def _binary(name: str) -> str:

@@ -6,39 +6,51 @@ shared key set) and :mod:`hook_service.facts.redis` are the only modules that us
 reaches Redis as a :class:`~hook_service._redis_target.RedisTarget` says: one server by URL,
 or the master a set of Sentinels names (redis-py's ``SentinelConnectionPool``: each new
 connection asks the Sentinels where the master is, and a connection that meets ``READONLY`` (a
-demoted master) is dropped, so a failover is followed without a restart). A URL may carry a
-password (in the user info or a ``password=`` query parameter), and Sentinel has one of its
-own; :class:`RedisSite` names the deployment without them, and scrubs them from redis-py's
-messages before they reach a log or an error.
+demoted master) is dropped, so a failover is followed without a restart), or a Redis Cluster
+(``HOOK_REDIS_CLUSTER``: the URL names any node, and the clients are redis-py's
+``RedisCluster``, :func:`cluster_client` and :func:`sync_cluster_client`: each command goes to
+the node of its keys' slot, so every script's keys share one hash tag; docs/deploying.md,
+"Redis Cluster"). A URL may carry a password (in the user info or a ``password=`` query
+parameter), and Sentinel has one of its own; :class:`RedisSite` names the deployment without
+them, and scrubs them from redis-py's messages before they reach a log or an error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.sentinel
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from hook_service import errors
 from hook_service._redis_target import RedisTarget
 from hook_service.settings import redact_url
 
-ERRORS = (RedisError, OSError)
+ERRORS = (RedisError, OSError, RedisClusterException)
 """What a Redis call raises when the server is unreachable, slow or refuses (timeouts are
-OSErrors too)."""
+OSErrors too; a cluster client's own refusals, e.g. no reachable node, are
+RedisClusterExceptions)."""
+
+AsyncClient = Redis | RedisCluster
+"""The asyncio client :meth:`RedisSite.client` gives: one server, or a cluster."""
+SyncClient = redis.Redis | redis.RedisCluster
+
+
+_T = TypeVar("_T")
 
 
 # Redis ends a WAIT on its clock tick, up to 1/hz (100 ms at the default hz 10) after its
@@ -89,8 +101,8 @@ class _SyncSentinelClient(redis.Redis):
 class RedisSite:
     """One Redis deployment as the service talks about it and to it."""
 
-    def __init__(self, target: RedisTarget | str) -> None:
-        self.target = RedisTarget.of(target)
+    def __init__(self, target: RedisTarget | str, *, cluster: bool = False) -> None:
+        self.target = RedisTarget.of(target, cluster=cluster)
         url, master = self.target.url, self.target.master
         self.location = (
             redact_url(url) if url is not None else f"{master} via {self.target.sentinel_list}"
@@ -102,6 +114,11 @@ class RedisSite:
 
     def __repr__(self) -> str:
         return f"RedisSite({self.location!r})"
+
+    @property
+    def cluster(self) -> bool:
+        """The URL names one node of a Redis Cluster (``HOOK_REDIS_CLUSTER``)."""
+        return self.target.cluster
 
     @property
     def variable(self) -> str:
@@ -122,7 +139,7 @@ class RedisSite:
 
     def client(
         self, *, timeout: float, max_connections: int | None = None, retry_closed: bool = False
-    ) -> Redis:
+    ) -> AsyncClient:
         """An asyncio client: ``timeout`` bounds connecting, each reply and (with
         ``max_connections``, a blocking pool) waiting for a pooled connection, so an
         unreachable server fails fast instead of hanging requests. A bad URL is a
@@ -149,6 +166,9 @@ class RedisSite:
             # Lone surrogates (legal in JSON strings) must round-trip, not crash the encoder.
             "encoding_errors": "surrogatepass",
         }
+        if self.target.cluster:
+            # Per node, and never blocking: redis-py has no blocking pool for a cluster.
+            return self._configured(cluster_client, self.target.url, options, max_connections)
         if max_connections is not None:
             options |= {"max_connections": max_connections, "timeout": timeout}
         if self.target.url is None:
@@ -185,13 +205,14 @@ class RedisSite:
         client.manager = sentinel
         return client
 
-    def sync_client(self, *, timeout: float) -> redis.Redis:
+    def sync_client(self, *, timeout: float) -> SyncClient:
         """A synchronous client, for start-up and the CLI."""
         target = self.target
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if target.cluster:
+            return self._configured(sync_cluster_client, target.url, options)
         if target.url is not None:
-            return redis.Redis.from_url(
-                target.url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            return redis.Redis.from_url(target.url, **options)
         assert target.master is not None
         password = {"password": target.password} if target.password else {}
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -200,17 +221,26 @@ class RedisSite:
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.master,
             redis_class=_SyncSentinelClient,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            **options,
             **password,
         )
         assert isinstance(client, _SyncSentinelClient)
         client.manager = sentinel
         return client
 
+    def _configured(self, make: Callable[..., _T], *args: Any) -> _T:
+        """``make(*args)``; a URL redis-py refuses is a :class:`errors.ConfigError` naming the
+        server, never its password."""
+        try:
+            return make(*args)
+        except ValueError as exc:
+            raise errors.ConfigError(
+                f"invalid redis URL {self.location}: {self.scrub(str(exc))}"
+            ) from None
+
     async def write(
         self,
-        client: Redis,
+        client: AsyncClient,
         script: AsyncScript,
         keys: Sequence[str],
         args: Sequence[int | str],
@@ -225,6 +255,9 @@ class RedisSite:
         replicas = self.min_replicas
         if not replicas:
             return await script(keys=keys, args=args)
+        # Never a cluster (RedisTarget refuses min_replicas there): a cluster client does not
+        # promise to send WAIT on the connection that ran the script.
+        assert isinstance(client, Redis)
         # Never WAIT 0 (it would block for ever); 1 ms is "no time left".
         wait_ms = max(1, math.floor((until - WAIT_LATE - time.monotonic()) * 1000))
         async with client.pipeline(transaction=False) as pipe:
@@ -259,3 +292,44 @@ class RedisSite:
                     "redis %s failed at %s: %s: %s", operation, self.location, name, message
                 )
             raise failed(name) from None
+
+
+# --- Redis Cluster (HOOK_REDIS_CLUSTER) ------------------------------------------------------
+
+
+class _Cluster(RedisCluster):
+    """redis-py's asyncio ``RedisCluster``, whose first commands wait for one to read the slot
+    map: commands that race the first initialisation lose their connections (redis-py 8.1:
+    a burst of hook calls on a fresh replica would all fail as ConnectionError)."""
+
+    _first: asyncio.Lock | None = None
+    _mapped = False
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._mapped:
+            self._first = self._first or asyncio.Lock()
+            async with self._first:
+                if not self._mapped:
+                    await self.initialize()
+                    self._mapped = True
+        return await super().execute_command(*args, **kwargs)
+
+
+def cluster_client(url: str, options: dict[str, Any], max_connections: int | None) -> RedisCluster:
+    """An asyncio ``RedisCluster`` from any node's URL, with the single server's ``options``.
+
+    Its ``retry`` is the cluster-level one (a command that met a connection error is sent
+    again after the slot map is refreshed): the same number of attempts as on one server, so
+    a script runs twice only where that is safe. MOVED and ASK redirections are followed
+    apart from it (the command had not run). ``max_connections`` is per node; when a node's
+    connections are all busy a command fails at once (redis-py has no blocking pool for a
+    cluster), which the callers' guards turn into "unavailable"."""
+    extra = {} if max_connections is None else {"max_connections": max_connections}
+    # No client-side replica reads: every read must see the last acknowledged write.
+    return _Cluster.from_url(url, **options, **extra)
+
+
+def sync_cluster_client(url: str, options: dict[str, Any]) -> redis.RedisCluster:
+    """A synchronous ``RedisCluster`` (start-up, the CLI); it reads the slot map now, so an
+    unreachable cluster fails here (a :data:`ERRORS` one, for the caller's guard)."""
+    return redis.RedisCluster.from_url(url, **options)

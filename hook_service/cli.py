@@ -75,6 +75,12 @@ def _variable_option(flag: str, help: str) -> Callable[[Callable[..., Any]], Any
     "--max-connections", type=int, help="Per listener and worker [HOOK_MAX_CONNECTIONS, 4096]."
 )
 @click.option("--keys-dir", type=click.Path(path_type=Path), help="[HOOK_KEYS_DIR, keys].")
+@click.option(
+    "--redis-cluster",
+    is_flag=True,
+    default=None,
+    help="HOOK_REDIS_URL names a node of a Redis Cluster [HOOK_REDIS_CLUSTER, off].",
+)
 @click.option("--policy-file", type=click.Path(path_type=Path), help="[HOOK_POLICY_FILE].")
 @click.option(
     "--shadow-policy-file",

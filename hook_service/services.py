@@ -173,12 +173,14 @@ def key_admin(settings: Settings, keys: KeyStore, clock: Clock) -> KeyAdmin:
     )
 
 
-def claim_guard(keys: KeyStore, *, same_redis: bool) -> ClaimGuard:
+def claim_guard(keys: KeyStore, *, same_redis: bool, cluster: bool = False) -> ClaimGuard:
     """The issuer's claim guard: the claim checks the key set's version itself when the key
     set is on the Redis where the steps are claimed (``same_redis``), else the key set is
     re-read around the claim. (A guard read on another Redis would never match, every token
-    a 503, or worse match another deployment's version.)"""
-    if same_redis and isinstance(keys, VersionedKeyStore):
+    a 503, or worse match another deployment's version.) On a Redis Cluster (``cluster``)
+    the version key is in the key set's slot, not the user's, so one script cannot read
+    both: the key set is re-read (docs/keys.md, "Redis Cluster")."""
+    if same_redis and not cluster and isinstance(keys, VersionedKeyStore):
         return VersionInClaim(keys)
     return RereadKeySet(keys)
 
@@ -307,7 +309,7 @@ def build_services(
         signatures = signatures and traced_signatures(signatures, spans)
     issuer = TokenIssuer(
         store,
-        guard or claim_guard(keys, same_redis=same_redis),
+        guard or claim_guard(keys, same_redis=same_redis, cluster=settings.redis_cluster),
         custom_steps=policy.live_custom_steps(),
         ttl=settings.token_ttl,
         spans=spans,

@@ -65,6 +65,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = field(default=None, repr=False)
+    redis_cluster: bool = False
     redis_sentinels: tuple[Address, ...] = ()
     redis_sentinel_master: str | None = None
     redis_sentinel_password: str | None = field(default=None, repr=False)
@@ -162,6 +163,7 @@ class Settings:
                 f"holds {len(self.admin_tokens)}; give one label per token, in the same order"
             )
         self._validate_redis()
+        self._validate_cluster()
         self._validate_keys()
         self._validate_facts()
         self._validate_server()
@@ -199,6 +201,36 @@ class Settings:
             raise SettingsError(
                 "HOOK_REDIS_MIN_REPLICAS needs HOOK_REDIS_URL or HOOK_REDIS_SENTINELS (the "
                 "in-memory store has no replicas)"
+            )
+
+    def _validate_cluster(self) -> None:
+        """``HOOK_REDIS_CLUSTER``: ``HOOK_REDIS_URL`` names one node of a Redis Cluster
+        (docs/deploying.md, "Redis Cluster"); a cluster has TCP nodes and database 0 only."""
+        if not self.redis_cluster:
+            return
+        if not self.redis_url:
+            raise SettingsError(
+                "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL (any node), not "
+                "HOOK_REDIS_SENTINELS: a Redis Cluster fails over by itself"
+            )
+        if self.redis_min_replicas:
+            # WAIT counts the replicas of the connection's own last write, and redis-py's
+            # cluster client does not promise to send it on the connection that ran the
+            # script: refused rather than answered wrongly (docs/deploying.md).
+            raise SettingsError(
+                "HOOK_REDIS_MIN_REPLICAS is not supported with HOOK_REDIS_CLUSTER=true: set "
+                "HOOK_REDIS_MIN_REPLICAS=0, or use one Redis or Sentinel (docs/deploying.md)"
+            )
+        parts = urlsplit(self.redis_url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise SettingsError(
+                "HOOK_REDIS_URL must start with redis:// or rediss:// with "
+                "HOOK_REDIS_CLUSTER=true: cluster nodes are reached over TCP, not unix://"
+            )
+        if parts.path.strip("/") not in ("", "0"):
+            raise SettingsError(
+                "HOOK_REDIS_URL must name database 0 (or none) with HOOK_REDIS_CLUSTER=true: "
+                "a Redis Cluster has no other database"
             )
 
     def _validate_facts(self) -> None:
@@ -294,10 +326,15 @@ class Settings:
 
     @property
     def redis_target(self) -> RedisTarget | None:
-        """How to reach Redis (``HOOK_REDIS_URL``, or ``HOOK_REDIS_SENTINELS`` and its
-        master), with ``HOOK_REDIS_MIN_REPLICAS``; None: no Redis (the in-memory store)."""
+        """How to reach Redis (``HOOK_REDIS_URL``, with ``HOOK_REDIS_CLUSTER`` a cluster
+        node's, or ``HOOK_REDIS_SENTINELS`` and its master), with ``HOOK_REDIS_MIN_REPLICAS``;
+        None: no Redis (the in-memory store)."""
         if self.redis_url:
-            return RedisTarget(url=self.redis_url, min_replicas=self.redis_min_replicas)
+            return RedisTarget(
+                url=self.redis_url,
+                min_replicas=self.redis_min_replicas,
+                cluster=self.redis_cluster,
+            )
         if self.redis_sentinels:
             return RedisTarget(
                 sentinels=self.redis_sentinels,
@@ -551,6 +588,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "host": _text,
     "port": _int,
     "redis_url": _redis_url,
+    "redis_cluster": _bool,
     "redis_sentinels": _sentinels,
     "redis_sentinel_master": _text,
     "redis_sentinel_password": _password,

@@ -11,12 +11,18 @@ Use from any test module:
   restarts/resumes it for the next test if a fault test failed half-way.
 * ``redis_server_factory`` (function scope): ``make(*extra_args, password=None)`` starts an
   extra private server (e.g. with ``--requirepass``), stopped after the test.
+* ``redis_or_cluster_url`` (function scope, two parameters): each of the two below.
+* ``cluster_url`` (function scope): the URL of one node of the session's private Redis
+  Cluster (three masters, no replicas, made with ``redis-cli --cluster create``), every
+  master flushed before the test; ``redis_cluster`` (session scope) is the
+  :class:`RedisClusterServers` behind it. Clients on it: ``tests.support.raw_redis``, and
+  the stores with ``cluster=is_cluster(url)``.
 * ``sentinel_group`` (session scope): a master, a replica and three Sentinels
   (:class:`tests.sentinels.SentinelGroup`); ``sentinel_deployment`` (function scope): it,
   emptied, as a :class:`~tests.sentinels.Deployment` whose writes wait for the replica;
   ``sentinel_group_factory``: a group of the test's own (failover tests: roles change).
-* ``redis_deployment`` (function scope, parametrised): one Redis server, then Sentinel: what
-  the store and key-store behavioural suites run against.
+* ``redis_deployment`` (function scope, parametrised): one Redis server, then Sentinel, then
+  the Redis Cluster (slow): what the store and key-store behavioural suites run against.
 * ``raw`` (function scope): a plain asyncio client (``decode_responses``) on ``redis_url``, to
   inspect what a store wrote.
 
@@ -43,7 +49,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from bench.cluster import create_argv as cluster_create_argv
 from hook_service import metrics
+from hook_service._redis_target import RedisTarget
 from hook_service.app import create_app
 from hook_service.facts.base import FactsStore
 from hook_service.facts.memory import MemoryFactsStore
@@ -67,7 +75,9 @@ from tests.support import (  # noqa: E402
     TEST_KEK,
     FakeClock,
     KeyFactory,
+    cluster_urls,
     free_port,
+    is_cluster,
     stop_process,
     token_sealer,
 )
@@ -291,14 +301,111 @@ def sentinel_group_factory(
     yield from _each_stopped(lambda: _sentinel_group(tmp_path_factory))
 
 
-@pytest.fixture(params=["redis", pytest.param("sentinel", marks=pytest.mark.sentinel)])
+@pytest.fixture(
+    params=[
+        "redis",
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+        pytest.param("cluster", marks=pytest.mark.slow),
+    ]
+)
 def redis_deployment(request: pytest.FixtureRequest) -> Deployment:
-    """One Redis server, then a Sentinel group (writes waiting for its replica)."""
+    """One Redis server, then a Sentinel group (writes waiting for its replica), then the
+    Redis Cluster (a node's URL; ``Deployment.url`` is that node, for ``raw_redis``)."""
     if request.param == "redis":
         url: str = request.getfixturevalue("redis_url")
         return Deployment(url, url)
+    if request.param == "cluster":
+        node: str = request.getfixturevalue("cluster_url")
+        return Deployment(RedisTarget(url=node, cluster=True), node)
     deployment: Deployment = request.getfixturevalue("sentinel_deployment")
     return deployment
+
+
+class RedisClusterServers:
+    """Three private ``redis-server`` masters (``cluster-enabled yes``, no replicas) joined
+    into one Redis Cluster by ``redis-cli --cluster create``."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        # The bus port is explicit: the default, port + 10000, may be out of range or taken.
+        self.nodes = [
+            RedisServer(
+                binary,
+                directory / f"node{i}",
+                ("--cluster-enabled", "yes", "--cluster-port", str(free_port())),
+            )
+            for i in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.directory.mkdir(parents=True, exist_ok=True)
+            node.start()
+        cli = _binary("redis-cli")
+        create = cluster_create_argv(cli, [node.port for node in self.nodes])  # as bench's
+        done = subprocess.run(create, capture_output=True, timeout=60, check=False)
+        if done.returncode != 0 or not self._ready(deadline=time.monotonic() + 30):
+            pytest.fail(f"redis-cli --cluster create failed:\n{done.stdout[-2000:]!r}")
+
+    def _ready(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if all(self._info(node.url).get("cluster_state") == "ok" for node in self.nodes):
+                return True
+            time.sleep(0.1)
+        return False
+
+    @staticmethod
+    def _info(url: str) -> dict[str, Any]:
+        client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+        try:
+            return dict(client.cluster("info"))
+        finally:
+            client.close()
+
+    def reset(self) -> None:
+        """Every master empty (each holds a third of the slots)."""
+        for node in self.nodes:
+            client = redis.Redis.from_url(node.url, socket_timeout=5)
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(_binary(), tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        cluster_urls.add(cluster.url)
+        yield cluster
+    finally:
+        cluster_urls.discard(cluster.url)
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterServers) -> str:
+    redis_cluster.reset()
+    return redis_cluster.url
+
+
+@pytest.fixture(params=["single", pytest.param("cluster", marks=pytest.mark.slow)])
+def redis_or_cluster_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> str:
+    """``redis_url``, then ``cluster_url``: a module whose ``redis_url`` returns this runs
+    every test on one Redis and on the cluster (``parametrize("redis_or_cluster_url",
+    ["single"], indirect=True)`` keeps a fault test on the one server)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    redis_server.reset()
+    return redis_server.url
 
 
 # --- the application -----------------------------------------------------------------------
@@ -353,6 +460,7 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
     ) -> Starlette:
         if changes.get("keystore") == "redis":
             changes.setdefault("redis_url", redis_url)
+            changes.setdefault("redis_cluster", redis_url is not None and is_cluster(redis_url))
             changes.setdefault("key_encryption_keys", (TEST_KEK,))
             changes.setdefault("replica_id", f"replica-{next(replicas)}")
         app_settings = settings.replace(**changes) if changes else settings
@@ -365,16 +473,19 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[AppFactory]:
             keys = FileKeyStore(app_settings.keys_dir, clock=clock, new_key=new_key)
             key_stores[app_settings.keys_dir] = keys
         store_url = store_url or redis_url
+        cluster = store_url is not None and is_cluster(store_url)
         store: Store = (
-            RedisStore(store_url, sealer=token_sealer(), clock=clock)
+            RedisStore(store_url, sealer=token_sealer(), clock=clock, cluster=cluster)
             if store_url
             else MemoryStore(clock=clock)
         )
         # This wiring knows whether the key set is on the Redis where steps are claimed.
         same_redis = app_settings.key_store == "redis" and store_url == app_settings.redis_url
-        guard = claim_guard(keys, same_redis=same_redis)
+        guard = claim_guard(keys, same_redis=same_redis, cluster=cluster)
         facts: FactsStore = (
-            RedisFactsStore(store_url, key=TEST_FACTS_KEY, on_error=metrics.store_error)
+            RedisFactsStore(
+                store_url, key=TEST_FACTS_KEY, on_error=metrics.store_error, cluster=cluster
+            )
             if store_url
             else MemoryFactsStore(TEST_FACTS_KEY)
         )

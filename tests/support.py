@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import redis
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from joserfc import jwt as jose_jwt
@@ -66,6 +67,33 @@ def ed25519_private_key(name: str) -> ed25519.Ed25519PrivateKey:
     key = load_private_key(name)
     assert isinstance(key, ed25519.Ed25519PrivateKey)
     return key
+
+
+cluster_urls: set[str] = set()
+"""The URLs of the private Redis Cluster's nodes while it runs (conftest's ``redis_cluster``)."""
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` is a node of the tests' Redis Cluster (clients need ``cluster=True``)."""
+    return url in cluster_urls
+
+
+def raw_redis(url: str) -> redis.Redis | redis.RedisCluster:
+    """A plain synchronous client on ``url`` (a cluster client on a cluster node), to look at
+    or alter what the stores wrote."""
+    if is_cluster(url):
+        return redis.RedisCluster.from_url(url, socket_timeout=5)
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
+def cluster_masters(url: str) -> list[redis.Redis]:
+    """A plain client on each master of the cluster ``url`` is a node of (close them)."""
+    client = redis.RedisCluster.from_url(url, socket_timeout=5)
+    try:
+        nodes = client.get_primaries()  # type: ignore[no-untyped-call]
+        return [redis.Redis(host=n.host, port=n.port, socket_timeout=5) for n in nodes]
+    finally:
+        client.close()
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.testclient import TestClient
 
-from bench import bare_app, prepare
+from bench import bare_app, cluster, prepare
 from bench.facts import bytes_per_user
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
@@ -32,6 +32,7 @@ from bench.run import (
     sentinel_target,
 )
 from bench.servers import sentinel_conf, sentinel_env
+from hook_service._redis_target import RedisTarget
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.hook.parse import parse_hook_request
@@ -42,6 +43,7 @@ from tests.conftest import AppFactory
 from tests.support import (
     API_KEY,
     FakeClock,
+    cluster_masters,
     ed25519_private_key,
     rsa_private_key,
     verify_like_prelude,
@@ -247,6 +249,53 @@ def test_the_signing_floors_answer_an_rs256_signature_over_300_bytes(path: str) 
     public = app.state.floors.signer.public_key()
     public.verify(raw, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     app.state.floors.verify_challenge()  # the fixed Ed25519 signature verifies
+
+
+def test_the_cluster_option_adds_the_cluster_figures_beside_one_redis() -> None:
+    assert _parse(["--cluster"]).cluster is True and _parse([]).cluster is False
+    single = cluster.Rates(hook=1000, hook_kyc=800, tokens=400, hook_p99_ms=4)
+    on_cluster = cluster.Rates(hook=900, hook_kyc=600, tokens=380, hook_p99_ms=12)
+    figures = cluster.figures(single, on_cluster, connections=8)
+    assert [round(f.ratio_value or 0, 3) for f in figures[:3]] == [0.9, 0.75, 0.95]
+    assert all(f.goal is None for f in figures[:3])  # reported beside one Redis, no floor yet
+    latency = figures[3]
+    assert (latency.value, latency.goal, latency.passed) == (12, 10, False)
+    assert "cluster" in text_table(figures)
+
+
+def test_the_cluster_processes_are_three_masters_on_their_own_ports(tmp_path: Path) -> None:
+    argv = cluster.node_argv("redis-server", 7001, 17999, tmp_path)
+    options = dict(zip(argv[1::2], argv[2::2], strict=True))
+    assert options["--cluster-enabled"] == "yes" and options["--cluster-port"] == "17999"
+    assert (options["--port"], options["--bind"], options["--dir"]) == (
+        "7001",
+        "127.0.0.1",
+        str(tmp_path),
+    )
+    assert options["--save"] == "" and options["--appendonly"] == "no"
+    create = cluster.create_argv("redis-cli", [7001, 7002, 7003])
+    assert create[3:6] == ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+    assert create[-3:] == ["--cluster-replicas", "0", "--cluster-yes"]
+    with pytest.raises(ValueError, match="at least 3 masters"):
+        cluster.create_argv("redis-cli", [7001, 7002])
+    env = cluster.cluster_env({"HOOK_API_KEYS": "k"}, [7001, 7002, 7003])
+    assert env == {
+        "HOOK_API_KEYS": "k",
+        "HOOK_REDIS_URL": "redis://127.0.0.1:7001/0",
+        "HOOK_REDIS_CLUSTER": "true",
+    }
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_steps_recorded_like_the_bench_on_the_cluster_are_one_per_user(cluster_url: str) -> None:
+    users = [prepare.token_subject(i)[0] for i in range(120)]  # over the concurrent writes
+    asyncio.run(record_pending(RedisTarget(url=cluster_url, cluster=True), users))
+    masters = cluster_masters(cluster_url)
+    sizes = [master.dbsize() for master in masters]
+    for master in masters:
+        master.close()
+    assert sum(sizes) == len(users) and all(sizes)  # spread over the three masters
 
 
 # --- facts figures (issue 11 point 6) -------------------------------------------------------

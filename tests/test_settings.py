@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hook_service._redis_target import RedisTarget
 from hook_service.errors import SettingsError
 from hook_service.settings import Settings
 
@@ -263,6 +264,42 @@ def test_bad_admin_token_labels_are_refused_naming_the_variable(labels: str, mes
         Settings.from_env(env)
     assert message in str(caught.value)
     assert ADMIN not in str(caught.value)
+
+
+def test_redis_cluster_takes_any_node_s_tcp_url() -> None:
+    env = {**JWKS, "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64, "HOOK_REDIS_CLUSTER": "true"}
+    for url in ("redis://:pw@node-2:7000", "rediss://node-1:7000/0"):
+        settings = Settings.from_env({**env, "HOOK_REDIS_URL": url})
+        assert settings.redis_cluster is True and settings.key_store == "redis"
+        # The cluster is a kind of Redis target: every "is Redis configured" sees it.
+        assert settings.redis_configured
+        assert settings.redis_target == RedisTarget(url=url, cluster=True)
+    assert Settings.from_env({**env, "HOOK_REDIS_CLUSTER": "false"}).redis_cluster is False
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (None, "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL"),
+        ("sentinels", "HOOK_REDIS_CLUSTER=true needs HOOK_REDIS_URL .* not HOOK_REDIS_SENTINELS"),
+        ("min-replicas", "HOOK_REDIS_MIN_REPLICAS is not supported with HOOK_REDIS_CLUSTER"),
+        ("unix:///run/redis.sock", "not unix://"),
+        ("redis://:s3cret-pw@node-1:7000/2", "must name database 0"),
+    ],
+)
+def test_a_redis_cluster_url_that_cannot_work_is_refused_at_start(
+    url: str | None, message: str
+) -> None:
+    env = {**JWKS, "HOOK_KEY_ENCRYPTION_KEYS": KEK_B64, "HOOK_REDIS_CLUSTER": "yes"}
+    if url == "sentinels":
+        env |= {"HOOK_REDIS_SENTINELS": "s:26379", "HOOK_REDIS_SENTINEL_MASTER": "m"}
+    elif url == "min-replicas":  # WAIT would not be sent where the script ran
+        env |= {"HOOK_REDIS_URL": "redis://:s3cret-pw@node-1:7000", "HOOK_REDIS_MIN_REPLICAS": "1"}
+    elif url is not None:
+        env["HOOK_REDIS_URL"] = url
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env(env)
+    assert "s3cret-pw" not in str(caught.value)
 
 
 SENTINELS = {

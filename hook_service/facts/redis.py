@@ -13,11 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from hook_service import errors, logs
-from hook_service._redis import RedisSite
+from hook_service._redis import ERRORS, AsyncClient, RedisSite
 from hook_service._redis_target import RedisTarget
 from hook_service.facts import inventory, logic, redis_scripts
 from hook_service.facts.base import Attempt, Facts, Once, Proof, Replay
@@ -37,10 +34,17 @@ _MIN_LATEST_TTL_MS: Final = 60_000  # an undecided attempt waits this long for s
 _PROVE_TRIES: Final = 3
 
 
-def connect(url: RedisTarget | str, timeout: float = 0.5, max_connections: int = 50) -> Redis:
+def connect(
+    url: RedisTarget | str,
+    timeout: float = 0.5,
+    max_connections: int = 50,
+    *,
+    cluster: bool = False,
+) -> AsyncClient:
     """A client as the stores use it (:class:`~hook_service._redis.RedisSite`): bounded waits,
-    no retries (a retried script could run twice)."""
-    return RedisSite(url).client(timeout=timeout, max_connections=max_connections)
+    no retries (a retried script could run twice); ``cluster``: ``url`` is a cluster node."""
+    site = RedisSite(url, cluster=cluster)
+    return site.client(timeout=timeout, max_connections=max_connections)
 
 
 def _once_args(now: int, once: Once | None) -> list[str | int]:
@@ -51,22 +55,28 @@ def _once_args(now: int, once: Once | None) -> list[str | int]:
 
 
 class RedisFactsStore:
-    """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` (shared, not
-    closed here) or a URL or :class:`RedisTarget` (a client of its own, closed by
-    :meth:`aclose`)."""
+    """Facts in Redis (redis.asyncio). ``client``: a ``redis.asyncio.Redis`` or
+    ``RedisCluster`` (shared, not closed here) or a URL or :class:`RedisTarget` (a client of
+    its own, closed by :meth:`aclose`; ``cluster``: the URL is a cluster node's). A user's keys
+    share one hash tag."""
 
     def __init__(
         self,
-        client: Redis | RedisTarget | str,
+        client: AsyncClient | RedisTarget | str,
         *,
         key: FactsKey,
         limits: Limits | None = None,
         prefix: str = "hook:",
         timeout: float = 0.5,
         on_error: Callable[[str], None] | None = None,
+        cluster: bool = False,
     ) -> None:
-        self._owned = not isinstance(client, Redis)
-        self._redis = client if isinstance(client, Redis) else connect(client, timeout)
+        self._owned = isinstance(client, (str, RedisTarget))
+        self._redis = (
+            connect(client, timeout, cluster=cluster)
+            if isinstance(client, (str, RedisTarget))
+            else client
+        )
         self._on_error = on_error  # told the operation of each failure (the metrics)
         self._key = key
         self._limits = limits or Limits()
@@ -99,7 +109,7 @@ class RedisFactsStore:
         message names the error class only (a Redis message may quote a URL or a value)."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             name = type(exc).__name__
             logger.warning("redis facts %s failed: %s", operation, name)
             if self._on_error is not None:

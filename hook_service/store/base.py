@@ -110,8 +110,10 @@ class Store(Protocol):
         self, steps: Sequence[PendingStep], *, within: float | None = None
     ) -> None:
         """Record ``steps`` all-or-nothing (see the module docstring for a step already
-        recorded). With ``within``, the write is refused (``errors.StoreUnavailable``) unless
-        it takes effect within that many seconds from now."""
+        recorded). They are one decision's, so one user's: on a Redis Cluster one write
+        touches one user's hash slot. With ``within``, the write is refused
+        (``errors.StoreUnavailable``) unless it takes effect within that many seconds from
+        now."""
 
     async def ensure_pending(
         self, steps: Sequence[PendingStep], *, within: float | None = None

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+from redis.asyncio import RedisCluster
+
 from hook_service import errors, logs
 from hook_service._redis import RedisSite
 from hook_service._redis_target import RedisTarget
@@ -94,7 +96,8 @@ class RedisStore:
     unreachable server fails fast with ``errors.StoreUnavailable`` instead of hanging requests.
     A command that meets a connection closed by the server (a restarted Redis) is sent once
     more on a fresh connection: every operation here is safe to repeat (a replayed
-    ``put_pending`` changes nothing, a repeated claim returns the same token).
+    ``put_pending`` changes nothing, a repeated claim returns the same token). ``cluster``:
+    ``url`` is a node of a Redis Cluster (``max_connections`` is then per node).
     """
 
     def __init__(
@@ -106,8 +109,9 @@ class RedisStore:
         timeout: float = 0.5,
         prefix: str = "hook:",
         max_connections: int = 50,
+        cluster: bool = False,
     ) -> None:
-        self._site = RedisSite(url)
+        self._site = RedisSite(url, cluster=cluster)
         self._sealer = sealer
         self._clock = clock
         self._timeout = timeout
@@ -276,6 +280,10 @@ class RedisStore:
         # TIME answers as PING does, and keeps the offset to the server's clock fresh (the
         # readiness probe calls this), so a hook's write seldom waits for a measurement.
         with self._site.guard("ping", _unavailable, log=logger):
+            if isinstance(self._redis, RedisCluster):
+                # A fresh cluster client first reads the slot map (and the command table):
+                # not part of the round trip measured, whose error makes deadlines early.
+                await self._redis.initialize()
             sent = time.monotonic()
             seconds, micros = await self._redis.time()
         self._server_clock.observe(sent, time.monotonic(), seconds, micros)

@@ -1,5 +1,7 @@
 """Several app instances on one Redis key store (HOOK_KEYSTORE=redis): one key set, every
-replica, within 1 s; revocation; the audit endpoint; scheduled rotation by exactly one replica."""
+replica, within 1 s; revocation; the audit endpoint; scheduled rotation by exactly one replica.
+The tests on ``two`` run on one Redis and on the three-master Redis Cluster
+(``HOOK_REDIS_CLUSTER``): hooks recording custom steps, tokens, rotations and revocations."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from hook_service.errors import KeyStoreError, SettingsError
 from hook_service.keys.backends.base import KeyStore
 from hook_service.keys.backends.keyring import fingerprint
 from hook_service.keys.lifecycle import PUBLISH_LEAD
+from tests.store.support import ON_CLUSTER
 from tests.support import ADMIN_TOKEN, API_KEY, TEST_KEK, FakeClock, bearer, mint_token, wait_for
 
 JWKS = "/.well-known/jwks.json"
@@ -34,8 +37,11 @@ def admin(client: TestClient, method: str, path: str, **kwargs: Any) -> Any:
     return client.request(method, path, headers=bearer(ADMIN_TOKEN), **kwargs)
 
 
-@pytest.fixture
-def two(make_app: Any, redis_url: str) -> Iterator[tuple[TestClient, TestClient]]:
+@pytest.fixture(params=["single", pytest.param("cluster", marks=ON_CLUSTER)])
+def two(make_app: Any, request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, TestClient]]:
+    redis_url = request.getfixturevalue(
+        "cluster_url" if request.param == "cluster" else "redis_url"
+    )
     with ExitStack() as stack:
         a = stack.enter_context(TestClient(make_app(redis_url, keystore="redis")))
         b = stack.enter_context(TestClient(make_app(redis_url, keystore="redis")))
@@ -202,6 +208,7 @@ def test_key_events_with_the_file_store_say_where_they_are(client: TestClient) -
     assert "log" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("two", ["single"], indirect=True)  # pauses the one server
 def test_readyz_reports_stale_keys_while_redis_is_down(
     two: tuple[TestClient, TestClient], redis_server: Any
 ) -> None:

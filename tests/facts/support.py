@@ -50,21 +50,24 @@ OTHER_IP = "1.1.1.1"  # not in the test city database; iptocc: AU
 
 
 def open_store(kind: str, request: pytest.FixtureRequest, limits: Limits) -> FactsStore:
-    """A ``memory`` or ``redis`` facts store (the latter on the test's private server)."""
+    """A ``memory``, ``redis``, ``sentinel`` or ``cluster`` facts store (on the test's private
+    server, Sentinel group or Redis Cluster)."""
     if kind == "memory":
         return MemoryFactsStore(KEY, limits)
     # A generous timeout: the behaviour is under test, not the speed of a loaded CI machine.
     if kind == "sentinel":
         target = request.getfixturevalue("sentinel_deployment").target
         return RedisFactsStore(target, key=KEY, limits=limits, timeout=5)
-    url = request.getfixturevalue("redis_url")
-    return RedisFactsStore(url, key=KEY, limits=limits, timeout=5)
+    cluster = kind == "cluster"
+    url = request.getfixturevalue("cluster_url" if cluster else "redis_url")
+    return RedisFactsStore(url, key=KEY, limits=limits, timeout=5, cluster=cluster)
 
 
 KINDS = [
     "memory",
     pytest.param("redis", marks=pytest.mark.redis),
     pytest.param("sentinel", marks=pytest.mark.sentinel),
+    pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.slow]),
 ]
 """The facts stores the behavioural suites run on."""
 

@@ -12,18 +12,26 @@ import pytest
 
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore
-from tests.store.support import redis_store
+from tests.store.support import ON_CLUSTER, redis_store
 from tests.support import FakeClock
 
 
-@pytest.fixture(params=["memory", "redis", pytest.param("sentinel", marks=pytest.mark.sentinel)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "redis",
+        pytest.param("sentinel", marks=pytest.mark.sentinel),
+        pytest.param("cluster", marks=ON_CLUSTER),
+    ]
+)
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     if request.param == "memory":
         instance: Store = MemoryStore(clock)
-    elif request.param == "redis":
-        instance = redis_store(request.getfixturevalue("redis_url"), clock)
-    else:
+    elif request.param == "sentinel":
         instance = redis_store(request.getfixturevalue("sentinel_deployment").target, clock)
+    else:
+        url = "cluster_url" if request.param == "cluster" else "redis_url"
+        instance = redis_store(request.getfixturevalue(url), clock)
     try:
         yield instance
     finally:

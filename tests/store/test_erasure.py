@@ -59,7 +59,8 @@ async def test_user_ids_with_glob_characters_erase_only_themselves(
     store: Store, clock: FakeClock, victim: str
 ) -> None:
     users = [*GLOBBY, "usr_a", "usr_b", "usr_x", "usr_\\a"]
-    await store.put_pending([pending(clock, user_id=u) for u in users])
+    for user in users:  # one decision's steps are one user's (one slot on a cluster)
+        await store.put_pending([pending(clock, user_id=user)])
     assert await store.erase_user(victim) == 1
     for user in users:
         left = await store.user_records(user, clock())

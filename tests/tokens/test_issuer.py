@@ -147,6 +147,8 @@ def test_the_guard_is_chosen_by_capability_and_place(tmp_path: Path) -> None:
     redis_keys = RedisKeyStore("redis://127.0.0.1:1/0", keyring((TEST_KEK,)))
     assert isinstance(claim_guard(redis_keys, same_redis=True), VersionInClaim)
     assert isinstance(claim_guard(redis_keys, same_redis=False), RereadKeySet)
+    # On a cluster the version key is in the key set's slot, never the user's: re-read.
+    assert isinstance(claim_guard(redis_keys, same_redis=True, cluster=True), RereadKeySet)
     # The file store has no version key: whatever the wiring says, the set is re-read.
     assert isinstance(claim_guard(file_store, same_redis=True), RereadKeySet)
 

@@ -43,7 +43,8 @@ _REPLY_MARGIN = 0.1
 
 
 class RedisKeyStore(FollowedSet):
-    """See the module docstring. ``replica`` names this process in the audit events."""
+    """See the module docstring. ``replica`` names this process in the audit events;
+    ``cluster``: ``url`` is a node of a Redis Cluster (the set's keys share one hash tag)."""
 
     def __init__(
         self,
@@ -57,9 +58,15 @@ class RedisKeyStore(FollowedSet):
         poll_interval: float = 0.5,
         timeout: float = 2.0,
         peer_wait: float = PEER_WAIT,
+        cluster: bool = False,
     ) -> None:
         super().__init__(
-            _redis.RedisSite(url), keyring, prefix, clock=clock, replica=replica, timeout=timeout
+            _redis.RedisSite(url, cluster=cluster),
+            keyring,
+            prefix,
+            clock=clock,
+            replica=replica,
+            timeout=timeout,
         )
         self.new_key = new_key
         self._peer_wait = peer_wait
@@ -76,7 +83,8 @@ class RedisKeyStore(FollowedSet):
 
     @property
     def version_key(self) -> str:
-        """The Redis key holding the set's version (a claim on this Redis may check it)."""
+        """The Redis key holding the set's version (a claim on this Redis may check it; not
+        on a cluster, where it is in another slot than the user's records)."""
         return self._redis.version
 
     # --- start-up and the CLI: synchronous ----------------------------------------------

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterator
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from redis.asyncio import Redis as AsyncRedis
 
 from hook_service import _redis, errors, logs
 from hook_service.clock import Clock
@@ -54,12 +53,12 @@ class FollowedSet(LastGoodSet):
         self.replica = replica
         self._timeout = timeout
         self.prefix = prefix
-        self._redis = KeySetKeys(prefix)
+        self._redis = KeySetKeys(prefix, site.cluster)
         self._cached: KeySet | None = None
         self._raw = ""  # the sealed document of _cached, as Redis holds it (what a restore writes)
         self._digest = ""  # its digest, as origin marks name documents
         self._private: dict[str, rsa.RSAPrivateKey] = {}
-        self._client: AsyncRedis | None = None
+        self._client: _redis.AsyncClient | None = None
         self._causes: set[str] = set()  # why not readable, each logged once while stale
         self._behind = 0
         self._lost = False  # Redis went back to an older set: its next set is read, not assumed
@@ -108,7 +107,7 @@ class FollowedSet(LastGoodSet):
             return
         self._ok()
 
-    async def _look(self, client: AsyncRedis) -> tuple[int | None, Mark | None]:
+    async def _look(self, client: _redis.AsyncClient) -> tuple[int | None, Mark | None]:
         version, mark = await client.mget(self._redis.version, self._redis.origin)
         return (None if version is None else int(version)), parse_origin(mark)
 
@@ -122,7 +121,7 @@ class FollowedSet(LastGoodSet):
         ours = self._version()
         return ours > remote or (ours == remote and mark[0] == "created")
 
-    async def _restore(self, client: AsyncRedis, remote: int | None) -> bool:
+    async def _restore(self, client: _redis.AsyncClient, remote: int | None) -> bool:
         assert self._cached is not None
         ks, body = self._cached, self._raw
         events = restored(ks, now=int(self._clock()), actor=RESTORE_ACTOR, replica=self.replica)
@@ -145,7 +144,7 @@ class FollowedSet(LastGoodSet):
         self._committed(ks, events, written, body)
         return True
 
-    def _async(self) -> AsyncRedis:
+    def _async(self) -> _redis.AsyncClient:
         if self._client is None:
             self._client = self._site.client(timeout=self._timeout)
         return self._client

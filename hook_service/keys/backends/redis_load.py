@@ -72,13 +72,14 @@ def fetch(
     """The key set document in Redis; with ``first`` (the service's start, an import), the
     one it makes when Redis holds none and no running replica puts one back. Start-up errors
     are :class:`errors.KeyStoreError` naming ``HOOK_REDIS_URL`` (or ``HOOK_REDIS_SENTINELS``)."""
-    client = site.sync_client(timeout=timeout)
 
     def failed(name: str) -> errors.KeyStoreError:
         return errors.KeyStoreError(
             f"{site.variable}: cannot load the key set from {site.location}: {name}"
         )
 
+    with site.guard("load", failed):  # a cluster client reads the slot map as it is made
+        client = site.sync_client(timeout=timeout)
     try:
         with site.guard("load", failed):
             if first is not None:
@@ -102,12 +103,17 @@ def fetch(
     return Fetched(_text(raw))
 
 
-def check_eviction(client: redis.Redis, site: _redis.RedisSite) -> None:
+def check_eviction(client: _redis.SyncClient, site: _redis.RedisSite) -> None:
     """Refuse (:class:`errors.KeyStoreError`) a Redis whose ``maxmemory-policy`` may evict
     keys without a TTL (``allkeys-*``): under memory pressure the key set would vanish, and
-    every replica stop signing. Where ``CONFIG`` is forbidden (managed Redis), warn."""
+    every replica stop signing. Where ``CONFIG`` is forbidden (managed Redis), warn. On a
+    cluster every primary is asked (a failover or a slot move can bring the set to any)."""
     try:
-        reply: Any = client.config_get("maxmemory-policy")
+        if isinstance(client, redis.RedisCluster):
+            nodes: Any = client.config_get("maxmemory-policy", target_nodes=client.PRIMARIES)
+            replies = list(dict(nodes).values())
+        else:
+            replies = [client.config_get("maxmemory-policy")]
     except redis.ResponseError as exc:
         log.warning(
             "cannot read the maxmemory-policy of Redis at %s (%s): make sure it is "
@@ -117,7 +123,11 @@ def check_eviction(client: redis.Redis, site: _redis.RedisSite) -> None:
             type(exc).__name__,
         )
         return
-    policy = _text(next(iter(dict(reply).values()), b""))
+    for reply in replies:
+        _check_policy(_text(next(iter(dict(reply).values()), b"")), site)
+
+
+def _check_policy(policy: str, site: _redis.RedisSite) -> None:
     if policy in _SAFE_POLICIES or policy.startswith(_SAFE_PREFIXES):
         return
     raise errors.KeyStoreError(
@@ -127,11 +137,13 @@ def check_eviction(client: redis.Redis, site: _redis.RedisSite) -> None:
 
 
 def _wait_for_peers(
-    client: redis.Redis, location: str, keys: KeySetKeys, wait: float
+    client: _redis.SyncClient, location: str, keys: KeySetKeys, wait: float
 ) -> bytes | str | None:
     """The set a running replica puts back while this one waits; None at once if no replica
     follows the key set; :class:`errors.KeyStoreError` if they do but none put it back."""
-    followers = int(dict(client.pubsub_numsub(keys.channel)).get(_bytes(keys.channel), 0))
+    # On a cluster the followers hold shard subscriptions, counted on the channel's node.
+    count = client.pubsub_shardnumsub if keys.cluster else client.pubsub_numsub
+    followers = int(dict(count(keys.channel)).get(_bytes(keys.channel), 0))
     if not followers:
         return None
     log.warning(

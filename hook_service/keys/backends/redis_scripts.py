@@ -1,11 +1,14 @@
 """How the shared key set lives in Redis: key names, the Lua scripts that change it, their calls.
 
-Under a prefix (``hook:keys:``): ``set`` (the sealed document,
+Under a prefix (``hook:keys:``; on a Redis Cluster its last part is a hash tag,
+``hook:{keys}:``, :func:`cluster_names`, so that every name below is in one slot and each
+script runs on one node): ``set`` (the sealed document,
 :mod:`hook_service.keys.backends.sealed`), ``version`` (a small key every replica polls),
 ``origin`` (see below), ``fence`` (the last fencing token issued with the rotation lock),
 ``lock``, ``events`` (the audit stream) and the pub/sub channel ``changed``. A change is one
 script: compare-and-set on the version, refuse a stale fencing token, write the set, append
-the audit events and PUBLISH the new version, all or nothing.
+the audit events and PUBLISH the new version (on a cluster SPUBLISH, sharded pub/sub: the
+channel is in the set's slot), all or nothing.
 
 After data loss a running replica puts its copy back with the restore script: compare-and-set
 on "no version" (of two replicas restoring at once, one writes; the other adopts it). A set
@@ -26,11 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-from redis.asyncio import Redis as AsyncRedis
-
 from hook_service import errors, logs
-from hook_service._redis import RedisSite
+from hook_service._redis import AsyncClient, RedisSite, SyncClient
 from hook_service.keys.events import KeyEvent
 
 log = logging.getLogger(logs.KEYSTORE)
@@ -52,6 +52,7 @@ end
 redis.call('PUBLISH', ARGV[5], ARGV[2])
 return reply
 """
+_SHARDED = ("'PUBLISH'", "'SPUBLISH'")
 # KEYS: set, version, fence, events, origin. ARGV: expected version, new version, set JSON,
 # fencing token ('' when unfenced), channel, stream MAXLEN, origin ('' clears it), events.
 # Reply: {1, version, event ids...} written; {0, current version} lost the race; {-1, last
@@ -92,6 +93,10 @@ redis.call('SET', KEYS[5], ARGV[7])
 """
     + _EVENTS_LUA
 )
+# On a cluster: the same scripts with a sharded publish (Redis 7), which reaches the
+# subscribers of the slot's node (and its replicas) instead of flooding the cluster bus.
+_CLUSTER_WRITE_LUA = _WRITE_LUA.replace(*_SHARDED)
+_CLUSTER_RESTORE_LUA = _RESTORE_LUA.replace(*_SHARDED)
 # SET NX PX plus a fencing token from INCR, atomically (KEYS: lock, fence; ARGV: ttl ms).
 _LOCK_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -115,31 +120,75 @@ class Written:
     event_ids: tuple[str, ...]
 
 
+def cluster_names(prefix: str) -> str:
+    """The names' prefix on a Redis Cluster: ``prefix`` with its last part as a hash tag
+    (``hook:keys:`` -> ``hook:{keys}:``), unless it already holds one."""
+    opened = prefix.find("{")
+    if opened >= 0 and prefix.find("}", opened) > opened + 1:
+        return prefix
+    head, sep, last = prefix.rstrip(":").rpartition(":")
+    return f"{head}{sep}{{{last}}}:"
+
+
 @dataclass(frozen=True, slots=True)
 class KeySetKeys:
-    """The Redis names of one key set, and the calls on them."""
+    """The Redis names of one key set, and the calls on them. ``prefix`` names the set (its
+    sealed document is bound to it); ``cluster``: the names carry one hash tag and changes are
+    announced by sharded pub/sub. A single Redis keeps the untagged names of earlier releases
+    (docs/deploying.md, "Redis Cluster": no migration)."""
 
     prefix: str = "hook:keys:"
+    cluster: bool = False
+
+    def name(self, suffix: str) -> str:
+        """The Redis name of the set's ``suffix`` (``set``, ``version``, ``events``, …)."""
+        return (cluster_names(self.prefix) if self.cluster else self.prefix) + suffix
 
     @property
     def set(self) -> str:
-        return self.prefix + "set"
+        return self.name("set")
 
     @property
     def version(self) -> str:
-        return self.prefix + "version"
+        return self.name("version")
 
     @property
     def channel(self) -> str:
-        return self.prefix + "changed"
+        return self.name("changed")
 
     @property
     def origin(self) -> str:
-        return self.prefix + "origin"
+        return self.name("origin")
+
+    @property
+    def lock(self) -> str:
+        return self.name("lock")
+
+    @property
+    def fence(self) -> str:
+        return self.name("fence")
+
+    @property
+    def stream(self) -> str:
+        """The audit events."""
+        return self.name("events")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every key of the set (not the channel)."""
+        return (self.set, self.version, self.fence, self.stream, self.origin, self.lock)
 
     @property
     def _write_keys(self) -> list[str]:
-        return [self.set, self.version, self.prefix + "fence", self.prefix + "events", self.origin]
+        return [self.set, self.version, self.fence, self.stream, self.origin]
+
+    @property
+    def _write_lua(self) -> str:
+        return _CLUSTER_WRITE_LUA if self.cluster else _WRITE_LUA
+
+    @property
+    def _restore_lua(self) -> str:
+        return _CLUSTER_RESTORE_LUA if self.cluster else _RESTORE_LUA
 
     def write_args(
         self,
@@ -158,27 +207,28 @@ class KeySetKeys:
         return [*header, str(STREAM_MAXLEN), origin, *flat]
 
     async def restore(
-        self, client: AsyncRedis, version: int, body: str, events: list[KeyEvent]
+        self, client: AsyncClient, version: int, body: str, events: list[KeyEvent]
     ) -> Written | None:
         """Put ``body`` (the set at ``version``) back if Redis holds none, or holds a marked
         set this one may replace (module docstring); None when it may not."""
         args = self.write_args(0, version, body, events, None, origin("restored", version, body))
         keys = self._write_keys
-        return self._written(await client.eval(_RESTORE_LUA, len(keys), *keys, *args))
+        return self._written(await client.eval(self._restore_lua, len(keys), *keys, *args))
 
-    def write_sync(self, client: redis.Redis, args: list[str]) -> Written | None:
+    def write_sync(self, client: SyncClient, args: list[str]) -> Written | None:
         """The write script on a synchronous client (start-up, the CLI); None if the version
         moved. Unfenced."""
-        return self._written(client.register_script(_WRITE_LUA)(keys=self._write_keys, args=args))
+        script = client.register_script(self._write_lua)
+        return self._written(script(keys=self._write_keys, args=args))
 
     async def write(
-        self, site: RedisSite, client: AsyncRedis, args: list[str], *, until: float
+        self, site: RedisSite, client: AsyncClient, args: list[str], *, until: float
     ) -> Written | None:
         """The write script; None if the version moved, :class:`errors.LockLost` if the
         fencing token in ``args`` is older than the last one issued; with
         ``HOOK_REDIS_MIN_REPLICAS``, :class:`~hook_service._redis.NotReplicated` when the
         replicas did not acknowledge it by ``until`` (:meth:`RedisSite.write`)."""
-        script = client.register_script(_WRITE_LUA)
+        script = client.register_script(self._write_lua)
         return self._written(await site.write(client, script, self._write_keys, args, until=until))
 
     @staticmethod
@@ -193,19 +243,17 @@ class KeySetKeys:
             return None
         return Written(int(reply[1]), tuple(str(i) for i in reply[2:]))
 
-    async def acquire_lock(self, client: AsyncRedis, ttl: float) -> int | None:
+    async def acquire_lock(self, client: AsyncClient, ttl: float) -> int | None:
         """The rotation lock for ``ttl`` seconds and its fencing token, or None if held."""
-        token = await client.eval(
-            _LOCK_LUA, 2, self.prefix + "lock", self.prefix + "fence", str(int(ttl * 1000))
-        )
+        token = await client.eval(_LOCK_LUA, 2, self.lock, self.fence, str(int(ttl * 1000)))
         return None if token is None else int(token)
 
-    async def release_lock(self, client: AsyncRedis, token: int) -> None:
+    async def release_lock(self, client: AsyncClient, token: int) -> None:
         """Free the lock if ``token`` still holds it."""
-        await client.eval(_UNLOCK_LUA, 1, self.prefix + "lock", str(token))
+        await client.eval(_UNLOCK_LUA, 1, self.lock, str(token))
 
     async def events(
-        self, client: AsyncRedis, after: str | None, limit: int
+        self, client: AsyncClient, after: str | None, limit: int
     ) -> tuple[list[KeyEvent], str | None]:
         """Up to ``limit`` audit events after stream id ``after`` (None: from the start) and
         the cursor of the next page, or None when there is no more; a malformed entry is
@@ -213,7 +261,7 @@ class KeySetKeys:
         start = "-" if after is None else _exclusive_start(after)
         if start is None:  # after the largest id Redis can give: nothing can follow
             return [], None
-        entries: Any = await client.xrange(self.prefix + "events", start, "+", count=limit + 1)
+        entries: Any = await client.xrange(self.stream, start, "+", count=limit + 1)
         out = []
         for entry_id, fields in entries[:limit]:
             try:

@@ -6,6 +6,11 @@ caught within 1 s. A Redis that cannot be reached is re-subscribed after one int
 checked as soon as the subscription is back (within 0.5 s of Redis answering again); a bug
 in ``check`` is logged and reported through ``on_bug`` (the store stops signing), and the loop
 goes on, since a replica that stops following would sign past a revocation.
+
+On a Redis Cluster the channel is a shard channel (SSUBSCRIBE, Redis 7): the subscription is
+on the node that holds the key set's slot, where the change scripts SPUBLISH; after a failover
+or a slot move the subscription fails or goes quiet, the poll still catches every change, and
+the next reconnect subscribes on the slot's new node.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio import RedisCluster
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub
 
 from hook_service import _redis, logs
 
@@ -28,7 +34,7 @@ class Watcher:
 
     def __init__(
         self,
-        client: Callable[[], AsyncRedis],
+        client: Callable[[], _redis.AsyncClient],
         channel: str,
         check: Callable[[], Awaitable[None]],
         *,
@@ -63,12 +69,15 @@ class Watcher:
         while not self._closing:
             try:
                 if pubsub is None:
-                    pubsub = self._client().pubsub()
                     # (Re)subscribed: what changed meanwhile sent no message here; look now
                     # (after an outage, Redis may have come back empty: restore at once).
-                    await pubsub.subscribe(self._channel)
-                else:
+                    pubsub = await _subscribe(self._client(), self._channel)
+                elif isinstance(pubsub, ClusterPubSub):
                     # Returns on a change message or after the poll interval, whichever first.
+                    await pubsub.get_sharded_message(
+                        ignore_subscribe_messages=True, timeout=self._interval
+                    )
+                else:
                     await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._interval)
             except _redis.ERRORS:
                 await _close(pubsub)
@@ -81,6 +90,23 @@ class Watcher:
                 self._on_bug()
                 await asyncio.sleep(self._interval)
         await _close(pubsub)
+
+
+async def _subscribe(client: _redis.AsyncClient, channel: str) -> PubSub:
+    """A subscription to ``channel``: a shard channel on a cluster (on its slot's node)."""
+    pubsub: PubSub | None = None
+    try:
+        if isinstance(client, RedisCluster):
+            await client.initialize()  # the slot map, to find the channel's node
+            pubsub = client.pubsub()
+            await pubsub.ssubscribe(channel)
+        else:
+            pubsub = client.pubsub()
+            await pubsub.subscribe(channel)
+    except _redis.ERRORS:
+        await _close(pubsub)
+        raise
+    return pubsub
 
 
 async def _close(pubsub: PubSub | None) -> None:

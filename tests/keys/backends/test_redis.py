@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 import pytest
-import redis
 
 from hook_service import errors
 from hook_service._redis_target import RedisTarget
@@ -21,15 +20,18 @@ from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends import sealed as keydoc
 from hook_service.keys.backends.keyring import fingerprint, keyring
 from hook_service.keys.backends.redis import RedisKeyStore
+from hook_service.keys.backends.redis_scripts import KeySetKeys
 from hook_service.keys.lifecycle import KeySet
 from tests.sentinels import Deployment
 from tests.support import (
     FakeClock,
     KeyFactory,
     hook_keys,
+    is_cluster,
     key_supply,
     kid_of,
     private_strings,
+    raw_redis,
 )
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +39,11 @@ pytestmark = pytest.mark.anyio
 KEK_A = bytes(range(32))
 KEK_B = bytes(range(100, 132))
 TIMEOUT = 5.0  # guards a hang; propagation itself must take under 1 s
+
+
+def names(url: str) -> KeySetKeys:
+    """The key set's Redis names on ``url`` (hash-tagged on a cluster)."""
+    return KeySetKeys(cluster=is_cluster(url))
 
 
 def make_store(
@@ -48,7 +55,12 @@ def make_store(
     replica: str = "r1",
 ) -> RedisKeyStore:
     store = RedisKeyStore(
-        url, keyring(keks), clock=clock, replica=replica, new_key=new_key or key_supply()
+        url,
+        keyring(keks),
+        clock=clock,
+        replica=replica,
+        new_key=new_key or key_supply(),
+        cluster=isinstance(url, str) and is_cluster(url),
     )
     _opened.append(store)
     return store
@@ -65,8 +77,17 @@ async def close_stores() -> AsyncIterator[None]:
         await _opened.pop().aclose()
 
 
+def stored_set(url: str) -> Any:
+    """The key set document as Redis holds it at ``url`` (its names tagged on a cluster)."""
+    client = raw_redis(url)
+    try:
+        return json.loads(client.get(names(url).set) or b"")
+    finally:
+        client.close()
+
+
 def stored_bytes(url: str) -> bytes:
-    client = redis.Redis.from_url(url)
+    client = raw_redis(url)
     try:
         out = b""
         for name in client.keys("*"):
@@ -143,7 +164,7 @@ async def test_no_private_key_material_is_stored_in_clear(
         assert format(numbers.d, "x").encode()[:40] not in raw
         for secret in private_strings(hook_keys()[index]):
             assert secret.encode() not in raw
-    document = json.loads(redis.Redis.from_url(redis_deployment.url).get("hook:keys:set") or b"")
+    document = stored_set(redis_deployment.url)
     assert {k["private_key"]["kek"] for k in document["keys"]} == {fingerprint(KEK_A)}
     assert ks.version == 1 and document["version"] == 2
 
@@ -166,11 +187,11 @@ async def test_a_ciphertext_moved_to_another_kid_fails(
     redis_deployment: Deployment, clock: FakeClock
 ) -> None:
     make_store(redis_deployment.target, clock, key_supply([0, 1])).load_or_create()
-    client = redis.Redis.from_url(redis_deployment.url)
-    document = json.loads(client.get("hook:keys:set") or b"")
+    client, at = raw_redis(redis_deployment.url), names(redis_deployment.url)
+    document = json.loads(client.get(at.set) or b"")
     first, second = document["keys"]
     first["private_key"], second["private_key"] = second["private_key"], first["private_key"]
-    client.set("hook:keys:set", json.dumps(document))
+    client.set(at.set, json.dumps(document))
     # The document's tag catches it first (keycrypt's own test covers the kid as GCM's AAD).
     with pytest.raises(errors.KeyStoreError, match="altered outside the service"):
         make_store(redis_deployment.target, clock, key_supply([])).load_or_create()
@@ -205,11 +226,9 @@ async def test_a_missed_message_is_caught_by_the_version_poll(
     writer = make_store(redis_deployment.target, clock, key_supply([]), replica="silent")
     ks = writer.load()
     changed = KeySet((ks.active, dataclasses.replace(ks.next, created_at=1)), 7)
-    client = redis.Redis.from_url(redis_deployment.url)
-    with client.pipeline(transaction=True) as pipe:
-        pipe.set("hook:keys:set", keydoc.encode(changed, keyring([KEK_A]), writer.prefix))
-        pipe.set("hook:keys:version", 7)
-        pipe.execute()
+    client, at = raw_redis(redis_deployment.url), names(redis_deployment.url)
+    body = keydoc.encode(changed, keyring([KEK_A]), writer.prefix)
+    client.mset({at.set: body, at.version: 7})  # atomic: one slot on a cluster
     client.close()
     assert writer.load().version == 7
     await eventually(lambda: b.current().version == 7 and a.current().version == 7)
@@ -237,7 +256,7 @@ async def test_concurrent_changes_on_two_replicas_both_land(
 
 def expire_now(url: str, key: str) -> None:
     """The lock's TTL runs out now: what a holder stalled past it (a GC pause) wakes up to."""
-    client = redis.Redis.from_url(url)
+    client = raw_redis(url)
     try:
         assert client.pexpire(key, 1)
         while client.exists(key):
@@ -257,7 +276,7 @@ async def test_a_stalled_lock_holder_cannot_write(
         stalled = await a.acquire_lock(10)
         assert stalled is not None
         assert await b.acquire_lock(10) is None  # held
-        expire_now(redis_deployment.url, a.prefix + "lock")  # a stalls past its lock
+        expire_now(redis_deployment.url, names(redis_deployment.url).lock)  # a stalls past it
         fresh = await b.acquire_lock(10)
         assert fresh is not None and fresh > stalled
         clock.advance(86400)
@@ -330,7 +349,7 @@ async def test_rewrap_moves_every_key_to_the_first_kek(
     assert sorted((e.event, e.kid) for e in events) == sorted(
         [("rewrapped", kid_of(0)), ("rewrapped", kid_of(1))]
     )
-    document = json.loads(redis.Redis.from_url(redis_deployment.url).get("hook:keys:set") or b"")
+    document = stored_set(redis_deployment.url)
     assert {k["private_key"]["kek"] for k in document["keys"]} == {fingerprint(KEK_B)}
     only_new = make_store(redis_deployment.target, clock, key_supply([]), keks=(KEK_B,)).load()
     assert only_new.active.kid == kid_of(0)
@@ -374,11 +393,11 @@ async def rotate_twice_then_restore(
 ) -> None:
     """Two rotations through ``a``, then Redis restored to the set before them (an old
     backup); ``a`` has seen the older version twice, so it is stale."""
-    backup = redis.Redis.from_url(redis_deployment.url)
-    restore = (backup.get("hook:keys:set"), backup.get("hook:keys:version"))
+    backup, at = raw_redis(redis_deployment.url), names(redis_deployment.url)
+    restore = (backup.get(at.set), backup.get(at.version))
     await admin(a, clock).rotate("t", force=True)
     await admin(a, clock).rotate("t", force=True)
-    backup.mset({"hook:keys:set": restore[0] or b"", "hook:keys:version": restore[1] or b""})
+    backup.mset({at.set: restore[0] or b"", at.version: restore[1] or b""})
     backup.close()
     for _ in range(2):  # the second look at an older version is data loss
         with contextlib.suppress(errors.KeyStoreUnavailable):
@@ -418,6 +437,26 @@ async def test_after_a_restore_a_set_at_the_version_served_is_read_not_assumed(
     assert b.current().version == a.current().version == 3
     assert (await a.refresh()) == b.current()
     assert a.signing_set().active.kid == kid_of(4) and a.stale is None
+
+
+@pytest.mark.slow
+async def test_a_set_copied_from_one_redis_to_the_cluster_names_serves_there(
+    redis_server: Any, cluster_url: str, clock: FakeClock
+) -> None:
+    # docs/deploying.md, "Redis Cluster": moving to a cluster copies the set and its version
+    # (as stored, still sealed) to the tagged names; the document itself is unchanged.
+    redis_server.reset()
+    single = make_store(redis_server.url, clock, key_supply([0, 1, 2]), replica="old")
+    single.load_or_create()
+    await admin(single, clock).rotate("t", force=True)
+    source, target = raw_redis(redis_server.url), raw_redis(cluster_url)
+    old, new = names(redis_server.url), names(cluster_url)
+    target.set(new.set, source.get(old.set) or b"")
+    target.set(new.version, source.get(old.version) or b"")
+    source.close()
+    target.close()
+    moved = make_store(cluster_url, clock, key_supply([]), replica="new").load_or_create()
+    assert moved == single.current() and moved.version == 2
 
 
 async def test_a_change_short_of_replicas_is_refused_and_followed_once_it_stands(

@@ -12,20 +12,34 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-import redis
 
 from hook_service import errors, logs
 from hook_service.keys.admin import KeyAdmin
 from hook_service.keys.backends.keyring import keyring
 from hook_service.keys.backends.redis import RedisKeyStore
-from tests.support import TEST_KEK, FakeClock, KeyFactory, key_supply, kid_of
+from hook_service.keys.backends.redis_scripts import KeySetKeys
+from tests.support import TEST_KEK, FakeClock, KeyFactory, is_cluster, key_supply, kid_of, raw_redis
 
 pytestmark = pytest.mark.anyio
 
-SET, VERSION, EVENTS = "hook:keys:set", "hook:keys:version", "hook:keys:events"
+SET, VERSION, EVENTS = "set", "version", "events"  # of the key set's names (KeySetKeys.name)
 WITHIN = 5.0  # guards a hang; a running replica restores within one poll (0.5 s)
 
 Make = Callable[..., RedisKeyStore]
+
+
+@pytest.fixture
+def redis_url(redis_or_cluster_url: str) -> str:
+    """Every test here on one Redis and on the three-master cluster (its names tagged)."""
+    return redis_or_cluster_url
+
+
+def names(url: str) -> KeySetKeys:
+    return KeySetKeys(cluster=is_cluster(url))
+
+
+single = pytest.mark.parametrize("redis_or_cluster_url", ["single"], indirect=True)
+"""For the tests that stop the one server."""
 
 
 @pytest.fixture
@@ -49,6 +63,7 @@ async def make(clock: FakeClock) -> AsyncIterator[Make]:
             new_key=supply or key_supply([]),
             poll_interval=poll,
             peer_wait=peer_wait,
+            cluster=is_cluster(url),
         )
         opened.append(store)
         return store
@@ -63,16 +78,16 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def raw(url: str, *names: str) -> list[Any]:
-    client = redis.Redis.from_url(url)
+def raw(url: str, *suffixes: str) -> list[Any]:
+    client = raw_redis(url)
     try:
-        return [client.get(name) for name in names]
+        return [client.get(names(url).name(suffix)) for suffix in suffixes]
     finally:
         client.close()
 
 
 def flush(url: str) -> None:
-    client = redis.Redis.from_url(url)
+    client = raw_redis(url)  # a cluster client flushes every master
     try:
         client.flushall()
     finally:
@@ -80,17 +95,19 @@ def flush(url: str) -> None:
 
 
 def followers(url: str) -> int:
-    client = redis.Redis.from_url(url)
+    client, channel = raw_redis(url), names(url).channel
+    # On a cluster the replicas hold shard subscriptions, on the channel's node.
+    count = client.pubsub_shardnumsub if is_cluster(url) else client.pubsub_numsub
     try:
-        return int(dict(client.pubsub_numsub("hook:keys:changed"))[b"hook:keys:changed"])
+        return int(dict(count(channel))[channel.encode()])
     finally:
         client.close()
 
 
 def stream(url: str) -> list[dict[bytes, bytes]]:
-    client = redis.Redis.from_url(url)
+    client = raw_redis(url)
     try:
-        entries: Any = client.xrange(EVENTS)
+        entries: Any = client.xrange(names(url).stream)
         return [fields for _, fields in entries]
     finally:
         client.close()
@@ -204,8 +221,11 @@ async def test_followers_that_put_nothing_back_within_the_wait_stop_the_start(
 ) -> None:
     # Something follows the key set's channel but puts no set back (a replica wedged, or
     # sealing under other KEKs): starting must not make a set of its own over theirs.
-    follower = redis.Redis.from_url(redis_url).pubsub()  # type: ignore[no-untyped-call]
-    follower.subscribe("hook:keys:changed")
+    follower: Any = raw_redis(redis_url).pubsub()  # type: ignore[no-untyped-call]
+    if is_cluster(redis_url):
+        follower.ssubscribe(names(redis_url).channel)
+    else:
+        follower.subscribe(names(redis_url).channel)
     try:
         with pytest.raises(errors.KeyStoreError) as caught:
             make(redis_url, key_supply([0, 1]), peer_wait=0.3).load_or_create()
@@ -240,8 +260,8 @@ async def test_an_older_set_in_redis_is_refused_and_the_cause_logged_once(
     backup = raw(redis_url, SET, VERSION)
     await rotate(a, clock)
     await rotate(a, clock)
-    client = redis.Redis.from_url(redis_url)
-    client.mset({SET: backup[0], VERSION: backup[1]})  # an old backup restored over it
+    client, at = raw_redis(redis_url), names(redis_url)
+    client.mset({at.set: backup[0], at.version: backup[1]})  # an old backup restored over it
     client.close()
     caplog.set_level(logging.WARNING, logs.KEYSTORE)
     for _ in range(5):  # the first look may be a write of ours landing: the second is not
@@ -256,6 +276,7 @@ async def test_an_older_set_in_redis_is_refused_and_the_cause_logged_once(
     assert "version 1" in message and "version 3" in message and "not going back" in message
 
 
+@single
 async def test_after_an_outage_the_real_cause_is_logged_too(
     make: Make,
     redis_url: str,
@@ -275,8 +296,8 @@ async def test_after_an_outage_the_real_cause_is_logged_too(
         with pytest.raises(errors.KeyStoreUnavailable):
             await a.refresh()
     redis_server.start()
-    client = redis.Redis.from_url(redis_url)
-    client.mset({SET: backup[0], VERSION: backup[1]})
+    client, at = raw_redis(redis_url), names(redis_url)
+    client.mset({at.set: backup[0], at.version: backup[1]})
     client.close()
     for _ in range(4):
         with contextlib.suppress(errors.KeyStoreUnavailable):

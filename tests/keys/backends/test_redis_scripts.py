@@ -8,10 +8,11 @@ from typing import Any
 import anyio
 import pytest
 from redis.asyncio import Redis as AsyncRedis
+from redis.crc import key_slot
 
 from hook_service import errors
 from hook_service._redis import RedisSite
-from hook_service.keys.backends.redis_scripts import KeySetKeys, Written
+from hook_service.keys.backends.redis_scripts import KeySetKeys, Written, cluster_names
 from hook_service.keys.events import KeyEvent
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +27,27 @@ async def client(redis_url: str) -> AsyncIterator[AsyncRedis]:
         yield redis
     finally:
         await redis.aclose()
+
+
+def test_one_redis_keeps_the_names_and_a_cluster_tags_them_into_one_slot() -> None:
+    single, cluster = KeySetKeys(), KeySetKeys(cluster=True)
+    # Earlier releases' names: a single Redis upgrades without moving anything.
+    assert (single.set, single.version, single.channel) == (
+        "hook:keys:set",
+        "hook:keys:version",
+        "hook:keys:changed",
+    )
+    assert (cluster.set, cluster.stream, cluster.lock) == (
+        "hook:{keys}:set",
+        "hook:{keys}:events",
+        "hook:{keys}:lock",
+    )
+    slots = {key_slot(name.encode()) for name in (*cluster.names, cluster.channel)}
+    assert len(slots) == 1
+    assert len({key_slot(name.encode()) for name in single.names}) > 1
+    assert cluster_names("t:keys:") == "t:{keys}:"
+    assert cluster_names("app:{tenant}:keys:") == "app:{tenant}:keys:"  # already tagged
+    assert cluster_names("keys") == "{keys}:"
 
 
 # Only consulted for how many replicas a write waits for (none); the client is the test's.
