@@ -83,8 +83,10 @@ lock: $(STAMP)
 
 # Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run; --sentinel adds
 # the hook and token figures on a Sentinel group (docs/deploying.md, "Choosing Redis").
+# Then the CPU of each part of the hook's hot path (the per-request log line among them).
 bench: $(STAMP) redis-server redis-sentinel wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.parts
 
 wrk:
 	@command -v wrk >/dev/null || { \
