@@ -125,8 +125,10 @@ class Processes:
 
     def redis(self, name: str = "redis", *extra: str) -> Process:
         port = free_port()
+        directory = self.workdir / f"{name}_data"  # a replica's full sync writes an RDB there
+        directory.mkdir(exist_ok=True)
         argv = [_binary("redis-server"), "--port", str(port), "--bind", HOST, "--save", ""]
-        argv += ["--appendonly", "no", *extra]
+        argv += ["--appendonly", "no", "--dir", str(directory), *extra]
         process = self._spawn(name, argv, port, dict(os.environ))
         _wait(lambda: _redis_ping(port), process)
         return process
