@@ -462,12 +462,7 @@ class ServiceProcess:
         return self.lines
 
     def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process, timeout=15)
 
 
 RAW_IP = "203.0.113.42"  # the IP and user agent of hook_body(): never stored or shown raw
