@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hook_service.cli import cli
 from hook_service.server import PUBLIC_PATHS
 from tests.server.conftest import Runner, serve_env
-from tests.support import ADMIN_TOKEN, API_KEY, USER_ID, bearer, hook_body
+from tests.support import ADMIN_TOKEN, API_KEY, USER_ID, bearer, free_port, hook_body
 
 INTERNAL_ONLY = [
     ("POST", "/verification-token"),
@@ -118,7 +118,8 @@ def test_serve_names_the_port_it_cannot_listen_on(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = serve_env(tmp_path, HOOK_PORT=str(port + 1 if port < 65535 else port - 1))
+        # A neighbouring port may be in use too (CI saw port + 1 taken): ask the kernel for one.
+        env = serve_env(tmp_path, HOOK_PORT=str(free_port()))
         env["HOOK_INTERNAL_PORT"] = str(port)
         result = CliRunner().invoke(cli, ["serve"], env=env)
     assert result.exit_code == 2, result.output
