@@ -155,6 +155,9 @@ class Processes:
         the Sentinels' ports."""
         master = self.redis(f"{name}_master")
         replica = self.redis(f"{name}_replica", "--replicaof", HOST, str(master.port))
+        # Up is not in sync: the master holds a full sync back repl-diskless-sync-delay (5 s)
+        # for more replicas, and until it is done no write can reach WAIT 1's replica.
+        _wait(functools.partial(_replica_in_sync, replica.port), replica)
         processes = [master, replica]
         for index in range(3):
             port = free_port()
@@ -220,6 +223,16 @@ def _sentinel_sees_replica(port: int) -> bool:
         return False
     # An array of replicas, the first one up ("flags" is "slave", not "s_down,slave").
     return reply.startswith(b"*") and not reply.startswith(b"*0") and b"s_down" not in reply
+
+
+def _replica_in_sync(port: int) -> bool:
+    client = redis.Redis(host=HOST, port=port, socket_timeout=1, decode_responses=True)
+    try:
+        return client.info("replication").get("master_link_status") == "up"
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def _redis_ping(port: int) -> bool:
