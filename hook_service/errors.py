@@ -175,6 +175,11 @@ class StoreUnavailable(HookError):
     status_code = 503
 
 
+class StoreTooLate(StoreUnavailable):
+    """The store's answer came after the write's deadline, so the write was refused there
+    (the hook had already answered ``on_error``): counted as a store timeout."""
+
+
 class KeyStoreUnavailable(HookError):
     code = "key_store_unavailable"
     status_code = 503

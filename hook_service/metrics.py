@@ -144,7 +144,7 @@ SIGNATURE_REASONS: Final = frozenset(
     }
 )
 ON_ERROR_REASONS: Final = frozenset(
-    {"policy_error", "store_unavailable", "store_timeout", "internal_error"}
+    {"policy_error", "store_unavailable", "store_timeout", "internal_error", "undecided_replay"}
 )
 TOKEN_OUTCOMES: Final = frozenset(
     {"issued", "re-sent"}
@@ -195,26 +195,8 @@ def decision(scopes: Collection[str], scope: str, status: str, rule: str) -> Non
 
 
 def on_error(reason: str) -> None:
-    """An ``on_error`` answer; ``reason`` from :func:`on_error_reason`."""
+    """An ``on_error`` answer; ``reason`` its :attr:`~hook_service.policy.base.Decision.cause`."""
     ON_ERROR.labels(bounded(reason, ON_ERROR_REASONS)).inc()
-
-
-def on_error_reason(error: str | None) -> str:
-    """The bounded reason of an ``on_error`` decision's ``error`` text (hook/decider.py and
-    policy/engine.py write these; tests/test_metrics.py follows each path)."""
-    if error is None:
-        return OTHER
-    if error == "store timed out":
-        return "store_timeout"
-    if error == "internal error":
-        return "internal_error"
-    if error.startswith(("the store is unavailable", "the facts store is unavailable")):
-        return "store_unavailable"
-    if error.startswith("the store answered after the write's deadline"):
-        return "store_timeout"  # the write was refused in Redis, past its deadline
-    if error.startswith(("rule ", "evaluation failed")):
-        return "policy_error"
-    return OTHER
 
 
 def hook_seconds(seconds: float) -> None:

@@ -126,8 +126,8 @@ class _TracedPolicy:
         with self._spans("policy.decide"):
             return self._policy.decide(request, facts)
 
-    def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
-        return self._policy.on_error_decision(request, reason)
+    def on_error_decision(self, request: HookRequest, reason: str, cause: str) -> Decision:
+        return self._policy.on_error_decision(request, reason, cause)
 
 
 def traced_policy(policy: DecisionPolicy, spans: Spans) -> DecisionPolicy:

@@ -3,21 +3,24 @@ the scrape-time key and policy gauges, and the table in docs/operations.md."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from hook_service import metrics
+from hook_service import errors, metrics
 from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.decider import HookDecider
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
-from hook_service.store.base import PendingStep
+from hook_service.store.base import LATE_WRITE, PendingStep
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore
 from tests.conftest import AppFactory
@@ -242,18 +245,24 @@ async def test_on_error_reasons_of_every_failure(clock: FakeClock) -> None:
     failed = await HookDecider(policy, MemoryStore(clock), clock).decide(
         parse_hook_request(hook_body(amount="abc"))
     )
-    assert metrics.on_error_reason(failed.error) == "policy_error"
+    assert failed.cause == "policy_error"
     dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", sealer=token_sealer(), clock=clock)
     try:
         down = await HookDecider(policy, dead, clock).decide(parse_hook_request(hook_body()))
     finally:
         await dead.aclose()
-    assert metrics.on_error_reason(down.error) == "store_unavailable"
+    assert down.cause == "store_unavailable"
     phone = (Identifier("phone_number", "+1"),)
     broken = HookRequest("transfer:write", "", phone, {"platform": "WEB"}, {"amount": "5000"})
     internal = await HookDecider(policy, MemoryStore(clock), clock).decide(broken)
-    assert metrics.on_error_reason(internal.error) == "internal_error"
-    assert metrics.on_error_reason("something new") == "_other"
+    assert internal.cause == "internal_error"
+
+    def own() -> Samples:
+        return parse(generate_latest(metrics.REGISTRY).decode())
+
+    before = own()
+    metrics.on_error("something new")  # a cause outside the documented set
+    assert delta(before, own(), "stepup_hook_on_error_total", reason="_other") == 1
 
 
 @pytest.mark.anyio
@@ -272,7 +281,46 @@ async def test_on_error_reason_of_a_store_past_its_budget(
             redis_server.resume()
     finally:
         await slow.aclose()
-    assert metrics.on_error_reason(decision.error) == "store_timeout"
+    assert decision.cause == "store_timeout"
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_write_redis_ran_past_its_deadline_is_a_store_timeout(
+    redis_server: RedisServer, redis_url: str, clock: FakeClock
+) -> None:
+    # The client still waits (timeout 5 s) when Redis, resumed, runs the write past the
+    # deadline it carries and refuses it: that answer, too, is a store timeout.
+    patient = RedisStore(redis_url, sealer=token_sealer(), clock=clock, timeout=5)
+    try:
+        await patient.ping()
+        step = PendingStep(USER_ID, "kyc_review", "transfer:write", clock() + 600)
+        redis_server.pause()
+        try:
+            write = asyncio.create_task(patient.put_pending([step], within=0.2))
+            await asyncio.sleep(0.5)
+        finally:
+            redis_server.resume()
+        with pytest.raises(errors.StoreTooLate):
+            await write
+    finally:
+        await patient.aclose()
+
+    class Late(MemoryStore):
+        async def put_pending(
+            self, steps: Sequence[PendingStep], *, within: float | None = None
+        ) -> None:
+            raise errors.StoreTooLate(LATE_WRITE)
+
+    policy = Policy.load(example_policy_path())
+    decision = await HookDecider(policy, Late(clock), clock).decide(
+        parse_hook_request(hook_body(amount="5000"))
+    )
+    assert (decision.rule, decision.error, decision.cause) == (
+        "on_error",
+        LATE_WRITE,
+        "store_timeout",
+    )
 
 
 # --- the documentation ------------------------------------------------------------------------

@@ -44,8 +44,8 @@ async def stepup_hook(request: Request) -> Response:
     if answer.replay:
         metrics.replay()
     on_error = None
-    if decision.error is not None:
-        on_error = metrics.on_error_reason(decision.error)
+    if decision.cause is not None:
+        on_error = decision.cause
         metrics.on_error(on_error)
     logs.note(
         scope=scope,

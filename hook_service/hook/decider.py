@@ -18,11 +18,17 @@ from typing import Final
 
 from hook_service import logs
 from hook_service.clock import Clock
-from hook_service.errors import HookError
+from hook_service.errors import HookError, StoreTooLate
 from hook_service.facts.base import Once, Replay
 from hook_service.hook.base import HookRequest
 from hook_service.hook.history import HookHistory, decode_answer
-from hook_service.policy.base import Decision, DecisionPolicy
+from hook_service.policy.base import (
+    INTERNAL_ERROR,
+    STORE_TIMEOUT,
+    UNDECIDED_REPLAY,
+    Decision,
+    DecisionPolicy,
+)
 from hook_service.store.base import PendingStep, Store
 
 logger = logging.getLogger(logs.HOOK)
@@ -31,7 +37,7 @@ logger = logging.getLogger(logs.HOOK)
 # pending step must together answer well within that, so a slow or dead store costs at most
 # this long (under 1 s, issue 11 point 6).
 RECORD_TIMEOUT: Final = 0.8
-UNDECIDED_REPLAY: Final = "replay of a request that was not decided"
+UNDECIDED: Final = "replay of a request that was not decided"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +115,12 @@ class HookDecider:
         except (HookError, TimeoutError) as exc:
             reason = exc.detail if isinstance(exc, HookError) else "store timed out"
             logger.error("%s failed (%s); answering on_error", stage[0], reason)
-            return Decided(policy.on_error_decision(request, reason))
+            late = isinstance(exc, TimeoutError | StoreTooLate)
+            cause = STORE_TIMEOUT if late else getattr(exc, "code", INTERNAL_ERROR)
+            return Decided(policy.on_error_decision(request, reason, cause))
         except Exception:
             logger.exception("deciding failed; answering on_error")
-            return Decided(policy.on_error_decision(request, "internal error"))
+            return Decided(policy.on_error_decision(request, "internal error", INTERNAL_ERROR))
 
     async def _answer(self, call: _Call, stage: list[str]) -> Decided:
         policy, history = self._policy, self._history
@@ -165,7 +173,7 @@ class HookDecider:
         # Issue 11 point 3: the first answer again, nothing recorded; its pending steps only
         # made sure of, with their first expiry: a claimed step stays claimed (ensure_pending).
         if not replay.answer:  # the first is still being decided, or deciding it failed
-            decision = self._policy.on_error_decision(request, UNDECIDED_REPLAY)
+            decision = self._policy.on_error_decision(request, UNDECIDED, UNDECIDED_REPLAY)
             return Decided(decision, replay=True)
         answered = decode_answer(replay.answer)
         if answered.custom:

@@ -11,6 +11,14 @@ from typing import Any, Final, Protocol
 from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
 
+# Why an ``on_error`` answer was given (:attr:`Decision.cause`): the bounded ``reason`` of
+# ``stepup_hook_on_error_total`` and the log line's ``on_error`` field (docs/operations.md).
+POLICY_ERROR: Final = "policy_error"  # a rule's `when` failed to evaluate
+STORE_UNAVAILABLE: Final = "store_unavailable"  # the store (or facts store) refused or failed
+STORE_TIMEOUT: Final = "store_timeout"  # the record budget ran out, or a write landed past it
+INTERNAL_ERROR: Final = "internal_error"  # a bug: nothing else raised
+UNDECIDED_REPLAY: Final = "undecided_replay"  # a replay of a request whose first answer failed
+
 # The bytes Starlette's JSONResponse would send for the same value (its render()).
 _BODY: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -35,8 +43,9 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A hook answer. ``rule`` names the deciding rule (``X-Hook-Rule``): a rule ``name``,
-    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered; ``revision``
-    names the policy that decided (the log line shows it).
+    ``default`` or ``on_error``; ``error`` says why ``on_error`` was answered, ``cause`` the
+    same as one bounded code (:data:`POLICY_ERROR` …); ``revision`` names the policy that
+    decided (the log line shows it).
 
     Always valid for Prelude (checked at load): ``granted_for`` 1..86400, ``steps`` non-empty
     with orders 1..n for ``review`` and empty otherwise."""
@@ -47,6 +56,7 @@ class Decision:
     steps: tuple[Step, ...]
     rule: str
     error: str | None = None
+    cause: str | None = None
     revision: str = ""  # the deciding policy's revision (SHA-256 of its file), for the logs
     # to_json() encoded once: the policy builds its decisions at load, so a hook call sends
     # these bytes instead of encoding the same answer again (issue 15, point 3).
@@ -92,6 +102,7 @@ class DecisionPolicy(Protocol):
         if a rule fails, never a weaker rule."""
         ...
 
-    def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
-        """The ``on_error`` decision for ``request``, with ``error`` = ``reason``."""
+    def on_error_decision(self, request: HookRequest, reason: str, cause: str) -> Decision:
+        """The ``on_error`` decision for ``request``, with ``error`` = ``reason`` and
+        ``cause`` (:data:`POLICY_ERROR` …)."""
         ...

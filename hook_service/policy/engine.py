@@ -26,7 +26,7 @@ from cel_expr_python import cel
 from hook_service import logs
 from hook_service.facts.base import Facts
 from hook_service.hook.base import HookRequest
-from hook_service.policy.base import Decision, Step
+from hook_service.policy.base import POLICY_ERROR, Decision, Step
 from hook_service.policy.facts import reads_facts
 from hook_service.policy.schema import (
     GRANT_MODES,
@@ -274,12 +274,13 @@ class Policy:
         )
         return decision
 
-    def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
-        """The ``on_error`` decision (rule ``on_error``) for ``request``, ``error`` = ``reason``."""
-        return replace(self._on_error[request.has_phone], error=reason)
+    def on_error_decision(self, request: HookRequest, reason: str, cause: str) -> Decision:
+        """The ``on_error`` decision (rule ``on_error``) for ``request``, ``error`` = ``reason``
+        and ``cause`` its code (:data:`~hook_service.policy.base.POLICY_ERROR` …)."""
+        return replace(self._on_error[request.has_phone], error=reason, cause=cause)
 
     def _failed(self, request: HookRequest, reason: str) -> Decision:
-        decision = self.on_error_decision(request, reason)
+        decision = self.on_error_decision(request, reason, POLICY_ERROR)
         _log.log(
             logging.DEBUG if self.shadow else logging.WARNING,
             "%sscope %s: %s; answering on_error (%s)",

@@ -184,9 +184,9 @@ class PolicyHolder:
             self._compare(state.shadow.policy, request, facts, decision)
         return decision
 
-    def on_error_decision(self, request: HookRequest, reason: str) -> Decision:
+    def on_error_decision(self, request: HookRequest, reason: str, cause: str) -> Decision:
         """The live policy's ``on_error`` decision."""
-        return self._state.live.policy.on_error_decision(request, reason)
+        return self._state.live.policy.on_error_decision(request, reason, cause)
 
     def _trace(
         self,

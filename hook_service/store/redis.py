@@ -176,7 +176,7 @@ class RedisStore:
         self._server_clock.observe(sent, time.monotonic(), reply[1], reply[2])
         if int(reply[0]) != 1:
             logger.warning("%s refused by Redis: its deadline had passed", operation)
-            raise errors.StoreUnavailable(LATE_WRITE)
+            raise errors.StoreTooLate(LATE_WRITE)
 
     async def claim(
         self,

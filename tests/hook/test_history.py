@@ -19,7 +19,7 @@ from hook_service.facts.base import Attempt, Facts, FactsStore, Once
 from hook_service.facts.geo import Geo
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
-from hook_service.hook.decider import RECORD_TIMEOUT, UNDECIDED_REPLAY, Decided, HookDecider
+from hook_service.hook.decider import RECORD_TIMEOUT, UNDECIDED, Decided, HookDecider
 from hook_service.hook.history import Background, HookHistory, decode_answer, encode_answer
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.base import Decision, Step
@@ -199,7 +199,12 @@ async def test_a_replay_of_an_undecided_request_answers_on_error(clock: FakeCloc
     assert isinstance(await facts.observe_once(USER_ID, attempt, clock(), once), Facts)
     replay = await send(decider, body)
     assert replay.replay
-    assert (replay.decision.rule, replay.decision.error) == ("on_error", UNDECIDED_REPLAY)
+    decided = replay.decision
+    assert (decided.rule, decided.error, decided.cause) == (
+        "on_error",
+        UNDECIDED,
+        "undecided_replay",
+    )
 
 
 async def test_a_replay_of_a_failed_request_answers_on_error_again(clock: FakeClock) -> None:

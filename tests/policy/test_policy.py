@@ -287,8 +287,12 @@ def test_on_error_may_be_review_and_resolves_otp_against_the_request() -> None:
     with_phone = policy.decide(request("s", metadata={"amount": "x"}))
     assert [s.key for s in with_phone.steps] == ["verify_sms", "verify_passkey"]
     assert with_phone.granted_for == 60
-    manual = policy.on_error_decision(request("s", phone=False), "store timed out")
-    assert (manual.rule, manual.error) == ("on_error", "store timed out")
+    manual = policy.on_error_decision(request("s", phone=False), "store timed out", "store_timeout")
+    assert (manual.rule, manual.error, manual.cause) == (
+        "on_error",
+        "store timed out",
+        "store_timeout",
+    )
     assert [s.key for s in manual.steps] == ["verify_email", "verify_passkey"]
     assert policy.on_error.steps[0].key == "verify_email"
 
