@@ -38,6 +38,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from hook_service import errors
 from hook_service._redis_target import RedisTarget
+from hook_service._resp import pack_with_hiredis
 from hook_service.settings import redact_url
 
 ERRORS = (RedisError, OSError, RedisClusterException)
@@ -166,6 +167,13 @@ class RedisSite:
             # Lone surrogates (legal in JSON strings) must round-trip, not crash the encoder.
             "encoding_errors": "surrogatepass",
         }
+        client = self._client(options, timeout, max_connections)
+        pack_with_hiredis(client)
+        return client
+
+    def _client(
+        self, options: dict[str, Any], timeout: float, max_connections: int | None
+    ) -> AsyncClient:
         if self.target.cluster:
             # Per node, and never blocking: redis-py has no blocking pool for a cluster.
             return self._configured(cluster_client, self.target.url, options, max_connections)
