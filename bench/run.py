@@ -35,7 +35,7 @@ from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
-from . import cluster, prepare
+from . import cluster, prepare, redis_clients
 from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
@@ -589,6 +589,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also the hook and token figures on Sentinel (master, replica, WAIT 1)",
     )
+    parser.add_argument(
+        "--redis-clients",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the Redis clients' CPU and calls/s per script call (bench/redis_clients.py)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 2.0
@@ -614,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         finally:
             bench.procs.stop_all()
+        # About 25 s: the Redis clients' cost per script call (docs/benchmarks.md).
+        if args.redis_clients:
+            redis_clients.report(workdir)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "nproc": os.cpu_count(),
