@@ -84,7 +84,14 @@ lock: $(STAMP)
 # Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run; --sentinel adds
 # the hook and token figures on a Sentinel group (docs/deploying.md, "Choosing Redis").
 # Then the CPU of each part of the hook's hot path (the per-request log line among them).
-bench: $(STAMP) redis-server redis-sentinel wrk
+# The bench extra (coredis, measured by bench/redis_clients.py) on top of the dev install.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) redis-server redis-sentinel wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parts
 
