@@ -34,10 +34,11 @@ not keep the rest of the history alive.
 Memory (issue 11 point 6): each key costs about 120 bytes before its content (name, dict
 entries, object header), hence few keys; timestamps are whole seconds, which Redis's compact
 encodings (listpack) store as integers; field names stay short and values under 64 bytes so the
-hash keeps that encoding (up to 128 fields: a user at every cap at once, 182, converts to a
-hash table, still bounded). Measured with a month of typical history (3 devices, 10 IPs,
-60 attempts): about 1.2 KB of ``MEMORY USAGE`` per user (``tests/facts/test_redis.py``), about
-1.4 KB of ``used_memory`` per user (``bench/facts.py``).
+hash keeps that encoding (``hash-max-listpack-value``; a user at every cap at once has 183
+fields, under ``hash-max-listpack-entries``' default 512). Measured with a month of typical
+history (3 devices, 10 IPs, 60 attempts) on Redis 7.0: about 1,340 bytes of ``MEMORY USAGE``
+per user (``tests/facts/test_redis.py``), about 1,510 bytes of ``used_memory`` per user
+(``bench/facts.py``); a user at every cap, about 4.9 KB.
 
 The keys of the layout before (seen ``:s``, known ``:k``, times ``:t``, latest ``:a``, with
 128-bit device and IP hashes) are in :data:`LEGACY_SUFFIXES`: never read, only erased.
