@@ -1,10 +1,20 @@
 """Keyed hashes: how IPs, devices and user ids are kept (issue 11 point 4).
 
 HMAC-SHA-256 under ``HOOK_FACTS_KEY`` (32 random bytes, base64), one domain label per kind so
-the same text hashes differently as an IP, a device or a user. The digest is truncated to 128
-bits (22 characters of unpadded base64url): collisions stay out of reach (birthday bound
-2^64) while a user's history stays small. Without the key a hash cannot be linked to the
-IP or device it came from, even by trying every IPv4 address.
+the same text hashes differently as an IP, a device or a user. Without the key a hash cannot be
+linked to the IP or device it came from, even by trying every IPv4 address.
+
+The digest is truncated, unpadded base64url:
+
+* user and request hashes to 128 bits (22 characters): they are compared across every user
+  and every request the service ever sees, so collisions must stay out of reach (birthday
+  bound 2^64);
+* device and IP hashes to 96 bits (16 characters): they are only ever compared within ONE
+  user's history (at most ``Limits.devices`` + ``Limits.ips`` = 70 entries, seen or known),
+  where the chance of two colliding is about 70^2 / 2^97, 3e-26 per user (3e-17 over a
+  billion users); and guessing a request whose hash equals one of a victim's known devices
+  needs the key, or about 2^96 / 70 tries through the hook. They are stored once per entry
+  (issue 11 point 6: memory per user), so the 6 characters saved count.
 """
 
 from __future__ import annotations
@@ -20,7 +30,8 @@ from typing import Final
 from hook_service.errors import ConfigError
 
 KEY_BYTES: Final = 32
-DIGEST_BYTES: Final = 16
+DIGEST_BYTES: Final = 16  # user and request hashes
+ENTRY_DIGEST_BYTES: Final = 12  # device and IP hashes: compared within one user's history
 # An IPv6 host picks a new temporary address every day or so (RFC 8981) inside its /64, the
 # block an ISP hands to one customer or a mobile carrier to one phone: the /64 is the
 # "same network" of an IPv6 client, as an IPv4 address is.
@@ -76,20 +87,22 @@ class FactsKey:
     def __repr__(self) -> str:
         return "FactsKey(<hidden>)"
 
-    def _digest(self, domain: bytes, data: bytes) -> str:
+    def _digest(self, domain: bytes, data: bytes, size: int = DIGEST_BYTES) -> str:
         mac = hmac.new(self._key, domain + b"\x00" + data, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac[:DIGEST_BYTES]).rstrip(b"=").decode("ascii")
+        return base64.urlsafe_b64encode(mac[:size]).rstrip(b"=").decode("ascii")
 
     def ip(self, address: IPAddress) -> str:
-        """The hash of an IPv4 address, or of an IPv6 address's /64."""
+        """The hash of an IPv4 address, or of an IPv6 address's /64 (96 bits)."""
         packed = address.packed
         if address.version == 6:
             packed = packed[:IPV6_NETWORK_BYTES]
-        return self._digest(b"ip%d" % address.version, packed)
+        return self._digest(b"ip%d" % address.version, packed, ENTRY_DIGEST_BYTES)
 
     def device(self, device_key: str) -> str:
-        """The hash of a device key (:mod:`hook_service.facts.device`)."""
-        return self._digest(b"device", device_key.encode("utf-8", "surrogatepass"))
+        """The hash of a device key (:mod:`hook_service.facts.device`; 96 bits)."""
+        return self._digest(
+            b"device", device_key.encode("utf-8", "surrogatepass"), ENTRY_DIGEST_BYTES
+        )
 
     def user(self, user_id: str) -> str:
         """The hash a store files a user's history under (never the user id itself)."""

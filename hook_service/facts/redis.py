@@ -22,6 +22,10 @@ from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Latest, Limits
 from hook_service.facts.redis_layout import (
     FIELDS,
+    LEGACY_SUFFIXES,
+    REPLAYS,
+    SEEN_PREFIXES,
+    SUFFIXES,
     decode,
     decode_replay,
     encode_latest,
@@ -93,15 +97,23 @@ class RedisFactsStore:
     def __repr__(self) -> str:
         return f"RedisFactsStore(prefix={self._prefix!r})"
 
+    def _base(self, user_id: str) -> str:
+        return f"{self._prefix}f:{{{self._key.user(user_id)}}}:"
+
     def keys(self, user_id: str) -> list[str]:
-        """The user's history keys: seen, known, times, latest, flag (see the module
-        docstring)."""
-        base = f"{self._prefix}f:{{{self._key.user(user_id)}}}:"
-        return [base + suffix for suffix in "sktax"]
+        """The user's history keys: history, times, latest, flag
+        (:mod:`~hook_service.facts.redis_layout`)."""
+        base = self._base(user_id)
+        return [base + suffix for suffix in SUFFIXES]
 
     def replay_key(self, user_id: str) -> str:
         """The user's replay records (a hash, same hash tag as :meth:`keys`)."""
-        return f"{self._prefix}f:{{{self._key.user(user_id)}}}:r"
+        return self._base(user_id) + REPLAYS
+
+    def legacy_keys(self, user_id: str) -> list[str]:
+        """The user's keys in the layout before (same hash tag): never read, only erased."""
+        base = self._base(user_id)
+        return [base + suffix for suffix in LEGACY_SUFFIXES]
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -130,7 +142,7 @@ class RedisFactsStore:
             number, prefix = FIELDS[table]
             args += [number, prefix + name if table != "flagged_until" else "", stamp]
         with self._guard("prune"):
-            await self._prune(keys=[keys[0], keys[1], keys[4]], args=args)
+            await self._prune(keys=[keys[0], keys[3]], args=args)
 
     async def observe(self, user_id: str, attempt: Attempt, now: float) -> Facts:
         facts = await self._observe(user_id, attempt, now, None)
@@ -192,7 +204,7 @@ class RedisFactsStore:
             "" if once is None else once.digest,
             "" if once is None else once.answer,
         ]
-        keys = [self.keys(user_id)[3], self.replay_key(user_id)]
+        keys = [self.keys(user_id)[2], self.replay_key(user_id)]
         with self._guard("settle"):
             await self._settle(keys=keys, args=args)
 
@@ -211,7 +223,7 @@ class RedisFactsStore:
                 *known_fields(before, after),
             ]
             with self._guard("prove"):
-                done = await self._prove(keys=[keys[1], keys[3]], args=args)
+                done = await self._prove(keys=[keys[0], keys[2]], args=args)
             if int(done):
                 await self._prune_after(keys, after, now)
                 return marked
@@ -222,16 +234,17 @@ class RedisFactsStore:
     async def report_fraud(self, user_id: str, now: float) -> None:
         keys = self.keys(user_id)
         ttl = self._limits.flag_ttl
-        args: list[int] = [logic.seconds(now) + ttl, ttl * 1000]
+        args: list[str | int] = [logic.seconds(now) + ttl, ttl * 1000, SEEN_PREFIXES]
         with self._guard("report_fraud"):
-            await self._fraud(keys=[keys[1], keys[3], keys[4]], args=args)
+            await self._fraud(keys=[keys[0], keys[2], keys[3]], args=args)
 
     async def show(self, user_id: str, now: float) -> dict[str, Any]:
         return inventory.describe(await self._state(self.keys(user_id)), now, self._limits)
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._guard("erase"):
-            state: Any = await self._take(keys=[*self.keys(user_id), self.replay_key(user_id)])
+            keys = [*self.keys(user_id), self.replay_key(user_id), *self.legacy_keys(user_id)]
+            state: Any = await self._take(keys=keys)
         return inventory.inventory(decode(state), now, self._limits)
 
     async def ping(self) -> None:

@@ -4,9 +4,11 @@ Mechanical on purpose: they read and write the layout, and every decision (what 
 proof marks, what is pruned) is taken in Python by :mod:`hook_service.facts.logic`. Each script
 touches the keys of ONE user only, all sharing the ``{user hash}`` tag (one Cluster slot).
 
-KEYS, always in this order (as far as a script needs them): 1 seen (hash), 2 known (hash),
-3 times (list), 4 latest (list), 5 flag (string), 6 replays (hash: request digest ->
-``"<until>|<answer>"``, issue 11 point 3). Timestamps are whole seconds; TTLs are
+KEYS, always in this order (as far as a script needs them; :mod:`redis_layout
+<hook_service.facts.redis_layout>` has what each holds): 1 history (hash: seen and known),
+2 times (string), 3 latest (list), 4 flag (string), 5 replays (hash: request digest ->
+``"<until>|<answer>"``, issue 11 point 3); TAKE also gets the old layout's keys, to erase
+them. Timestamps are whole seconds; TTLs are
 milliseconds relative to the caller's ``now``, so Redis expires keys in the injected clock's
 time domain (as :mod:`hook_service.store.redis` does).
 
@@ -18,14 +20,13 @@ from __future__ import annotations
 
 from typing import Final
 
-# The state before any write: {seen, known, times, latest, flag}.
+# The state before any write: {history, times, latest, flag}.
 _READ: Final = """
 local state = {
   redis.call('HGETALL', KEYS[1]),
-  redis.call('HGETALL', KEYS[2]),
+  redis.call('GET', KEYS[2]),
   redis.call('LRANGE', KEYS[3], 0, -1),
-  redis.call('LRANGE', KEYS[4], 0, -1),
-  redis.call('GET', KEYS[5]),
+  redis.call('GET', KEYS[4]),
 }
 """
 
@@ -41,15 +42,15 @@ local function ends(record)
 end
 if ARGV[12] ~= '' then
   local moment = tonumber(ARGV[1])
-  local held = redis.call('HGET', KEYS[6], ARGV[12])
+  local held = redis.call('HGET', KEYS[5], ARGV[12])
   if held and ends(held) > moment then return {held} end
-  local records = redis.call('HGETALL', KEYS[6])
+  local records = redis.call('HGETALL', KEYS[5])
   for i = 1, #records, 2 do
-    if ends(records[i + 1]) <= moment then redis.call('HDEL', KEYS[6], records[i]) end
+    if ends(records[i + 1]) <= moment then redis.call('HDEL', KEYS[5], records[i]) end
   end
-  redis.call('HSET', KEYS[6], ARGV[12], ARGV[13] .. '|' .. ARGV[15])
-  if redis.call('PTTL', KEYS[6]) < tonumber(ARGV[14]) then
-    redis.call('PEXPIRE', KEYS[6], ARGV[14])
+  redis.call('HSET', KEYS[5], ARGV[12], ARGV[13] .. '|' .. ARGV[15])
+  if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[14]) then
+    redis.call('PEXPIRE', KEYS[5], ARGV[14])
   end
 end
 """
@@ -57,7 +58,10 @@ end
 # ARGV: 1 now, 2 retention ms, 3 device field or '', 4 ip field or '', 5 the 24 h cutoff,
 # 6 attempts cap, 7 "scope|" (the scope's record prefix), 8 the new record, 9 scopes cap,
 # 10 ttl of the latest-attempts list ms, 11 ttl of the times list ms, 12-15 see _ONCE.
-# Returns the state before the write (5 entries), or {replay record} (1 entry).
+# The times string (redis_layout) is decoded, given this attempt, trimmed as
+# logic.trim_times does (drop the leading times of 24 h ago or older, keep the last ARGV[6])
+# and encoded again. Returns the state before the write (4 entries), or {replay record}.
+
 OBSERVE: Final = (
     "#!lua\n"
     + _ONCE
@@ -71,28 +75,37 @@ for i = 3, 4 do
   end
 end
 if ARGV[3] ~= '' or ARGV[4] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-redis.call('RPUSH', KEYS[3], ARGV[1])
-local cutoff = tonumber(ARGV[5])
-while true do
-  local head = redis.call('LINDEX', KEYS[3], 0)
-  if head and tonumber(head) <= cutoff then redis.call('LPOP', KEYS[3]) else break end
+local times, at = {}, 0
+if state[2] then
+  for part in string.gmatch(state[2], '[^,]+') do
+    at = at + tonumber(part)
+    times[#times + 1] = at
+  end
 end
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
-redis.call('PEXPIRE', KEYS[3], ARGV[11])
+times[#times + 1] = now
+local cutoff, first = tonumber(ARGV[5]), 1
+while times[first] <= cutoff do first = first + 1 end
+first = math.max(first, #times - tonumber(ARGV[6]) + 1)
+local parts, before = {}, 0
+for i = first, #times do
+  parts[#parts + 1] = string.format('%d', times[i] - before)
+  before = times[i]
+end
+redis.call('SET', KEYS[2], table.concat(parts, ','), 'PX', ARGV[11])
 local prefix = ARGV[7]
-for _, record in ipairs(state[4]) do
-  if string.sub(record, 1, #prefix) == prefix then redis.call('LREM', KEYS[4], 0, record) end
+for _, record in ipairs(state[3]) do
+  if string.sub(record, 1, #prefix) == prefix then redis.call('LREM', KEYS[3], 0, record) end
 end
-redis.call('LPUSH', KEYS[4], ARGV[8])
-redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[9]) - 1)
-if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[10]) then
-  redis.call('PEXPIRE', KEYS[4], ARGV[10])
+redis.call('LPUSH', KEYS[3], ARGV[8])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[9]) - 1)
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[10]) then
+  redis.call('PEXPIRE', KEYS[3], ARGV[10])
 end
 return state
 """
 )
 
-# KEYS: 4 latest, 6 replays (as KEYS[1], KEYS[2]). ARGV: 1 "scope|id|", 2 the settled record,
+# KEYS: 3 latest, 5 replays (as KEYS[1], KEYS[2]). ARGV: 1 "scope|id|", 2 the settled record,
 # 3 its ttl ms, 4 the request digest ('' = none), 5 the answer for its replay record (which
 # keeps its end; a record already gone stays gone).
 SETTLE: Final = """#!lua
@@ -117,8 +130,8 @@ end
 return 0
 """
 
-# KEYS: 2 known, 4 latest (as KEYS[1], KEYS[2]). ARGV: 1 the record read ('' = none to mark),
-# 2 that record marked proven, 3 retention ms, then field, value pairs for the known hash.
+# KEYS: 1 history, 3 latest (as KEYS[1], KEYS[2]). ARGV: 1 the record read ('' = none to
+# mark), 2 that record marked proven, 3 retention ms, then field, value pairs of what is known.
 # Returns 0, having written nothing, when the record changed since it was read (retry).
 PROVE: Final = """#!lua
 if ARGV[1] ~= '' then
@@ -133,14 +146,22 @@ end
 return 1
 """
 
-# KEYS: 2 known, 4 latest, 5 flag (as KEYS[1..3]). ARGV: 1 flagged until, 2 flag ttl ms.
+# KEYS: 1 history, 3 latest, 4 flag (as KEYS[1..3]). ARGV: 1 flagged until, 2 flag ttl ms,
+# 3 the first letters of the fields kept (the seen ones): every other field is forgotten.
 FRAUD: Final = """#!lua
-redis.call('DEL', KEYS[1], KEYS[2])
+local forgotten = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if not string.find(ARGV[3], string.sub(field, 1, 1), 1, true) then
+    forgotten[#forgotten + 1] = field
+  end
+end
+if #forgotten > 0 then redis.call('HDEL', KEYS[1], unpack(forgotten)) end
+redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: 1 seen, 2 known, 5 flag (as KEYS[1..3]). ARGV: triples (key number, field or '' for
+# KEYS: 1 history, 4 flag (as KEYS[1], KEYS[2]). ARGV: triples (key number, field or '' for
 # the flag string, timestamp): delete what still starts with that timestamp, so an entry
 # refreshed since it was read is kept.
 PRUNE: Final = """#!lua
@@ -157,7 +178,7 @@ end
 return deleted
 """
 
-# The state, then every key deleted (erasure).
+# The state, then every key deleted (erasure): KEYS 1-5, then the old layout's.
 TAKE: Final = (
     _READ
     + """

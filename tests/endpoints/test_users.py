@@ -74,7 +74,7 @@ def test_get_shows_counts_ages_and_hashes_never_raw_values(app_client: TestClien
     facts = held["facts"]
     [device], [ip] = facts["devices"], facts["ips"]
     assert (device["seen_age"], device["known_age"]) == (0, 0)
-    assert len(ip["hash"]) == 22 and ip["hash"] != RAW_IP
+    assert len(ip["hash"]) == 16 and ip["hash"] != RAW_IP
     assert facts["step_age"] == {"kyc_review": 0}
     assert facts["attempts"] == {"last_1h": 1, "last_24h": 1}
     text = json.dumps(held)

@@ -59,4 +59,4 @@ def test_device_hashes_are_keyed_and_hide_the_user_agent() -> None:
     key = device_keys().key(CHROME_130_WIN, "WEB")
     assert key is not None
     digest = KEY.device(key)
-    assert len(digest) == 22 and "Chrome" not in digest
+    assert len(digest) == 16 and "Chrome" not in digest  # 96 bits, unpadded base64url

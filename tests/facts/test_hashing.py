@@ -41,7 +41,10 @@ def test_hashes_depend_on_the_key_and_the_kind() -> None:
     address = ipaddress.ip_address("81.2.69.142")
     assert KEY.ip(address) != other.ip(address)
     assert len({KEY.ip(address), KEY.device("81.2.69.142"), KEY.user("81.2.69.142")}) == 3
-    assert len(KEY.ip(address)) == 22  # 128 bits, unpadded base64url
+    # Unpadded base64url: 96 bits for what is compared within one user's history, 128 bits
+    # for what is compared across all users and requests.
+    assert len(KEY.ip(address)) == len(KEY.device("x")) == 16
+    assert len(KEY.user("81.2.69.142")) == len(KEY.request(b"{}", "sig")) == 22
 
 
 @pytest.mark.parametrize(
