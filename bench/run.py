@@ -35,7 +35,7 @@ from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
-from . import cluster, prepare, redis_clients
+from . import cluster, prepare, redis_clients, scale
 from .facts import bytes_per_user
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
@@ -89,6 +89,11 @@ class Bench:
         self.sentinel: bool = args.sentinel
         self.redis_target: RedisTarget | str = ""  # where tokens_once records pending steps
         self.connections: int = args.connections
+        # --scale (default) adds bench/scale.py's figures; --scale-only gives them alone.
+        self.scale: scale.Sizes | None = None
+        if args.scale or args.scale_only:
+            self.scale = scale.Sizes.quick() if args.quick else scale.Sizes.full()
+        self.scale_only: bool = args.scale_only
         self.workdir = workdir
         self.procs = Processes(workdir)
         self.keys = PreludeKeys.generate()
@@ -136,6 +141,8 @@ class Bench:
         self.env["HOOK_REDIS_URL"] = self.redis_target = f"redis://127.0.0.1:{redis.port}/0"
         _log("raw RSA-2048 PKCS#1 v1.5 SHA-256 signing in this process (the old floor)")
         sign_rate = rsa_sign_rate(min(self.duration, 5.0))
+        if self.scale is not None and self.scale_only:
+            return scale.figures(self, self.scale, sign_rate, record_pending)
         pair_rate = rsa_sign_rate(min(self.duration, 5.0), ed25519_verify=True)
         _log(f"  {sign_rate:.0f} signs/s, {pair_rate:.0f} with an Ed25519 verify; request pools")
         jwks_pool = self.pool("jwks", iter([prepare.PoolRequest("GET", JWKS_PATH, "")]))
@@ -196,6 +203,9 @@ class Bench:
         if self.cluster:
             single = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
             on_cluster = self.on_cluster(single, small, large, sign_rate)
+        grown = (
+            [] if self.scale is None else scale.figures(self, self.scale, sign_rate, record_pending)
+        )
 
         signed, signing, signing_ed = floors.signed, floors.signing, floors.signing_ed25519
         return [
@@ -276,6 +286,7 @@ class Bench:
                 "Redis bytes per user, a month of history", per_user, "B", 2048, inclusive=True
             ),
             *on_sentinel,
+            *grown,
         ]
 
     def sentinel_figures(
@@ -595,6 +606,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="also the Redis clients' CPU and calls/s per script call (bench/redis_clients.py)",
     )
+    parser.add_argument(
+        "--scale",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="how cost grows: 1k/100k/1M users of history, 1M pending steps (--quick: 1k/10k/"
+        "100k, 100k; bench/scale.py)",
+    )
+    parser.add_argument("--scale-only", action="store_true", help="only those figures")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 2.0
@@ -621,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.procs.stop_all()
         # About 25 s: the Redis clients' cost per script call (docs/benchmarks.md).
-        if args.redis_clients:
+        if args.redis_clients and not args.scale_only:
             redis_clients.report(workdir)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
