@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
 from hook_service import errors, logs
+from hook_service._variables import redact_url
 from hook_service.clock import Clock, system_clock
-from hook_service.settings import redact_url
 
 log = logging.getLogger(logs.PRELUDE)
 
