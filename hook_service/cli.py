@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hook_service._variables import KEYSTORES, LOG_FORMATS, LOG_LEVELS, parse_variable
+from hook_service.collaborators import key_admin, open_key_store
 from hook_service.errors import ConfigError, HookError, KeyStoreFailure
 from hook_service.keys.admin import PRELUDE_CACHE_WARNING as PRELUDE_WARNING
 from hook_service.keys.admin import KeyAdmin
@@ -23,7 +24,6 @@ from hook_service.keys.backends.base import KeyStore, SeedableKeyStore, key_prob
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.lifecycle import KeySet
 from hook_service.policy.cli import policy
-from hook_service.services import key_admin, open_key_store
 from hook_service.settings import Settings
 from hook_service.simulator.cli import simulate
 
