@@ -29,8 +29,8 @@ import httpx
 from redis.asyncio import Redis
 
 from hook_service._redis_target import RedisTarget
+from hook_service.collaborators import AT_REST_LABEL
 from hook_service.keys.backends.keyring import keyring
-from hook_service.services import AT_REST_LABEL
 from hook_service.simulator.prelude import PreludeKeys
 from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore

@@ -39,7 +39,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from hook_service import errors
 from hook_service._redis_target import RedisTarget
 from hook_service._resp import pack_with_hiredis
-from hook_service.settings import redact_url
+from hook_service._variables import redact_url
 
 ERRORS = (RedisError, OSError, RedisClusterException)
 """What a Redis call raises when the server is unreachable, slow or refuses (timeouts are

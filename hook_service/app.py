@@ -32,6 +32,7 @@ from hook_service.errors import (
 from hook_service.facts.base import FactsStore
 from hook_service.keys.backends.base import KeyStore
 from hook_service.logs import configure_logging
+from hook_service.metrics_export import Exporter
 from hook_service.prelude.jwks import PreludeJwks
 from hook_service.services import build_services
 from hook_service.settings import Settings
@@ -134,7 +135,7 @@ def create_app(
     )
     app.state.services = services
     app.state.jwks_document = JwksDocument()
-    app.state.metrics = metrics.Exporter(services)
+    app.state.metrics = Exporter(services)
     return app
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from uvicorn import Server
 from uvicorn.supervisors import Multiprocess
 
-from hook_service import logs, metrics
+from hook_service import logs, metrics_export
 from hook_service.endpoints.http import json_response
 from hook_service.errors import NotFound, SettingsError
 from hook_service.logs import configure_logging, logging_config
@@ -170,11 +170,11 @@ def run_scope(settings: Settings) -> Iterator[None]:
     if settings.workers == 1:
         yield
         return
-    directory = metrics.prepare_multiprocess(settings, os.environ)
+    directory = metrics_export.prepare_multiprocess(settings, os.environ)
     try:
         yield
     finally:
-        metrics.cleanup_multiprocess(directory, os.environ)
+        metrics_export.cleanup_multiprocess(directory, os.environ)
 
 
 def dev_settings(flags: dict[str, Any], say: Callable[[str], Any]) -> Settings:

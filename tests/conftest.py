@@ -53,12 +53,12 @@ from bench.cluster import create_argv as cluster_create_argv
 from hook_service import metrics
 from hook_service._redis_target import RedisTarget
 from hook_service.app import create_app
+from hook_service.collaborators import claim_guard, open_key_store
 from hook_service.facts.base import FactsStore
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.keys.backends.base import KeyStore
 from hook_service.keys.backends.file import FileKeyStore
-from hook_service.services import claim_guard, open_key_store
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from hook_service.store.memory import MemoryStore

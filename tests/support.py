@@ -27,10 +27,10 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet as JoseKeySet
 from starlette.testclient import TestClient
 
+from hook_service.collaborators import AT_REST_LABEL
 from hook_service.facts.hashing import FactsKey
 from hook_service.keys import lifecycle as keys
 from hook_service.keys.backends.keyring import DataCipher, keyring
-from hook_service.services import AT_REST_LABEL
 
 KEYS_DIR = Path(__file__).parent / "keys"
 PRELUDE_JWKS_FILE = KEYS_DIR / "prelude_jwks.json"

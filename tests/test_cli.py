@@ -20,10 +20,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from hook_service._variables import FOREIGN
 from hook_service.cli import cli
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.policy.engine import example_policy_path
-from hook_service.settings import FOREIGN, Settings
+from hook_service.settings import Settings
 from tests.support import PRELUDE_JWKS_FILE, free_port, hook_body, key_supply, kid_of
 
 

@@ -20,7 +20,7 @@ from hook_service.facts.base import Facts, Once, Proof, Replay
 from hook_service.facts.logic import Limits
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.keys.admin import KeyAdmin
-from hook_service.keys.backends import redis_scripts as key_scripts
+from hook_service.keys.backends import redis_lua as key_scripts
 from hook_service.keys.backends.keyring import keyring
 from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.store import redis_scripts as store_scripts
@@ -88,10 +88,10 @@ def test_the_script_lists_are_what_the_backends_hold() -> None:
         "TAKE",
     }
     assert set(scripts_of(key_scripts)) == {
-        "_CLUSTER_WRITE_LUA",
-        "_CLUSTER_RESTORE_LUA",
-        "_LOCK_LUA",
-        "_UNLOCK_LUA",
+        "CLUSTER_WRITE_LUA",
+        "CLUSTER_RESTORE_LUA",
+        "LOCK_LUA",
+        "UNLOCK_LUA",
     }
 
 

@@ -1,6 +1,6 @@
 """Metrics under several workers (issue 13.3): the counts every worker made add up in one scrape,
 whichever worker answers it, also after a worker died; the directory comes and goes with
-metrics.prepare_multiprocess / cleanup_multiprocess.
+metrics_export.prepare_multiprocess / cleanup_multiprocess.
 
 The server runs for real: ``hook-service serve --workers 2``."""
 
@@ -19,7 +19,7 @@ import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from hook_service import metrics
+from hook_service import metrics_export
 from hook_service.settings import Settings
 from tests.support import (
     PRELUDE_JWKS_FILE,
@@ -77,7 +77,7 @@ def test_counts_add_up_across_workers_and_survive_a_dead_worker(
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOK_")}
     port = free_port()
     env |= {
-        metrics.MULTIPROC_VARIABLE: str(directory),
+        metrics_export.MULTIPROC_VARIABLE: str(directory),
         "HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE),
         "HOOK_REDIS_URL": redis_url,
         "HOOK_KEY_ENCRYPTION_KEYS": base64.b64encode(TEST_KEK).decode(),
@@ -121,8 +121,8 @@ def test_an_operators_directory_is_emptied_not_removed(tmp_path: Path) -> None:
     (tmp_path / "counter_1.db").write_bytes(b"old run")
     env: dict[str, str] = {}
     settings = Settings(insecure_skip_signature=True, metrics_dir=tmp_path)
-    directory = metrics.prepare_multiprocess(settings, env)
+    directory = metrics_export.prepare_multiprocess(settings, env)
     assert not directory.owned and list(tmp_path.iterdir()) == []
     (tmp_path / "counter_2.db").write_bytes(b"this run")
-    metrics.cleanup_multiprocess(directory, env)
+    metrics_export.cleanup_multiprocess(directory, env)
     assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from hook_service._redis_target import RedisTarget
+from hook_service._variables import PARSERS
 from hook_service.errors import SettingsError
 from hook_service.settings import Settings
 
@@ -15,6 +17,13 @@ ADMIN = "a" * 20
 KEK = bytes(range(32))
 KEK_B64 = base64.b64encode(KEK).decode()
 URLSAFE_REVERSED = base64.urlsafe_b64encode(KEK[::-1]).decode()
+
+
+def test_every_setting_has_a_parser_and_every_parser_a_setting() -> None:
+    # The parsers live apart from the dataclass (hook_service/_variables.py): a field without
+    # one would fail only when its variable is set, a parser without a field would accept a
+    # flag that sets nothing.
+    assert set(PARSERS) == {f.name for f in dataclasses.fields(Settings)}
 
 
 def test_defaults_match_the_design() -> None:

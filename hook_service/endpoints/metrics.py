@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hook_service.metrics import CONTENT_TYPE, Exporter
+from hook_service.metrics_export import CONTENT_TYPE, Exporter
 
 
 async def prometheus_metrics(request: Request) -> Response:

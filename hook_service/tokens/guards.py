@@ -2,7 +2,7 @@
 
 A token must never be signed, nor handed out again, past a revocation that happened on
 another replica. Which guard holds that depends on where the two stores are, and is chosen
-once, in :mod:`hook_service.services`:
+once, by :func:`hook_service.collaborators.claim_guard`:
 
 * :class:`VersionInClaim`: the key set's version lives on the very Redis where the pending
   steps are claimed, so the claim's own script checks that the version that signed is still

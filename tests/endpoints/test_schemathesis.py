@@ -42,8 +42,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from hook_service.collaborators import open_key_store
 from hook_service.endpoints.openapi import openapi_document
-from hook_service.services import open_key_store
 from hook_service.settings import Settings
 from tests.conftest import RedisServer
 from tests.support import (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hook_service.collaborators import open_facts
 from hook_service.errors import ConfigError, SettingsError
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
-from hook_service.services import open_facts
 from hook_service.settings import Settings
 from tests.support import PRELUDE_JWKS_FILE
 

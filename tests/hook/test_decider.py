@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hook_service import errors
+from hook_service.collaborators import open_store
 from hook_service.hook.base import HookRequest, Identifier
 from hook_service.hook.decider import RECORD_TIMEOUT, HookDecider
 from hook_service.hook.parse import parse_hook_request
 from hook_service.policy.engine import Policy, example_policy_path
-from hook_service.services import open_store
 from hook_service.settings import Settings
 from hook_service.store.base import Store
 from tests.store.support import RedisServer, claim, issued, redis_store

@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aredis
 
 from hook_service import errors
+from hook_service.collaborators import AT_REST_LABEL
 from hook_service.hook.stepup import request_origin
 from hook_service.keys.backends.keyring import keyring
-from hook_service.services import AT_REST_LABEL
 from hook_service.store.base import KeySetGuard
 from hook_service.store.redis import RedisStore
 from tests.store.support import RedisServer, claim, issued, pending, redis_store

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from hook_service import errors
-from hook_service.services import open_store
+from hook_service.collaborators import open_store
 from hook_service.settings import Settings
 from hook_service.store.base import KeySetGuard, PendingStep, Store, wrong_scope
 from hook_service.store.memory import MemoryStore

@@ -10,12 +10,12 @@ import jwt
 import pytest
 
 from hook_service import errors
+from hook_service.collaborators import claim_guard
 from hook_service.keys import lifecycle
 from hook_service.keys.backends.file import FileKeyStore
 from hook_service.keys.backends.keyring import keyring
 from hook_service.keys.backends.redis import RedisKeyStore
 from hook_service.keys.lifecycle import KeySet
-from hook_service.services import claim_guard
 from hook_service.store.base import Claimed, Store
 from hook_service.store.memory import MemoryStore
 from hook_service.store.redis import RedisStore

@@ -1,4 +1,5 @@
-"""How the shared key set lives in Redis: key names, the Lua scripts that change it, their calls.
+"""How the shared key set lives in Redis: key names, and the calls of the Lua scripts that
+change it (their text is in :mod:`hook_service.keys.backends.redis_lua`).
 
 Under a prefix (``hook:keys:``; on a Redis Cluster its last part is a hash tag,
 ``hook:{keys}:``, :func:`cluster_names`, so that every name below is in one slot and each
@@ -31,6 +32,14 @@ from typing import Any
 
 from hook_service import errors, logs
 from hook_service._redis import AsyncClient, RedisSite, SyncClient
+from hook_service.keys.backends.redis_lua import (
+    CLUSTER_RESTORE_LUA,
+    CLUSTER_WRITE_LUA,
+    LOCK_LUA,
+    RESTORE_LUA,
+    UNLOCK_LUA,
+    WRITE_LUA,
+)
 from hook_service.keys.events import KeyEvent
 
 log = logging.getLogger(logs.KEYSTORE)
@@ -39,77 +48,6 @@ STREAM_MAXLEN = 10_000  # audit entries kept (approximately: XADD MAXLEN ~)
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _MAX_ID_PART = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
-
-# The tail both scripts share: append the events (KEYS[4], ARGV[6] MAXLEN, ARGV[8...] one
-# JSON [field, value, ...] each) and PUBLISH the version (ARGV[5] channel, ARGV[2] version).
-_EVENTS_LUA = """
-local reply = {1, tonumber(ARGV[2])}
-for i = 8, #ARGV do
-  local args = {'XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*'}
-  for _, item in ipairs(cjson.decode(ARGV[i])) do args[#args + 1] = item end
-  reply[#reply + 1] = redis.call(unpack(args))
-end
-redis.call('PUBLISH', ARGV[5], ARGV[2])
-return reply
-"""
-_SHARDED = ("'PUBLISH'", "'SPUBLISH'")
-# KEYS: set, version, fence, events, origin. ARGV: expected version, new version, set JSON,
-# fencing token ('' when unfenced), channel, stream MAXLEN, origin ('' clears it), events.
-# Reply: {1, version, event ids...} written; {0, current version} lost the race; {-1, last
-# token issued} fenced out.
-_WRITE_LUA = (
-    """
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current ~= tonumber(ARGV[1]) then return {0, current} end
-if ARGV[4] ~= '' then
-  local issued = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if tonumber(ARGV[4]) < issued then return {-1, issued} end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[7] == '' then redis.call('DEL', KEYS[5]) else redis.call('SET', KEYS[5], ARGV[7]) end
-"""
-    + _EVENTS_LUA
-)
-# The same KEYS; ARGV as the write's, ARGV[1] unused, ARGV[7] the new origin "restored <version>
-# <digest>". Writes when Redis holds no version, or a marked set this copy may replace: older,
-# or created at the same version, and not this very document. Reply as the write's.
-_RESTORE_LUA = (
-    """
-local current = redis.call('GET', KEYS[2])
-if current then
-  current = tonumber(current)
-  local origin = redis.call('GET', KEYS[5])
-  if not origin then return {0, current} end
-  local kind, at, digest = string.match(origin, '^(%a+) (%d+) (%x+)$')
-  local ours = tonumber(ARGV[2])
-  local _, _, our_digest = string.match(ARGV[7], '^(%a+) (%d+) (%x+)$')
-  if tonumber(at) ~= current or digest == our_digest then return {0, current} end
-  if ours < current or (ours == current and kind ~= 'created') then return {0, current} end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[5], ARGV[7])
-"""
-    + _EVENTS_LUA
-)
-# On a cluster: the same scripts with a sharded publish (Redis 7), which reaches the
-# subscribers of the slot's node (and its replicas) instead of flooding the cluster bus.
-_CLUSTER_WRITE_LUA = _WRITE_LUA.replace(*_SHARDED)
-_CLUSTER_RESTORE_LUA = _RESTORE_LUA.replace(*_SHARDED)
-# SET NX PX plus a fencing token from INCR, atomically (KEYS: lock, fence; ARGV: ttl ms).
-_LOCK_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
-return token
-"""
-# Only the holder of this token frees the lock (one that stalled past its TTL must not free
-# its successor's).
-_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +122,11 @@ class KeySetKeys:
 
     @property
     def _write_lua(self) -> str:
-        return _CLUSTER_WRITE_LUA if self.cluster else _WRITE_LUA
+        return CLUSTER_WRITE_LUA if self.cluster else WRITE_LUA
 
     @property
     def _restore_lua(self) -> str:
-        return _CLUSTER_RESTORE_LUA if self.cluster else _RESTORE_LUA
+        return CLUSTER_RESTORE_LUA if self.cluster else RESTORE_LUA
 
     def write_args(
         self,
@@ -245,12 +183,12 @@ class KeySetKeys:
 
     async def acquire_lock(self, client: AsyncClient, ttl: float) -> int | None:
         """The rotation lock for ``ttl`` seconds and its fencing token, or None if held."""
-        token = await client.eval(_LOCK_LUA, 2, self.lock, self.fence, str(int(ttl * 1000)))
+        token = await client.eval(LOCK_LUA, 2, self.lock, self.fence, str(int(ttl * 1000)))
         return None if token is None else int(token)
 
     async def release_lock(self, client: AsyncClient, token: int) -> None:
         """Free the lock if ``token`` still holds it."""
-        await client.eval(_UNLOCK_LUA, 1, self.lock, str(token))
+        await client.eval(UNLOCK_LUA, 1, self.lock, str(token))
 
     async def events(
         self, client: AsyncClient, after: str | None, limit: int
