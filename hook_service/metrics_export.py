@@ -3,10 +3,11 @@
 The counters and histograms of :mod:`hook_service.metrics` live in this process
 (:data:`~hook_service.metrics.REGISTRY`), or with several workers in prometheus-client's
 multiprocess files: ``serve --workers N`` calls :func:`prepare_multiprocess` before the workers
-start (they inherit ``PROMETHEUS_MULTIPROC_DIR``), :func:`worker_exited` for a worker that died
-and :func:`cleanup_multiprocess` at the end. A scrape then sums every worker's files, a dead
-worker's too, so counters never go back. The key-set and policy gauges are not pushed:
-:class:`ServiceCollector` computes them from the serving worker's own view at scrape time.
+start (they inherit ``PROMETHEUS_MULTIPROC_DIR``) and :func:`cleanup_multiprocess` at the end.
+A scrape then sums every worker's files, a dead worker's too, so counters never go back. No
+gauge is pushed to those files (so none must be retired when a worker dies): the key-set and
+policy gauges are computed by :class:`ServiceCollector` from the serving worker's own view at
+scrape time.
 """
 
 from __future__ import annotations
@@ -124,12 +125,6 @@ def prepare_multiprocess(settings: Settings, environ: MutableMapping[str, str]) 
         directory = MultiprocessDir(Path(tempfile.mkdtemp(prefix="stepup-hook-metrics-")), True)
     environ[MULTIPROC_VARIABLE] = str(directory.path)
     return directory
-
-
-def worker_exited(directory: MultiprocessDir, pid: int) -> None:
-    """A worker died (the supervisor's child-exit hook): its live gauges leave the scrape. Its
-    counters and histograms stay, so that totals never go back."""
-    multiprocess.mark_process_dead(pid, str(directory.path))  # type: ignore[no-untyped-call]
 
 
 def cleanup_multiprocess(directory: MultiprocessDir, environ: MutableMapping[str, str]) -> None:
