@@ -8,7 +8,7 @@ or the master a set of Sentinels names (redis-py's ``SentinelConnectionPool``: e
 connection asks the Sentinels where the master is, and a connection that meets ``READONLY`` (a
 demoted master) is dropped, so a failover is followed without a restart), or a Redis Cluster
 (``HOOK_REDIS_CLUSTER``: the URL names any node, and the clients are redis-py's
-``RedisCluster``, :func:`cluster_client` and :func:`sync_cluster_client`: each command goes to
+``RedisCluster``, :mod:`hook_service._redis_cluster`: each command goes to
 the node of its keys' slot, so every script's keys share one hash tag; docs/deploying.md,
 "Redis Cluster"). A URL may carry a password (in the user info or a ``password=`` query
 parameter), and Sentinel has one of its own; :class:`RedisSite` names the deployment without
@@ -17,7 +17,6 @@ them, and scrubs them from redis-py's messages before they reach a log or an err
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -37,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from hook_service import errors
+from hook_service._redis_cluster import cluster_client, sync_cluster_client
 from hook_service._redis_target import RedisTarget
 from hook_service._resp import pack_with_hiredis
 from hook_service._variables import redact_url
@@ -300,44 +300,3 @@ class RedisSite:
                     "redis %s failed at %s: %s: %s", operation, self.location, name, message
                 )
             raise failed(name) from None
-
-
-# --- Redis Cluster (HOOK_REDIS_CLUSTER) ------------------------------------------------------
-
-
-class _Cluster(RedisCluster):
-    """redis-py's asyncio ``RedisCluster``, whose first commands wait for one to read the slot
-    map: commands that race the first initialisation lose their connections (redis-py 8.1:
-    a burst of hook calls on a fresh replica would all fail as ConnectionError)."""
-
-    _first: asyncio.Lock | None = None
-    _mapped = False
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if not self._mapped:
-            self._first = self._first or asyncio.Lock()
-            async with self._first:
-                if not self._mapped:
-                    await self.initialize()
-                    self._mapped = True
-        return await super().execute_command(*args, **kwargs)
-
-
-def cluster_client(url: str, options: dict[str, Any], max_connections: int | None) -> RedisCluster:
-    """An asyncio ``RedisCluster`` from any node's URL, with the single server's ``options``.
-
-    Its ``retry`` is the cluster-level one (a command that met a connection error is sent
-    again after the slot map is refreshed): the same number of attempts as on one server, so
-    a script runs twice only where that is safe. MOVED and ASK redirections are followed
-    apart from it (the command had not run). ``max_connections`` is per node; when a node's
-    connections are all busy a command fails at once (redis-py has no blocking pool for a
-    cluster), which the callers' guards turn into "unavailable"."""
-    extra = {} if max_connections is None else {"max_connections": max_connections}
-    # No client-side replica reads: every read must see the last acknowledged write.
-    return _Cluster.from_url(url, **options, **extra)
-
-
-def sync_cluster_client(url: str, options: dict[str, Any]) -> redis.RedisCluster:
-    """A synchronous ``RedisCluster`` (start-up, the CLI); it reads the slot map now, so an
-    unreachable cluster fails here (a :data:`ERRORS` one, for the caller's guard)."""
-    return redis.RedisCluster.from_url(url, **options)
