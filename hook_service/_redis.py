@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from hook_service import errors
+from hook_service._redis_batch import BatchingRedis
 from hook_service._redis_cluster import cluster_client, sync_cluster_client
 from hook_service._redis_target import RedisTarget
 from hook_service._resp import pack_with_hiredis
@@ -78,7 +79,7 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's master pool with the blocking pool's bounded wait for a free connection."""
 
 
-class _SentinelClient(Redis):
+class _SentinelClient(BatchingRedis):
     """A master's client that also closes the connections to the Sentinels it asks."""
 
     # Not `sentinel`: that is the client's SENTINEL command.
@@ -191,7 +192,7 @@ class RedisSite:
             raise errors.ConfigError(
                 f"invalid redis URL {self.location}: {self.scrub(str(exc))}"
             ) from None
-        return Redis.from_pool(pool)
+        return BatchingRedis.from_pool(pool)
 
     def _sentinel_client(self, options: dict[str, Any]) -> Redis:
         target = self.target
