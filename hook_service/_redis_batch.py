@@ -5,7 +5,7 @@ With 8 connections to the hook, several requests reach their Redis call in the s
 the loop; each call through redis-py costs about 70 to 100 µs of CPU (a pool checkout, a write,
 a read, a task switch each), while the calls of one pipeline share them: about 35 µs each at 8
 callers (``bench/redis_clients.py``, "The Redis round trip" in docs/benchmarks.md; issue 15
-point 4). A lone call is sent as before, one turn of the loop later.
+point 4). A lone call is sent by its caller as before, one turn of the loop later.
 
 Nothing a caller relies on changes:
 
@@ -29,7 +29,7 @@ Nothing a caller relies on changes:
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 
@@ -37,6 +37,10 @@ from redis.asyncio import Redis
 BATCHED = frozenset({"EVALSHA"})
 
 _Call = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+
+
+# The answer of a lone call's future: "send it yourself" (no pipeline, no task of ours).
+_ALONE: Final = object()
 
 
 class BatchingRedis(Redis):
@@ -48,29 +52,38 @@ class BatchingRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if args[0] not in BATCHED or self.single_connection_client:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         if self._batch is None:
-            # The first call of this turn: the flush runs once the coroutines already woken
+            # The first call of this turn: the batch is sent once the coroutines already woken
             # in it (the other requests) have had their turn and added their calls.
             self._batch = []
-            flushes = self._flushes = self._flushes or set()
-            task = asyncio.get_running_loop().create_task(self._flush())
-            flushes.add(task)
-            task.add_done_callback(flushes.discard)
+            loop.call_soon(self._send)
         self._batch.append((args, options, future))
-        return await future
+        reply = await future
+        if reply is _ALONE:  # nobody joined: sent by its caller, as without batching
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return reply
 
-    async def _flush(self) -> None:
+    def _send(self) -> None:
         batch, self._batch = self._batch or [], None
+        if len(batch) == 1:
+            if not batch[0][2].done():
+                batch[0][2].set_result(_ALONE)
+            return
+        # Its own task, so that a caller giving up (its budget, a cancel) never cancels the
+        # pipeline the other callers wait for.
+        flushes = self._flushes = self._flushes or set()
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        flushes.add(task)
+        task.add_done_callback(flushes.discard)
+
+    async def _flush(self, batch: list[_Call]) -> None:
         try:
-            if len(batch) == 1:
-                args, options, _ = batch[0]
-                replies = [await super().execute_command(*args, **options)]  # type: ignore[no-untyped-call]
-            else:
-                async with self.pipeline(transaction=False) as pipe:
-                    for args, options, _ in batch:
-                        pipe.execute_command(*args, **options)
-                    replies = await pipe.execute(raise_on_error=False)
+            async with self.pipeline(transaction=False) as pipe:
+                for args, options, _ in batch:
+                    pipe.execute_command(*args, **options)
+                replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
