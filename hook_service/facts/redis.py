@@ -22,7 +22,6 @@ from hook_service.facts.hashing import FactsKey
 from hook_service.facts.logic import History, Latest, Limits
 from hook_service.facts.redis_layout import (
     FIELDS,
-    LEGACY_SUFFIXES,
     REPLAYS,
     SEEN_PREFIXES,
     SUFFIXES,
@@ -109,11 +108,6 @@ class RedisFactsStore:
     def replay_key(self, user_id: str) -> str:
         """The user's replay records (a hash, same hash tag as :meth:`keys`)."""
         return self._base(user_id) + REPLAYS
-
-    def legacy_keys(self, user_id: str) -> list[str]:
-        """The user's keys in the layout before (same hash tag): never read, only erased."""
-        base = self._base(user_id)
-        return [base + suffix for suffix in LEGACY_SUFFIXES]
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -243,8 +237,7 @@ class RedisFactsStore:
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._guard("erase"):
-            keys = [*self.keys(user_id), self.replay_key(user_id), *self.legacy_keys(user_id)]
-            state: Any = await self._take(keys=keys)
+            state: Any = await self._take(keys=[*self.keys(user_id), self.replay_key(user_id)])
         return inventory.inventory(decode(state), now, self._limits)
 
     async def ping(self) -> None:

@@ -39,9 +39,6 @@ fields, under ``hash-max-listpack-entries``' default 512). Measured with a month
 history (3 devices, 10 IPs, 60 attempts) on Redis 7.0: about 1,340 bytes of ``MEMORY USAGE``
 per user (``tests/facts/test_redis.py``), about 1,510 bytes of ``used_memory`` per user
 (``bench/facts.py``); a user at every cap, about 4.9 KB.
-
-The keys of the layout before (seen ``:s``, known ``:k``, times ``:t``, latest ``:a``, with
-128-bit device and IP hashes) are in :data:`LEGACY_SUFFIXES`: never read, only erased.
 """
 
 from __future__ import annotations
@@ -53,10 +50,9 @@ from hook_service.facts import logic
 from hook_service.facts.base import Attempt
 from hook_service.facts.logic import History, Latest
 
-# The user's keys, in the order the scripts take them (redis_scripts), and the old layout's.
+# The user's keys, in the order the scripts take them (redis_scripts).
 SUFFIXES: Final = ("h", "w", "l", "x")
 REPLAYS: Final = "r"
-LEGACY_SUFFIXES: Final = ("s", "k", "t", "a")
 
 _STATUS: Final = {"": "u", "continue": "c", "review": "r", "block": "b"}
 _STATUS_NAME: Final = {code: name for name, code in _STATUS.items()}

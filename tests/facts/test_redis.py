@@ -112,22 +112,6 @@ async def test_erase_leaves_no_key_of_the_user(
     assert sorted(others) == sorted(store.keys("usr_other"))  # the flag among them
 
 
-async def test_erase_takes_the_keys_of_the_layout_before_too(
-    store: RedisFactsStore, raw: aredis.Redis, clock: FakeClock
-) -> None:
-    """History written by the release before (seen, known, times, latest keys) is never read,
-    but an erasure must leave none of it until it has expired."""
-    req = Requests(clock)
-    await history(store, req)
-    seen, known, times, latest = store.legacy_keys(USER)
-    await raw.hset(seen, "d" + "a" * 22, 1)
-    await raw.hset(known, "i" + "b" * 22, 1)
-    await raw.rpush(times, 1)
-    await raw.rpush(latest, "x")
-    await store.erase(USER, clock())
-    assert [key async for key in raw.scan_iter(f"*{{{KEY.user(USER)}}}*")] == []
-
-
 async def test_pruning_deletes_stale_and_capped_fields(raw: aredis.Redis, clock: FakeClock) -> None:
     store = RedisFactsStore(raw, key=KEY, limits=Limits(devices=2, ips=2))
     req = Requests(clock)
