@@ -177,20 +177,21 @@ class Bench:
         hook2 = self.load_hook(two, small, SCALING_CONNECTIONS)
         tokens2 = self.load_tokens(two, sign_rate, "fields", SCALING_CONNECTIONS)
         self.procs.stop(two)
-        _log("growth: policies of 1, 10 and 100 rules")
-        by_rules = {
-            count: self.policy_load(str(count), prepare.policy_with_rules(count), small).rate
-            for count in (1, 10, 100)
-        }
-        _log("shadow: the 10-rule policy again, a 10-rule shadow policy decided beside it")
+        _log("growth: policies of 1, 10 and 100 rules, and 10 with a 10-rule shadow, side by side")
         shadow_file = self.workdir / "policy_shadow.yaml"
         shadow_file.write_text(json.dumps(prepare.policy_with_rules(10)))  # JSON is YAML
-        shadowed = self.policy_load(
-            "10_shadowed",
-            prepare.policy_with_rules(10),
+        policies = self.policies_side_by_side(
+            {
+                **{str(count): (prepare.policy_with_rules(count), {}) for count in (1, 10, 100)},
+                "10_shadowed": (
+                    prepare.policy_with_rules(10),
+                    {"HOOK_SHADOW_POLICY_FILE": str(shadow_file)},
+                ),
+            },
             small,
-            HOOK_SHADOW_POLICY_FILE=str(shadow_file),
-        ).rate
+        )
+        by_rules = {count: policies[str(count)] for count in (1, 10, 100)}
+        shadowed = policies["10_shadowed"]
         _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
         _log("facts: the hook with and without facts (replay check off: every call counts)")
@@ -462,6 +463,32 @@ class Bench:
             return self.load(server, pool, rule="last")
         finally:
             self.procs.stop(server)
+
+    def policies_side_by_side(
+        self, cases: dict[str, tuple[dict[str, Any], dict[str, str]]], pool: Path
+    ) -> dict[str, float]:
+        """The hook under each case's policy (its last rule, ``last``, decides) and variables,
+        a server each, started together and loaded in interleaved rounds
+        (:func:`scale.best_rounds`: the machine's other load falls on every case alike); each
+        case's best round, req/s. ``HOOK_REPLAY_WINDOW=0``: the servers share one Redis and
+        one pool, and a replay would get the answer another server's policy gave (deciding
+        nothing, a shadow policy included)."""
+        started: list[Process] = []
+        runs: list[tuple[Process, list[Path]]] = []
+        try:
+            for name, (policy, env) in cases.items():
+                policy_file = self.workdir / f"policy_{name}.yaml"
+                policy_file.write_text(json.dumps(policy))  # JSON is YAML
+                variables = {"HOOK_POLICY_FILE": str(policy_file), "HOOK_REPLAY_WINDOW": "0"}
+                server = self.procs.serve(f"policy_{name}", {**self.env, **variables, **env})
+                started.append(server)
+                self.warm(server, pool)
+                runs.append((server, [pool] * scale.ROUNDS))
+            results = scale.best_rounds(self, runs, rule="last", once=False)
+        finally:
+            for server in reversed(started):
+                self.procs.stop(server)
+        return {name: result.rate for name, result in zip(cases, results, strict=True)}
 
     def facts_load(self, pool: Path, *, reads_facts: bool) -> WrkResult:
         """The hook under :func:`prepare.facts_policy`: its rules read facts (fetched before

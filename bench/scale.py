@@ -170,7 +170,7 @@ def hook_cases(bench: Bench, sizes: tuple[int, ...]) -> list[HookCase]:
             bench.warm(server, pool)
             runs.append((server, [pool] * ROUNDS))
         _log(f"scale: the hook with facts, {ROUNDS} interleaved rounds")
-        results = _best_rounds(bench, runs, rule="last", once=False)
+        results = best_rounds(bench, runs, rule="last", once=False)
     finally:
         for process in reversed(started):
             bench.procs.stop(process)
@@ -179,7 +179,7 @@ def hook_cases(bench: Bench, sizes: tuple[int, ...]) -> list[HookCase]:
     return [HookCase(*case) for case in zip(sizes, results, populations, strict=True)]
 
 
-def _best_rounds(
+def best_rounds(
     bench: Bench, runs: list[tuple[Process, list[Path]]], *, rule: str | None, once: bool
 ) -> list[WrkResult]:
     """Round by round, each server loaded with its pool of that round for duration / ROUNDS
@@ -235,7 +235,7 @@ def tokens_cases(
             bench.warm(server, _token_pool(bench, f"{name}_warm", indices[:WARM_TOKENS]))
             runs.append((server, pools))
         _log(f"scale: tokens, {ROUNDS} interleaved rounds")
-        few, many = _best_rounds(bench, runs, rule=None, once=True)
+        few, many = best_rounds(bench, runs, rule=None, once=True)
     finally:
         for process in reversed(started):
             bench.procs.stop(process)
