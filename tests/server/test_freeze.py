@@ -50,7 +50,8 @@ def test_start_up_complete_freezes_what_it_made_and_requests_pass_through() -> N
         assert frozen > 10_000  # the modules, Starlette's and the test's own objects
         answer = client.get("/")
         assert (answer.status_code, answer.text) == (200, "hello")
-        assert gc.get_freeze_count() == frozen  # a request freezes nothing more
+        # A request freezes nothing more (a frozen object may still be freed by its refcount).
+        assert gc.get_freeze_count() <= frozen
     assert wrapped.state.marker == "the app's own state"
 
 
