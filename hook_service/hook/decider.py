@@ -115,8 +115,7 @@ class HookDecider:
         except (HookError, TimeoutError) as exc:
             reason = exc.detail if isinstance(exc, HookError) else "store timed out"
             logger.error("%s failed (%s); answering on_error", stage[0], reason)
-            late = isinstance(exc, TimeoutError | StoreTooLate)
-            cause = STORE_TIMEOUT if late else getattr(exc, "code", INTERNAL_ERROR)
+            cause = STORE_TIMEOUT if isinstance(exc, TimeoutError | StoreTooLate) else exc.code
             return Decided(policy.on_error_decision(request, reason, cause))
         except Exception:
             logger.exception("deciding failed; answering on_error")
