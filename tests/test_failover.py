@@ -165,8 +165,10 @@ def test_a_failover_loses_no_single_use_and_the_service_recovers_by_itself(
 
         # The key set is intact, the watcher is subscribed on the new master, a change works.
         assert client.get("/.well-known/jwks.json").json() == jwks_before
+        # The failover happened (switched_at); under load Sentinel may fail over once more, even
+        # back to the restarted node: the service must follow whichever master it names now.
+        assert switched_at is not None
         new_master = group.master()
-        assert new_master.port != old_master.port
         assert _subscribers(new_master.port) >= 1
         rotated = client.post(
             "/admin/keys/rotate", headers=bearer(ADMIN_TOKEN), json={"force": True}
