@@ -375,3 +375,35 @@ def test_the_sentinel_option_gives_the_service_variables_it_reads_as_the_bench_t
     conf = sentinel_conf(26379, 6390, tmp_path)
     assert "port 26379\n" in conf
     assert f"sentinel monitor {settings.redis_sentinel_master} 127.0.0.1 6390 2\n" in conf
+
+
+def test_the_ablation_puts_every_part_back_and_tables_each_case() -> None:
+    from bench import ablate
+    from hook_service import logs, metrics
+    from hook_service.endpoints.observe import RequestObserver
+    from hook_service.hook.signature import SignatureCheck
+
+    originals = (
+        logs.request_line,
+        metrics.request,
+        RequestObserver.__call__,
+        SignatureCheck.verify,
+    )
+    results = ablate.measure(rounds=3, count=48)
+
+    assert (
+        logs.request_line,
+        metrics.request,
+        RequestObserver.__call__,
+        SignatureCheck.verify,
+    ) == originals
+    figures = dict(results)
+    assert all(seconds > 0 for seconds in figures.values())
+    # Switched off, the signature check costs nothing: that case is cheaper than the whole.
+    assert (
+        figures["  without the signature check"]
+        < figures["the whole hook, decided (HOOK_REPLAY_WINDOW=0)"]
+    )
+    table = ablate.table(results)
+    assert table.count("\n") == len(results) + 1
+    assert "| without the facts (attempt, history) |" in table
