@@ -109,6 +109,11 @@ class RedisFactsStore:
         """The user's replay records (a hash, same hash tag as :meth:`keys`)."""
         return self._base(user_id) + REPLAYS
 
+    def _with_replays(self, user_id: str) -> list[str]:
+        """:meth:`keys` and then :meth:`replay_key`, the user's hash made once (an HMAC)."""
+        base = self._base(user_id)
+        return [*(base + suffix for suffix in SUFFIXES), base + REPLAYS]
+
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
         """Every Redis/socket failure (timeouts too) -> ``errors.StoreUnavailable``; the
@@ -152,7 +157,7 @@ class RedisFactsStore:
         self, user_id: str, attempt: Attempt, now: float, once: Once | None
     ) -> Facts | Replay:
         keys, limits, n = (
-            [*self.keys(user_id), self.replay_key(user_id)],
+            self._with_replays(user_id),
             self._limits,
             logic.seconds(now),
         )
@@ -198,7 +203,7 @@ class RedisFactsStore:
             "" if once is None else once.digest,
             "" if once is None else once.answer,
         ]
-        keys = [self.keys(user_id)[2], self.replay_key(user_id)]
+        keys = self._with_replays(user_id)[2::2]  # latest, replays
         with self._guard("settle"):
             await self._settle(keys=keys, args=args)
 
@@ -237,7 +242,7 @@ class RedisFactsStore:
 
     async def erase(self, user_id: str, now: float) -> dict[str, int]:
         with self._guard("erase"):
-            state: Any = await self._take(keys=[*self.keys(user_id), self.replay_key(user_id)])
+            state: Any = await self._take(keys=self._with_replays(user_id))
         return inventory.inventory(decode(state), now, self._limits)
 
     async def ping(self) -> None:
