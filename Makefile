@@ -83,7 +83,8 @@ lock: $(STAMP)
 
 # Benchmarks (docs/benchmarks.md): BENCH_ARGS=--quick for a 2 s smoke run; --sentinel adds
 # the hook and token figures on a Sentinel group (docs/deploying.md, "Choosing Redis").
-# Then the CPU of each part of the hook's hot path (the per-request log line among them).
+# Then the CPU of each part of the hook's hot path (the per-request log line among them), and
+# what the whole call saves without each part (bench/ablate.py).
 # The bench extra (coredis, measured by bench/redis_clients.py) on top of the dev install.
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -94,6 +95,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP) redis-server redis-sentinel wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.parts
+	$(BIN)/python -m bench.ablate
 
 wrk:
 	@command -v wrk >/dev/null || { \
