@@ -38,6 +38,8 @@ ENTRY_DIGEST_BYTES: Final = 12  # device and IP hashes: compared within one user
 IPV6_NETWORK_BYTES: Final = 8
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# The domain label of each kind of hash: the same text hashes differently as each.
+_DOMAINS: Final = (b"ip4", b"ip6", b"device", b"user", b"request")
 
 
 def parse_ip(value: object) -> IPAddress | None:
@@ -58,12 +60,18 @@ def parse_ip(value: object) -> IPAddress | None:
 class FactsKey:
     """The HMAC key of the facts; its repr never shows it."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_macs")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"the facts key must be {KEY_BYTES} bytes")
         self._key = bytes(key)
+        # One HMAC per domain, its key and label already absorbed: each hash copies one and
+        # feeds it the data (the same digest as hmac.new over label + data, 0.6 µs less per
+        # hash, four hashes per hook call).
+        self._macs = {
+            domain: hmac.new(self._key, domain + b"\x00", hashlib.sha256) for domain in _DOMAINS
+        }
 
     @classmethod
     def from_base64(cls, text: str, variable: str = "HOOK_FACTS_KEY") -> FactsKey:
@@ -88,8 +96,9 @@ class FactsKey:
         return "FactsKey(<hidden>)"
 
     def _digest(self, domain: bytes, data: bytes, size: int = DIGEST_BYTES) -> str:
-        mac = hmac.new(self._key, domain + b"\x00" + data, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac[:size]).rstrip(b"=").decode("ascii")
+        mac = self._macs[domain].copy()
+        mac.update(data)
+        return base64.urlsafe_b64encode(mac.digest()[:size]).rstrip(b"=").decode("ascii")
 
     def ip(self, address: IPAddress) -> str:
         """The hash of an IPv4 address, or of an IPv6 address's /64 (96 bits)."""
