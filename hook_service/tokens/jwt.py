@@ -17,6 +17,7 @@ from hook_service._steps import COMPLETED
 from hook_service.keys.lifecycle import SigningKey
 from hook_service.store.base import wrong_scope
 from hook_service.tokens.base import ChallengeClaims, ChallengeStep, IssuedToken
+from hook_service.tokens.jws import sign_rs256
 
 __all__ = [
     "ChallengeClaims",
@@ -54,8 +55,8 @@ def mint_verification_token(
         "nbf": now,
         "exp": now + ttl,
     }
-    headers = {"typ": "JWT", "kid": signing_key.kid}  # Prelude picks our JWKS key by kid (sec. 5)
-    token = jwt.encode(claims, signing_key.private_key, algorithm="RS256", headers=headers)
+    # Header {"alg": "RS256", "kid", "typ": "JWT"}: Prelude picks our JWKS key by kid (sec. 5).
+    token = sign_rs256(claims, signing_key.kid, signing_key.private_key)
     return IssuedToken(
         token=token,
         jti=jti,
