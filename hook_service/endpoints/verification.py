@@ -20,7 +20,12 @@ from hook_service.endpoints.http import (
 )
 from hook_service.errors import InvalidRequest
 from hook_service.services import Services
-from hook_service.tokens.jwt import challenge_scope, read_challenge_kid, verify_challenge_token
+from hook_service.tokens.jwt import (
+    challenge_scope,
+    parse_compact,
+    read_challenge_kid,
+    verify_challenge_token,
+)
 
 _FIELDS = ("user_id", "challenge_id", "key")
 
@@ -68,8 +73,12 @@ async def _subject(services: Services, data: dict[str, Any]) -> tuple[str, str, 
             "challenge_token cannot be verified: set HOOK_PRELUDE_JWKS_URL or "
             "HOOK_PRELUDE_JWKS_FILE, or send user_id, challenge_id and key"
         )
-    public_key = await services.prelude_keys.ed25519_key(read_challenge_kid(token))
-    claims = verify_challenge_token(token, public_key, int(services.clock()))
+    # Parsed once: the kid picks the key, the same reading is then verified (tokens/jws.py);
+    # a token of another shape gets pyjwt's reading and errors.
+    parsed = parse_compact(token)
+    kid = read_challenge_kid(token) if parsed is None else parsed.kid
+    public_key = await services.prelude_keys.ed25519_key(kid)
+    claims = verify_challenge_token(token, public_key, int(services.clock()), parsed=parsed)
     scope = challenge_scope(claims)
     from_token = {
         "user_id": claims.sub,

@@ -11,9 +11,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from hook_service import errors
 from hook_service.keys import lifecycle as keys
+from hook_service.tokens import jwt as jwt_module
 from hook_service.tokens.jws import parse_compact, sign_rs256, verify_eddsa
-from hook_service.tokens.jwt import mint_verification_token
+from hook_service.tokens.jwt import mint_verification_token, verify_challenge_token
 from tests.support import ed25519_private_key, rsa_private_key
 
 NOW = 1_760_000_000
@@ -134,3 +136,32 @@ def test_fast_path_accepts_only_what_pyjwt_accepts_with_the_same_claims(
             assert fast == _pyjwt(text, public), name
     # Only the plain shapes take the fast path; everything else is pyjwt's to judge.
     assert accepted == ["payload NaN", "duplicate claims"]
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return call()
+    except (errors.InvalidSignature, errors.InvalidRequest) as exc:
+        return type(exc), exc.detail
+
+
+def _pyjwt_alone(text: str, public: ed25519.Ed25519PublicKey) -> Any:
+    return jwt_module._claims(jwt_module._decode(text, public), NOW, 30)
+
+
+@pytest.mark.parametrize("position", range(0, 200, 7))
+def test_any_altered_character_gets_what_pyjwt_alone_gives(
+    prelude_ed: ed25519.Ed25519PrivateKey, position: int
+) -> None:
+    public = prelude_ed.public_key()
+    good = jwt.encode(CLAIMS, prelude_ed, algorithm="EdDSA", headers={"kid": "prelude-ed-1"})
+    refused = 0
+    for replacement in "A_-.=":
+        text = good[:position] + replacement + good[position + 1 :]
+        if text == good:
+            continue
+        # The reference: the path before the fast one, pyjwt's decode then the claims' checks.
+        expected = _outcome(lambda t=text: _pyjwt_alone(t, public))
+        assert _outcome(lambda t=text: verify_challenge_token(t, public, NOW)) == expected
+        refused += isinstance(expected, tuple)
+    assert refused >= 3  # the alterations do reach the error paths
