@@ -187,7 +187,7 @@ def replay() -> None:
 
 def token(outcome: str) -> None:
     """A ``POST /verification-token`` answer: ``issued``, ``re-sent`` or the error code."""
-    TOKENS.labels(bounded(outcome, TOKEN_OUTCOMES)).inc()
+    _series(TOKENS, bounded(outcome, TOKEN_OUTCOMES)).inc()
 
 
 def outcome_reported(outcome: str) -> None:
@@ -196,7 +196,7 @@ def outcome_reported(outcome: str) -> None:
 
 def token_proof(result: str) -> None:
     """A first token's proof (facts/proofs.py): ``marked``, ``noted`` or ``failed``."""
-    TOKEN_PROOFS.labels(bounded(result, PROOF_RESULTS)).inc()
+    _series(TOKEN_PROOFS, bounded(result, PROOF_RESULTS)).inc()
 
 
 def shadow_disagreement(scopes: Collection[str], scope: str) -> None:

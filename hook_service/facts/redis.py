@@ -28,13 +28,11 @@ from hook_service.facts.redis_layout import (
     decode,
     decode_replay,
     encode_latest,
-    known_fields,
 )
 
 logger = logging.getLogger(logs.STORE)
 
 _MIN_LATEST_TTL_MS: Final = 60_000  # an undecided attempt waits this long for settle()
-_PROVE_TRIES: Final = 3
 
 
 def connect(
@@ -208,27 +206,20 @@ class RedisFactsStore:
             await self._settle(keys=keys, args=args)
 
     async def prove(self, user_id: str, proof: Proof, now: float) -> bool:
+        # One script decides and writes (redis_scripts.PROVE mirrors logic.prove): one round
+        # trip, and no other attempt can land between reading the latest one and marking it.
         keys = self.keys(user_id)
-        for _ in range(_PROVE_TRIES):
-            before = await self._state(keys)
-            after = logic.copy(before)
-            marked = logic.prove(after, proof, now)
-            old, new = before.latest.get(proof.scope), after.latest.get(proof.scope)
-            changed = old is not None and new is not None and new.proven != old.proven
-            args: list[str | int] = [
-                encode_latest(old) if changed and old else "",
-                encode_latest(new) if changed and new else "",
-                self._limits.retention * 1000,
-                *known_fields(before, after),
-            ]
-            with self._guard("prove"):
-                done = await self._prove(keys=[keys[0], keys[2]], args=args)
-            if int(done):
-                await self._prune_after(keys, after, now)
-                return marked
-        # Each retry means another attempt for this scope landed meanwhile: the newest one
-        # was never proved by this request, so nothing is marked.
-        return False
+        args: list[str | int] = [
+            logic.seconds(now),
+            proof.scope + "|",
+            proof.step or "",
+            self._limits.retention * 1000,
+        ]
+        with self._guard("prove"):
+            reply: Any = await self._prove(keys=[keys[0], keys[2], keys[3]], args=args)
+        marked, held, flag = reply
+        await self._prune_after(keys, decode([held, None, [], flag]), now)
+        return bool(int(marked))
 
     async def report_fraud(self, user_id: str, now: float) -> None:
         keys = self.keys(user_id)

@@ -166,20 +166,3 @@ def decode(state: list[Any]) -> History:
         h.latest[decoded.attempt.scope] = decoded
     h.flagged_until = int(_text(flag)) if flag else 0
     return h
-
-
-def known_fields(before: History, after: History) -> list[str]:
-    """HSET arguments for what a proof changed in the history hash."""
-    fields: list[str] = []
-    for table in ("known_devices", "known_ips", "known_countries", "steps"):
-        prefix = FIELDS[table][1]
-        old: dict[str, int] = getattr(before, table)
-        for name, stamp in getattr(after, table).items():
-            if old.get(name) != stamp:
-                fields += [prefix + name, str(stamp)]
-    if after.verified_at != before.verified_at:
-        fields += ["v", str(after.verified_at)]
-    if after.location is not None and after.location != before.location:
-        at, lat, lon = after.location
-        fields += ["l", f"{at},{lat!r},{lon!r}"]
-    return fields

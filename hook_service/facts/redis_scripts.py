@@ -1,7 +1,8 @@
 """The Lua scripts of :class:`~hook_service.facts.redis.RedisFactsStore`.
 
-Mechanical on purpose: they read and write the layout, and every decision (what counts, what a
-proof marks, what is pruned) is taken in Python by :mod:`hook_service.facts.logic`. Each script
+Mechanical on purpose: they read and write the layout, and every decision (what counts, what is
+pruned) is taken in Python by :mod:`hook_service.facts.logic`; the one exception is what a proof
+marks (``PROVE`` mirrors ``logic.prove``: a token's proof is then one round trip). Each script
 touches the keys of ONE user only, all sharing the ``{user hash}`` tag (one Cluster slot).
 
 KEYS, always in this order (as far as a script needs them; :mod:`redis_layout
@@ -130,20 +131,67 @@ end
 return 0
 """
 
-# KEYS: 1 history, 3 latest (as KEYS[1], KEYS[2]). ARGV: 1 the record read ('' = none to
-# mark), 2 that record marked proven, 3 retention ms, then field, value pairs of what is known.
-# Returns 0, having written nothing, when the record changed since it was read (retry).
+# KEYS: 1 history, 3 latest, 4 flag (as KEYS[1..3]). ARGV: 1 now (whole seconds), 2 "scope|"
+# (the scope's record prefix), 3 the token's step ('' = none: POST /outcomes), 4 retention ms.
+# The one script that decides as well as writes: logic.prove, step for step, so that a proof
+# is one round trip, not a read and a conditional write (two script calls, about 50 µs of CPU
+# more per token, measured; tests/facts/test_proof_script.py checks it against logic.prove on
+# random histories). The step's time is set; the scope's latest record (newest first, as
+# decode reads it) is provable when it is a review ('r', 'R' once proven) whose window has not
+# ended and which recorded the step; an unproven one teaches its device, IP, country and
+# location, sets the last proof and is marked 'R'. Only fields whose value changes are written,
+# and only then is the retention renewed. Returns {marked (0/1), the history hash after, the
+# flag}: what logic.prune needs, in Python.
 PROVE: Final = """#!lua
-if ARGV[1] ~= '' then
-  local at = redis.call('LPOS', KEYS[2], ARGV[1])
-  if not at then return 0 end
-  redis.call('LSET', KEYS[2], at, ARGV[2])
+local now, prefix, step = ARGV[1], ARGV[2], ARGV[3]
+local wanted = {}
+if step ~= '' then wanted[#wanted + 1] = {'s' .. step, now} end
+local marked = 0
+for i, record in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  if string.sub(record, 1, #prefix) == prefix then
+    local f = {}
+    for part in string.gmatch(record .. '|', '([^|]*)|') do f[#f + 1] = part end
+    -- 1 scope, 2 id, 3 at, 4 +expires, 5 status, 6 device, 7 ip, 8 country, 9 lat, 10 lon, 11 steps
+    local ok = (f[5] == 'r' or f[5] == 'R') and f[4] ~= ''
+      and tonumber(now) < tonumber(f[3]) + tonumber(f[4])
+    if ok and step ~= '' then
+      ok = false
+      for s in string.gmatch(f[11] .. ',', '([^,]*),') do
+        if s == step then ok = true end
+      end
+    end
+    if ok then
+      marked = 1
+      if f[5] == 'r' then
+        if f[6] ~= '' then wanted[#wanted + 1] = {'D' .. f[6], now} end
+        if f[7] ~= '' then wanted[#wanted + 1] = {'I' .. f[7], now} end
+        if f[8] ~= '' then wanted[#wanted + 1] = {'c' .. f[8], now} end
+        wanted[#wanted + 1] = {'v', now}
+        if f[9] ~= '' then wanted[#wanted + 1] = {'l', now .. ',' .. f[9] .. ',' .. f[10]} end
+        f[5] = 'R'
+        redis.call('LSET', KEYS[2], i - 1, table.concat(f, '|'))
+      end
+    end
+    break
+  end
 end
-if #ARGV > 3 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if #wanted > 0 then
+  local names = {}
+  for j, pair in ipairs(wanted) do names[j] = pair[1] end
+  local held = redis.call('HMGET', KEYS[1], unpack(names))
+  local changed = {}
+  for j, pair in ipairs(wanted) do
+    if held[j] ~= pair[2] then
+      changed[#changed + 1] = pair[1]
+      changed[#changed + 1] = pair[2]
+    end
+  end
+  if #changed > 0 then
+    redis.call('HSET', KEYS[1], unpack(changed))
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  end
 end
-return 1
+return {marked, redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[3])}
 """
 
 # KEYS: 1 history, 3 latest, 4 flag (as KEYS[1..3]). ARGV: 1 flagged until, 2 flag ttl ms,

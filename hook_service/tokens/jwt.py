@@ -17,14 +17,17 @@ from hook_service._steps import COMPLETED
 from hook_service.keys.lifecycle import SigningKey
 from hook_service.store.base import wrong_scope
 from hook_service.tokens.base import ChallengeClaims, ChallengeStep, IssuedToken
+from hook_service.tokens.jws import CompactJws, parse_compact, sign_rs256, verify_eddsa
 
 __all__ = [
     "ChallengeClaims",
     "ChallengeStep",
+    "CompactJws",
     "IssuedToken",
     "challenge_scope",
     "check_challenge_step",
     "mint_verification_token",
+    "parse_compact",
     "read_challenge_kid",
     "verify_challenge_token",
 ]
@@ -54,8 +57,8 @@ def mint_verification_token(
         "nbf": now,
         "exp": now + ttl,
     }
-    headers = {"typ": "JWT", "kid": signing_key.kid}  # Prelude picks our JWKS key by kid (sec. 5)
-    token = jwt.encode(claims, signing_key.private_key, algorithm="RS256", headers=headers)
+    # Header {"alg": "RS256", "kid", "typ": "JWT"}: Prelude picks our JWKS key by kid (sec. 5).
+    token = sign_rs256(claims, signing_key.kid, signing_key.private_key)
     return IssuedToken(
         token=token,
         jti=jti,
@@ -104,13 +107,29 @@ def _numeric(claims: dict[str, Any], name: str) -> float | None:
 
 
 def verify_challenge_token(
-    token: str, public_key: Ed25519PublicKey, now: int, leeway: int = 30
+    token: str,
+    public_key: Ed25519PublicKey,
+    now: int,
+    leeway: int = 30,
+    *,
+    parsed: CompactJws | None = None,
 ) -> ChallengeClaims:
-    """Verify a Prelude challenge token (EdDSA, contract sec. 6) and return its claims.
+    """Verify a Prelude challenge token (EdDSA, contract sec. 6) and return its claims;
+    ``parsed``: :func:`parse_compact`'s reading of ``token``, if the caller has it already.
 
     Signature problems, another algorithm (alg confusion: none, HS*, RS*), expiry or a future
     ``nbf`` raise :class:`errors.InvalidSignature` ("challenge token ..."); a malformed token or
     a missing/invalid claim raises :class:`errors.InvalidRequest` naming the claim."""
+    # The fast path takes only tokens pyjwt accepts with the same claims; anything else (and
+    # every failure) goes through pyjwt, which names what is wrong (tokens/jws.py).
+    jws = parsed if parsed is not None else parse_compact(token)
+    claims = None if jws is None else verify_eddsa(jws, public_key)
+    if claims is None:
+        claims = _decode(token, public_key)
+    return _claims(claims, now, leeway)
+
+
+def _decode(token: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
     try:
         claims = jwt.decode(token, public_key, algorithms=["EdDSA"], options=_DECODE_OPTIONS)
     except jwt.InvalidSignatureError:
@@ -121,6 +140,10 @@ def verify_challenge_token(
         raise errors.InvalidRequest("challenge_token is not a JWT") from None
     except jwt.InvalidTokenError:
         raise errors.InvalidSignature("challenge token rejected") from None
+    return claims
+
+
+def _claims(claims: dict[str, Any], now: int, leeway: int) -> ChallengeClaims:
     exp = _numeric(claims, "exp")
     if exp is None:
         raise errors.InvalidRequest("challenge_token claim exp is missing")

@@ -12,7 +12,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from hook_service.endpoints.http import json_response
+from hook_service.endpoints.verification import TokenResponse
 from hook_service.keys.lifecycle import PUBLISH_LEAD
+from hook_service.tokens.base import IssuedToken
 from tests.support import (
     ADMIN_TOKEN,
     API_KEY,
@@ -404,3 +407,21 @@ def test_token_from_before_a_rotation_verifies_until_retirement(
     kids = {key["kid"] for key in client.get("/.well-known/jwks.json").json()["keys"]}
     assert before["kid"] not in kids
     assert after["kid"] in kids
+
+
+@pytest.mark.parametrize(
+    ("token", "jti", "kid"),
+    [
+        ("eyJh.eyJz.c2ln-_", "j_1-A", "k" * 43),
+        ('a"b\\c', "jti\u00e9", "kid\n"),  # a record altered in Redis: encoded as JSON
+        ("", "", ""),
+    ],
+)
+def test_token_response_is_what_json_response_sends(token: str, jti: str, kid: str) -> None:
+    issued = IssuedToken(token, jti, kid, 1_760_000_300, "chl_1", USER_ID, "kyc_review")
+    fast, generic = TokenResponse(issued), json_response(issued.to_json())
+    assert (fast.status_code, fast.body, fast.raw_headers) == (
+        generic.status_code,
+        generic.body,
+        generic.raw_headers,
+    )
