@@ -25,7 +25,7 @@ import binascii
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -67,9 +67,10 @@ class CompactJws:
     ``signature`` and ``payload`` are the decoded bytes."""
 
     kid: str
-    signing_input: bytes
-    payload: bytes
-    signature: bytes
+    # The token is a credential Prelude accepts: never in a repr (a traceback's locals).
+    signing_input: bytes = field(repr=False)
+    payload: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
 
 
 def _segment(segment: bytes) -> bytes | None:

@@ -96,12 +96,21 @@ _DECODE_OPTIONS: jwt.types.Options = {
 }
 
 
+_MAX_DATE = 2**53  # far past any date; every int up to it is exact as a float
+
+
 def _numeric(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
     # bool is an int subclass; json.loads also accepts NaN and Infinity (never expiring).
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An int too large for a float (10**400) cannot be a date either, and must not be a 500.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, int) and abs(value) > _MAX_DATE)
+        or not math.isfinite(value)
+    ):
         raise errors.InvalidRequest(f"challenge_token claim {name} must be a NumericDate")
     return float(value)
 

@@ -320,6 +320,32 @@ def test_infinite_exp_is_invalid_request(prelude_ed: ed25519.Ed25519PrivateKey) 
     assert "exp" in assert_invalid_request(token, prelude_ed.public_key())
 
 
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+def test_a_date_too_large_for_a_float_is_invalid_request_not_a_crash(
+    prelude_ed: ed25519.Ed25519PrivateKey, claim: str
+) -> None:
+    # 10**400 is a valid JSON integer; as a float it overflows (math.isfinite raised).
+    payload = b'{"sub":"u","challenge_id":"c","current_step":"kyc_review","exp":9999999999,'
+    payload = payload.replace(b'"exp":9999999999', b'"%s":1%s' % (claim.encode(), b"0" * 400))
+    if claim == "nbf":
+        payload += b'"exp":9999999999,'
+    payload = payload.rstrip(b",") + b"}"
+    token = raw_token({"alg": "EdDSA", "typ": "JWT"}, payload, prelude_ed.sign)
+    assert claim in assert_invalid_request(token, prelude_ed.public_key())
+
+
+def test_a_parsed_challenge_token_keeps_the_token_out_of_its_repr(
+    prelude_ed: ed25519.Ed25519PrivateKey,
+) -> None:
+    from hook_service.tokens.jws import parse_compact
+
+    token = challenge(prelude_ed, CLAIMS)
+    parsed = parse_compact(token)
+    assert parsed is not None
+    text = repr(parsed)
+    assert all(segment not in text for segment in token.split("."))
+
+
 @pytest.mark.parametrize("token", ["", "not-a-jwt", "a.b.c", "a.b", "e30.e30.e30.e30"])
 def test_not_a_jwt_is_invalid_request(prelude_ed: ed25519.Ed25519PrivateKey, token: str) -> None:
     assert "challenge_token" in assert_invalid_request(token, prelude_ed.public_key())
