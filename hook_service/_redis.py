@@ -38,6 +38,8 @@ from redis.exceptions import RedisClusterException, RedisError
 from hook_service import errors
 from hook_service._redis_batch import BatchingRedis
 from hook_service._redis_cluster import cluster_client, sync_cluster_client
+from hook_service._redis_lane import Lane
+from hook_service._redis_lane import suits as lane_suits
 from hook_service._redis_target import RedisTarget
 from hook_service._resp import pack_with_hiredis
 from hook_service._variables import redact_url
@@ -170,6 +172,9 @@ class RedisSite:
         }
         client = self._client(options, timeout, max_connections)
         pack_with_hiredis(client)
+        if isinstance(client, BatchingRedis) and lane_suits(client.connection_pool):
+            # After the packing: the lane's connections are the pool's class (_redis_lane).
+            client.lane = Lane(client.connection_pool, retry_closed=retry_closed)
         return client
 
     def _client(
