@@ -21,14 +21,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from redis.exceptions import (
-    AuthenticationError,
-    NoScriptError,
-    ReadOnlyError,
-)
+from redis.exceptions import AuthenticationError, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from hook_service import _redis_lane as lane_module
 from hook_service._redis import RedisSite
 from hook_service._redis_batch import BatchingRedis
 from tests.store.support import RedisServer
@@ -343,3 +340,33 @@ async def test_aclose_closes_the_connection_without_a_resource_warning(redis_url
         del client
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+async def test_each_call_is_recorded_as_redis_py_records_a_command(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py's observability hooks (no-ops unless its OpenTelemetry metrics are enabled):
+    # the lane calls them once per call, as redis-py's execute_command does.
+    seen: list[tuple[str, Any]] = []
+
+    async def duration(command: str, seconds: float, host: Any, port: Any, db: str) -> None:
+        seen.append(("duration", (command, host, port, db)))
+
+    async def error(*args: Any, **kwargs: Any) -> None:
+        seen.append(("error", type(args[4]).__name__))
+
+    monkeypatch.setattr(lane_module, "record_operation_duration", duration)
+    monkeypatch.setattr(lane_module, "record_error_count", error)
+    client = laned(redis_url)
+    script = client.register_script(SCRIPT)
+    try:
+        await script.registered_client.script_load(SCRIPT)
+        await asyncio.gather(script(args=["a"]), script(args=["b"]))
+        with pytest.raises(ResponseError):
+            await script(args=["fail"])
+    finally:
+        await client.aclose()
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    assert seen == [("duration", ("EVALSHA", "127.0.0.1", port, "0"))] * 2 + [
+        ("error", "ResponseError")
+    ]
