@@ -4,9 +4,9 @@ on the client's lane (:mod:`hook_service._redis_lane`), one multiplexed connecti
 replies are matched to their callers in order.
 
 With 8 connections to the hook, several requests reach their Redis call in the same turn of
-the loop; each call through redis-py costs about 70 to 100 µs of CPU (a pool checkout, a write,
-a read, a task switch each), about 35 µs when the calls of one turn share a redis-py pipeline,
-and about 20 to 30 µs on the lane (``bench/redis_clients.py``, "The Redis round trip" in
+the loop; each call through redis-py costs about 60 to 120 µs of CPU (a pool checkout, a write,
+a read, a task switch each), about 30 µs when the calls of one turn share a redis-py pipeline,
+and 12 to 16 µs on the lane (``bench/redis_clients.py``, "The Redis round trip" in
 docs/benchmarks.md; issue 15 point 4).
 
 Nothing a caller relies on changes:

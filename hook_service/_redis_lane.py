@@ -1,11 +1,12 @@
 """The lane: a client's script calls (``EVALSHA``) on one multiplexed connection of its own.
 
-redis-py spends about 70 to 100 µs of CPU on each asyncio call (a pool checkout, a task, its
-parser's reads), and about 35 µs per call when the calls of one loop turn share a pipeline; a
-call over one connection whose replies a ``hiredis.Reader`` parses as they arrive costs about
-20 to 30 µs (``bench/redis_clients.py``, "The Redis round trip" in docs/benchmarks.md; issue 15
-point 4). :class:`Lane` is that connection, for :class:`~hook_service._redis_batch.BatchingRedis`
-(one server, or the master a set of Sentinels names); every other command stays on redis-py.
+redis-py spends about 60 to 120 µs of CPU on each asyncio call (a pool checkout, a task, its
+parser's reads), and about 30 µs per call when 8 calls of one loop turn share a pipeline; on
+one connection whose replies a ``hiredis.Reader`` parses as they arrive, a call costs 12 to
+16 µs at 8 callers and 30 to 60 µs alone (``bench/redis_clients.py``, "The Redis round trip" in
+docs/benchmarks.md; issue 15 point 4). :class:`Lane` is that connection, for
+:class:`~hook_service._redis_batch.BatchingRedis` (one server, or the master a set of Sentinels
+names); every other command stays on redis-py, on the client's pool.
 
 What a caller relies on, each the same as through redis-py:
 
