@@ -146,11 +146,12 @@ class _Link(asyncio.Protocol):
             return
         self.dropped = True
         self.lane.forget(self)
-        self.transport.abort()
+        # The callers first: nothing may leave them waiting past their timeout.
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(kind(message))
+        self.transport.abort()
 
 
 class Lane:
