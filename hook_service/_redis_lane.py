@@ -21,8 +21,9 @@ What a caller relies on, each the same as through redis-py:
   classes (``NOSCRIPT`` is a ``NoScriptError``, so ``AsyncScript`` loads the script and calls
   again). A caller that gave up (a cancel, its own deadline) keeps its place: its reply is read
   and dropped. The calls of one loop turn go out in one write.
-- **Timeouts.** Each call is answered within the client's ``socket_timeout`` or fails with
-  redis-py's ``TimeoutError``; the connection is then dropped (a late reply must not reach a
+- **Timeouts.** Each call is answered within the client's ``socket_timeout`` of its write (a
+  connect first is bounded by the connect timeout) or fails with redis-py's ``TimeoutError``;
+  the connection is then dropped (a late reply must not reach a
   later caller) and the calls still waiting on it fail the same way.
 - **Drops.** A connection closed by the server, an error reply of the ``ConnectionError``
   kind, or ``READONLY`` on a Sentinel master (redis-py's "The previous master is now a
@@ -107,6 +108,9 @@ class _Link(asyncio.Protocol):
                 self.drop(RedisConnectionError, f"{self.where}: unreadable reply")
                 return
             if reply is False:  # RESP2 has no false: the reader needs more bytes
+                return
+            if not waiting:  # a reply nobody asked for: the stream cannot be trusted
+                self.drop(RedisConnectionError, f"{self.where}: unexpected reply")
                 return
             self.answered += 1
             future = waiting.popleft()

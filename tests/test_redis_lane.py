@@ -370,3 +370,20 @@ async def test_each_call_is_recorded_as_redis_py_records_a_command(
     assert seen == [("duration", ("EVALSHA", "127.0.0.1", port, "0"))] * 2 + [
         ("error", "ResponseError")
     ]
+
+
+async def test_a_reply_nobody_asked_for_drops_the_connection(redis_url: str) -> None:
+    client = laned(redis_url)
+    script = client.register_script(SCRIPT)
+    try:
+        assert await script(args=["a"]) == "a"
+        (before,) = await lane_clients(redis_url)
+        assert client.lane is not None and client.lane._link is not None
+        client.lane._link.transport.write(b"PING\r\n")  # a reply the lane never asked for
+        await asyncio.sleep(0.05)
+        assert client.lane._link is None
+        assert await script(args=["b"]) == "b"  # on a new connection
+        (after,) = await lane_clients(redis_url)
+        assert after["id"] != before["id"]
+    finally:
+        await client.aclose()
