@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from hook_service._redis import ERRORS, RedisSite
+from hook_service._redis_batch import BatchingRedis
 from hook_service.store.redis_scripts import CLAIM_LUA, record_key, token_key
 
 from .raw_redis import Args, Call, RawClient
@@ -92,15 +93,19 @@ class Batcher:
             return replies
 
 
-def _redis_py(single: bool, batched: bool = False) -> Client:
+def _redis_py(single: bool, batched: bool = False, lane: bool = True) -> Client:
     @asynccontextmanager
     async def make(port: int, timeout: float) -> AsyncIterator[Call]:
-        client = RedisSite(f"redis://{HOST}:{port}/0").client(
+        site = RedisSite(f"redis://{HOST}:{port}/0")
+        made = site.client(
             timeout=timeout, max_connections=None if single else 50, retry_closed=True
         )
-        assert isinstance(client, Redis)
+        assert isinstance(made, BatchingRedis)
+        if not lane:
+            made.lane = None  # every call through redis-py's pool, as before the lane
+        client: Redis = made
         if single:
-            client = Redis(connection_pool=client.connection_pool, single_connection_client=True)
+            client = Redis(connection_pool=made.connection_pool, single_connection_client=True)
         script = client.register_script(CLAIM_LUA)
         try:
             if batched:
@@ -109,6 +114,8 @@ def _redis_py(single: bool, batched: bool = False) -> Client:
                 yield lambda keys, args: script(keys=keys, args=args)
         finally:
             await client.aclose()
+            if client is not made:  # the single connection's client leaves the pool open
+                await made.aclose()
 
     return make
 
@@ -129,12 +136,15 @@ async def coredis_pool(port: int, timeout: float) -> AsyncIterator[Call]:
         yield lambda keys, args: script(keys=keys, args=args)
 
 
-TODAY = "redis-py, pool (today)"
+TODAY = "redis-py + lane (today)"
 CLIENTS: dict[str, Client] = {
-    # The store's own client (RedisSite.client: blocking pool of 50, hiredis parser, one retry
-    # after a closed connection); then the same options on one connection behind a lock, and
-    # that connection with the callers' calls gathered into pipelines.
+    # The store's own client (RedisSite.client: blocking pool of 50, hiredis packing, one retry
+    # after a closed connection, its script calls on the lane, hook_service/_redis_lane.py);
+    # the same client without the lane (every call through the pool); the same options on one
+    # connection behind a lock, and that connection with the callers' calls gathered into
+    # pipelines.
     TODAY: _redis_py(single=False),
+    "redis-py, pool": _redis_py(single=False, lane=False),
     "redis-py, single connection": _redis_py(single=True),
     "redis-py, single connection + pipelining": _redis_py(single=True, batched=True),
     # Not a dependency: the `bench` extra (pip install -e '.[bench]'); its row is left out without.
@@ -143,6 +153,7 @@ CLIENTS: dict[str, Client] = {
 }
 # Read from the libraries' APIs and docs, not run here (the service's tests run redis-py's).
 TOPOLOGY = {"redis-py": "Sentinel, Cluster", "coredis": "Sentinel, Cluster", "raw": "neither"}
+TOPOLOGY[TODAY] = "Sentinel (its lane), Cluster (redis-py's, no lane)"
 
 
 class Claim:
@@ -265,7 +276,8 @@ def report(workdir: Path) -> list[dict[str, Any]]:
     print("| client | CPU µs/call, 1 caller | at 8 | calls/s at 8 | ratio | guarantees seen |")
     print("|---|---|---|---|---|---|")
     for name, (one, many, rate) in figures.items():
-        seen = f"Lua by EVALSHA; {checks[name]}; {TOPOLOGY.get(name.split(',')[0], 'neither')}"
+        topology = TOPOLOGY.get(name) or TOPOLOGY.get(name.split(",")[0], "neither")
+        seen = f"Lua by EVALSHA; {checks[name]}; {topology}"
         ratio = rate / figures[TODAY][2]
         rows.append({"client": name, "cpu_us_1": one, "cpu_us_8": many, "rate_8": rate})
         rows[-1] |= {"ratio": ratio, "guarantees": seen}

@@ -35,7 +35,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
-from hook_service import errors
+from hook_service import _redis_lane, errors
 from hook_service._redis_batch import BatchingRedis
 from hook_service._redis_cluster import cluster_client, sync_cluster_client
 from hook_service._redis_target import RedisTarget
@@ -153,7 +153,8 @@ class RedisSite:
         it, which redis-py's check on checkout does not always see; or ``READONLY``) is sent
         once more, at once, on a fresh connection (to the master Sentinel names now). Only for
         callers whose every command is safe to run twice; never after a timeout, which would
-        double the budget."""
+        double the budget. Script calls of a one-server or Sentinel client go over its lane
+        (:mod:`hook_service._redis_lane`, one connection beside the pool, the same guarantees)."""
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
@@ -170,6 +171,9 @@ class RedisSite:
         }
         client = self._client(options, timeout, max_connections)
         pack_with_hiredis(client)
+        if isinstance(client, BatchingRedis) and _redis_lane.suits(client.connection_pool):
+            # After the packing: the lane's connections are of the pool's class.
+            client.lane = _redis_lane.Lane(client.connection_pool, retry_closed=retry_closed)
         return client
 
     def _client(

@@ -5,7 +5,9 @@ service's scripts take many (the facts' OBSERVE has 23): about 24 µs per hook c
 about 2 µs with ``hiredis.pack_command`` (measured in ``bench/redis_clients.py``'s run; issue
 15 point 3). Everything else about a connection (timeouts, reconnects, Sentinel, TLS, the
 reply parser) is redis-py's: :func:`pack_with_hiredis` only swaps the connection class of a
-client's pool for a subclass of the class redis-py chose.
+client's pool for a subclass of the class redis-py chose. (The script calls of a one-server or
+Sentinel client go over its lane, :mod:`hook_service._redis_lane`, which packs with the same
+class and parses their replies itself.)
 
 hiredis refuses what it cannot encode exactly as redis-py does (a ``bool``, a lone surrogate
 that the service's ``encoding_errors="surrogatepass"`` must let through): those commands are
