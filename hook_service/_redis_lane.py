@@ -54,6 +54,11 @@ DEMOTED = "The previous master is now a slave"
 _Entry = tuple[list[bytes], "asyncio.Future[Any]"]
 
 
+class LaneClosed(RedisConnectionError):
+    """A call failed by :meth:`Lane.aclose`: never sent again (``retry_closed`` retries a
+    connection the *server* closed), so that nothing connects again behind a close."""
+
+
 def suits(pool: ConnectionPool) -> bool:
     """The lane can speak for ``pool``'s connections: RESP2, redis-py's own handshake."""
     kwargs = pool.connection_kwargs
@@ -101,7 +106,18 @@ class _Link(asyncio.Protocol):
         while not self.dropped:
             try:
                 reply = reader.gets()
-            except Exception as exc:  # a protocol error, bytes not in the encoding
+            except UnicodeDecodeError as exc:
+                # One reply not in the client's encoding: hiredis has read all of it and is in
+                # step with the stream, so only its caller fails (as through redis-py); the
+                # calls behind it ran and their replies follow.
+                if not waiting:
+                    self.drop(RedisConnectionError, f"{self.where}: unexpected reply")
+                    return
+                self.answered += 1
+                if not (future := waiting.popleft()).done():
+                    future.set_exception(exc)
+                continue
+            except Exception as exc:  # a protocol error: the stream cannot be read on
                 # redis-py's read raises it to the caller whose reply it is, and disconnects.
                 if waiting and not (future := waiting.popleft()).done():
                     future.set_exception(exc)
@@ -139,10 +155,12 @@ class _Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
+        # Closed by Lane.aclose: its calls are not sent again.
+        kind = LaneClosed if self.lane.closing else RedisConnectionError
         if exc is None:
-            self.drop(RedisConnectionError, CLOSED)
+            self.drop(kind, CLOSED)
         else:  # redis-py's words for an OSError while reading
-            self.drop(RedisConnectionError, f"Error while reading from {self.where} : {exc.args}")
+            self.drop(kind, f"Error while reading from {self.where} : {exc.args}")
 
     def drop(self, kind: type[Exception], message: str) -> None:
         """Close the connection and fail every call still waiting on it with ``kind``."""
@@ -173,6 +191,8 @@ class Lane:
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._outbox: list[_Entry] = []
+        self.closing = False
+        """During :meth:`aclose`: a call fails at once instead of connecting again behind it."""
 
     async def call(self, args: tuple[Any, ...]) -> Any:
         """Send one command (``args`` as ``execute_command`` takes them) and return its reply;
@@ -183,8 +203,8 @@ class Lane:
         try:
             try:
                 reply = await self._send(packed)
-            except RedisConnectionError:
-                if not self._retry:
+            except RedisConnectionError as exc:
+                if not self._retry or isinstance(exc, LaneClosed):
                     raise
                 retried = 1
                 reply = await self._send(packed)
@@ -204,6 +224,9 @@ class Lane:
 
     def _send(self, packed: list[bytes]) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
+        if self.closing:
+            future.set_exception(LaneClosed(CLOSED))
+            return future
         if not self._outbox and self._connecting is None:
             # The first call of this turn: written once the coroutines already woken in it
             # (the other requests) have had their turn and added theirs.
@@ -213,6 +236,8 @@ class Lane:
 
     def _flush(self) -> None:
         link = self._link
+        if self.closing:  # aclose() fails what is queued
+            return
         if link is not None:
             self._write(link)
         elif self._outbox and self._connecting is None:
@@ -240,7 +265,8 @@ class Lane:
             if writer is None or reader is None or reader.at_eof() or writer.is_closing():
                 raise RedisConnectionError(CLOSED)
         except BaseException as exc:  # cancelled too (aclose): the calls fail, not wait
-            self._connecting = None
+            if self._connecting is asyncio.current_task():
+                self._connecting = None
             self._fail_outbox(exc if isinstance(exc, Exception) else RedisConnectionError(CLOSED))
             await conn.disconnect(nowait=True)
             if not isinstance(exc, Exception):
@@ -265,17 +291,26 @@ class Lane:
             self._link = None
 
     async def aclose(self) -> None:
-        """Close the connection (and a connect under way); calls waiting on it fail."""
-        if (task := self._connecting) is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if (link := self._link) is not None:
-            self._link = None
-            link.transport.close()  # graceful: connection_lost follows
-            try:
-                async with asyncio.timeout(self._packer.socket_connect_timeout):
-                    await asyncio.shield(link.lost)
-            except TimeoutError:
-                link.transport.abort()
-            link.drop(RedisConnectionError, CLOSED)
-        self._fail_outbox(RedisConnectionError(CLOSED))
+        """Close the connection (and a connect under way); calls waiting on it fail, and so
+        do calls made until it returns (none of them connects again). The lane may be used
+        again afterwards, as a redis-py client may: its next call connects."""
+        self.closing = True
+        try:
+            self._fail_outbox(LaneClosed(CLOSED))  # queued, never written
+            # Reset here: a connect task cancelled before its first step never runs its own
+            # clean-up, and would otherwise be taken for a connect under way for ever.
+            task, self._connecting = self._connecting, None
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            if (link := self._link) is not None:
+                self._link = None
+                link.transport.close()  # graceful: connection_lost follows
+                try:
+                    async with asyncio.timeout(self._packer.socket_connect_timeout):
+                        await asyncio.shield(link.lost)
+                except TimeoutError:
+                    link.transport.abort()
+                link.drop(LaneClosed, CLOSED)
+        finally:
+            self.closing = False

@@ -5,6 +5,7 @@ redis-server each time, with the asyncio event loop and with uvloop (what ``serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import gc
 import ipaddress
@@ -386,4 +387,51 @@ async def test_a_reply_nobody_asked_for_drops_the_connection(redis_url: str) -> 
         (after,) = await lane_clients(redis_url)
         assert after["id"] != before["id"]
     finally:
+        await client.aclose()
+
+
+COUNTING = "if ARGV[1] == 'bad' then return '\\237' end return redis.call('INCR', KEYS[1])"
+
+
+@pytest.mark.parametrize("retry_closed", [False, True])
+async def test_an_undecodable_reply_fails_its_caller_alone_and_runs_nothing_again(
+    redis_url: str, retry_closed: bool
+) -> None:
+    # hiredis reads a reply that is not UTF-8 whole and stays in step: the calls written
+    # behind it ran, and must get their replies, not a dropped connection and a second run.
+    client = laned(redis_url, retry_closed=retry_closed)
+    script = client.register_script(COUNTING)
+    try:
+        await script(keys=["count"], args=["warm"])
+        await client.delete("count")
+        results = await asyncio.gather(
+            script(keys=["count"], args=["bad"]),
+            *[script(keys=["count"], args=["ok"]) for _ in range(7)],
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], UnicodeDecodeError)
+        assert sorted(results[1:]) == [1, 2, 3, 4, 5, 6, 7]
+        assert await client.get("count") == "7"
+    finally:
+        await client.aclose()
+
+
+async def test_calls_racing_aclose_fail_and_leave_no_connection_behind(redis_url: str) -> None:
+    # The calls queued (one turn), then aclose before, during and after their connect; a
+    # call made after aclose returns may connect again, as through redis-py's pool.
+    before = {c["id"] for c in await lane_clients(redis_url)}  # other tests' connections
+    for spins in range(1, 7):
+        client = laned(redis_url, retry_closed=True)
+        script = client.register_script(SCRIPT)
+        calls = [asyncio.ensure_future(script(args=[str(i)])) for i in range(5)]
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        await client.aclose()
+        for call in calls:
+            with contextlib.suppress(RedisConnectionError):
+                await call
+        await asyncio.sleep(0.05)
+        assert {c["id"] for c in await lane_clients(redis_url)} <= before, spins
+        # And the client works again afterwards, as a redis-py client does.
+        assert await script(args=["again"]) == "again"
         await client.aclose()

@@ -95,6 +95,11 @@ class FactsKey:
     def __repr__(self) -> str:
         return "FactsKey(<hidden>)"
 
+    def __reduce__(self) -> tuple[type[FactsKey], tuple[bytes]]:
+        # The settings travel to `serve --workers` processes pickled; an HMAC object does not
+        # pickle, so a worker makes its own from the key.
+        return (FactsKey, (self._key,))
+
     def _digest(self, domain: bytes, data: bytes, size: int = DIGEST_BYTES) -> str:
         mac = self._macs[domain].copy()
         mac.update(data)

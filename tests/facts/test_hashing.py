@@ -99,3 +99,11 @@ def test_every_hash_is_hmac_sha256_of_its_label_and_data_so_stored_hashes_never_
     assert key.request(b"{}", None) == expected(b"request", b"0:{}", 16)
     # Twice in a row: the per-label HMAC is copied, never fed itself.
     assert key.user("a") == key.user("a") == expected(b"user", b"a", 16)
+
+
+def test_the_key_pickles_to_the_same_hashes_as_settings_do_for_workers() -> None:
+    import pickle
+
+    key = FactsKey(bytes(range(32)))
+    copy = pickle.loads(pickle.dumps(key))
+    assert copy.user("a") == key.user("a") and repr(copy) == "FactsKey(<hidden>)"
