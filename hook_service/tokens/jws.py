@@ -111,15 +111,24 @@ def parse_compact(token: str) -> CompactJws | None:
     return CompactJws(kid, parts[0] + b"." + parts[1], payload, signature)
 
 
+class SignatureMismatch(Exception):
+    """A plain-shaped token whose signature does not verify: pyjwt would refuse it with its
+    ``InvalidSignatureError`` after the same checks, so the caller says so at once instead of
+    verifying it a second time through pyjwt (a bad token would cost two verifications)."""
+
+
 def verify_eddsa(jws: CompactJws, public_key: object) -> dict[str, Any] | None:
     """The claims of ``jws`` if its signature verifies under the Ed25519 ``public_key`` and its
-    payload is a JSON object (decoded as pyjwt does); ``None`` otherwise."""
+    payload is a JSON object (decoded as pyjwt does); ``None`` otherwise, and
+    :class:`SignatureMismatch` when the signature does not verify."""
     if not isinstance(public_key, Ed25519PublicKey):
         return None
     try:
         public_key.verify(jws.signature, jws.signing_input)
     except InvalidSignature:
-        return None
+        # pyjwt checks the signature before it decodes the payload, with the same header
+        # checks the plain shape passed: its answer would be InvalidSignatureError.
+        raise SignatureMismatch from None
     try:
         claims = json.loads(jws.payload)
     except (ValueError, RecursionError):

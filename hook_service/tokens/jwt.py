@@ -17,7 +17,13 @@ from hook_service._steps import COMPLETED
 from hook_service.keys.lifecycle import SigningKey
 from hook_service.store.base import wrong_scope
 from hook_service.tokens.base import ChallengeClaims, ChallengeStep, IssuedToken
-from hook_service.tokens.jws import CompactJws, parse_compact, sign_rs256, verify_eddsa
+from hook_service.tokens.jws import (
+    CompactJws,
+    SignatureMismatch,
+    parse_compact,
+    sign_rs256,
+    verify_eddsa,
+)
 
 __all__ = [
     "ChallengeClaims",
@@ -96,6 +102,7 @@ _DECODE_OPTIONS: jwt.types.Options = {
 }
 
 
+_MISMATCH = "challenge token signature does not verify"
 _MAX_DATE = 2**53  # far past any date; every int up to it is exact as a float
 
 
@@ -132,7 +139,10 @@ def verify_challenge_token(
     # The fast path takes only tokens pyjwt accepts with the same claims; anything else (and
     # every failure) goes through pyjwt, which names what is wrong (tokens/jws.py).
     jws = parsed if parsed is not None else parse_compact(token)
-    claims = None if jws is None else verify_eddsa(jws, public_key)
+    try:
+        claims = None if jws is None else verify_eddsa(jws, public_key)
+    except SignatureMismatch:
+        raise errors.InvalidSignature(_MISMATCH) from None
     if claims is None:
         claims = _decode(token, public_key)
     return _claims(claims, now, leeway)
@@ -142,7 +152,7 @@ def _decode(token: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
     try:
         claims = jwt.decode(token, public_key, algorithms=["EdDSA"], options=_DECODE_OPTIONS)
     except jwt.InvalidSignatureError:
-        raise errors.InvalidSignature("challenge token signature does not verify") from None
+        raise errors.InvalidSignature(_MISMATCH) from None
     except jwt.InvalidAlgorithmError:
         raise errors.InvalidSignature("challenge token is not signed with EdDSA") from None
     except jwt.DecodeError:
