@@ -7,7 +7,7 @@ import hmac
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from hook_service._json import parse_json_object
 from hook_service.errors import InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
@@ -15,6 +15,7 @@ from hook_service.errors import InvalidRequest, PayloadTooLarge, Unauthorized, U
 # The handlers decode their JSON bodies with the one strict decoder the hook uses too.
 __all__ = [
     "MAX_BODY_BYTES",
+    "EncodedJSONResponse",
     "authorization_header",
     "json_response",
     "parse_json_object",
@@ -96,3 +97,21 @@ def json_response(
     merged = {"Cache-Control": "no-store"}
     merged.update(headers or {})
     return JSONResponse(data, status_code=status_code, headers=merged)
+
+
+class EncodedJSONResponse(Response):
+    """What :func:`json_response` sends (200) for a body already encoded as JSON: the same
+    bytes and headers in the same order (``cache-control``, then ``headers``, lower-case, then
+    ``content-length`` and ``content-type``), without encoding it again (the hot paths'
+    answers: :mod:`~hook_service.endpoints.stepup`, :mod:`~hook_service.endpoints.verification`)."""
+
+    def __init__(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"cache-control", b"no-store"),
+            *headers,
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"content-type", b"application/json"),
+        ]

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hook_service import logs, metrics
-from hook_service.endpoints.http import read_json_body
+from hook_service.endpoints.http import EncodedJSONResponse, read_json_body
 from hook_service.errors import InvalidSignature
 from hook_service.policy.base import Decision
 from hook_service.services import Services
@@ -59,18 +59,10 @@ async def stepup_hook(request: Request) -> Response:
     return DecisionResponse(decision)
 
 
-class DecisionResponse(Response):
+class DecisionResponse(EncodedJSONResponse):
     """What ``json_response(decision.to_json(), headers={"X-Hook-Rule": decision.rule})``
     sends, the same bytes and headers in the same order, without encoding again the body the
     policy encoded at load (:attr:`Decision.body`; about 8 µs less per call, measured)."""
 
     def __init__(self, decision: Decision) -> None:
-        self.status_code = 200
-        self.background = None
-        self.body = decision.body
-        self.raw_headers = [
-            (b"cache-control", b"no-store"),
-            (b"x-hook-rule", decision.rule.encode("latin-1")),
-            (b"content-length", str(len(self.body)).encode("ascii")),
-            (b"content-type", b"application/json"),
-        ]
+        super().__init__(decision.body, ((b"x-hook-rule", decision.rule.encode("latin-1")),))
