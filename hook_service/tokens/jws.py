@@ -10,10 +10,12 @@
   accepts only the plain shape Prelude mints (three canonical base64url segments, a header of
   ``alg`` ``EdDSA``, ``kid`` and ``typ`` only, a JSON object as payload, a signature that
   verifies) and answers ``None`` for anything else, so that the caller then takes pyjwt's path
-  and its errors unchanged. Whatever this path accepts, pyjwt accepts with the same claims:
-  it is a subset by construction. Measured: pyjwt's ``get_unverified_header`` and ``decode``
-  cost about 80 µs per token beyond the Ed25519 verification itself (each walks every
-  character of the token in Python, and the token is parsed twice).
+  and its errors unchanged; a plain-shaped token whose signature does not verify raises
+  :class:`SignatureMismatch`, pyjwt's answer for it, without verifying it twice. Whatever
+  this path accepts, pyjwt accepts with the same claims: it is a subset by construction.
+  Measured: pyjwt's ``get_unverified_header`` and ``decode`` cost about 80 µs per token
+  beyond the Ed25519 verification itself (each walks every character of the token in Python,
+  and the token is parsed twice).
 
 Pure: no I/O.
 """

@@ -136,8 +136,9 @@ def verify_challenge_token(
     Signature problems, another algorithm (alg confusion: none, HS*, RS*), expiry or a future
     ``nbf`` raise :class:`errors.InvalidSignature` ("challenge token ..."); a malformed token or
     a missing/invalid claim raises :class:`errors.InvalidRequest` naming the claim."""
-    # The fast path takes only tokens pyjwt accepts with the same claims; anything else (and
-    # every failure) goes through pyjwt, which names what is wrong (tokens/jws.py).
+    # The fast path takes only tokens pyjwt accepts with the same claims; a plain-shaped token
+    # whose signature fails gets pyjwt's own answer at once; anything else goes through pyjwt,
+    # which names what is wrong (tokens/jws.py).
     jws = parsed if parsed is not None else parse_compact(token)
     try:
         claims = None if jws is None else verify_eddsa(jws, public_key)
