@@ -16,6 +16,7 @@ first answer as :func:`encode_answer` text; the decider turns it back with
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -117,19 +118,40 @@ def decode_answer(text: str) -> Answered:
     """The :class:`Answered` of :func:`encode_answer` text; ValueError when malformed."""
     try:
         r = json.loads(text)
-        steps = tuple(Step(int(o), str(k), int(d)) for o, k, d in r["t"])
-        decision = Decision(
-            str(r["s"]),
-            str(r["g"]),
-            int(r["f"]),
-            steps,
-            str(r["r"]),
-            r.get("e"),
-            revision=str(r.get("v", "")),
+        steps = tuple((int(o), str(k), int(d)) for o, k, d in r["t"])
+        error = r.get("e")
+        if error is not None and not isinstance(error, str):
+            raise ValueError("error")
+        decision = _decision(
+            str(r["s"]), str(r["g"]), int(r["f"]), steps, str(r["r"]), error, str(r.get("v", ""))
         )
         return Answered(decision, tuple(str(c) for c in r["c"]), float(r["u"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed replay record: {type(exc).__name__}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _decision(
+    status: str,
+    grant_mode: str,
+    granted_for: int,
+    steps: tuple[tuple[int, str, int], ...],
+    rule: str,
+    error: str | None,
+    revision: str,
+) -> Decision:
+    # A policy gives few distinct answers, and a Decision is immutable: the replays of them
+    # share one, its body encoded once (7 to 10 µs a replay; issue 15, point 3). The fields
+    # come converted (int, str), so equal keys are equal decisions.
+    return Decision(
+        status,
+        grant_mode,
+        granted_for,
+        tuple(Step(o, k, d) for o, k, d in steps),
+        rule,
+        error,
+        revision=revision,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -349,3 +349,32 @@ def test_a_replayed_answer_decodes_to_the_same_body_and_revision() -> None:
     failed = replace(decision, status="block", steps=(), rule="on_error", error="store down")
     again = decode_answer(encode_answer(failed, (), 1.0)).decision
     assert again.error == "store down" and again.body == failed.body
+
+
+def test_replays_of_one_answer_share_one_decision_and_each_keeps_its_own_steps() -> None:
+    steps = (Step(1, "verify_sms", 600), Step(2, "kyc_review", 86400))
+    decision = Decision("review", "single-use", 300, steps, "large-transfer", revision="r" * 64)
+    first = decode_answer(encode_answer(decision, ("kyc_review",), 1234.5))
+    second = decode_answer(encode_answer(decision, ("kyc_review",), 9999.0))
+    # The decision is shared (its body encoded once); what differs per request does not.
+    assert first.decision is second.decision
+    assert (first.until, second.until) == (1234.5, 9999.0)
+    other = decode_answer(encode_answer(replace(decision, granted_for=301), (), 1.0))
+    assert other.decision is not first.decision
+    assert json.loads(other.decision.body)["granted_for"] == 301
+    assert other.custom == ()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"s":"continue","g":"single-use","f":300,"t":[],"r":"x","c":[],"u":1,"e":["no"]}',
+        '{"s":"continue","g":"single-use","f":300,"t":[[1,"a"]],"r":"x","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":"many","t":[],"r":"x","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":300,"t":[],"r":"x","c":[]}',
+        "[]",
+    ],
+)
+def test_a_malformed_replay_record_is_a_value_error(record: str) -> None:
+    with pytest.raises(ValueError, match="malformed replay record"):
+        decode_answer(record)
