@@ -24,7 +24,9 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
+import socket
 from typing import Final
 
 from hook_service.errors import ConfigError
@@ -38,6 +40,7 @@ ENTRY_DIGEST_BYTES: Final = 12  # device and IP hashes: compared within one user
 IPV6_NETWORK_BYTES: Final = 8
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DOTTED_QUAD: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 # The domain label of each kind of hash: the same text hashes differently as each.
 _DOMAINS: Final = (b"ip4", b"ip6", b"device", b"user", b"request")
 
@@ -47,9 +50,17 @@ def parse_ip(value: object) -> IPAddress | None:
     (``%eth0``) dropped; None when absent or not an IP address (never an error)."""
     if not isinstance(value, str) or not 2 <= len(value) <= 64:
         return None
-    text = value.strip().removeprefix("[").removesuffix("]")
+    text = value.strip().removeprefix("[").removesuffix("]").partition("%")[0]
+    if _DOTTED_QUAD.fullmatch(text):
+        # The common case parsed in C (1.5 -> 0.4 µs): inet_pton takes exactly the dotted
+        # quads ipaddress takes (no octet over 255, no leading zero; a test compares them), and
+        # what it refuses still goes to ipaddress below.
+        try:
+            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+        except OSError:
+            pass
     try:
-        address = ipaddress.ip_address(text.partition("%")[0])
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

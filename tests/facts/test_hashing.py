@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import random
 
 import pytest
 
@@ -107,3 +108,29 @@ def test_the_key_pickles_to_the_same_hashes_as_settings_do_for_workers() -> None
     key = FactsKey(bytes(range(32)))
     copy = pickle.loads(pickle.dumps(key))
     assert copy.user("a") == key.user("a") and repr(copy) == "FactsKey(<hidden>)"
+
+
+def _by_ipaddress(text: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        return None
+
+
+def test_a_dotted_quad_parses_exactly_as_ipaddress_parses_it() -> None:
+    # parse_ip reads dotted quads with inet_pton: the same addresses, the same refusals
+    # (octets over 255, leading zeros) as ipaddress, on every octet form that can differ.
+    octets = ["0", "00", "000", "01", "010", "1", "9", "10", "99", "100", "199", "249"]
+    octets += ["250", "255", "256", "299", "300", "999", "0255", "1000"]
+    rng = random.Random(15)
+    quads = [".".join(rng.choice(octets) for _ in range(4)) for _ in range(20_000)]
+    quads += [".".join((octet, "1", "1", "1")) for octet in octets]
+    quads += [".".join(("1", "1", "1", octet)) for octet in octets]
+    accepted = 0
+    for text in quads:
+        expected = _by_ipaddress(text)
+        assert parse_ip(text) == expected, text
+        accepted += expected is not None
+    assert 0 < accepted < len(quads)  # both sides of the line were tried
+    assert parse_ip("81.2.69.142%eth0") == ipaddress.IPv4Address("81.2.69.142")
+    assert parse_ip("[81.2.69.142]") == ipaddress.IPv4Address("81.2.69.142")
