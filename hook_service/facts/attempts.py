@@ -8,7 +8,8 @@ by (:meth:`AttemptFactory.once`).
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +21,9 @@ from hook_service.facts.hashing import FactsKey, parse_ip
 
 def random_id() -> str:
     """A 96-bit attempt id (unpadded base64url, 16 characters)."""
-    return secrets.token_urlsafe(12)
+    # secrets.token_urlsafe(12) without its three layers of Python calls: the same
+    # os.urandom bytes, and 12 bytes encode to 16 characters with no padding to strip.
+    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
 
 
 class AttemptFactory:
