@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,9 @@ from hook_service.store.base import PendingStep
 from hook_service.store.redis import RedisStore
 
 from . import cluster, prepare, redis_clients, scale
+from ._log import log
 from .facts import bytes_per_user
+from .floors import floor_rates
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
 from .servers import (
@@ -52,10 +53,6 @@ from .servers import (
 
 # Where the figures of the last run are kept (--update-docs with no file).
 BENCH_DOC = Path(__file__).parents[1] / "docs" / "benchmarks.md"
-# The floor routes of bench/bare_app.py.
-FLOOR_SIGNED = "/signed"
-FLOOR_SIGNING = "/signing"
-FLOOR_SIGNING_ED25519 = "/signing-ed25519"
 JWKS_PATH = "/.well-known/jwks.json"
 SCALING_CONNECTIONS = 32
 BALANCE_ATTEMPTS = 4
@@ -64,20 +61,6 @@ WARMUP_REQUESTS = 200
 REDIS_STEPS = 100_000
 STEP_TTL = 3600.0
 CLUSTER_WRITES = 40  # concurrent writes on a cluster (the store's pool: 50 per node)
-
-
-@dataclass(frozen=True, slots=True)
-class FloorRates:
-    """The floor routes' wrk results of one run."""
-
-    bare: WrkResult
-    signed: WrkResult
-    signing: WrkResult
-    signing_ed25519: WrkResult
-
-
-def _log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 class Bench:
@@ -139,19 +122,19 @@ class Bench:
     def run(self) -> list[Figure]:
         redis = self.procs.redis()
         self.env["HOOK_REDIS_URL"] = self.redis_target = f"redis://127.0.0.1:{redis.port}/0"
-        _log("raw RSA-2048 PKCS#1 v1.5 SHA-256 signing in this process (the old floor)")
+        log("raw RSA-2048 PKCS#1 v1.5 SHA-256 signing in this process (the old floor)")
         sign_rate = rsa_sign_rate(min(self.duration, 5.0))
         if self.scale is not None and self.scale_only:
             return scale.figures(self, self.scale, sign_rate, record_pending)
         pair_rate = rsa_sign_rate(min(self.duration, 5.0), ed25519_verify=True)
-        _log(f"  {sign_rate:.0f} signs/s, {pair_rate:.0f} with an Ed25519 verify; request pools")
+        log(f"  {sign_rate:.0f} signs/s, {pair_rate:.0f} with an Ed25519 verify; request pools")
         jwks_pool = self.pool("jwks", iter([prepare.PoolRequest("GET", JWKS_PATH, "")]))
         small = self.pool("hook", prepare.hook_pool(self.keys, HOOK_POOL_SIZE, amount="50"))
         large = self.pool("hook_kyc", prepare.hook_pool(self.keys, HOOK_POOL_SIZE, amount="5000"))
 
-        floors = self.floors(small)
+        floors = floor_rates(self, small)
 
-        _log("service: hook, custom step, JWKS, tokens (hook-service serve, 1 worker)")
+        log("service: hook, custom step, JWKS, tokens (hook-service serve, 1 worker)")
         service = self.procs.serve("service", self.env)
         self.warm(service, small)
         self.warm(service, large)
@@ -171,13 +154,13 @@ class Bench:
 
         # Before any other policy answers the pool: its calls' replay records (kept
         # HOOK_REPLAY_WINDOW) must hold the example policy's rule for the 2-worker run.
-        _log("growth: hook and tokens with serve --workers 2")
+        log("growth: hook and tokens with serve --workers 2")
         two = self.procs.serve("service2", self.env, workers=2)
         self.warm(two, small)
         hook2 = self.load_hook(two, small, SCALING_CONNECTIONS)
         tokens2 = self.load_tokens(two, sign_rate, "fields", SCALING_CONNECTIONS)
         self.procs.stop(two)
-        _log("growth: policies of 1, 10 and 100 rules, and 10 with a 10-rule shadow, side by side")
+        log("growth: policies of 1, 10 and 100 rules, and 10 with a 10-rule shadow, side by side")
         shadow_file = self.workdir / "policy_shadow.yaml"
         shadow_file.write_text(json.dumps(prepare.policy_with_rules(10)))  # JSON is YAML
         policies = self.policies_side_by_side(
@@ -192,9 +175,9 @@ class Bench:
         )
         by_rules = {count: policies[str(count)].rate for count in (1, 10, 100)}
         shadowed = policies["10_shadowed"].rate
-        _log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
+        log(f"growth: Redis memory for {REDIS_STEPS} pending steps")
         per_step = self.redis_bytes_per_step()
-        _log("facts: the hook with and without facts (replay check off: every call counts)")
+        log("facts: the hook with and without facts (replay check off: every call counts)")
         # Side by side, interleaved: the pair's ratios (0.7, 1.5) are closer than a single
         # 10-second run on a small machine is steady.
         facts_pair = self.policies_side_by_side(
@@ -205,7 +188,7 @@ class Bench:
             small,
         )
         with_facts, without_facts = facts_pair["facts"], facts_pair["no_facts"]
-        _log("growth: Redis memory per user with a month of history")
+        log("growth: Redis memory per user with a month of history")
         per_user = self.redis_bytes_per_user()
         on_sentinel = self.sentinel_figures(large, hook_kyc, tokens, sign_rate)
         on_cluster: list[Figure] = []
@@ -306,7 +289,7 @@ class Bench:
         same figures on one Redis (docs/deploying.md, "Choosing Redis")."""
         if not self.sentinel:
             return []
-        _log("Sentinel: hook with custom step and tokens, writes waiting for 1 replica")
+        log("Sentinel: hook with custom step and tokens, writes waiting for 1 replica")
         group, ports = self.procs.sentinel_group("sentinel")
         env = {k: v for k, v in self.env.items() if k != "HOOK_REDIS_URL"}
         env |= sentinel_env(ports, min_replicas=1)
@@ -332,34 +315,6 @@ class Bench:
             ),
         ]
 
-    def floors(self, hook_pool: Path) -> FloorRates:
-        """The floor routes (bench/bare_app.py), one server, the service's server settings:
-        the bare route, the signed floor (replaying the hook pool's signed calls), the
-        signing floor with and without one Ed25519 verification."""
-        _log("floors: bare route, signed (RSASSA-PSS verify), signing (RS256 sign)")
-        token_body = prepare.token_request(
-            self.keys, 0, api_key=self.api_key, now=time.time(), form="fields"
-        )
-        pools = {
-            "bare": self.pool("bare", iter([prepare.PoolRequest("GET", "/", "")])),
-            "signed": self.pool(
-                "signed", prepare.at_path(prepare.read_pool(hook_pool), FLOOR_SIGNED)
-            ),
-            "signing": self.pool("signing", prepare.at_path([token_body], FLOOR_SIGNING)),
-            "signing_ed25519": self.pool(
-                "signing_ed25519", prepare.at_path([token_body], FLOOR_SIGNING_ED25519)
-            ),
-        }
-        server = self.procs.floors("floors", self.env)
-        try:
-            results = {}
-            for name, pool in pools.items():
-                self.warm(server, pool)
-                results[name] = self.load(server, pool)
-        finally:
-            self.procs.stop(server)
-        return FloorRates(**results)
-
     def load_hook(self, server: Process, pool: Path, connections: int) -> WrkResult:
         """The hook (rule ``otp-only``) at ``connections``, on evenly loaded workers."""
         return self.balanced(
@@ -370,7 +325,7 @@ class Bench:
         self, single: cluster.Rates, small: Path, large: Path, sign_rate: float
     ) -> list[Figure]:
         """The hook and token figures again, the service on a three-master Redis Cluster."""
-        _log(f"cluster: hook, custom step, tokens on {cluster.NODES} masters (1 worker)")
+        log(f"cluster: hook, custom step, tokens on {cluster.NODES} masters (1 worker)")
         nodes = self.procs.redis_cluster()
         saved, self.env = self.env, cluster.cluster_env(self.env, [n.port for n in nodes])
         one_redis = self.redis_target
@@ -423,7 +378,7 @@ class Bench:
             if min(used) >= 0.5 * max(used):
                 return result
             shares = ", ".join(f"{u:.1f}" for u in used)
-            _log(f"  uneven workers (CPU s: {shares}), attempt {attempt}/{BALANCE_ATTEMPTS}")
+            log(f"  uneven workers (CPU s: {shares}), attempt {attempt}/{BALANCE_ATTEMPTS}")
         raise BenchError(f"the workers never shared the load in {BALANCE_ATTEMPTS} runs")
 
     def tokens_once(
@@ -650,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             figures = bench.run()
         except BenchError as exc:
-            _log(f"FAILED: {exc} (logs: {workdir}; --keep keeps them)")
+            log(f"FAILED: {exc} (logs: {workdir}; --keep keeps them)")
             return 2
         finally:
             bench.procs.stop_all()

@@ -20,13 +20,11 @@ from starlette.testclient import TestClient
 
 from bench import bare_app, cluster, prepare
 from bench.facts import bytes_per_user
+from bench.floors import FLOOR_SIGNED, FLOOR_SIGNING, FLOOR_SIGNING_ED25519
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.run import (
     BENCH_DOC,
-    FLOOR_SIGNED,
-    FLOOR_SIGNING,
-    FLOOR_SIGNING_ED25519,
     _parse,
     record_pending,
     sentinel_target,
