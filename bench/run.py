@@ -41,15 +41,13 @@ from .floors import floor_rates
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
 from .report import Figure, markdown_table, replace_block, text_table
 from .servers import (
-    HOST,
-    SENTINEL_MASTER,
     Process,
     Processes,
     cpu_seconds,
     rss_bytes,
-    sentinel_env,
     worker_pids,
 )
+from .topologies import cluster_figures, sentinel_figures
 
 # Where the figures of the last run are kept (--update-docs with no file).
 BENCH_DOC = Path(__file__).parents[1] / "docs" / "benchmarks.md"
@@ -190,11 +188,11 @@ class Bench:
         with_facts, without_facts = facts_pair["facts"], facts_pair["no_facts"]
         log("growth: Redis memory per user with a month of history")
         per_user = self.redis_bytes_per_user()
-        on_sentinel = self.sentinel_figures(large, hook_kyc, tokens, sign_rate)
+        on_sentinel = sentinel_figures(self, large, hook_kyc, tokens, sign_rate)
         on_cluster: list[Figure] = []
         if self.cluster:
             single = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
-            on_cluster = self.on_cluster(single, small, large, sign_rate)
+            on_cluster = cluster_figures(self, single, small, large, sign_rate)
         grown = (
             [] if self.scale is None else scale.figures(self, self.scale, sign_rate, record_pending)
         )
@@ -281,69 +279,11 @@ class Bench:
             *grown,
         ]
 
-    def sentinel_figures(
-        self, large: Path, hook_kyc: WrkResult, tokens: WrkResult, sign_rate: float
-    ) -> list[Figure]:
-        """With ``--sentinel``: the hook with a custom step and the tokens again, on a Sentinel
-        group (master, replica, three Sentinels) with ``HOOK_REDIS_MIN_REPLICAS=1``, beside the
-        same figures on one Redis (docs/deploying.md, "Choosing Redis")."""
-        if not self.sentinel:
-            return []
-        log("Sentinel: hook with custom step and tokens, writes waiting for 1 replica")
-        group, ports = self.procs.sentinel_group("sentinel")
-        env = {k: v for k, v in self.env.items() if k != "HOOK_REDIS_URL"}
-        env |= sentinel_env(ports, min_replicas=1)
-        one_redis, self.redis_target = self.redis_target, sentinel_target(ports, 1)
-        service = self.procs.serve("service_sentinel", env)
-        try:
-            self.warm(service, large)
-            hook = self.load(service, large, rule="large-transfer")
-            sentinel_tokens = self.load_tokens(service, sign_rate, "fields")
-        finally:
-            self.redis_target = one_redis
-            for process in [service, *reversed(group)]:
-                self.procs.stop(process)
-        return [
-            Figure.ratio(
-                "hook req/s with custom step, Sentinel + WAIT 1 vs one Redis",
-                hook.rate,
-                hook_kyc.rate,
-                None,
-            ),
-            Figure.ratio(
-                "tokens/s, Sentinel + WAIT 1 vs one Redis", sentinel_tokens.rate, tokens.rate, None
-            ),
-        ]
-
     def load_hook(self, server: Process, pool: Path, connections: int) -> WrkResult:
         """The hook (rule ``otp-only``) at ``connections``, on evenly loaded workers."""
         return self.balanced(
             server, lambda: self.load(server, pool, rule="otp-only", connections=connections)
         )
-
-    def on_cluster(
-        self, single: cluster.Rates, small: Path, large: Path, sign_rate: float
-    ) -> list[Figure]:
-        """The hook and token figures again, the service on a three-master Redis Cluster."""
-        log(f"cluster: hook, custom step, tokens on {cluster.NODES} masters (1 worker)")
-        nodes = self.procs.redis_cluster()
-        saved, self.env = self.env, cluster.cluster_env(self.env, [n.port for n in nodes])
-        one_redis = self.redis_target
-        self.redis_target = RedisTarget(url=self.env["HOOK_REDIS_URL"], cluster=True)
-        try:
-            service = self.procs.serve("service_cluster", self.env)
-            self.warm(service, small)
-            self.warm(service, large)
-            hook = self.load(service, small, rule="otp-only")
-            hook_kyc = self.load(service, large, rule="large-transfer")
-            tokens = self.load_tokens(service, sign_rate, "fields")
-            self.procs.stop(service)
-        finally:
-            self.env, self.redis_target = saved, one_redis
-            for node in nodes:
-                self.procs.stop(node)
-        rates = cluster.Rates(hook.rate, hook_kyc.rate, tokens.rate, hook.p99_ms)
-        return cluster.figures(single, rates, self.connections)
 
     def warm(self, server: Process, pool: Path) -> None:
         """A few sequential requests from ``pool`` first: imports, caches, connections."""
@@ -477,15 +417,6 @@ def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
             )
             for user in users[start : start + 1000]
         ]
-
-
-def sentinel_target(ports: list[int], min_replicas: int) -> RedisTarget:
-    """What the service makes of :func:`~bench.servers.sentinel_env`'s variables."""
-    return RedisTarget(
-        sentinels=tuple((HOST, port) for port in ports),
-        master=SENTINEL_MASTER,
-        min_replicas=min_replicas,
-    )
 
 
 async def record_pending(url: RedisTarget | str, users: list[str]) -> None:

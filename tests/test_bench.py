@@ -27,9 +27,9 @@ from bench.run import (
     BENCH_DOC,
     _parse,
     record_pending,
-    sentinel_target,
 )
 from bench.servers import sentinel_conf, sentinel_env
+from bench.topologies import sentinel_target
 from hook_service._redis_target import RedisTarget
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.redis import RedisFactsStore
