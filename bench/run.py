@@ -25,20 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 
 from hook_service._redis_target import RedisTarget
-from hook_service.collaborators import AT_REST_LABEL
-from hook_service.keys.backends.keyring import keyring
 from hook_service.simulator.prelude import PreludeKeys
-from hook_service.store.base import PendingStep
-from hook_service.store.redis import RedisStore
 
 from . import cluster, prepare, redis_clients, scale
 from ._log import log
 from .facts import bytes_per_user
 from .floors import floor_rates
 from .load import BenchError, WrkResult, require_wrk, rsa_sign_rate, run_wrk
+from .pending import REDIS_STEPS, bytes_per_step, record_pending
 from .report import Figure, markdown_table, replace_block, text_table
 from .servers import (
     Process,
@@ -56,9 +52,6 @@ SCALING_CONNECTIONS = 32
 BALANCE_ATTEMPTS = 4
 HOOK_POOL_SIZE = 2000  # distinct signed hook calls; wrk cycles through them
 WARMUP_REQUESTS = 200
-REDIS_STEPS = 100_000
-STEP_TTL = 3600.0
-CLUSTER_WRITES = 40  # concurrent writes on a cluster (the store's pool: 50 per node)
 
 
 class Bench:
@@ -392,7 +385,7 @@ class Bench:
     def redis_bytes_per_step(self) -> float:
         redis = self.procs.redis("redis_memory")
         try:
-            return asyncio.run(_bytes_per_step(f"redis://127.0.0.1:{redis.port}/0"))
+            return asyncio.run(bytes_per_step(f"redis://127.0.0.1:{redis.port}/0"))
         finally:
             self.procs.stop(redis)
 
@@ -406,50 +399,6 @@ def _send(client: httpx.Client, request: prepare.PoolRequest) -> None:
     )
     if not response.is_success:
         raise BenchError(f"warm-up {request.path}: {response.status_code} {response.text[:300]}")
-
-
-def _steps(users: list[str]) -> Iterator[list[PendingStep]]:
-    expires_at = time.time() + STEP_TTL
-    for start in range(0, len(users), 1000):
-        yield [
-            PendingStep(
-                user_id=user, key="kyc_review", scope="transfer:write", expires_at=expires_at
-            )
-            for user in users[start : start + 1000]
-        ]
-
-
-async def record_pending(url: RedisTarget | str, users: list[str]) -> None:
-    # Through the service's own RedisStore: the same records the hook writes.
-    # It only records steps: a throwaway KEK seals the tokens it never claims.
-    sealer = keyring([secrets.token_bytes(32)]).cipher(AT_REST_LABEL)
-    cluster = isinstance(url, RedisTarget) and url.cluster
-    store = RedisStore(url, sealer=sealer, timeout=5.0)
-    try:
-        for batch in _steps(users):
-            if not cluster:
-                await store.put_pending(batch)
-                continue
-            # On a cluster one write holds one user's steps (one slot): a write per user,
-            # as many at once as the per-node pool allows.
-            for start in range(0, len(batch), CLUSTER_WRITES):
-                chunk = batch[start : start + CLUSTER_WRITES]
-                await asyncio.gather(*(store.put_pending([step]) for step in chunk))
-    finally:
-        await store.aclose()
-
-
-async def _bytes_per_step(url: str) -> float:
-    client = Redis.from_url(url)  # a plain client for INFO; the records go through RedisStore
-    try:
-        before = int((await client.info("memory"))["used_memory"])
-        await record_pending(url, [prepare.user_id(i) for i in range(REDIS_STEPS)])
-        after = int((await client.info("memory"))["used_memory"])
-        if await client.dbsize() != REDIS_STEPS:
-            raise BenchError("Redis does not hold one record per pending step")
-        return (after - before) / REDIS_STEPS
-    finally:
-        await client.aclose()
 
 
 @contextmanager
