@@ -16,7 +16,7 @@ from ._log import log
 from .load import WrkResult
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .harness import Bench
 
 # The floor routes of bench/bare_app.py.
 FLOOR_SIGNED = "/signed"

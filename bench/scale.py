@@ -32,7 +32,7 @@ from .report import Figure
 from .servers import HOST, Process
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .harness import Bench
 
 POOL_USERS = 1000  # distinct users of each hook pool, drawn among the populated ones
 WARM_TOKENS = 200

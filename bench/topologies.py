@@ -21,7 +21,7 @@ from .report import Figure
 from .servers import HOST, SENTINEL_MASTER, sentinel_env
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .harness import Bench
 
 
 def sentinel_target(ports: list[int], min_replicas: int) -> RedisTarget:
