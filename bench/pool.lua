@@ -6,7 +6,7 @@
 --          run reports errors instead of a fast but false figure.
 -- RULE: every answer must carry X-Hook-Rule: RULE (the hook answers 200 even on_error, so the
 -- status alone would not show a failing store or a policy that no longer matches).
--- done() prints one line "BENCH_JSON {...}" that bench/run.py parses, with non-2xx counts.
+-- done() prints one line "BENCH_JSON {...}" that bench/load.py parses, with non-2xx counts.
 
 local counter = 0
 local threads = {}

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -26,13 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import prepare
+from ._log import log
 from .history import Population, populate
 from .load import WrkResult, run_wrk
 from .report import Figure
 from .servers import HOST, Process
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .harness import Bench
 
 POOL_USERS = 1000  # distinct users of each hook pool, drawn among the populated ones
 WARM_TOKENS = 200
@@ -67,10 +67,6 @@ class HookCase:
     users: int
     result: WrkResult
     population: Population
-
-
-def _log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def label(count: int) -> str:
@@ -145,12 +141,12 @@ def hook_cases(bench: Bench, sizes: tuple[int, ...]) -> list[HookCase]:
     populations = []
     try:
         for users in sizes:
-            _log(f"scale: {label(users)} users of history in Redis, a service on it")
+            log(f"scale: {label(users)} users of history in Redis, a service on it")
             redis = bench.procs.redis(f"redis_scale_{users}")
             started.append(redis)
             population = asyncio.run(populate(redis.port, bench.env["HOOK_FACTS_KEY"], users))
             populations.append(population)
-            _log(f"  {population.memory / 2**20:.1f} MB, {population.per_user:.0f} B per user")
+            log(f"  {population.memory / 2**20:.1f} MB, {population.per_user:.0f} B per user")
             drawn = random.Random(SEED + users).sample(range(users), min(POOL_USERS, users))  # noqa: S311
             pool = bench.pool(
                 f"scale_hook_{users}",
@@ -169,13 +165,13 @@ def hook_cases(bench: Bench, sizes: tuple[int, ...]) -> list[HookCase]:
             started.append(server)
             bench.warm(server, pool)
             runs.append((server, [pool] * ROUNDS))
-        _log(f"scale: the hook with facts, {ROUNDS} interleaved rounds")
+        log(f"scale: the hook with facts, {ROUNDS} interleaved rounds")
         results = best_rounds(bench, runs, rule="last", once=False)
     finally:
         for process in reversed(started):
             bench.procs.stop(process)
     for users, result in zip(sizes, results, strict=True):
-        _log(f"  {label(users)} users: {result.rate:.0f} req/s")
+        log(f"  {label(users)} users: {result.rate:.0f} req/s")
     return [HookCase(*case) for case in zip(sizes, results, populations, strict=True)]
 
 
@@ -221,7 +217,7 @@ def tokens_cases(
             ("few", range(needed), list(range(needed))),
             (label(pending), range(pending), drawn),
         ):
-            _log(f"scale: {len(steps)} pending steps in Redis, a service on it")
+            log(f"scale: {len(steps)} pending steps in Redis, a service on it")
             redis = bench.procs.redis(f"redis_scale_tokens_{name}")
             started.append(redis)
             url = f"redis://{HOST}:{redis.port}/0"
@@ -234,12 +230,12 @@ def tokens_cases(
             ]
             bench.warm(server, _token_pool(bench, f"{name}_warm", indices[:WARM_TOKENS]))
             runs.append((server, pools))
-        _log(f"scale: tokens, {ROUNDS} interleaved rounds")
+        log(f"scale: tokens, {ROUNDS} interleaved rounds")
         few, many = best_rounds(bench, runs, rule=None, once=True)
     finally:
         for process in reversed(started):
             bench.procs.stop(process)
-    _log(f"  {few.rate:.0f} tokens/s with few, {many.rate:.0f} with {label(pending)}")
+    log(f"  {few.rate:.0f} tokens/s with few, {many.rate:.0f} with {label(pending)}")
     return few, many
 
 

@@ -20,18 +20,13 @@ from starlette.testclient import TestClient
 
 from bench import bare_app, cluster, prepare
 from bench.facts import bytes_per_user
+from bench.floors import FLOOR_SIGNED, FLOOR_SIGNING, FLOOR_SIGNING_ED25519
+from bench.pending import record_pending
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
-from bench.run import (
-    BENCH_DOC,
-    FLOOR_SIGNED,
-    FLOOR_SIGNING,
-    FLOOR_SIGNING_ED25519,
-    _parse,
-    record_pending,
-    sentinel_target,
-)
+from bench.run import BENCH_DOC, _parse
 from bench.servers import sentinel_conf, sentinel_env
+from bench.topologies import sentinel_target
 from hook_service._redis_target import RedisTarget
 from hook_service.facts.hashing import FactsKey
 from hook_service.facts.redis import RedisFactsStore

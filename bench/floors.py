@@ -1,0 +1,61 @@
+"""The floors of a bench run: the routes of bench/bare_app.py, bare Starlette doing only the
+work the contract makes unavoidable (verify a signed call, sign a token), on one server under
+the service's server settings and loaded like the service, so that the goals are ratios to
+what this machine can do at best in the same run (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import prepare
+from ._log import log
+from .load import WrkResult
+
+if TYPE_CHECKING:
+    from .harness import Bench
+
+# The floor routes of bench/bare_app.py.
+FLOOR_SIGNED = "/signed"
+FLOOR_SIGNING = "/signing"
+FLOOR_SIGNING_ED25519 = "/signing-ed25519"
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRates:
+    """The floor routes' wrk results of one run."""
+
+    bare: WrkResult
+    signed: WrkResult
+    signing: WrkResult
+    signing_ed25519: WrkResult
+
+
+def floor_rates(bench: Bench, hook_pool: Path) -> FloorRates:
+    """The floor routes (bench/bare_app.py), one server, the service's server settings:
+    the bare route, the signed floor (replaying the hook pool's signed calls), the
+    signing floor with and without one Ed25519 verification."""
+    log("floors: bare route, signed (RSASSA-PSS verify), signing (RS256 sign)")
+    token_body = prepare.token_request(
+        bench.keys, 0, api_key=bench.api_key, now=time.time(), form="fields"
+    )
+    pools = {
+        "bare": bench.pool("bare", iter([prepare.PoolRequest("GET", "/", "")])),
+        "signed": bench.pool("signed", prepare.at_path(prepare.read_pool(hook_pool), FLOOR_SIGNED)),
+        "signing": bench.pool("signing", prepare.at_path([token_body], FLOOR_SIGNING)),
+        "signing_ed25519": bench.pool(
+            "signing_ed25519", prepare.at_path([token_body], FLOOR_SIGNING_ED25519)
+        ),
+    }
+    server = bench.procs.floors("floors", bench.env)
+    try:
+        results = {}
+        for name, pool in pools.items():
+            bench.warm(server, pool)
+            results[name] = bench.load(server, pool)
+    finally:
+        bench.procs.stop(server)
+    return FloorRates(**results)
