@@ -7,13 +7,14 @@ what this machine can do at best in the same run (docs/benchmarks.md).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import prepare
-from ._log import log
 from .load import WrkResult
+from .rounds import Case
+from .servers import Process
 
 if TYPE_CHECKING:
     from .harness import Bench
@@ -34,11 +35,11 @@ class FloorRates:
     signing_ed25519: WrkResult
 
 
-def floor_rates(bench: Bench, hook_pool: Path) -> FloorRates:
-    """The floor routes (bench/bare_app.py), one server, the service's server settings:
-    the bare route, the signed floor (replaying the hook pool's signed calls), the
-    signing floor with and without one Ed25519 verification."""
-    log("floors: bare route, signed (RSASSA-PSS verify), signing (RS256 sign)")
+def floor_cases(bench: Bench, server: Process, hook_pool: Path) -> dict[str, Case]:
+    """The floor routes' load runs on ``server`` (bench/bare_app.py under the service's
+    server settings), each warmed first: the bare route, the signed floor (replaying the hook
+    pool's signed calls), the signing floor with and without one Ed25519 verification; keyed
+    by :class:`FloorRates`' fields."""
     token_body = prepare.token_request(
         bench.keys, 0, api_key=bench.api_key, now=time.time(), form="fields"
     )
@@ -50,12 +51,15 @@ def floor_rates(bench: Bench, hook_pool: Path) -> FloorRates:
             "signing_ed25519", prepare.at_path([token_body], FLOOR_SIGNING_ED25519)
         ),
     }
-    server = bench.procs.floors("floors", bench.env)
-    try:
-        results = {}
-        for name, pool in pools.items():
-            bench.warm(server, pool)
-            results[name] = bench.load(server, pool)
-    finally:
-        bench.procs.stop(server)
-    return FloorRates(**results)
+    for pool in pools.values():
+        bench.warm(server, pool)
+
+    def case(pool: Path) -> Case:
+        return lambda round_, duration: bench.load(server, pool, duration=duration)
+
+    return {name: case(pool) for name, pool in pools.items()}
+
+
+def floor_rates(results: dict[str, WrkResult]) -> FloorRates:
+    """The floors' results among the interleaved cases' (:func:`floor_cases`' keys)."""
+    return FloorRates(**{f.name: results[f.name] for f in fields(FloorRates)})

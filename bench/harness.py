@@ -80,24 +80,20 @@ class Bench:
         once: bool = False,
         rule: str | None = None,
         connections: int | None = None,
+        duration: float | None = None,
     ) -> WrkResult:
-        """wrk on ``server`` with ``pool`` for the run's duration (see :func:`run_wrk`)."""
+        """wrk on ``server`` with ``pool`` for ``duration`` s, by default the run's (see
+        :func:`run_wrk`)."""
         result = run_wrk(
             server.url,
             pool,
-            duration=self.duration,
+            duration=self.duration if duration is None else duration,
             connections=connections or self.connections,
             once=once,
             rule=rule,
         )
         server.check_alive()
         return result
-
-    def load_hook(self, server: Process, pool: Path, connections: int) -> WrkResult:
-        """The hook (rule ``otp-only``) at ``connections``, on evenly loaded workers."""
-        return self.balanced(
-            server, lambda: self.load(server, pool, rule="otp-only", connections=connections)
-        )
 
     def warm(self, server: Process, pool: Path) -> None:
         """A few sequential requests from ``pool`` first: imports, caches, connections."""
@@ -141,11 +137,14 @@ class Bench:
         sign_rate: float,
         form: prepare.TokenForm,
         connections: int | None = None,
+        duration: float | None = None,
     ) -> WrkResult:
         """Tokens/s for distinct pending steps prepared in advance (a retry would skip signing:
-        the service returns the same token), sized so the pool outlasts the run; ``form`` is
-        the request form (design.md: explicit fields, or the frontend's challenge token)."""
-        count = int(sign_rate * (os.cpu_count() or 1) * self.duration * 1.2) + 1000
+        the service returns the same token), sized so the pool outlasts the run (``duration``
+        s, by default the run's); ``form`` is the request form (design.md: explicit fields, or
+        the frontend's challenge token)."""
+        seconds = self.duration if duration is None else duration
+        count = int(sign_rate * (os.cpu_count() or 1) * seconds * 1.2) + 1000
         start, self.token_index = self.token_index, self.token_index + count + WARMUP_REQUESTS
         # Challenge tokens live 10 minutes (as Prelude's); the pool is used at once.
         now = time.time()
@@ -167,7 +166,7 @@ class Bench:
                 for i in range(start, start + count)
             ),
         )
-        return self.load(server, pool, once=True, connections=connections)
+        return self.load(server, pool, once=True, connections=connections, duration=seconds)
 
 
 def _send(client: httpx.Client, request: prepare.PoolRequest) -> None:

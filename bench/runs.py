@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from . import cluster, prepare, scale
 from ._log import log
 from .facts import bytes_per_user
-from .floors import floor_rates
+from .floors import floor_cases, floor_rates
 from .load import WrkResult, rsa_sign_rate
 from .pending import REDIS_STEPS, bytes_per_step, record_pending
 from .report import Figure
+from .rounds import ROUNDS, Case, interleaved
 from .servers import Process, rss_bytes, worker_pids
 from .topologies import cluster_figures, sentinel_figures
 
@@ -49,33 +50,71 @@ def figures(bench: Bench) -> list[Figure]:
     small = bench.pool("hook", prepare.hook_pool(bench.keys, HOOK_POOL_SIZE, amount="50"))
     large = bench.pool("hook_kyc", prepare.hook_pool(bench.keys, HOOK_POOL_SIZE, amount="5000"))
 
-    floors = floor_rates(bench, small)
-
-    log("service: hook, custom step, JWKS, tokens (hook-service serve, 1 worker)")
+    # The floors and the service side by side, their load runs interleaved: every ratio to a
+    # floor compares runs of the same minutes (bench/rounds.py).
+    floor_server = bench.procs.floors("floors", bench.env)
     service = bench.procs.serve("service", bench.env)
+    cases = floor_cases(bench, floor_server, small)
     bench.warm(service, small)
     bench.warm(service, large)
     bench.warm(service, jwks_pool)
-    # The example policy's rules: otp-only (no custom step), large-transfer (kyc_review).
-    hook = bench.load(service, small, rule="otp-only")
-    hook_kyc = bench.load(service, large, rule="large-transfer")
-    jwks = bench.load(service, jwks_pool)
-    tokens = bench.load_tokens(service, sign_rate, "fields")
-    tokens_jwt = bench.load_tokens(service, pair_rate, "challenge_token")
-    # The scaling figures compare 1 and 2 workers at SCALING_CONNECTIONS, enough
-    # connections for two workers to share (see balanced).
-    tokens_many = bench.load_tokens(service, sign_rate, "fields", SCALING_CONNECTIONS)
-    hook_many = bench.load_hook(service, small, SCALING_CONNECTIONS)
-    rss = max(rss_bytes(pid) for pid in worker_pids(service))
-    bench.procs.stop(service)
 
-    # Before any other policy answers the pool: its calls' replay records (kept
-    # HOOK_REPLAY_WINDOW) must hold the example policy's rule for the 2-worker run.
-    log("growth: hook and tokens with serve --workers 2")
+    def load(pool: Path, rule: str | None = None) -> Case:
+        return lambda round_, duration: bench.load(service, pool, rule=rule, duration=duration)
+
+    def tokens_case(rate: float, form: prepare.TokenForm) -> Case:
+        return lambda round_, duration: bench.tokens_once(service, rate, form, duration=duration)
+
+    # The example policy's rules: otp-only (no custom step), large-transfer (kyc_review).
+    cases |= {
+        "hook": load(small, "otp-only"),
+        "hook_kyc": load(large, "large-transfer"),
+        "jwks": load(jwks_pool),
+        "tokens": tokens_case(sign_rate, "fields"),
+        "tokens_jwt": tokens_case(pair_rate, "challenge_token"),
+    }
+    log(f"floors and service (hook-service serve, 1 worker), {ROUNDS} interleaved rounds")
+    best = interleaved(cases, bench.duration)
+    bench.procs.stop(floor_server)
+    floors = floor_rates(best)
+    hook, hook_kyc, jwks = best["hook"], best["hook_kyc"], best["jwks"]
+    tokens, tokens_jwt = best["tokens"], best["tokens_jwt"]
+    # The scaling figures compare 1 and 2 workers at SCALING_CONNECTIONS, enough
+    # connections for two workers to share (see balanced); the two services side by side,
+    # interleaved as above. Before any other policy answers the pool: its calls' replay
+    # records (kept HOOK_REPLAY_WINDOW) must hold the example policy's rule.
+    log(f"growth: hook and tokens with serve --workers 1 and 2, {ROUNDS} interleaved rounds")
     two = bench.procs.serve("service2", bench.env, workers=2)
     bench.warm(two, small)
-    hook2 = bench.load_hook(two, small, SCALING_CONNECTIONS)
-    tokens2 = bench.load_tokens(two, sign_rate, "fields", SCALING_CONNECTIONS)
+
+    def scaling(server: Process) -> dict[str, Case]:
+        def hook_run(round_: int, duration: float) -> WrkResult:
+            return bench.balanced(
+                server,
+                lambda: bench.load(
+                    server,
+                    small,
+                    rule="otp-only",
+                    connections=SCALING_CONNECTIONS,
+                    duration=duration,
+                ),
+            )
+
+        def tokens_run(round_: int, duration: float) -> WrkResult:
+            return bench.balanced(
+                server,
+                lambda: bench.tokens_once(
+                    server, sign_rate, "fields", SCALING_CONNECTIONS, duration=duration
+                ),
+            )
+
+        return {f"hook_{server.name}": hook_run, f"tokens_{server.name}": tokens_run}
+
+    scaled = interleaved({**scaling(service), **scaling(two)}, bench.duration)
+    hook_many, tokens_many = scaled[f"hook_{service.name}"], scaled[f"tokens_{service.name}"]
+    hook2, tokens2 = scaled[f"hook_{two.name}"], scaled[f"tokens_{two.name}"]
+    rss = max(rss_bytes(pid) for pid in worker_pids(service))
+    bench.procs.stop(service)
     bench.procs.stop(two)
     log("growth: policies of 1, 10 and 100 rules, and 10 with a 10-rule shadow, side by side")
     shadow_file = bench.workdir / "policy_shadow.yaml"
@@ -218,7 +257,7 @@ def _policies_side_by_side(
             server = bench.procs.serve(f"policy_{name}", {**bench.env, **variables, **env})
             started.append(server)
             bench.warm(server, pool)
-            runs.append((server, [pool] * scale.ROUNDS))
+            runs.append((server, [pool] * ROUNDS))
         results = scale.best_rounds(bench, runs, rule="last", once=False)
     finally:
         for server in reversed(started):

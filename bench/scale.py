@@ -8,7 +8,7 @@ and service of its own.
 
 On a small shared machine, whatever else runs moves a 10-second figure by more than
 the 10 % the goals allow; so the cases run side by side, their load runs interleaved in
-:data:`ROUNDS` rounds sharing the run's duration (every other one in reverse order), and each
+:data:`~bench.rounds.ROUNDS` rounds sharing the run's duration (bench/rounds.py), and each
 case keeps its best round.
 """
 
@@ -29,6 +29,7 @@ from ._log import log
 from .history import Population, populate
 from .load import WrkResult, run_wrk
 from .report import Figure
+from .rounds import ROUNDS, Case, interleaved
 from .servers import HOST, Process
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 POOL_USERS = 1000  # distinct users of each hook pool, drawn among the populated ones
 WARM_TOKENS = 200
-ROUNDS = 3  # interleaved load runs per case, each of duration / ROUNDS; the best one counts
 SEED = 15  # the users drawn are the same from one run to the next
 
 RecordPending = Callable[[str, list[str]], Coroutine[Any, Any, None]]
@@ -179,25 +179,25 @@ def best_rounds(
     bench: Bench, runs: list[tuple[Process, list[Path]]], *, rule: str | None, once: bool
 ) -> list[WrkResult]:
     """Round by round, each server loaded with its pool of that round for duration / ROUNDS
-    (whatever else loads the machine then falls on every case alike); each one's best round."""
-    best: list[WrkResult | None] = [None] * len(runs)
-    for round_ in range(ROUNDS):
-        # Every other round in reverse order: no case always follows the same one.
-        order = list(enumerate(runs))
-        for index, (server, pools) in order if round_ % 2 == 0 else reversed(order):
+    (:func:`bench.rounds.interleaved`); each one's best round."""
+
+    def case(server: Process, pools: list[Path]) -> Case:
+        def load(round_: int, duration: float) -> WrkResult:
             result = run_wrk(
                 server.url,
                 pools[round_],
-                duration=bench.duration / ROUNDS,
+                duration=duration,
                 connections=bench.connections,
                 once=once,
                 rule=rule,
             )
             server.check_alive()
-            kept = best[index]
-            if kept is None or result.rate > kept.rate:
-                best[index] = result
-    return [result for result in best if result is not None]
+            return result
+
+        return load
+
+    best = interleaved({str(i): case(*run) for i, run in enumerate(runs)}, bench.duration)
+    return list(best.values())
 
 
 def tokens_cases(

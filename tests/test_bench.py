@@ -21,9 +21,11 @@ from starlette.testclient import TestClient
 from bench import bare_app, cluster, prepare
 from bench.facts import bytes_per_user
 from bench.floors import FLOOR_SIGNED, FLOOR_SIGNING, FLOOR_SIGNING_ED25519
+from bench.load import WrkResult
 from bench.pending import record_pending
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
+from bench.rounds import ROUNDS, Case, interleaved
 from bench.run import BENCH_DOC, _parse
 from bench.servers import sentinel_conf, sentinel_env
 from bench.topologies import sentinel_target
@@ -402,3 +404,40 @@ def test_the_ablation_puts_every_part_back_and_tables_each_case() -> None:
     table = ablate.table(results)
     assert table.count("\n") == len(results) + 1
     assert "| without the facts (attempt, history) |" in table
+
+
+def test_interleaved_rounds_alternate_the_order_and_keep_each_cases_best_round() -> None:
+    calls: list[tuple[str, int, float]] = []
+    # Each case's rate per round: "a" is best in round 1, "b" in round 0, "c" in round 2.
+    rates = {"a": [10, 30, 20], "b": [50, 5, 6], "c": [1, 2, 3]}
+
+    def case(name: str) -> Case:
+        def run(round_: int, duration: float) -> WrkResult:
+            calls.append((name, round_, duration))
+            requests = rates[name][round_]
+            return WrkResult(requests, 1.0, 0, 0, 1.0, float(round_ + 1))
+
+        return run
+
+    best = interleaved({name: case(name) for name in rates}, 9.0)
+    assert ROUNDS == 3
+    # Every other round in reverse order, each run a third of the duration.
+    assert [(n, r) for n, r, _ in calls] == [
+        ("a", 0),
+        ("b", 0),
+        ("c", 0),
+        ("c", 1),
+        ("b", 1),
+        ("a", 1),
+        ("a", 2),
+        ("b", 2),
+        ("c", 2),
+    ]
+    assert {d for _, _, d in calls} == {3.0}
+    # The best round by rate, and that round's p99 with it.
+    assert {n: (r.requests, r.p99_ms) for n, r in best.items()} == {
+        "a": (30, 2.0),
+        "b": (50, 1.0),
+        "c": (3, 3.0),
+    }
+    assert list(best) == ["a", "b", "c"]
