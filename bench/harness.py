@@ -95,12 +95,13 @@ class Bench:
         server.check_alive()
         return result
 
-    def warm(self, server: Process, pool: Path) -> None:
-        """A few sequential requests from ``pool`` first: imports, caches, connections."""
-        requests = prepare.read_pool(pool)
+    def warm(self, server: Process, pool: Path, requests: int = WARMUP_REQUESTS) -> None:
+        """``requests`` sequential requests from ``pool`` first: imports, caches,
+        connections (a whole pool: each of its calls then has its replay record)."""
+        pooled = prepare.read_pool(pool)
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            for index in range(WARMUP_REQUESTS):
-                request = requests[index % len(requests)]
+            for index in range(requests):
+                request = pooled[index % len(pooled)]
                 _send(client, request)
 
     def load_tokens(

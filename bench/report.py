@@ -107,8 +107,8 @@ def markdown_table(figures: list[Figure], meta: dict[str, Any]) -> str:
     """docs/benchmarks.md's table, with the date and core count of the run."""
     lines = [
         f"Last run: {meta['date']}, {meta['nproc']} cores ({meta['machine']}), Python "
-        f"{meta['python']}, {meta['duration_s']:g} s per load run, {meta['connections']} "
-        "connections, 1 wrk thread.",
+        f"{meta['python']}, {meta['duration_s']:g} s per case (in 3 interleaved rounds), "
+        f"{meta['connections']} connections, 1 wrk thread.",
         "",
         "| " + " | ".join(HEADERS) + " |",
         "|" + "|".join("---" for _ in HEADERS) + "|",

@@ -6,6 +6,7 @@ much as the service, and a ratio of two such figures taken minutes apart more (t
 in :data:`ROUNDS` rounds that share the run's duration, one case after the other, every other
 round in reverse order (no case always follows the same one), and each case keeps its best
 round: a disturbance then costs one round of every case alike, not one case's figure.
+wrk runs whole seconds: a round of 10 / 3 s is 3 s (at least 1 s).
 """
 
 from __future__ import annotations

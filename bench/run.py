@@ -51,7 +51,9 @@ def _cpu_model() -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per case (in interleaved rounds)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 s runs: a smoke test")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))

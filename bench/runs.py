@@ -1,11 +1,12 @@
 """The service's runs of ``make bench`` in their order, and the figures and goals they give.
 
-The floors first (bench/floors.py), then the service under ``hook-service serve``: one
-worker (the hook with and without a custom step, JWKS, tokens in both request forms, and the
-scaling pair at :data:`SCALING_CONNECTIONS`), two workers, policies of 1, 10 and 100 rules
-and a shadow policy side by side, Redis memory per pending step, the hook with and without
-facts, Redis memory per user; then, when asked for, the same figures on Sentinel and on a
-Cluster (bench/topologies.py) and how cost grows (bench/scale.py). Each figure is a ratio to
+The floors (bench/floors.py) beside the service under ``hook-service serve``, one worker
+(the hook with and without a custom step, JWKS, tokens in both request forms), in
+interleaved rounds (bench/rounds.py); one worker beside two at :data:`SCALING_CONNECTIONS`;
+policies of 1, 10 and 100 rules and a shadow policy side by side; Redis memory per pending
+step; the hook with and without facts beside a signed floor; Redis memory per user; then,
+when asked for, the same figures on Sentinel and on a Cluster (bench/topologies.py) and how
+cost grows (bench/scale.py). Each figure is a ratio to
 a floor or to another run of the same machine in the same run (docs/benchmarks.md).
 """
 
@@ -55,8 +56,10 @@ def figures(bench: Bench) -> list[Figure]:
     floor_server = bench.procs.floors("floors", bench.env)
     service = bench.procs.serve("service", bench.env)
     cases = floor_cases(bench, floor_server, small)
-    bench.warm(service, small)
-    bench.warm(service, large)
+    # Each hook pool once whole: every round then answers the same mix (replays of calls
+    # decided here), not the first round the pool's first pass as well.
+    bench.warm(service, small, HOOK_POOL_SIZE)
+    bench.warm(service, large, HOOK_POOL_SIZE)
     bench.warm(service, jwks_pool)
 
     def load(pool: Path, rule: str | None = None) -> Case:
@@ -137,6 +140,9 @@ def figures(bench: Bench) -> list[Figure]:
     log("facts: the hook with and without facts (replay check off: every call counts)")
     # Side by side, interleaved: the pair's ratios (0.7, 1.5) are closer than a single
     # 10-second run on a small machine is steady.
+    # The signed floor beside them: "hook with facts vs signed floor" is a ratio of these
+    # same rounds too.
+    facts_floor = bench.procs.floors("floors_facts", bench.env)
     facts_pair = _policies_side_by_side(
         bench,
         {
@@ -144,7 +150,9 @@ def figures(bench: Bench) -> list[Figure]:
             "no_facts": (prepare.facts_policy(False), {}),
         },
         small,
+        {"signed": floor_cases(bench, facts_floor, small)["signed"]},
     )
+    bench.procs.stop(facts_floor)
     with_facts, without_facts = facts_pair["facts"], facts_pair["no_facts"]
     log("growth: Redis memory per user with a month of history")
     per_user = _redis_bytes_per_user(bench)
@@ -172,7 +180,7 @@ def figures(bench: Bench) -> list[Figure]:
         Figure.ratio(
             "hook req/s with facts (replay check off) vs signed floor",
             with_facts.rate,
-            signed.rate,
+            facts_pair["signed"].rate,
             0.5,
         ),
         Figure.ratio_limit(
@@ -239,16 +247,20 @@ def figures(bench: Bench) -> list[Figure]:
 
 
 def _policies_side_by_side(
-    bench: Bench, cases: dict[str, tuple[dict[str, Any], dict[str, str]]], pool: Path
+    bench: Bench,
+    cases: dict[str, tuple[dict[str, Any], dict[str, str]]],
+    pool: Path,
+    beside: dict[str, Case] | None = None,
 ) -> dict[str, WrkResult]:
     """The hook under each case's policy (its last rule, ``last``, decides) and variables,
     a server each, started together and loaded in interleaved rounds
     (:func:`scale.best_rounds`: the machine's other load falls on every case alike); each
     case's best round (its rate and that round's p99). ``HOOK_REPLAY_WINDOW=0``: the
     servers share one Redis and one pool, and a replay would get the answer another
-    server's policy gave (deciding nothing, a shadow policy included)."""
+    server's policy gave (deciding nothing, a shadow policy included). The cases ``beside``
+    (a floor) are loaded in the same rounds, and their results returned too."""
     started: list[Process] = []
-    runs: list[tuple[Process, list[Path]]] = []
+    runs: dict[str, Case] = {}
     try:
         for name, (policy, env) in cases.items():
             policy_file = bench.workdir / f"policy_{name}.yaml"
@@ -257,12 +269,11 @@ def _policies_side_by_side(
             server = bench.procs.serve(f"policy_{name}", {**bench.env, **variables, **env})
             started.append(server)
             bench.warm(server, pool)
-            runs.append((server, [pool] * ROUNDS))
-        results = scale.best_rounds(bench, runs, rule="last", once=False)
+            runs[name] = scale.load_case(bench, server, [pool] * ROUNDS, rule="last", once=False)
+        return interleaved(runs | (beside or {}), bench.duration)
     finally:
         for server in reversed(started):
             bench.procs.stop(server)
-    return dict(zip(cases, results, strict=True))
 
 
 def _redis_bytes_per_user(bench: Bench) -> float:

@@ -181,23 +181,28 @@ def best_rounds(
     """Round by round, each server loaded with its pool of that round for duration / ROUNDS
     (:func:`bench.rounds.interleaved`); each one's best round."""
 
-    def case(server: Process, pools: list[Path]) -> Case:
-        def load(round_: int, duration: float) -> WrkResult:
-            result = run_wrk(
-                server.url,
-                pools[round_],
-                duration=duration,
-                connections=bench.connections,
-                once=once,
-                rule=rule,
-            )
-            server.check_alive()
-            return result
+    cases = {str(i): load_case(bench, *run, rule=rule, once=once) for i, run in enumerate(runs)}
+    return list(interleaved(cases, bench.duration).values())
 
-        return load
 
-    best = interleaved({str(i): case(*run) for i, run in enumerate(runs)}, bench.duration)
-    return list(best.values())
+def load_case(
+    bench: Bench, server: Process, pools: list[Path], *, rule: str | None, once: bool
+) -> Case:
+    """``server`` loaded with ``pools[round]`` at the run's connections, as a :data:`Case`."""
+
+    def load(round_: int, duration: float) -> WrkResult:
+        result = run_wrk(
+            server.url,
+            pools[round_],
+            duration=duration,
+            connections=bench.connections,
+            once=once,
+            rule=rule,
+        )
+        server.check_alive()
+        return result
+
+    return load
 
 
 def tokens_cases(

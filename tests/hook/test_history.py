@@ -372,6 +372,9 @@ def test_replays_of_one_answer_share_one_decision_and_each_keeps_its_own_steps()
         '{"s":"continue","g":"single-use","f":300,"t":[[1,"a"]],"r":"x","c":[],"u":1}',
         '{"s":"continue","g":"single-use","f":"many","t":[],"r":"x","c":[],"u":1}',
         '{"s":"continue","g":"single-use","f":300,"t":[],"r":"x","c":[]}',
+        '{"s":"continue","g":"single-use","f":1e400,"t":[],"r":"x","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":Infinity,"t":[],"r":"x","c":[],"u":1}',
+        "[" * 100_000 + "]" * 100_000,
         "[]",
     ],
 )
