@@ -86,6 +86,20 @@ class Services:
         await self.keys.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        await self._connect()
+
+    async def _connect(self) -> None:
+        # A Redis Cluster client reads the slot map and the command table on its first
+        # command: here, not inside the first hook call's budget (RECORD_TIMEOUT), which a busy
+        # node could make it miss, answering on_error. Best effort: a store that does not answer
+        # yet is readiness's to report (/readyz), and every call tries it again.
+        for name, store in (("store", self.store), ("facts", self.facts)):
+            try:
+                async with asyncio.timeout(READY_TIMEOUT):
+                    await store.ping()
+            except (HookError, TimeoutError) as exc:
+                reason = exc.detail if isinstance(exc, HookError) else "timed out"
+                logger.warning("the %s did not answer at start-up (%s)", name, reason)
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state for ``/readyz``: ``ok``, ``skipped`` or why it is not ready.

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from hook_service import logs
+from hook_service.app import create_app
 from hook_service.collaborators import open_facts
-from hook_service.errors import ConfigError, SettingsError
+from hook_service.errors import ConfigError, SettingsError, StoreUnavailable
 from hook_service.facts.memory import MemoryFactsStore
 from hook_service.facts.redis import RedisFactsStore
 from hook_service.settings import Settings
-from tests.support import PRELUDE_JWKS_FILE
+from tests.conftest import AppFactory
+from tests.support import PRELUDE_JWKS_FILE, TEST_FACTS_KEY
 
 BASE = {"HOOK_PRELUDE_JWKS_FILE": str(PRELUDE_JWKS_FILE)}
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -74,3 +79,38 @@ def test_an_unreadable_city_database_fails_at_start_up_naming_it(tmp_path: Path)
     settings = Settings.from_env({**BASE, "HOOK_GEOIP_DB": str(bad)})
     with pytest.raises(ConfigError, match="HOOK_GEOIP_DB"):
         open_facts(settings)
+
+
+class _Unanswered(MemoryFactsStore):
+    """A facts store whose ping fails, and that counts its pings."""
+
+    pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        raise StoreUnavailable("the facts store is unavailable (test)")
+
+
+def test_start_up_pings_the_stores_and_starts_even_when_one_does_not_answer(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    facts = _Unanswered(TEST_FACTS_KEY)
+    app = create_app(settings, facts=facts)
+    with caplog.at_level(logging.WARNING, logger=logs.SERVICE), TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+    assert facts.pings == 1
+    warned = [r.getMessage() for r in caplog.records if r.name == logs.SERVICE]
+    assert "the facts did not answer at start-up (the facts store is unavailable (test))" in warned
+
+
+@pytest.mark.slow
+def test_start_up_reads_the_cluster_slot_map_before_the_first_request(
+    make_app: AppFactory, cluster_url: str
+) -> None:
+    app = make_app(cluster_url)
+    services = app.state.services
+    facts_client, store_client = services.facts._redis, services.store.store._redis
+    assert not facts_client._mapped and not store_client._mapped
+    with TestClient(app):
+        # Mapped by the start-up, not by the first hook call inside its 0.8 s budget.
+        assert facts_client._mapped and store_client._mapped
