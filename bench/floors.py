@@ -35,15 +35,14 @@ class FloorRates:
     signing_ed25519: WrkResult
 
 
-def floor_cases(bench: Bench, server: Process, hook_pool: Path) -> dict[str, Case]:
-    """The floor routes' load runs on ``server`` (bench/bare_app.py under the service's
-    server settings), each warmed first: the bare route, the signed floor (replaying the hook
-    pool's signed calls), the signing floor with and without one Ed25519 verification; keyed
-    by :class:`FloorRates`' fields."""
+def floor_pools_of(bench: Bench, hook_pool: Path) -> dict[str, Path]:
+    """The floor routes' request pools, keyed by :class:`FloorRates`' fields: the bare route,
+    the signed floor (replaying the hook pool's signed calls), the signing floor with and
+    without one Ed25519 verification."""
     token_body = prepare.token_request(
         bench.keys, 0, api_key=bench.api_key, now=time.time(), form="fields"
     )
-    pools = {
+    return {
         "bare": bench.pool("bare", iter([prepare.PoolRequest("GET", "/", "")])),
         "signed": bench.pool("signed", prepare.at_path(prepare.read_pool(hook_pool), FLOOR_SIGNED)),
         "signing": bench.pool("signing", prepare.at_path([token_body], FLOOR_SIGNING)),
@@ -51,6 +50,11 @@ def floor_cases(bench: Bench, server: Process, hook_pool: Path) -> dict[str, Cas
             "signing_ed25519", prepare.at_path([token_body], FLOOR_SIGNING_ED25519)
         ),
     }
+
+
+def floor_cases(bench: Bench, server: Process, pools: dict[str, Path]) -> dict[str, Case]:
+    """The load runs of ``pools`` (:func:`floor_pools_of`, or some of them) on ``server``
+    (bench/bare_app.py under the service's server settings), each pool warmed first."""
     for pool in pools.values():
         bench.warm(server, pool)
 

@@ -104,15 +104,30 @@ class Bench:
                 request = pooled[index % len(pooled)]
                 _send(client, request)
 
+    def load_hook(
+        self, server: Process, pool: Path, connections: int, duration: float | None = None
+    ) -> WrkResult:
+        """The hook (rule ``otp-only``) at ``connections``, on evenly loaded workers."""
+        return self.balanced(
+            server,
+            lambda: self.load(
+                server, pool, rule="otp-only", connections=connections, duration=duration
+            ),
+        )
+
     def load_tokens(
         self,
         server: Process,
         sign_rate: float,
         form: prepare.TokenForm,
         connections: int | None = None,
+        duration: float | None = None,
     ) -> WrkResult:
         """:meth:`tokens_once` on evenly loaded workers (:meth:`balanced`)."""
-        return self.balanced(server, lambda: self.tokens_once(server, sign_rate, form, connections))
+        return self.balanced(
+            server,
+            lambda: self.tokens_once(server, sign_rate, form, connections, duration=duration),
+        )
 
     def balanced(self, server: Process, run: Callable[[], WrkResult]) -> WrkResult:
         """``run()``, run again while the workers' share of the load is uneven.

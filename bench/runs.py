@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import cluster, prepare, scale
 from ._log import log
 from .facts import bytes_per_user
-from .floors import floor_cases, floor_rates
+from .floors import floor_cases, floor_pools_of, floor_rates
 from .load import WrkResult, rsa_sign_rate
 from .pending import REDIS_STEPS, bytes_per_step, record_pending
 from .report import Figure
@@ -53,9 +53,10 @@ def figures(bench: Bench) -> list[Figure]:
 
     # The floors and the service side by side, their load runs interleaved: every ratio to a
     # floor compares runs of the same minutes (bench/rounds.py).
+    floor_pools = floor_pools_of(bench, small)
     floor_server = bench.procs.floors("floors", bench.env)
     service = bench.procs.serve("service", bench.env)
-    cases = floor_cases(bench, floor_server, small)
+    cases = floor_cases(bench, floor_server, floor_pools)
     # Each hook pool once whole: every round then answers the same mix (replays of calls
     # decided here), not the first round the pool's first pass as well.
     bench.warm(service, small, HOOK_POOL_SIZE)
@@ -91,27 +92,14 @@ def figures(bench: Bench) -> list[Figure]:
     bench.warm(two, small)
 
     def scaling(server: Process) -> dict[str, Case]:
-        def hook_run(round_: int, duration: float) -> WrkResult:
-            return bench.balanced(
-                server,
-                lambda: bench.load(
-                    server,
-                    small,
-                    rule="otp-only",
-                    connections=SCALING_CONNECTIONS,
-                    duration=duration,
-                ),
-            )
-
-        def tokens_run(round_: int, duration: float) -> WrkResult:
-            return bench.balanced(
-                server,
-                lambda: bench.tokens_once(
-                    server, sign_rate, "fields", SCALING_CONNECTIONS, duration=duration
-                ),
-            )
-
-        return {f"hook_{server.name}": hook_run, f"tokens_{server.name}": tokens_run}
+        return {
+            f"hook_{server.name}": lambda round_, duration: bench.load_hook(
+                server, small, SCALING_CONNECTIONS, duration=duration
+            ),
+            f"tokens_{server.name}": lambda round_, duration: bench.load_tokens(
+                server, sign_rate, "fields", SCALING_CONNECTIONS, duration=duration
+            ),
+        }
 
     scaled = interleaved({**scaling(service), **scaling(two)}, bench.duration)
     hook_many, tokens_many = scaled[f"hook_{service.name}"], scaled[f"tokens_{service.name}"]
@@ -139,9 +127,8 @@ def figures(bench: Bench) -> list[Figure]:
     per_step = _redis_bytes_per_step(bench)
     log("facts: the hook with and without facts (replay check off: every call counts)")
     # Side by side, interleaved: the pair's ratios (0.7, 1.5) are closer than a single
-    # 10-second run on a small machine is steady.
-    # The signed floor beside them: "hook with facts vs signed floor" is a ratio of these
-    # same rounds too.
+    # 10-second run on a small machine is steady; the signed floor in the same rounds, for
+    # "hook with facts vs signed floor".
     facts_floor = bench.procs.floors("floors_facts", bench.env)
     facts_pair = _policies_side_by_side(
         bench,
@@ -150,7 +137,7 @@ def figures(bench: Bench) -> list[Figure]:
             "no_facts": (prepare.facts_policy(False), {}),
         },
         small,
-        {"signed": floor_cases(bench, facts_floor, small)["signed"]},
+        floor_cases(bench, facts_floor, {"signed": floor_pools["signed"]}),
     )
     bench.procs.stop(facts_floor)
     with_facts, without_facts = facts_pair["facts"], facts_pair["no_facts"]
@@ -254,7 +241,7 @@ def _policies_side_by_side(
 ) -> dict[str, WrkResult]:
     """The hook under each case's policy (its last rule, ``last``, decides) and variables,
     a server each, started together and loaded in interleaved rounds
-    (:func:`scale.best_rounds`: the machine's other load falls on every case alike); each
+    (:func:`bench.rounds.interleaved`: the machine's other load falls on every case alike); each
     case's best round (its rate and that round's p99). ``HOOK_REPLAY_WINDOW=0``: the
     servers share one Redis and one pool, and a replay would get the answer another
     server's policy gave (deciding nothing, a shadow policy included). The cases ``beside``

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import prepare
 from ._log import log
 from .history import Population, populate
-from .load import WrkResult, run_wrk
+from .load import WrkResult
 from .report import Figure
 from .rounds import ROUNDS, Case, interleaved
 from .servers import HOST, Process
@@ -180,7 +180,6 @@ def best_rounds(
 ) -> list[WrkResult]:
     """Round by round, each server loaded with its pool of that round for duration / ROUNDS
     (:func:`bench.rounds.interleaved`); each one's best round."""
-
     cases = {str(i): load_case(bench, *run, rule=rule, once=once) for i, run in enumerate(runs)}
     return list(interleaved(cases, bench.duration).values())
 
@@ -190,19 +189,9 @@ def load_case(
 ) -> Case:
     """``server`` loaded with ``pools[round]`` at the run's connections, as a :data:`Case`."""
 
-    def load(round_: int, duration: float) -> WrkResult:
-        result = run_wrk(
-            server.url,
-            pools[round_],
-            duration=duration,
-            connections=bench.connections,
-            once=once,
-            rule=rule,
-        )
-        server.check_alive()
-        return result
-
-    return load
+    return lambda round_, duration: bench.load(
+        server, pools[round_], once=once, rule=rule, duration=duration
+    )
 
 
 def tokens_cases(
