@@ -207,6 +207,26 @@ async def test_a_replay_of_an_undecided_request_answers_on_error(clock: FakeCloc
     )
 
 
+async def test_a_replay_of_a_tampered_record_answers_on_error(clock: FakeClock) -> None:
+    # A record changed in the store to carry a rule no policy can name (X-Hook-Rule could not
+    # encode it): the replay answers on_error, never a 500 (the header) to Prelude.
+    facts = MemoryFactsStore(TEST_FACTS_KEY)
+    decider, history = make(MemoryStore(clock), facts, clock)
+    body = hook_body(amount="20")
+    once = history.once(body, SIG)
+    assert once is not None
+    attempt = AttemptFactory(TEST_FACTS_KEY, device_keys(), Geo()).attempt(
+        "transfer:write", {}, clock()
+    )
+    assert isinstance(await facts.observe_once(USER_ID, attempt, clock(), once), Facts)
+    decision = Decision("continue", "single-use", 300, (), "\u2603")
+    await facts.settle(
+        USER_ID, attempt, clock(), replace(once, answer=encode_answer(decision, (), 1.0))
+    )
+    replay = (await send(decider, body)).decision
+    assert (replay.rule, replay.cause, replay.status) == ("on_error", "internal_error", "block")
+
+
 async def test_a_replay_of_a_failed_request_answers_on_error_again(clock: FakeClock) -> None:
     dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", sealer=token_sealer(), clock=clock)
     try:
@@ -376,6 +396,11 @@ def test_replays_of_one_answer_share_one_decision_and_each_keeps_its_own_steps()
         '{"s":"continue","g":"single-use","f":Infinity,"t":[],"r":"x","c":[],"u":1}',
         "[" * 100_000 + "]" * 100_000,
         "[]",
+        # Rules no policy can name (KEY_PATTERN), which X-Hook-Rule could not carry as is.
+        '{"s":"continue","g":"single-use","f":300,"t":[],"r":"\u2603","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":300,"t":[],"r":"a b","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":300,"t":[],"r":"","c":[],"u":1}',
+        '{"s":"continue\ud800","g":"single-use","f":300,"t":[],"r":"x","c":[],"u":1}',
     ],
 )
 def test_a_malformed_replay_record_is_a_value_error(record: str) -> None:
