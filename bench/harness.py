@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ from . import prepare, scale
 from ._log import log
 from .load import BenchError, WrkResult, run_wrk
 from .pending import record_pending
-from .servers import Process, Processes, cpu_seconds, worker_pids
+from .servers import Process, Processes, cpu_seconds, machine_busy_seconds, worker_pids
 
 BALANCE_ATTEMPTS = 4
 WARMUP_REQUESTS = 200
@@ -83,7 +84,9 @@ class Bench:
         duration: float | None = None,
     ) -> WrkResult:
         """wrk on ``server`` with ``pool`` for ``duration`` s, by default the run's (see
-        :func:`run_wrk`)."""
+        :func:`run_wrk`), with the server's and the machine's CPU during the run."""
+        pids = worker_pids(server)
+        cpu, busy = sum(cpu_seconds(pid) for pid in pids), machine_busy_seconds()
         result = run_wrk(
             server.url,
             pool,
@@ -93,7 +96,11 @@ class Bench:
             rule=rule,
         )
         server.check_alive()
-        return result
+        return dataclasses.replace(
+            result,
+            server_cpu=sum(cpu_seconds(pid) for pid in pids) - cpu,
+            machine_busy=machine_busy_seconds() - busy,
+        )
 
     def warm(self, server: Process, pool: Path, requests: int = WARMUP_REQUESTS) -> None:
         """``requests`` sequential requests from ``pool`` first: imports, caches,

@@ -31,10 +31,24 @@ class WrkResult:
     socket_errors: int
     p50_ms: float
     p99_ms: float
+    # Set by Bench.load: the loaded server's CPU (its workers) and the whole machine's busy
+    # CPU (every process, the kernel's network work too) during the run, in seconds.
+    server_cpu: float = 0.0
+    machine_busy: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.requests / self.duration if self.duration else 0.0
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        """The server's CPU per answered request, in µs."""
+        return self.server_cpu / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def cores_busy(self) -> float:
+        """How many of the machine's cores were busy on average during the run."""
+        return self.machine_busy / self.duration if self.duration else 0.0
 
 
 def require_wrk() -> str:

@@ -31,6 +31,11 @@ class Figure:
         return cls(name, value, unit, floor, goal, "ratio_at_most")
 
     @classmethod
+    def compared(cls, name: str, value: float, floor: float, unit: str) -> Figure:
+        """``value`` reported against ``floor`` (their ratio printed), no goal."""
+        return cls(name, value, unit, floor, None, "ratio")
+
+    @classmethod
     def limit(
         cls, name: str, value: float, unit: str, goal: float, *, inclusive: bool = False
     ) -> Figure:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,6 +218,19 @@ def figures(bench: Bench) -> list[Figure]:
         ),
         Figure.ratio("signed floor vs bare route", signed.rate, floors.bare.rate, None),
         Figure.ratio("signing floor vs raw RSA signs/s", signing.rate, sign_rate, None),
+        *_where_ratios_come_from(
+            {
+                "hook call": (hook, signed),
+                "hook call with custom step": (hook_kyc, signed),
+                "hook call with facts": (with_facts, facts_pair["signed"]),
+                "token": (tokens, signing),
+                "token, challenge_token form": (tokens_jwt, signing_ed),
+            },
+            {
+                "hook": (hook_many, hook2),
+                "tokens": (tokens_many, tokens2),
+            },
+        ),
         Figure.ratio("hook req/s with facts vs without", with_facts.rate, without_facts.rate, 0.7),
         Figure.ratio_limit(
             f"hook p99 with facts vs without, {bench.connections} conns",
@@ -231,6 +245,35 @@ def figures(bench: Bench) -> list[Figure]:
         *on_sentinel,
         *grown,
     ]
+
+
+def _where_ratios_come_from(
+    per_request: dict[str, tuple[WrkResult, WrkResult]],
+    scaled: dict[str, tuple[WrkResult, WrkResult]],
+) -> list[Figure]:
+    """What the goal ratios are made of, no goal: each case's server CPU per request against
+    its floor's (a rate ratio is about the inverse of this one while the server is the
+    bottleneck), and how many of the machine's cores the 1- and 2-worker runs kept busy
+    (wrk, Redis and the kernel's share included: a 2-worker run that keeps every core busy
+    cannot go faster on this machine)."""
+    cores = float(os.cpu_count() or 1)
+    figures = [
+        Figure.compared(
+            f"server CPU per {what} vs its floor's",
+            case.cpu_per_request_us,
+            floor.cpu_per_request_us,
+            "µs",
+        )
+        for what, (case, floor) in per_request.items()
+    ]
+    for what, (one, two) in scaled.items():
+        figures.append(
+            Figure.compared(f"cores busy, {what}, 1 worker", one.cores_busy, cores, "cores")
+        )
+        figures.append(
+            Figure.compared(f"cores busy, {what}, 2 workers", two.cores_busy, cores, "cores")
+        )
+    return figures
 
 
 def _policies_side_by_side(

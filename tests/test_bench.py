@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.rounds import ROUNDS, Case, interleaved
 from bench.run import BENCH_DOC, _parse
-from bench.servers import sentinel_conf, sentinel_env
+from bench.runs import _where_ratios_come_from
+from bench.servers import machine_busy_seconds, sentinel_conf, sentinel_env
 from bench.topologies import sentinel_target
 from hook_service._redis_target import RedisTarget
 from hook_service.facts.hashing import FactsKey
@@ -441,3 +443,35 @@ def test_interleaved_rounds_alternate_the_order_and_keep_each_cases_best_round()
         "c": (3, 3.0),
     }
     assert list(best) == ["a", "b", "c"]
+
+
+def test_the_machines_busy_cpu_grows_with_work_and_never_beyond_its_cores() -> None:
+    start, wall = machine_busy_seconds(), time.monotonic()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # 0.3 s of CPU in this process
+        pass
+    busy, elapsed = machine_busy_seconds() - start, time.monotonic() - wall
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert busy >= 0.3 - 2 * tick
+    assert busy <= elapsed * (os.cpu_count() or 1) + 2 * tick
+
+
+def test_where_the_ratios_come_from_per_request_cpu_and_busy_cores() -> None:
+    def run(requests: int, server_cpu: float, busy: float) -> WrkResult:
+        return WrkResult(requests, 2.0, 0, 0, 1.0, 2.0, server_cpu=server_cpu, machine_busy=busy)
+
+    hook, floor = run(1000, 0.28, 1.0), run(3000, 0.28, 1.0)
+    one, two = run(8000, 2.0, 2.2), run(12000, 3.6, 3.9)
+    figures = _where_ratios_come_from({"hook call": (hook, floor)}, {"hook": (one, two)})
+    assert [f.name for f in figures] == [
+        "server CPU per hook call vs its floor's",
+        "cores busy, hook, 1 worker",
+        "cores busy, hook, 2 workers",
+    ]
+    per_call = figures[0]
+    assert per_call.value == pytest.approx(280.0) and per_call.unit == "µs"
+    assert per_call.floor == pytest.approx(93.33, 0.01)
+    assert per_call.ratio_value == pytest.approx(3.0)
+    assert (figures[1].value, figures[2].value) == pytest.approx((1.1, 1.95))
+    assert figures[2].floor == os.cpu_count() and figures[2].goal is None
+    assert figures[2].cells()[5] == "-"  # reported, no goal
