@@ -92,23 +92,33 @@ def facts(history: History, attempt: Attempt, now: float, limits: Limits) -> Fac
     h = history
     dev, ip, country = attempt.device, attempt.ip, attempt.country
     hour, day = n - HOUR, n - DAY
-    location = h.location if h.location and live(h.location[0], n, limits) else None
+    # live(t) inlined (a call per entry was most of this function): every stored time is an
+    # int, and an entry is live while its time is after the cutoff.
+    cutoff = n - limits.retention
+    location = h.location if h.location and h.location[0] > cutoff else None
+    times = h.times
+    verified = h.verified_at
     return Facts(
-        device_seen=dev is not None and live(h.seen_devices.get(dev), n, limits),
-        device_known=dev is not None and live(h.known_devices.get(dev), n, limits),
-        ip_seen=ip is not None and live(h.seen_ips.get(ip), n, limits),
-        ip_known=ip is not None and live(h.known_ips.get(ip), n, limits),
+        device_seen=dev is not None and _after(h.seen_devices.get(dev), cutoff),
+        device_known=dev is not None and _after(h.known_devices.get(dev), cutoff),
+        ip_seen=ip is not None and _after(h.seen_ips.get(ip), cutoff),
+        ip_known=ip is not None and _after(h.known_ips.get(ip), cutoff),
         country=country,
-        country_known=bool(country) and live(h.known_countries.get(country), n, limits),
-        attempts_1h=sum(1 for t in h.times if t > hour),
-        attempts_24h=sum(1 for t in h.times if t > day),
+        country_known=bool(country) and _after(h.known_countries.get(country), cutoff),
+        attempts_1h=len([t for t in times if t > hour]),
+        attempts_24h=len([t for t in times if t > day]),
         # The IPs of the attempts of the last 24 h are those last seen within it.
-        distinct_ips_24h=sum(1 for t in h.seen_ips.values() if t > day),
-        verified_age=max(0, n - h.verified_at) if live(h.verified_at or None, n, limits) else -1,
-        step_age={k: max(0, n - t) for k, t in h.steps.items() if live(t, n, limits)},
+        distinct_ips_24h=len([t for t in h.seen_ips.values() if t > day]),
+        verified_age=max(0, n - verified) if verified and verified > cutoff else -1,
+        step_age={k: max(0, n - t) for k, t in h.steps.items() if t > cutoff},
         flagged=h.flagged_until > n,
         travel_kmh=travel_kmh(location, attempt.location, n),
     )
+
+
+def _after(stamp: int | None, cutoff: int) -> bool:
+    """:func:`live` with its cutoff (``now - retention``) computed once by the caller."""
+    return stamp is not None and stamp > cutoff
 
 
 def great_circle_km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -235,30 +245,36 @@ _TABLES: Final = (
 )
 
 
+_NOTHING_PRUNED: Final = Pruned()
+
+
 def prune(history: History, now: float, limits: Limits) -> Pruned:
     """Delete entries past the retention, over a cap (oldest first) or an expired flag."""
     n = seconds(now)
     h = history
+    cutoff = n - limits.retention  # live(t) is t > cutoff: every stored time is an int
     removed: list[tuple[str, str, int]] = []
     for name, cap_name in _TABLES:
         table: dict[str, int] = getattr(h, name)
-        stale = [k for k, t in table.items() if not live(t, n, limits)]
         cap: int = getattr(limits, cap_name)
+        if not table or (len(table) <= cap and min(table.values()) > cutoff):
+            continue  # nothing stale, nothing over the cap: the common case, in C
+        stale = [k for k, t in table.items() if t <= cutoff]
         if len(table) - len(stale) > cap:
-            fresh = sorted((t, k) for k, t in table.items() if live(t, n, limits))
+            fresh = sorted((t, k) for k, t in table.items() if t > cutoff)
             stale += [k for _, k in fresh[: len(fresh) - cap]]
         for k in stale:
             removed.append((name, k, table.pop(k)))
-    if h.verified_at and not live(h.verified_at, n, limits):
+    if h.verified_at and h.verified_at <= cutoff:
         removed.append(("verified_at", "", h.verified_at))
         h.verified_at = 0
-    if h.location is not None and not live(h.location[0], n, limits):
+    if h.location is not None and h.location[0] <= cutoff:
         removed.append(("location", "", h.location[0]))
         h.location = None
     if h.flagged_until and h.flagged_until <= n:
         removed.append(("flagged_until", "", h.flagged_until))
         h.flagged_until = 0
-    return Pruned(tuple(removed))
+    return Pruned(tuple(removed)) if removed else _NOTHING_PRUNED
 
 
 def copy(history: History) -> History:

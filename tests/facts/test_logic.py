@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from cel_expr_python import cel
 
@@ -15,6 +17,7 @@ from hook_service.facts.logic import (
     great_circle_km,
     travel_kmh,
 )
+from tests.facts import references
 from tests.facts.support import DUBLIN, LONDON, MOUNTAIN_VIEW
 
 _ENV = cel.NewEnv(variables={"facts": cel.Type.Map(cel.Type.STRING, cel.Type.DYN)})
@@ -111,3 +114,23 @@ def test_prune_reports_what_it_removed() -> None:
     pruned = logic.prune(history, 100, Limits(devices=2))
     assert sorted(pruned.entries) == [("flagged_until", "", 5), ("seen_devices", "a" * 22, 10)]
     assert history.seen_devices == {"b" * 22: 20, "c" * 22: 30} and history.flagged_until == 0
+
+
+def test_facts_and_prune_give_what_their_references_give() -> None:
+    # logic.facts and logic.prune with live() inlined and prune's fast path: on random
+    # histories around every boundary, the same facts, the same entries removed (in the same
+    # order) and the same history left as the functions they replaced (tests/facts/references).
+    rng = random.Random(11)
+    for _ in range(3000):
+        limits = rng.choice(references.LIMITS)
+        history = references.history(rng, limits)
+        attempt = references.attempt(rng, limits)
+        now = references.NOW + rng.choice([0.0, 0.5, 0.999])
+        expected, got = logic.copy(history), logic.copy(history)
+        assert logic.facts(got, attempt, now, limits) == references.facts(
+            expected, attempt, now, limits
+        )
+        assert logic.prune(got, now, limits) == references.prune(expected, now, limits)
+        assert got == expected
+        assert logic.prune(got, now, limits) == logic.Pruned()  # nothing left to prune
+
