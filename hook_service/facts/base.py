@@ -35,6 +35,9 @@ STATUSES: Final = frozenset({CONTINUE, REVIEW, BLOCK, UNDECIDED})
 NAME: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 HASH: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
 COUNTRY: Final = re.compile(r"[A-Z]{2}")
+# How a frozen dataclass sets its fields (Attempt.settled builds one without __init__).
+_new: Final = object.__new__
+_set: Final = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,29 @@ class Attempt:
     def settled(self, status: str, steps: tuple[str, ...] = (), expires_at: float = 0.0) -> Attempt:
         """This attempt with its decision: ``status``, the custom ``steps`` it recorded and the
         end of its proof window (a ``review`` needs ``expires_at`` > ``at`` to be provable)."""
-        return replace(self, status=status, steps=steps, expires_at=expires_at)
+        if type(self) is not Attempt:
+            return replace(self, status=status, steps=steps, expires_at=expires_at)
+        # dataclasses.replace, without its field walk and without checking again the fields
+        # this attempt already passed (2.6 µs of 3.4 a call): the checks of __post_init__ on the
+        # three new values, in its order, with its messages.
+        if status not in STATUSES:
+            raise ValueError(f"Attempt.status must be one of {sorted(STATUSES)}")
+        if any(not NAME.fullmatch(step) for step in steps):
+            raise ValueError("Attempt.steps must be step keys")
+        if not math.isfinite(expires_at):  # self.at is finite already
+            raise ValueError("Attempt times must be finite")
+        new = _new(Attempt)
+        _set(new, "id", self.id)
+        _set(new, "at", self.at)
+        _set(new, "scope", self.scope)
+        _set(new, "device", self.device)
+        _set(new, "ip", self.ip)
+        _set(new, "country", self.country)
+        _set(new, "location", self.location)
+        _set(new, "status", status)
+        _set(new, "steps", steps)
+        _set(new, "expires_at", expires_at)
+        return new
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,3 +134,32 @@ def test_facts_and_prune_give_what_their_references_give() -> None:
         assert got == expected
         assert logic.prune(got, now, limits) == logic.Pruned()  # nothing left to prune
 
+
+def test_settled_gives_what_dataclasses_replace_gives() -> None:
+    rng = random.Random(12)
+    for _ in range(500):
+        attempt = references.attempt(rng, Limits())
+        status = rng.choice(["", "continue", "review", "block"])
+        steps = rng.choice([(), ("kyc_review",), ("z", "kyc_review")])
+        expires_at = rng.choice([0.0, attempt.at + 600, 1e12])
+        got = attempt.settled(status, steps, expires_at)
+        assert type(got) is Attempt
+        assert got == references.settled(attempt, status, steps, expires_at)
+        assert repr(got) == repr(references.settled(attempt, status, steps, expires_at))
+    attempt = references.attempt(rng, Limits())
+    for status, steps, expires_at in (
+        ("maybe", (), 0.0),
+        ("review", ("kyc|review",), 0.0),
+        ("review", ("",), 0.0),
+        ("review", (), float("inf")),
+        ("review", (), float("nan")),
+        ("maybe", ("kyc|review",), float("nan")),  # the first check's message wins
+        ("review", ("kyc|review",), float("nan")),
+    ):
+        with pytest.raises(ValueError) as reference:
+            references.settled(attempt, status, steps, expires_at)
+        with pytest.raises(ValueError) as refused:
+            attempt.settled(status, steps, expires_at)
+        assert str(refused.value) == str(reference.value)
+    with pytest.raises(AttributeError):  # still frozen
+        attempt.settled("review").status = "block"  # type: ignore[misc]
