@@ -142,7 +142,8 @@ def decode_replay(record: Any) -> str:
 
 
 def _pairs(flat: list[Any]) -> Iterator[tuple[str, str]]:
-    items = [_text(v) for v in flat]
+    # _text inlined: one call less per item (48 items for a month of history).
+    items = [v.decode("utf-8", "surrogatepass") if isinstance(v, bytes) else str(v) for v in flat]
     return zip(items[0::2], items[1::2], strict=True)
 
 
@@ -150,16 +151,27 @@ def decode(state: list[Any]) -> History:
     """A :class:`History` from the READ part of the scripts: [history, times, latest, flag]."""
     held, times, latest, flag = state
     h = History()
+    # Field prefix -> the table it fills (_TABLES, without a getattr per field).
+    tables: dict[str, dict[str, int]] = {
+        "d": h.seen_devices,
+        "i": h.seen_ips,
+        "D": h.known_devices,
+        "I": h.known_ips,
+        "c": h.known_countries,
+        "s": h.steps,
+    }
     for field, value in _pairs(held):
-        kind, name = field[0], field[1:]
-        if kind == "l":
+        kind = field[0]
+        table = tables.get(kind)
+        if table is not None:
+            table[field[1:]] = int(value)
+        elif kind == "l":
             at, lat, lon = value.split(",")
             h.location = (int(at), float(lat), float(lon))
         elif kind == "v":
             h.verified_at = int(value)
         else:
-            table: dict[str, int] = getattr(h, _TABLES[kind])
-            table[name] = int(value)
+            raise KeyError(kind)  # an unknown field, as _TABLES[kind] always refused it
     h.times = decode_times(_text(times)) if times else []
     for record in reversed(latest):
         decoded = decode_latest(_text(record))
