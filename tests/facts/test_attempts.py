@@ -1,11 +1,22 @@
-"""The attempt ids (facts/attempts.py): random, 96 bits, valid Attempt ids."""
+"""The attempts of requests (facts/attempts.py): random 96-bit ids, valid Attempt ids, and the
+device hash of each as the facts key makes it."""
 
 from __future__ import annotations
 
 import base64
+import random
 
-from hook_service.facts.attempts import random_id
+from hook_service.facts.attempts import DEVICE_HASHES, AttemptFactory, random_id
 from hook_service.facts.base import HASH, Attempt
+from hook_service.facts.geo import Geo
+from tests.facts.support import (
+    CHROME_130_WIN,
+    CHROME_131_MAC,
+    FIREFOX_WIN,
+    KEY,
+    SAFARI_IOS_17,
+    device_keys,
+)
 
 
 def test_attempt_ids_are_96_random_bits_in_unpadded_base64url() -> None:
@@ -19,3 +30,21 @@ def test_attempt_ids_are_96_random_bits_in_unpadded_base64url() -> None:
     # Both alphabet ends show up over 2000 ids (not a hex or a standard-base64 encoding).
     joined = "".join(ids)
     assert "-" in joined and "_" in joined
+
+
+def test_the_device_hash_is_the_keyed_hash_of_the_device_key_cached_or_not() -> None:
+    # The factory keeps the hashes of the last DEVICE_HASHES device keys: whether a key's
+    # hash comes from there or is made again (more distinct keys than that, in a random order
+    # with repeats) it is KEY.device of the key, as before the cache.
+    devices = device_keys()
+    factory = AttemptFactory(KEY, devices, Geo())
+    known = [CHROME_130_WIN, CHROME_131_MAC, FIREFOX_WIN, SAFARI_IOS_17]
+    unknown = [f"bench-client/{n}" for n in range(DEVICE_HASHES + 200)]  # raw keys
+    rng = random.Random(14)
+    for _ in range(3 * DEVICE_HASHES):
+        ua = rng.choice(known) if rng.random() < 0.5 else rng.choice(unknown)
+        platform = rng.choice(["WEB", "ios", "", None])
+        attempt = factory.attempt("transfer:write", {"user_agent": ua, "platform": platform}, 1.0)
+        device_key = devices.key(ua, platform)
+        assert device_key is not None and attempt.device == KEY.device(device_key)
+    assert factory.attempt("transfer:write", {"platform": "WEB"}, 1.0).device is None
