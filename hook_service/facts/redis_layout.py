@@ -151,15 +151,8 @@ def decode(state: list[Any]) -> History:
     """A :class:`History` from the READ part of the scripts: [history, times, latest, flag]."""
     held, times, latest, flag = state
     h = History()
-    # Field prefix -> the table it fills (_TABLES, without a getattr per field).
-    tables: dict[str, dict[str, int]] = {
-        "d": h.seen_devices,
-        "i": h.seen_ips,
-        "D": h.known_devices,
-        "I": h.known_ips,
-        "c": h.known_countries,
-        "s": h.steps,
-    }
+    # Field prefix -> the table it fills: a getattr per table, not one per field.
+    tables: dict[str, dict[str, int]] = {kind: getattr(h, name) for kind, name in _TABLES.items()}
     for field, value in _pairs(held):
         kind = field[0]
         table = tables.get(kind)
