@@ -30,7 +30,7 @@ from hook_service.facts.attempts import AttemptFactory
 from hook_service.facts.base import REVIEW, Attempt, Facts, FactsStore, Once, Replay
 from hook_service.hook.base import HookRequest
 from hook_service.policy.base import Decision, Step
-from hook_service.policy.schema import KEY_PATTERN
+from hook_service.policy.schema import GRANT_MODES, KEY_PATTERN, MAX_SECONDS, STATUSES
 
 logger = logging.getLogger(logs.HOOK)
 
@@ -145,11 +145,11 @@ def _decision(
     # A policy gives few distinct answers, and a Decision is immutable: the replays of them
     # share one, its body encoded once (6.9 -> 3.3 µs a decode, measured alone; issue 15,
     # point 3). The fields come converted (int, str), so equal keys are equal decisions.
-    if not KEY_PATTERN.fullmatch(rule):
-        # The rule goes out as X-Hook-Rule: a record whose rule no policy could have named
-        # (tampered with in Redis) must fail as malformed, not as a header that cannot be
-        # encoded (a 500 to Prelude). Raised, not cached.
-        raise ValueError("rule")
+    if not _valid_answer(status, grant_mode, granted_for, steps, rule):
+        # A record changed in the store (Redis) must fail as malformed, never go out as an
+        # answer no policy can give (contract 3) or a rule X-Hook-Rule cannot carry (a 500 to
+        # Prelude). Raised, not cached: this runs once per distinct answer.
+        raise ValueError("answer")
     return Decision(
         status,
         grant_mode,
@@ -158,6 +158,28 @@ def _decision(
         rule,
         error,
         revision=revision,
+    )
+
+
+def _valid_answer(
+    status: str,
+    grant_mode: str,
+    granted_for: int,
+    steps: tuple[tuple[int, str, int], ...],
+    rule: str,
+) -> bool:
+    """Whether a replay record's answer is one a policy could have given: what the policy
+    file's checks allow (policy/schema.py), steps in order 1..n for a review only."""
+    return (
+        status in STATUSES
+        and grant_mode in GRANT_MODES
+        and 1 <= granted_for <= MAX_SECONDS
+        and bool(steps) == (status == "review")
+        and all(
+            order == index and KEY_PATTERN.fullmatch(key) and 1 <= duration <= MAX_SECONDS
+            for index, (order, key, duration) in enumerate(steps, 1)
+        )
+        and KEY_PATTERN.fullmatch(rule) is not None
     )
 
 

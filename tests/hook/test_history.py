@@ -396,11 +396,22 @@ def test_replays_of_one_answer_share_one_decision_and_each_keeps_its_own_steps()
         '{"s":"continue","g":"single-use","f":Infinity,"t":[],"r":"x","c":[],"u":1}',
         "[" * 100_000 + "]" * 100_000,
         "[]",
+        # A lone surrogate: the body cannot be encoded.
+        '{"s":"continue\ud800","g":"single-use","f":300,"t":[],"r":"x","c":[],"u":1}',
         # Rules no policy can name (KEY_PATTERN), which X-Hook-Rule could not carry as is.
         '{"s":"continue","g":"single-use","f":300,"t":[],"r":"\u2603","c":[],"u":1}',
         '{"s":"continue","g":"single-use","f":300,"t":[],"r":"a b","c":[],"u":1}',
         '{"s":"continue","g":"single-use","f":300,"t":[],"r":"","c":[],"u":1}',
-        '{"s":"continue\ud800","g":"single-use","f":300,"t":[],"r":"x","c":[],"u":1}',
+        # Answers no policy can give (policy/schema.py, contract 3).
+        '{"s":"maybe","g":"single-use","f":300,"t":[],"r":"x","c":[],"u":1}',
+        '{"s":"continue","g":"forever","f":300,"t":[],"r":"x","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":0,"t":[],"r":"x","c":[],"u":1}',
+        '{"s":"continue","g":"single-use","f":86401,"t":[],"r":"x","c":[],"u":1}',
+        '{"s":"review","g":"single-use","f":300,"t":[],"r":"x","c":[],"u":1}',
+        '{"s":"block","g":"single-use","f":300,"t":[[1,"verify_sms",600]],"r":"x","c":[],"u":1}',
+        '{"s":"review","g":"single-use","f":300,"t":[[2,"verify_sms",600]],"r":"x","c":[],"u":1}',
+        '{"s":"review","g":"single-use","f":300,"t":[[1,"verify_sms",0]],"r":"x","c":[],"u":1}',
+        '{"s":"review","g":"single-use","f":300,"t":[[1,"a b",600]],"r":"x","c":[],"u":1}',
     ],
 )
 def test_a_malformed_replay_record_is_a_value_error(record: str) -> None:
