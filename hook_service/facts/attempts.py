@@ -20,8 +20,11 @@ from hook_service.facts.geo import NOWHERE, Geo
 from hook_service.facts.hashing import FactsKey, parse_ip
 
 # Device keys are few (browser, OS, its major version, platform) and a key's hash never changes:
-# the hashes of the last this many are kept (an HMAC is 1.3 µs; a key is at most about 1 KB).
+# the hashes of the last DEVICE_HASHES keys are kept (an HMAC is 1.3 µs a request), only of keys
+# up to CACHED_KEY_CHARS (a user agent is cut at 1,024, but the platform is the caller's text):
+# at most about 1.5 MB per process.
 DEVICE_HASHES: Final = 1024
+CACHED_KEY_CHARS: Final = 1280
 
 
 def random_id() -> str:
@@ -50,6 +53,11 @@ class AttemptFactory:
         self._ids = ids
         self._device_hash = functools.lru_cache(maxsize=DEVICE_HASHES)(key.device)
 
+    def _device(self, device_key: str) -> str:
+        if len(device_key) <= CACHED_KEY_CHARS:
+            return self._device_hash(device_key)
+        return self._key.device(device_key)
+
     def attempt(self, scope: str, signals: Mapping[str, Any], at: float) -> Attempt:
         device_key = self._devices.key(signals.get("user_agent"), signals.get("platform"))
         address = parse_ip(signals.get("ip"))
@@ -58,7 +66,7 @@ class AttemptFactory:
             id=self._ids(),
             at=at,
             scope=scope,
-            device=None if device_key is None else self._device_hash(device_key),
+            device=None if device_key is None else self._device(device_key),
             ip=None if address is None else self._key.ip(address),
             country=place.country,
             location=place.location,

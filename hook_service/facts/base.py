@@ -136,8 +136,8 @@ class Attempt:
         if type(self) is not Attempt:
             return replace(self, status=status, steps=steps, expires_at=expires_at)
         # dataclasses.replace, without its field walk and without checking again the fields
-        # this attempt already passed (2.6 µs of 3.4 a call): the checks of __post_init__ on the
-        # three new values, in its order, with its messages.
+        # this attempt already passed (about 2.3 of its 3.3 µs a call): __post_init__'s checks
+        # on the three new values, in its order, with its messages.
         if status not in STATUSES:
             raise ValueError(f"Attempt.status must be one of {sorted(STATUSES)}")
         if any(not NAME.fullmatch(step) for step in steps):

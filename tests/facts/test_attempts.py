@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import random
 
-from hook_service.facts.attempts import DEVICE_HASHES, AttemptFactory, random_id
+from hook_service.facts.attempts import CACHED_KEY_CHARS, DEVICE_HASHES, AttemptFactory, random_id
 from hook_service.facts.base import HASH, Attempt
 from hook_service.facts.geo import Geo
 from tests.facts.support import (
@@ -48,3 +48,13 @@ def test_the_device_hash_is_the_keyed_hash_of_the_device_key_cached_or_not() -> 
         device_key = devices.key(ua, platform)
         assert device_key is not None and attempt.device == KEY.device(device_key)
     assert factory.attempt("transfer:write", {"platform": "WEB"}, 1.0).device is None
+    # Bounded: never more than DEVICE_HASHES keys, and a key longer than CACHED_KEY_CHARS (a
+    # long platform: the caller's text) is hashed each time, not kept.
+    cached = factory._device_hash.cache_info()
+    assert cached.maxsize == DEVICE_HASHES and cached.currsize == DEVICE_HASHES
+    factory._device_hash.cache_clear()
+    long = {"user_agent": CHROME_130_WIN, "platform": "P" * (CACHED_KEY_CHARS + 1)}
+    attempt = factory.attempt("transfer:write", long, 1.0)
+    device_key = devices.key(long["user_agent"], long["platform"])
+    assert device_key is not None and attempt.device == KEY.device(device_key)
+    assert factory._device_hash.cache_info().currsize == 0
