@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import dataclasses
 import json
 import os
 import secrets
@@ -28,9 +27,10 @@ from hook_service.simulator.prelude import PreludeKeys
 
 from . import prepare, scale
 from ._log import log
+from .cpu import CpuWindow
 from .load import BenchError, WrkResult, run_wrk
 from .pending import record_pending
-from .servers import Process, Processes, cpu_seconds, machine_busy_seconds, worker_pids
+from .servers import Process, Processes, cpu_seconds, worker_pids
 
 BALANCE_ATTEMPTS = 4
 WARMUP_REQUESTS = 200
@@ -85,8 +85,6 @@ class Bench:
     ) -> WrkResult:
         """wrk on ``server`` with ``pool`` for ``duration`` s, by default the run's (see
         :func:`run_wrk`), with the server's and the machine's CPU during the run."""
-        pids = worker_pids(server)
-        cpu, busy = sum(cpu_seconds(pid) for pid in pids), machine_busy_seconds()
         result = run_wrk(
             server.url,
             pool,
@@ -94,13 +92,10 @@ class Bench:
             connections=connections or self.connections,
             once=once,
             rule=rule,
+            window=CpuWindow(worker_pids(server)),
         )
         server.check_alive()
-        return dataclasses.replace(
-            result,
-            server_cpu=sum(cpu_seconds(pid) for pid in pids) - cpu,
-            machine_busy=machine_busy_seconds() - busy,
-        )
+        return result
 
     def warm(self, server: Process, pool: Path, requests: int = WARMUP_REQUESTS) -> None:
         """``requests`` sequential requests from ``pool`` first: imports, caches,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+if TYPE_CHECKING:
+    from .cpu import CpuWindow
+
 LUA = Path(__file__).with_name("pool.lua")
+READY = "BENCH_READY"  # bench/pool.lua's line on stderr once its pool is read
 WRK_MISSING = (
     "wrk is required: install it with `apt-get install -y wrk` (Debian/Ubuntu; `make bench` "
     "does this when run as root)"
@@ -31,10 +38,12 @@ class WrkResult:
     socket_errors: int
     p50_ms: float
     p99_ms: float
-    # Set by Bench.load: the loaded server's CPU (its workers) and the whole machine's busy
-    # CPU (every process, the kernel's network work too) during the run, in seconds.
+    # With a CpuWindow (bench/cpu.py): the loaded server's CPU (its workers) and the whole
+    # machine's busy CPU (every process, the kernel's network work too) during the run, and
+    # the wall-clock seconds they were measured over.
     server_cpu: float = 0.0
     machine_busy: float = 0.0
+    cpu_window: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -48,7 +57,7 @@ class WrkResult:
     @property
     def cores_busy(self) -> float:
         """How many of the machine's cores were busy on average during the run."""
-        return self.machine_busy / self.duration if self.duration else 0.0
+        return self.machine_busy / self.cpu_window if self.cpu_window else 0.0
 
 
 def require_wrk() -> str:
@@ -67,8 +76,10 @@ def run_wrk(
     threads: int = 1,
     once: bool = False,
     rule: str | None = None,
+    window: CpuWindow | None = None,
 ) -> WrkResult:
-    """Load ``url`` with wrk for ``duration`` s, replaying the request-pool file ``pool``.
+    """Load ``url`` with wrk for ``duration`` s, replaying the request-pool file ``pool``;
+    ``window`` measures the CPU from when wrk has read the pool until it exits.
 
     Raises :class:`BenchError` if any response is not 2xx (or, with ``rule``, was not decided
     by that policy rule) or any socket error occurred: a benchmark that measures errors must
@@ -76,10 +87,10 @@ def run_wrk(
     argv = [require_wrk(), "-t", str(threads), "-c", str(connections)]
     argv += ["-d", f"{max(1, round(duration))}s", "--timeout", "5s", "-s", str(LUA), url]
     argv += ["--", str(pool), "once" if once else "cycle", str(threads), *([rule] if rule else [])]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
-    if proc.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    returncode, stdout, stderr = _wrk(argv, threads, duration + 60, window)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({returncode}): {stderr.strip()[-500:]}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
     result = WrkResult(
         requests=data["requests"],
@@ -91,6 +102,13 @@ def run_wrk(
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
     )
+    if window is not None:
+        result = dataclasses.replace(
+            result,
+            server_cpu=window.server_cpu,
+            machine_busy=window.machine_busy,
+            cpu_window=window.seconds,
+        )
     if result.non2xx or result.socket_errors or not result.requests:
         raise BenchError(
             f"{url}: {result.non2xx} non-2xx (or wrong-rule) responses and "
@@ -98,6 +116,38 @@ def run_wrk(
             "(pool exhausted or server failing; see its log)"
         )
     return result
+
+
+def _wrk(
+    argv: list[str], threads: int, timeout: float, window: CpuWindow | None
+) -> tuple[int, str, str]:
+    """Run wrk; ``window`` opens once every thread has written ``BENCH_READY`` (the end of
+    bench/pool.lua's ``init``) and closes when wrk exits. Killed after ``timeout`` s."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+    )
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        assert proc.stderr is not None
+        before: list[str] = []
+        ready = 0
+        while ready < threads:
+            got = proc.stderr.readline()
+            if not got:
+                break  # wrk ended (or failed) before its pool was read
+            if got.strip() == READY:
+                ready += 1
+            else:
+                before.append(got)
+        if ready == threads and window is not None:
+            window.start()
+        stdout, stderr = proc.communicate()
+        if window is not None:
+            window.stop()
+    finally:
+        killer.cancel()
+    return proc.returncode, stdout, "".join(before) + stderr
 
 
 def rsa_sign_rate(

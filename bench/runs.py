@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import cluster, prepare, scale
 from ._log import log
+from .cpu import where_ratios_come_from
 from .facts import bytes_per_user
 from .floors import floor_cases, floor_pools_of, floor_rates
 from .load import WrkResult, rsa_sign_rate
@@ -218,7 +218,7 @@ def figures(bench: Bench) -> list[Figure]:
         ),
         Figure.ratio("signed floor vs bare route", signed.rate, floors.bare.rate, None),
         Figure.ratio("signing floor vs raw RSA signs/s", signing.rate, sign_rate, None),
-        *_where_ratios_come_from(
+        *where_ratios_come_from(
             {
                 "hook call": (hook, signed),
                 "hook call with custom step": (hook_kyc, signed),
@@ -245,35 +245,6 @@ def figures(bench: Bench) -> list[Figure]:
         *on_sentinel,
         *grown,
     ]
-
-
-def _where_ratios_come_from(
-    per_request: dict[str, tuple[WrkResult, WrkResult]],
-    scaled: dict[str, tuple[WrkResult, WrkResult]],
-) -> list[Figure]:
-    """What the goal ratios are made of, no goal: each case's server CPU per request against
-    its floor's (a rate ratio is about the inverse of this one while the server is the
-    bottleneck), and how many of the machine's cores the 1- and 2-worker runs kept busy
-    (wrk, Redis and the kernel's share included: a 2-worker run that keeps every core busy
-    cannot go faster on this machine)."""
-    cores = float(os.cpu_count() or 1)
-    figures = [
-        Figure.compared(
-            f"server CPU per {what} vs its floor's",
-            case.cpu_per_request_us,
-            floor.cpu_per_request_us,
-            "µs",
-        )
-        for what, (case, floor) in per_request.items()
-    ]
-    for what, (one, two) in scaled.items():
-        figures.append(
-            Figure.compared(f"cores busy, {what}, 1 worker", one.cores_busy, cores, "cores")
-        )
-        figures.append(
-            Figure.compared(f"cores busy, {what}, 2 workers", two.cores_busy, cores, "cores")
-        )
-    return figures
 
 
 def _policies_side_by_side(

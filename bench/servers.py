@@ -98,13 +98,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent on anything but idling so far (/proc/stat's ``cpu`` line:
-    every field but idle and iowait; guest time is already counted in user)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def worker_pids(process: Process) -> list[int]:
     """The uvicorn worker pids: the process itself with one worker, else its spawned workers
     (not multiprocessing's resource tracker, also a child)."""

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.testclient import TestClient
 
 from bench import bare_app, cluster, prepare
+from bench.cpu import CpuWindow, machine_busy_seconds, where_ratios_come_from
 from bench.facts import bytes_per_user
 from bench.floors import FLOOR_SIGNED, FLOOR_SIGNING, FLOOR_SIGNING_ED25519
-from bench.load import WrkResult
+from bench.load import LUA, READY, WrkResult, _wrk
 from bench.pending import record_pending
 from bench.prepare import TokenForm
 from bench.report import Figure, markdown_table, replace_block, text_table
 from bench.rounds import ROUNDS, Case, interleaved
 from bench.run import BENCH_DOC, _parse
-from bench.runs import _where_ratios_come_from
-from bench.servers import machine_busy_seconds, sentinel_conf, sentinel_env
+from bench.servers import sentinel_conf, sentinel_env
 from bench.topologies import sentinel_target
 from hook_service._redis_target import RedisTarget
 from hook_service.facts.hashing import FactsKey
@@ -458,11 +459,13 @@ def test_the_machines_busy_cpu_grows_with_work_and_never_beyond_its_cores() -> N
 
 def test_where_the_ratios_come_from_per_request_cpu_and_busy_cores() -> None:
     def run(requests: int, server_cpu: float, busy: float) -> WrkResult:
-        return WrkResult(requests, 2.0, 0, 0, 1.0, 2.0, server_cpu=server_cpu, machine_busy=busy)
+        return WrkResult(
+            requests, 2.0, 0, 0, 1.0, 2.0, server_cpu=server_cpu, machine_busy=busy, cpu_window=2.0
+        )
 
     hook, floor = run(1000, 0.28, 1.0), run(3000, 0.28, 1.0)
     one, two = run(8000, 2.0, 2.2), run(12000, 3.6, 3.9)
-    figures = _where_ratios_come_from({"hook call": (hook, floor)}, {"hook": (one, two)})
+    figures = where_ratios_come_from({"hook call": (hook, floor)}, {"hook": (one, two)})
     assert [f.name for f in figures] == [
         "server CPU per hook call vs its floor's",
         "cores busy, hook, 1 worker",
@@ -475,3 +478,35 @@ def test_where_the_ratios_come_from_per_request_cpu_and_busy_cores() -> None:
     assert (figures[1].value, figures[2].value) == pytest.approx((1.1, 1.95))
     assert figures[2].floor == os.cpu_count() and figures[2].goal is None
     assert figures[2].cells()[5] == "-"  # reported, no goal
+
+
+FAKE_WRK = """
+import sys, time
+end = time.process_time() + 1.0
+while time.process_time() < end:  # reading the pool: before the window
+    pass
+print("a warning", file=sys.stderr, flush=True)
+print("BENCH_READY", file=sys.stderr, flush=True)
+time.sleep(0.2)
+print("BENCH_JSON {}")
+"""
+
+
+def test_the_cpu_window_opens_once_wrk_has_read_its_pool_and_closes_when_it_exits(
+    tmp_path: Path,
+) -> None:
+    # A stand-in for wrk speaking bench/pool.lua's protocol (the marker on stderr).
+    script = tmp_path / "fake_wrk.py"
+    script.write_text(FAKE_WRK)
+    assert f'io.stderr:write("{READY}\\n")' in LUA.read_text()
+    window = CpuWindow([os.getpid()])
+    code, out, err = _wrk([sys.executable, str(script)], 1, 30, window)
+    assert code == 0 and out.strip() == "BENCH_JSON {}"
+    assert "a warning" in err and READY not in err
+    # The second of CPU before the marker is outside the window: only the 0.2 s after it.
+    assert 0.2 <= window.seconds < 0.8
+    assert window.machine_busy <= window.seconds * (os.cpu_count() or 1) + 0.05
+    failed = CpuWindow([os.getpid()])
+    code, _, err = _wrk([sys.executable, "-c", "import sys; sys.exit('no pool')"], 1, 30, failed)
+    assert code == 1 and "no pool" in err
+    assert (failed.seconds, failed.machine_busy, failed.server_cpu) == (0.0, 0.0, 0.0)
