@@ -31,17 +31,23 @@ def machine_busy_seconds() -> float:
 
 
 class CpuWindow:
-    """The server's CPU (the processes ``pids``) and the machine's busy CPU, in seconds,
-    between :meth:`start` and :meth:`stop`, and the wall-clock ``seconds`` between them
-    (all 0 when never started)."""
+    """Each server process's CPU (``pids``, the workers) and the machine's busy CPU, in
+    seconds, between :meth:`start` and :meth:`stop`, and the wall-clock ``seconds`` between
+    them (all 0 when never started)."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
-        self.server_cpu = self.machine_busy = self.seconds = 0.0
-        self._start: tuple[float, float, float] | None = None
+        self.worker_cpu: tuple[float, ...] = ()
+        self.machine_busy = self.seconds = 0.0
+        self._start: tuple[tuple[float, ...], float, float] | None = None
 
-    def _now(self) -> tuple[float, float, float]:
-        return sum(cpu_seconds(p) for p in self.pids), machine_busy_seconds(), time.monotonic()
+    @property
+    def server_cpu(self) -> float:
+        return sum(self.worker_cpu)
+
+    def _now(self) -> tuple[tuple[float, ...], float, float]:
+        workers = tuple(cpu_seconds(p) for p in self.pids)
+        return workers, machine_busy_seconds(), time.monotonic()
 
     def start(self) -> None:
         self._start = self._now()
@@ -49,10 +55,9 @@ class CpuWindow:
     def stop(self) -> None:
         if self._start is None:
             return
-        end = self._now()
-        self.server_cpu, self.machine_busy, self.seconds = (
-            b - a for a, b in zip(self._start, end, strict=True)
-        )
+        (workers, busy, wall), (workers_end, busy_end, wall_end) = self._start, self._now()
+        self.worker_cpu = tuple(b - a for a, b in zip(workers, workers_end, strict=True))
+        self.machine_busy, self.seconds = busy_end - busy, wall_end - wall
 
 
 def where_ratios_come_from(

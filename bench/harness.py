@@ -30,7 +30,7 @@ from ._log import log
 from .cpu import CpuWindow
 from .load import BenchError, WrkResult, run_wrk
 from .pending import record_pending
-from .servers import Process, Processes, cpu_seconds, worker_pids
+from .servers import Process, Processes, worker_pids
 
 BALANCE_ATTEMPTS = 4
 WARMUP_REQUESTS = 200
@@ -111,7 +111,6 @@ class Bench:
     ) -> WrkResult:
         """The hook (rule ``otp-only``) at ``connections``, on evenly loaded workers."""
         return self.balanced(
-            server,
             lambda: self.load(
                 server, pool, rule="otp-only", connections=connections, duration=duration
             ),
@@ -127,22 +126,21 @@ class Bench:
     ) -> WrkResult:
         """:meth:`tokens_once` on evenly loaded workers (:meth:`balanced`)."""
         return self.balanced(
-            server,
             lambda: self.tokens_once(server, sign_rate, form, connections, duration=duration),
         )
 
-    def balanced(self, server: Process, run: Callable[[], WrkResult]) -> WrkResult:
+    def balanced(self, run: Callable[[], WrkResult]) -> WrkResult:
         """``run()``, run again while the workers' share of the load is uneven.
 
         uvicorn's workers accept from one shared socket and wrk opens all its connections at
         once, so one worker sometimes accepts every connection while the other idles (seen
         here with 32 connections). A deployment's connections come and go and even out; a run
         where a worker used less than half the CPU of the other is not that steady state."""
-        pids = worker_pids(server)
         for attempt in range(1, BALANCE_ATTEMPTS + 1):
-            before = [cpu_seconds(pid) for pid in pids]
             result = run()
-            used = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+            used = result.worker_cpu  # each worker's CPU during the run (Bench.load)
+            if not used:
+                raise BenchError("no CPU measured for the run (no BENCH_READY from pool.lua)")
             if min(used) >= 0.5 * max(used):
                 return result
             shares = ", ".join(f"{u:.1f}" for u in used)

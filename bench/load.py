@@ -38,16 +38,21 @@ class WrkResult:
     socket_errors: int
     p50_ms: float
     p99_ms: float
-    # With a CpuWindow (bench/cpu.py): the loaded server's CPU (its workers) and the whole
+    # With a CpuWindow (bench/cpu.py): each of the loaded server's workers' CPU and the whole
     # machine's busy CPU (every process, the kernel's network work too) during the run, and
     # the wall-clock seconds they were measured over.
-    server_cpu: float = 0.0
+    worker_cpu: tuple[float, ...] = ()
     machine_busy: float = 0.0
     cpu_window: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.requests / self.duration if self.duration else 0.0
+
+    @property
+    def server_cpu(self) -> float:
+        """The server's CPU during the run: all its workers', in seconds."""
+        return sum(self.worker_cpu)
 
     @property
     def cpu_per_request_us(self) -> float:
@@ -105,7 +110,7 @@ def run_wrk(
     if window is not None:
         result = dataclasses.replace(
             result,
-            server_cpu=window.server_cpu,
+            worker_cpu=window.worker_cpu,
             machine_busy=window.machine_busy,
             cpu_window=window.seconds,
         )

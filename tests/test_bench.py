@@ -460,7 +460,15 @@ def test_the_machines_busy_cpu_grows_with_work_and_never_beyond_its_cores() -> N
 def test_where_the_ratios_come_from_per_request_cpu_and_busy_cores() -> None:
     def run(requests: int, server_cpu: float, busy: float) -> WrkResult:
         return WrkResult(
-            requests, 2.0, 0, 0, 1.0, 2.0, server_cpu=server_cpu, machine_busy=busy, cpu_window=2.0
+            requests,
+            2.0,
+            0,
+            0,
+            1.0,
+            2.0,
+            worker_cpu=(server_cpu,),
+            machine_busy=busy,
+            cpu_window=2.0,
         )
 
     hook, floor = run(1000, 0.28, 1.0), run(3000, 0.28, 1.0)
